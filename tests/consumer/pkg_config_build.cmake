@@ -1,0 +1,16 @@
+# Compiles and runs the consumer with nothing but `pkg-config --cflags --libs minnow`.
+set(ENV{PKG_CONFIG_PATH} "${PREFIX}/share/pkgconfig")
+execute_process(COMMAND ${PKG_CONFIG} --cflags --libs minnow OUTPUT_VARIABLE flags RESULT_VARIABLE rc
+  OUTPUT_STRIP_TRAILING_WHITESPACE)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "pkg-config could not resolve minnow")
+endif()
+separate_arguments(flags UNIX_COMMAND "${flags}")
+execute_process(COMMAND ${CXX} ${SOURCE} ${flags} -o ${OUTPUT} RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "compiling with pkg-config flags failed: ${flags}")
+endif()
+execute_process(COMMAND ${OUTPUT} RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "the pkg-config consumer returned ${rc}")
+endif()

@@ -22,8 +22,9 @@ static_assert(!std::is_convertible_v<TensorView<float, 2>, TensorView<float, 3>>
 // Tensors are move-only: copies are explicit (clone()).
 static_assert(!std::is_copy_constructible_v<Tensor<float, 2>>);
 static_assert(std::is_nothrow_move_constructible_v<Tensor<float, 2>>);
-// A view of a temporary tensor would dangle, so it does not compile.
-static_assert(!std::is_convertible_v<Tensor<float, 1>&&, TensorView<const float, 1>>);
+// A const tensor gives only read-only views.
+static_assert(!std::is_convertible_v<const Tensor<float, 1>&, TensorView<float, 1>>);
+static_assert(std::is_convertible_v<const Tensor<float, 1>&, TensorView<const float, 1>>);
 // Writes through a const view's maps do not compile either.
 template <class View>
 concept writable_through_array = requires(View v) { v.array()(0) = 1.0f; };

@@ -341,9 +341,10 @@ class Tensor {
   [[nodiscard]] TensorView<const T, Rank> view() const noexcept {
     return {data(), shape_, detail::unchecked_t{}};
   }
-  operator TensorView<T, Rank>() & noexcept { return view(); }                   // NOLINT
-  operator TensorView<const T, Rank>() const& noexcept { return view(); }        // NOLINT
-  operator TensorView<const T, Rank>() const&& = delete;  // a view of a temporary would dangle
+  /// Tensors convert to views implicitly, so functions taking views accept tensors. A view of a
+  /// temporary is valid until the end of the full expression, like std::string_view of a temporary string.
+  operator TensorView<T, Rank>() & noexcept { return view(); }             // NOLINT(google-explicit-constructor)
+  operator TensorView<const T, Rank>() const& noexcept { return view(); }  // NOLINT(google-explicit-constructor)
 
   [[nodiscard]] T* data() noexcept { return static_cast<T*>(storage_.get()); }
   [[nodiscard]] const T* data() const noexcept { return static_cast<const T*>(storage_.get()); }

@@ -1,0 +1,17 @@
+#pragma once
+/// @file nn.hpp
+/// @brief The small CNN module: layers, loss, optimizers, schedules, reference models.
+
+#include <minnow/nn/activations.hpp>
+#include <minnow/nn/adam.hpp>
+#include <minnow/nn/conv2d.hpp>
+#include <minnow/nn/init.hpp>
+#include <minnow/nn/layer.hpp>
+#include <minnow/nn/linear.hpp>
+#include <minnow/nn/loss.hpp>
+#include <minnow/nn/lr_schedule.hpp>
+#include <minnow/nn/maxpool2d.hpp>
+#include <minnow/nn/models.hpp>
+#include <minnow/nn/optimizer.hpp>
+#include <minnow/nn/sequential.hpp>
+#include <minnow/nn/sgd.hpp>

@@ -1,0 +1,234 @@
+#pragma once
+/// @file nn/conv2d.hpp
+/// @brief 2-D convolution over NCHW batches, as im2col + Eigen GEMM, parallel over the samples.
+
+#include <minnow/detail/parallel.hpp>
+#include <minnow/nn/init.hpp>
+#include <minnow/nn/layer.hpp>
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace minnow::nn {
+
+/// @brief `y[n, o] = bias[o] + Σ_c weight[o, c] ⋆ x[n, c]` with a square kernel, stride and zero padding
+/// (PyTorch's nn.Conv2d with groups = dilation = 1). Weight [out, in, k, k], bias [out].
+template <class T>
+class Conv2d final : public Layer<T> {
+ public:
+  /// @throws value_error when a size is not positive or the padding is negative.
+  Conv2d(index_t in_channels, index_t out_channels, index_t kernel, index_t stride = 1, index_t padding = 0)
+      : in_(in_channels), out_(out_channels), kernel_(kernel), stride_(stride), padding_(padding) {
+    if (in_ <= 0 || out_ <= 0 || kernel_ <= 0 || stride_ <= 0 || padding_ < 0) {
+      throw value_error(minnow::detail::concat("Conv2d: invalid configuration ", describe(),
+                                               " (channels, kernel and stride must be > 0, padding >= 0)"));
+    }
+    weight_.resize({out_, in_, kernel_, kernel_});
+    bias_.resize({out_});
+    weight_grad_.resize(weight_.shape());
+    bias_grad_.resize(bias_.shape());
+  }
+
+  /// PyTorch's default initialisation, from `rng`.
+  void reset_parameters(std::mt19937_64& rng) {
+    pytorch_default_init(flat(weight_), flat(bias_), in_ * kernel_ * kernel_, rng);
+  }
+
+  [[nodiscard]] std::string describe() const override {
+    return minnow::detail::concat("Conv2d(", in_, ", ", out_, ", kernel=", kernel_, ", stride=", stride_,
+                                  ", padding=", padding_, ")");
+  }
+
+  [[nodiscard]] Shape<4> output_shape(const Shape<4>& input) const override {
+    if (input[1] != in_ || input[2] + 2 * padding_ < kernel_ || input[3] + 2 * padding_ < kernel_) {
+      throw shape_error(minnow::detail::concat(describe(), ": input ", to_string(input), " does not fit (expected [N, ",
+                                               in_, ", H, W] with H, W + 2·padding >= ", kernel_, ")"));
+    }
+    return {input[0], out_, (input[2] + 2 * padding_ - kernel_) / stride_ + 1,
+            (input[3] + 2 * padding_ - kernel_) / stride_ + 1};
+  }
+
+  Activations<T> forward(Activations<T> x, Mode /*mode*/) override {
+    y_.resize(output_shape(x.shape()));
+    x_ = x;
+    const index_t n_samples = x.dim(0);
+    const int threads = prepare_workspace(n_samples);
+    const auto w = weight_matrix();
+    const auto b = bias_vector();
+    const auto y = y_.view();
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#endif
+    for (index_t n = 0; n < n_samples; ++n) {
+      auto& col = columns_[static_cast<std::size_t>(minnow::detail::thread_id())];
+      im2col(x[n], col.view());
+      auto out = y[n].matrix(out_, y_.dim(2) * y_.dim(3));
+      out.noalias() = w * col.matrix();
+      out.colwise() += b;
+    }
+    return y_.view();
+  }
+
+  Activations<T> backward(Activations<T> dy) override {
+    detail::check_backward_shape("Conv2d", y_.shape(), dy.shape());
+    const index_t n_samples = dy.dim(0);
+    const index_t plane = dy.dim(2) * dy.dim(3);
+    const int threads = prepare_workspace(n_samples);
+    const bool want_dx = this->needs_input_grad_;
+    if (want_dx) dx_.resize(x_.shape());
+    const auto w = weight_matrix();
+    const auto dx = dx_.view();
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(threads) if (threads > 1)
+#endif
+    {
+      const auto t = static_cast<std::size_t>(minnow::detail::thread_id());
+      auto& col = columns_[t];
+      auto dw = weight_partials_[t].matrix();
+      auto db = bias_partials_[t].array();
+      dw.setZero();
+      db.setZero();
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+      for (index_t n = 0; n < n_samples; ++n) {
+        const auto g = dy[n].matrix(out_, plane);
+        im2col(x_[n], col.view());
+        dw.noalias() += g * col.matrix().transpose();
+        db += g.rowwise().sum().array();
+        if (want_dx) {
+          col.matrix().noalias() = w.transpose() * g;  // the columns now hold dL/dcol
+          col2im(col.view(), dx[n]);
+        }
+      }
+    }
+    // Reduce the per-thread partial sums in thread order: deterministic for a given thread count.
+    auto dw = flat(weight_grad_).array();
+    auto db = flat(bias_grad_).array();
+    dw = weight_partials_[0].view().array();
+    db = bias_partials_[0].view().array();
+    for (int t = 1; t < threads; ++t) {
+      dw += weight_partials_[static_cast<std::size_t>(t)].view().array();
+      db += bias_partials_[static_cast<std::size_t>(t)].view().array();
+    }
+    return want_dx ? Activations<T>(dx_.view()) : Activations<T>();
+  }
+
+  void collect_parameters(const std::string& prefix, std::vector<Parameter<T>>& out) override {
+    out.push_back({prefix + "weight", {out_, in_, kernel_, kernel_}, flat(weight_), flat(weight_grad_)});
+    out.push_back({prefix + "bias", {out_}, flat(bias_), flat(bias_grad_)});
+  }
+
+  [[nodiscard]] TensorView<T, 4> weight() noexcept { return weight_.view(); }
+  [[nodiscard]] TensorView<T, 1> bias() noexcept { return bias_.view(); }
+  [[nodiscard]] index_t in_channels() const noexcept { return in_; }
+  [[nodiscard]] index_t out_channels() const noexcept { return out_; }
+  [[nodiscard]] index_t kernel() const noexcept { return kernel_; }
+  [[nodiscard]] index_t stride() const noexcept { return stride_; }
+  [[nodiscard]] index_t padding() const noexcept { return padding_; }
+
+ private:
+  template <std::size_t R>
+  static TensorView<T, 1> flat(Tensor<T, R>& t) {
+    return t.view().template reshape<1>(t.size());
+  }
+
+  [[nodiscard]] MatrixMap<const T> weight_matrix() const {
+    return TensorView<const T, 4>(weight_.view()).matrix(out_, in_ * kernel_ * kernel_);
+  }
+  [[nodiscard]] Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> bias_vector() const {
+    return Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(bias_.data(), out_);
+  }
+
+  // One column buffer (and one set of gradient partial sums) per thread; resized, never reallocated once warm.
+  int prepare_workspace(index_t n_samples) {
+    const int threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(minnow::detail::max_threads(), n_samples)));
+    if (columns_.size() < static_cast<std::size_t>(threads)) {
+      columns_.resize(static_cast<std::size_t>(threads));
+      weight_partials_.resize(static_cast<std::size_t>(threads));
+      bias_partials_.resize(static_cast<std::size_t>(threads));
+    }
+    const index_t rows = in_ * kernel_ * kernel_;
+    const index_t cols = y_.dim(2) * y_.dim(3);
+    for (std::size_t t = 0; t < static_cast<std::size_t>(threads); ++t) {
+      columns_[t].resize({rows, cols});
+      weight_partials_[t].resize({out_, rows});
+      bias_partials_[t].resize({out_});
+    }
+    return threads;
+  }
+
+  // col[(c·k + i)·k + j, oh·Wo + ow] = x[c, oh·s − p + i, ow·s − p + j], zero outside the image.
+  void im2col(TensorView<const T, 3> x, TensorView<T, 2> col) const {
+    const index_t height = x.dim(1), width = x.dim(2);
+    const index_t out_h = y_.dim(2), out_w = y_.dim(3);
+    T* dst = col.data();
+    for (index_t c = 0; c < in_; ++c) {
+      const T* channel = x.data() + c * height * width;
+      for (index_t i = 0; i < kernel_; ++i) {
+        for (index_t j = 0; j < kernel_; ++j) {
+          for (index_t oh = 0; oh < out_h; ++oh) {
+            const index_t ih = oh * stride_ - padding_ + i;
+            if (ih < 0 || ih >= height) {
+              std::fill_n(dst, out_w, T(0));
+              dst += out_w;
+              continue;
+            }
+            const T* row = channel + ih * width;
+            const auto [lo, hi] = valid_columns(j, width, out_w);
+            std::fill(dst, dst + lo, T(0));
+            if (stride_ == 1) {
+              std::copy_n(row + lo - padding_ + j, hi - lo, dst + lo);
+            } else {
+              for (index_t ow = lo; ow < hi; ++ow) dst[ow] = row[ow * stride_ - padding_ + j];
+            }
+            std::fill(dst + hi, dst + out_w, T(0));
+            dst += out_w;
+          }
+        }
+      }
+    }
+  }
+
+  // The adjoint of im2col: dx[c, ih, iw] = Σ of the columns that read it.
+  void col2im(TensorView<const T, 2> col, TensorView<T, 3> dx) const {
+    const index_t height = dx.dim(1), width = dx.dim(2);
+    const index_t out_h = y_.dim(2), out_w = y_.dim(3);
+    dx.fill(T(0));
+    const T* src = col.data();
+    for (index_t c = 0; c < in_; ++c) {
+      T* channel = dx.data() + c * height * width;
+      for (index_t i = 0; i < kernel_; ++i) {
+        for (index_t j = 0; j < kernel_; ++j) {
+          for (index_t oh = 0; oh < out_h; ++oh, src += out_w) {
+            const index_t ih = oh * stride_ - padding_ + i;
+            if (ih < 0 || ih >= height) continue;
+            T* row = channel + ih * width;
+            const auto [lo, hi] = valid_columns(j, width, out_w);
+            for (index_t ow = lo; ow < hi; ++ow) row[ow * stride_ - padding_ + j] += src[ow];
+          }
+        }
+      }
+    }
+  }
+
+  // Output columns [lo, hi) whose input column ow·s − p + j lies inside [0, width).
+  [[nodiscard]] std::pair<index_t, index_t> valid_columns(index_t j, index_t width, index_t out_w) const noexcept {
+    const index_t offset = j - padding_;
+    const index_t lo = offset >= 0 ? 0 : (-offset + stride_ - 1) / stride_;
+    const index_t hi = std::clamp<index_t>(width - offset > 0 ? (width - offset + stride_ - 1) / stride_ : 0, lo, out_w);
+    return {std::min(lo, out_w), hi};
+  }
+
+  index_t in_, out_, kernel_, stride_, padding_;
+  Tensor<T, 4> weight_, weight_grad_;
+  Tensor<T, 1> bias_, bias_grad_;
+  Activations<T> x_;
+  Tensor<T, 4> y_, dx_;
+  std::vector<Tensor<T, 2>> columns_, weight_partials_;
+  std::vector<Tensor<T, 1>> bias_partials_;
+};
+
+}  // namespace minnow::nn

@@ -1,0 +1,89 @@
+#pragma once
+/// @file nn/linear.hpp
+/// @brief Fully connected layer (PyTorch's nn.Linear): y = x·Wᵀ + b.
+
+#include <minnow/nn/init.hpp>
+#include <minnow/nn/layer.hpp>
+
+#include <random>
+#include <string>
+
+namespace minnow::nn {
+
+/// @brief `y[n, o] = b[o] + Σ_i W[o, i]·x[n, i]`, weight [out, in], bias [out].
+/// The input [N, C, H, W] is read as [N, C·H·W] (so Flatten costs nothing); the output is [N, out, 1, 1].
+template <class T>
+class Linear final : public Layer<T> {
+ public:
+  /// @throws value_error when a size is not positive.
+  Linear(index_t in_features, index_t out_features) : in_(in_features), out_(out_features) {
+    if (in_ <= 0 || out_ <= 0) {
+      throw value_error(minnow::detail::concat("Linear: invalid sizes ", describe(), " (must be > 0)"));
+    }
+    weight_.resize({out_, in_});
+    weight_grad_.resize({out_, in_});
+    bias_.resize({out_});
+    bias_grad_.resize({out_});
+  }
+
+  void reset_parameters(std::mt19937_64& rng) {
+    pytorch_default_init(weight_.view().template reshape<1>(weight_.size()), bias_.view(), in_, rng);
+  }
+
+  [[nodiscard]] std::string describe() const override {
+    return minnow::detail::concat("Linear(", in_, ", ", out_, ")");
+  }
+
+  [[nodiscard]] Shape<4> output_shape(const Shape<4>& input) const override {
+    if (input[1] * input[2] * input[3] != in_) {
+      throw shape_error(minnow::detail::concat(describe(), ": input ", to_string(input), " has ",
+                                               input[1] * input[2] * input[3], " features per sample, expected ", in_));
+    }
+    return {input[0], out_, 1, 1};
+  }
+
+  Activations<T> forward(Activations<T> x, Mode /*mode*/) override {
+    y_.resize(output_shape(x.shape()));
+    x_ = x;
+    auto y = y_.view().matrix(x.dim(0), out_);
+    y.noalias() = x.matrix(x.dim(0), in_) * weight_.matrix().transpose();
+    y.rowwise() += bias_row();
+    return y_.view();
+  }
+
+  Activations<T> backward(Activations<T> dy) override {
+    detail::check_backward_shape("Linear", y_.shape(), dy.shape());
+    const index_t n = dy.dim(0);
+    const auto g = dy.matrix(n, out_);
+    weight_grad_.matrix().noalias() = g.transpose() * x_.matrix(n, in_);
+    bias_grad_.view().matrix(1, out_).noalias() = g.colwise().sum();
+    if (!this->needs_input_grad_) return {};
+    dx_.resize(x_.shape());
+    dx_.view().matrix(n, in_).noalias() = g * weight_.matrix();
+    return dx_.view();
+  }
+
+  void collect_parameters(const std::string& prefix, std::vector<Parameter<T>>& out) override {
+    out.push_back({prefix + "weight", {out_, in_}, weight_.view().template reshape<1>(weight_.size()),
+                   weight_grad_.view().template reshape<1>(weight_grad_.size())});
+    out.push_back({prefix + "bias", {out_}, bias_.view(), bias_grad_.view()});
+  }
+
+  [[nodiscard]] TensorView<T, 2> weight() noexcept { return weight_.view(); }
+  [[nodiscard]] TensorView<T, 1> bias() noexcept { return bias_.view(); }
+  [[nodiscard]] index_t in_features() const noexcept { return in_; }
+  [[nodiscard]] index_t out_features() const noexcept { return out_; }
+
+ private:
+  [[nodiscard]] Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>> bias_row() const {
+    return Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias_.data(), out_);
+  }
+
+  index_t in_, out_;
+  Tensor<T, 2> weight_, weight_grad_;
+  Tensor<T, 1> bias_, bias_grad_;
+  Activations<T> x_;
+  Tensor<T, 4> y_, dx_;
+};
+
+}  // namespace minnow::nn

@@ -1,0 +1,106 @@
+#pragma once
+/// @file nn/maxpool2d.hpp
+/// @brief Max pooling over NCHW batches (PyTorch's nn.MaxPool2d, floor mode, no padding).
+
+#include <minnow/detail/parallel.hpp>
+#include <minnow/nn/layer.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+namespace minnow::nn {
+
+/// @brief `y[n, c, i, j] = max over the k×k window at (i·s, j·s)`. A NaN in a window wins, as in PyTorch;
+/// among equal maxima the first in row-major order is taken. Trailing rows/columns that do not fill a
+/// window are dropped (floor mode) and get zero gradient.
+template <class T>
+class MaxPool2d final : public Layer<T> {
+ public:
+  /// `stride` 0 means "same as kernel", like PyTorch's default. @throws value_error on kernel <= 0 or stride < 0.
+  explicit MaxPool2d(index_t kernel, index_t stride = 0) : kernel_(kernel), stride_(stride == 0 ? kernel : stride) {
+    if (kernel_ <= 0 || stride < 0) {
+      throw value_error(minnow::detail::concat("MaxPool2d: kernel ", kernel, " and stride ", stride,
+                                               " must be positive"));
+    }
+  }
+
+  [[nodiscard]] std::string describe() const override {
+    return minnow::detail::concat("MaxPool2d(kernel=", kernel_, ", stride=", stride_, ")");
+  }
+
+  [[nodiscard]] Shape<4> output_shape(const Shape<4>& input) const override {
+    if (input[2] < kernel_ || input[3] < kernel_) {
+      throw shape_error(minnow::detail::concat(describe(), ": input ", to_string(input), " is smaller than the window"));
+    }
+    return {input[0], input[1], (input[2] - kernel_) / stride_ + 1, (input[3] - kernel_) / stride_ + 1};
+  }
+
+  Activations<T> forward(Activations<T> x, Mode /*mode*/) override {
+    const Shape<4> out_shape = output_shape(x.shape());
+    y_.resize(out_shape);
+    argmax_.resize(out_shape);
+    in_shape_ = x.shape();
+    const index_t planes = out_shape[0] * out_shape[1];
+    const index_t height = x.dim(2), width = x.dim(3), out_h = out_shape[2], out_w = out_shape[3];
+    const T* in = x.data();
+    T* out = y_.data();
+    std::int32_t* arg = argmax_.data();
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (planes * height * width > 65536)
+#endif
+    for (index_t p = 0; p < planes; ++p) {
+      const T* src = in + p * height * width;
+      for (index_t i = 0; i < out_h; ++i) {
+        for (index_t j = 0; j < out_w; ++j) {
+          index_t best = i * stride_ * width + j * stride_;
+          T best_value = src[best];
+          for (index_t a = 0; a < kernel_; ++a) {
+            for (index_t b = 0; b < kernel_; ++b) {
+              const index_t at = (i * stride_ + a) * width + j * stride_ + b;
+              const T v = src[at];
+              if (v > best_value || (std::isnan(v) && !std::isnan(best_value))) {
+                best_value = v;
+                best = at;
+              }
+            }
+          }
+          const index_t o = (p * out_h + i) * out_w + j;
+          out[o] = best_value;
+          arg[o] = static_cast<std::int32_t>(best);
+        }
+      }
+    }
+    return y_.view();
+  }
+
+  Activations<T> backward(Activations<T> dy) override {
+    detail::check_backward_shape("MaxPool2d", y_.shape(), dy.shape());
+    dx_.resize(in_shape_);
+    const index_t planes = dy.dim(0) * dy.dim(1);
+    const index_t plane_in = in_shape_[2] * in_shape_[3], plane_out = dy.dim(2) * dy.dim(3);
+    const T* g = dy.data();
+    const std::int32_t* arg = argmax_.data();
+    T* dx = dx_.data();
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (planes * plane_in > 65536)
+#endif
+    for (index_t p = 0; p < planes; ++p) {
+      T* dst = dx + p * plane_in;
+      std::fill_n(dst, plane_in, T(0));
+      for (index_t o = p * plane_out; o < (p + 1) * plane_out; ++o) dst[arg[o]] += g[o];  // overlapping windows add up
+    }
+    return dx_.view();
+  }
+
+  [[nodiscard]] index_t kernel() const noexcept { return kernel_; }
+  [[nodiscard]] index_t stride() const noexcept { return stride_; }
+
+ private:
+  index_t kernel_, stride_;
+  Shape<4> in_shape_{};
+  Tensor<T, 4> y_, dx_;
+  Tensor<std::int32_t, 4> argmax_;  // index of the maximum inside its input plane
+};
+
+}  // namespace minnow::nn

@@ -1,0 +1,56 @@
+#pragma once
+/// @file nn/models.hpp
+/// @brief The two reference architectures for Fashion-MNIST (1×28×28 inputs, 10 classes).
+
+#include <minnow/nn/activations.hpp>
+#include <minnow/nn/conv2d.hpp>
+#include <minnow/nn/linear.hpp>
+#include <minnow/nn/maxpool2d.hpp>
+#include <minnow/nn/sequential.hpp>
+
+#include <cstdint>
+#include <random>
+#include <string_view>
+
+namespace minnow::nn {
+
+/// Two conv blocks (3×3, padding 1, ReLU, 2×2 max pool) and two linear layers, PyTorch-initialised from `seed`.
+/// Parameter names: conv1, conv2, fc1, fc2 (each .weight and .bias).
+template <class T>
+[[nodiscard]] Sequential<T> make_cnn(index_t c1, index_t c2, index_t hidden, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Sequential<T> net;
+  net.add("conv1", Conv2d<T>(1, c1, 3, 1, 1)).reset_parameters(rng);
+  net.add("relu1", ReLU<T>());
+  net.add("pool1", MaxPool2d<T>(2));
+  net.add("conv2", Conv2d<T>(c1, c2, 3, 1, 1)).reset_parameters(rng);
+  net.add("relu2", ReLU<T>());
+  net.add("pool2", MaxPool2d<T>(2));
+  net.add("flatten", Flatten<T>());
+  net.add("fc1", Linear<T>(c2 * 7 * 7, hidden)).reset_parameters(rng);
+  net.add("relu3", ReLU<T>());
+  net.add("fc2", Linear<T>(hidden, 10)).reset_parameters(rng);
+  return net;
+}
+
+/// The teacher from the model-compression literature: conv 1→64, conv 64→128, fc 6272→1000→10 (6.4 M parameters).
+template <class T>
+[[nodiscard]] Sequential<T> make_teacher(std::uint64_t seed) {
+  return make_cnn<T>(64, 128, 1000, seed);
+}
+
+/// The compact student: conv 1→16, conv 16→32, fc 1568→64→10 (106 k parameters).
+template <class T>
+[[nodiscard]] Sequential<T> make_student(std::uint64_t seed) {
+  return make_cnn<T>(16, 32, 64, seed);
+}
+
+/// "teacher" or "student". @throws value_error naming the unknown architecture.
+template <class T>
+[[nodiscard]] Sequential<T> make_architecture(std::string_view name, std::uint64_t seed) {
+  if (name == "teacher") return make_teacher<T>(seed);
+  if (name == "student") return make_student<T>(seed);
+  throw value_error(minnow::detail::concat("unknown architecture '", name, "' (expected teacher or student)"));
+}
+
+}  // namespace minnow::nn

@@ -1,0 +1,183 @@
+// Forward and backward of Conv2d, MaxPool2d, Linear, ReLU, softmax cross-entropy and a small Sequential,
+// against PyTorch 1.13 (fixtures from tests/fixtures/generate_nn.py), to 1e-5 relative.
+#include "fixtures.hpp"
+
+#include <minnow/nn.hpp>
+
+using namespace minnow;
+using fixtures::max_rel_error;
+using fixtures::tensor;
+
+namespace {
+constexpr double kTolerance = 1e-5;
+
+template <class T, std::size_t R>
+void set(TensorView<T, R> dst, const nlohmann::json& c, const std::string& name) {
+  dst.copy_from(tensor<T, R>(c, name));
+}
+
+// Linear inputs/outputs in the fixtures are [N, F]; minnow's layers see [N, F, 1, 1].
+template <class T>
+Tensor<T, 4> as_nchw(const Tensor<T, 2>& t) {
+  Tensor<T, 4> out({t.dim(0), t.dim(1), 1, 1});
+  out.array() = t.array();
+  return out;
+}
+}  // namespace
+
+TEST_CASE("Conv2d matches PyTorch (stride 1/2, padding 0/1/2)") {
+  for (const auto& c : fixtures::cases("nn.json", "conv2d")) {
+    SECTION(c.at("name").get<std::string>()) {
+      const auto& p = c.at("params");
+      nn::Conv2d<float> conv(p.at("in"), p.at("out"), p.at("kernel"), p.at("stride"), p.at("padding"));
+      set(conv.weight(), c, "weight");
+      set(conv.bias(), c, "bias");
+      const auto x = tensor<float, 4>(c, "x");
+      const auto y = conv.forward(x, nn::Mode::train);
+      CHECK(y.shape() == tensor<float, 4>(c, "y").shape());
+      CHECK(max_rel_error(y, tensor<float, 4>(c, "y")) < kTolerance);
+      const auto dy = tensor<float, 4>(c, "dy");
+      const auto dx = conv.backward(dy);
+      CHECK(max_rel_error(dx, tensor<float, 4>(c, "dx")) < kTolerance);
+      std::vector<Parameter<float>> params;
+      conv.collect_parameters("conv.", params);
+      CHECK(params[0].name == "conv.weight");
+      CHECK(max_rel_error(params[0].grad, tensor<float, 4>(c, "dweight")) < kTolerance);
+      CHECK(max_rel_error(params[1].grad, tensor<float, 1>(c, "dbias")) < kTolerance);
+    }
+  }
+}
+
+TEST_CASE("MaxPool2d matches PyTorch (floor mode, overlapping windows)") {
+  for (const auto& c : fixtures::cases("nn.json", "maxpool2d")) {
+    SECTION(c.at("name").get<std::string>()) {
+      nn::MaxPool2d<float> pool(c.at("params").at("kernel"), c.at("params").at("stride"));
+      const auto x = tensor<float, 4>(c, "x");
+      const auto y = pool.forward(x, nn::Mode::train);
+      REQUIRE(y.shape() == tensor<float, 4>(c, "y").shape());
+      CHECK(max_rel_error(y, tensor<float, 4>(c, "y")) == 0.0);
+      const auto dy = tensor<float, 4>(c, "dy");
+      CHECK(max_rel_error(pool.backward(dy), tensor<float, 4>(c, "dx")) < kTolerance);
+    }
+  }
+}
+
+TEST_CASE("Linear matches PyTorch") {
+  for (const auto& c : fixtures::cases("nn.json", "linear")) {
+    SECTION(c.at("name").get<std::string>()) {
+      nn::Linear<float> fc(c.at("params").at("in"), c.at("params").at("out"));
+      set(fc.weight(), c, "weight");
+      set(fc.bias(), c, "bias");
+      const auto x = as_nchw(tensor<float, 2>(c, "x"));
+      CHECK(max_rel_error(fc.forward(x, nn::Mode::train), tensor<float, 2>(c, "y")) < kTolerance);
+      const auto dy = as_nchw(tensor<float, 2>(c, "dy"));
+      CHECK(max_rel_error(fc.backward(dy), tensor<float, 2>(c, "dx")) < kTolerance);
+      std::vector<Parameter<float>> params;
+      fc.collect_parameters("", params);
+      CHECK(max_rel_error(params[0].grad, tensor<float, 2>(c, "dweight")) < kTolerance);
+      CHECK(max_rel_error(params[1].grad, tensor<float, 1>(c, "dbias")) < kTolerance);
+    }
+  }
+}
+
+TEST_CASE("ReLU matches PyTorch bit for bit, including -0 and the gradient at 0") {
+  const auto c = fixtures::cases("nn.json", "relu").front();
+  nn::ReLU<float> relu;
+  const auto x = as_nchw(tensor<float, 2>(c, "x"));
+  const auto y = relu.forward(x, nn::Mode::train);
+  const auto expected = tensor<float, 2>(c, "y");
+  for (index_t i = 0; i < y.size(); ++i) {
+    CHECK(std::signbit(y.data()[i]) == std::signbit(expected.data()[i]));
+    CHECK(y.data()[i] == expected.data()[i]);
+  }
+  const auto dy = as_nchw(tensor<float, 2>(c, "dy"));
+  CHECK(max_rel_error(relu.backward(dy), tensor<float, 2>(c, "dx")) == 0.0);
+}
+
+TEST_CASE("softmax cross-entropy matches PyTorch, also for huge logits") {
+  for (const auto& c : fixtures::cases("nn.json", "cross_entropy")) {
+    SECTION(c.at("name").get<std::string>()) {
+      const auto logits = tensor<float, 2>(c, "logits");
+      const auto labels = tensor<std::int32_t, 1>(c, "labels");
+      Tensor<float, 2> grad(logits.shape());
+      const double loss = nn::softmax_cross_entropy<float>(logits, labels, grad);
+      const double expected = c.at("tensors").at("loss").at("data")[0].get<double>();
+      CHECK(std::isfinite(loss));
+      CHECK(std::abs(loss - expected) / std::max(1.0, std::abs(expected)) < kTolerance);
+      CHECK(max_rel_error(grad, tensor<float, 2>(c, "dlogits")) < kTolerance);
+    }
+  }
+}
+
+TEST_CASE("a small Sequential CNN matches PyTorch end to end") {
+  const auto c = fixtures::cases("nn.json", "sequential").front();
+  nn::Sequential<float> net;
+  net.add("", nn::Conv2d<float>(1, 2, 3, 1, 1));
+  net.add("", nn::ReLU<float>());
+  net.add("", nn::MaxPool2d<float>(2));
+  net.add("", nn::Conv2d<float>(2, 3, 3, 2, 1));
+  net.add("", nn::ReLU<float>());
+  net.add("", nn::Flatten<float>());
+  net.add("", nn::Linear<float>(12, 5));
+  auto params = net.parameters();
+  REQUIRE(params.size() == 6);
+  for (auto& p : params) {
+    const auto flat = fixtures::flat<float>(c, p.name);
+    p.value.copy_from(flat);
+  }
+  net.layer(0).set_needs_input_grad(true);  // the fixture checks dx too
+  const auto x = tensor<float, 4>(c, "x");
+  const auto labels = tensor<std::int32_t, 1>(c, "labels");
+  const auto logits = net.forward(x, nn::Mode::train).reshape<2>(x.dim(0), 5);
+  CHECK(max_rel_error(logits, tensor<float, 2>(c, "y")) < kTolerance);
+  Tensor<float, 2> dlogits(logits.shape());
+  const double loss = nn::softmax_cross_entropy<float>(logits, labels, dlogits);
+  CHECK(std::abs(loss - c.at("tensors").at("loss").at("data")[0].get<double>()) < kTolerance);
+  net.backward(dlogits.view().reshape<4>(x.dim(0), 5, 1, 1));
+  for (const auto& p : params) {
+    INFO(p.name);
+    CHECK(max_rel_error(p.grad, fixtures::flat<float>(c, "grad." + p.name)) < kTolerance);
+  }
+}
+
+TEST_CASE("Sequential names parameters like PyTorch and checks shapes") {
+  auto teacher = nn::make_teacher<float>(1);
+  const auto params = teacher.parameters();
+  REQUIRE(params.size() == 8);
+  CHECK(params[0].name == "conv1.weight");
+  CHECK(params[0].shape == std::vector<index_t>{64, 1, 3, 3});
+  CHECK(params[5].name == "fc1.bias");
+  CHECK(parameter_count(params) == 64 * 9 + 64 + 128 * 64 * 9 + 128 + 6272 * 1000 + 1000 + 1000 * 10 + 10);
+  CHECK(parameter_count(nn::make_student<float>(1).parameters()) == 16 * 9 + 16 + 32 * 16 * 9 + 32 + 1568 * 64 + 64 + 64 * 10 + 10);
+  CHECK(teacher.output_shape({7, 1, 28, 28}) == Shape<4>{7, 10, 1, 1});
+  Tensor<float, 4> wrong({2, 3, 28, 28});
+  CHECK_THROWS_WITH(teacher.forward(wrong), Catch::Contains("Conv2d(1, 64, kernel=3, stride=1, padding=1): input [2, 3, 28, 28]"));
+  CHECK_THROWS_AS(teacher.output_shape({1, 1, 27, 28}), shape_error);  // 6272 features expected by fc1
+  CHECK_THROWS_AS(nn::make_architecture<float>("resnet", 0), value_error);
+  CHECK_THROWS_AS(nn::Conv2d<float>(1, 2, 0), value_error);
+  CHECK_THROWS_AS(nn::MaxPool2d<float>(-1), value_error);
+  CHECK_THROWS_AS(nn::Linear<float>(0, 3), value_error);
+  nn::Linear<float> fc(4, 2);
+  Tensor<float, 4> x({3, 4, 1, 1});
+  (void)fc.forward(x, nn::Mode::train);
+  Tensor<float, 4> bad_grad({3, 3, 1, 1});
+  CHECK_THROWS_WITH(fc.backward(bad_grad), "Linear.backward: gradient [3, 3, 1, 1] does not match the last output [3, 2, 1, 1]");
+  Tensor<float, 2> logits({2, 3});
+  Tensor<std::int32_t, 1> labels({2});
+  labels(1) = 3;
+  Tensor<float, 2> g({2, 3});
+  CHECK_THROWS_WITH(nn::softmax_cross_entropy<float>(logits, labels, g), "softmax_cross_entropy: label 3 at position 1 is outside [0, 3)");
+}
+
+TEST_CASE("PyTorch's default initialisation: U(±1/sqrt(fan_in)), seeded") {
+  auto net_a = nn::make_student<float>(42), net_b = nn::make_student<float>(42), net_c = nn::make_student<float>(43);
+  const auto a = net_a.parameters(), b = net_b.parameters(), c = net_c.parameters();
+  CHECK((a[2].value.array() == b[2].value.array()).all());
+  CHECK_FALSE((a[2].value.array() == c[2].value.array()).all());
+  const double bound = 1.0 / std::sqrt(16.0 * 9.0);  // conv2: fan_in = 16·3·3
+  CHECK(a[2].value.array().abs().maxCoeff() <= bound);
+  CHECK(a[2].value.array().abs().maxCoeff() > 0.95 * bound);
+  // Mean |U(−b, b)| = b/2; 4608 samples give it within a few percent.
+  CHECK(a[2].value.array().abs().mean() == Approx(bound / 2).epsilon(0.05));
+  CHECK(a[3].value.array().abs().maxCoeff() <= bound);
+}

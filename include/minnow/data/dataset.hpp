@@ -83,8 +83,8 @@ template <std::floating_point T>
   return out;
 }
 
-/// @brief Overload for owning tensors, so results of read_idx_images()/read_idx_labels() can be passed
-/// directly (views of temporaries are deliberately not convertible).
+/// @brief Overload for owning tensors, e.g. the results of read_idx_images() and read_idx_labels()
+/// passed directly (an exact match, so no conversion to views is needed).
 template <std::floating_point T>
 [[nodiscard]] Dataset<T> make_dataset(const Tensor<std::uint8_t, 3>& images, const Tensor<std::int32_t, 1>& labels,
                                       Normalization norm, index_t limit = -1) {

@@ -83,8 +83,11 @@ class IdxSource {
   IdxSource(const std::filesystem::path& path, const char* caller) : path_(path), caller_(caller) {
     std::error_code ec;
     const auto status = std::filesystem::status(path, ec);
-    if (!std::filesystem::exists(status)) {
+    if (status.type() == std::filesystem::file_type::not_found) {
       throw io_error(concat(caller, ": cannot open '", path.string(), "': no such file"));
+    }
+    if (ec) {  // e.g. a parent directory without search permission
+      throw io_error(concat(caller, ": cannot open '", path.string(), "': ", ec.message()));
     }
     if (std::filesystem::is_directory(status)) {
       throw io_error(concat(caller, ": cannot open '", path.string(), "': it is a directory, not an IDX file"));
@@ -148,7 +151,11 @@ class IdxSource {
       if (done < count) {
         int errnum = Z_OK;
         gzerror(gz_.get(), &errnum);
-        if (errnum != Z_OK && errnum != Z_BUF_ERROR) throw corrupt_gzip();
+        if (errnum == Z_BUF_ERROR) {
+          cut_ = true;
+        } else if (errnum != Z_OK) {
+          throw corrupt_gzip();
+        }
       }
       return done;
     }
@@ -167,9 +174,13 @@ class IdxSource {
     return done;
   }
 
-  /// "the file" or "the decompressed file": byte counts in messages refer to what was decoded.
-  [[nodiscard]] const char* what_has() const noexcept {
-    return compressed() ? "the decompressed file has " : "the file has ";
+  /// True once a gzip stream has ended without its end marker and checksum (a cut-off download).
+  [[nodiscard]] bool cut() const noexcept { return cut_; }
+
+  /// "the file has N" or "the decompressed file has N": byte counts in messages refer to decoded content.
+  [[nodiscard]] std::string what_has(std::uint64_t bytes) const {
+    return concat(compressed() ? "the decompressed file has " : "the file has ", bytes,
+                  cut_ ? " (the gzip stream itself is cut off: zlib reports an unexpected end of file)" : "");
   }
 
  private:
@@ -191,6 +202,7 @@ class IdxSource {
   const char* caller_;
   std::ifstream raw_;
   std::uint64_t raw_size_ = std::numeric_limits<std::uint64_t>::max();
+  bool cut_ = false;
 };
 
 /// Reads a whole unsigned-byte IDX file of rank `Rank` into a tensor with the file's dims.
@@ -206,7 +218,7 @@ template <std::size_t Rank>
   const std::uint64_t header_got = source.read(header.data(), 4);
   if (header_got < 4) {
     throw format_error(concat(caller, ": '", path.string(), "' is truncated: an IDX header needs at least 4 bytes, ",
-                              source.what_has(), header_got));
+                              source.what_has(header_got)));
   }
   const std::uint32_t magic = load_be32(header.data());
   if (magic != expected_magic) {
@@ -217,7 +229,7 @@ template <std::size_t Rank>
   const std::uint64_t dims_got = source.read(header.data() + 4, header_bytes - 4);
   if (dims_got < header_bytes - 4) {
     throw format_error(concat(caller, ": '", path.string(), "' is truncated: its header needs ", header_bytes,
-                              " bytes, ", source.what_has(), 4 + dims_got));
+                              " bytes, ", source.what_has(4 + dims_got)));
   }
 
   Shape<Rank> shape{};
@@ -236,11 +248,11 @@ template <std::size_t Rank>
   auto truncated = [&](std::uint64_t actual) {
     return format_error(concat(caller, ": '", path.string(), "' is truncated: dims ", to_string(shape), " need ",
                                total_bytes, " bytes (", header_bytes, " header + ", data_bytes, " data), ",
-                               source.what_has(), actual));
+                               source.what_has(actual)));
   };
   auto trailing = [&](std::uint64_t actual) {
     return format_error(concat(caller, ": '", path.string(), "' has trailing bytes: dims ", to_string(shape),
-                               " need ", total_bytes, " bytes, ", source.what_has(), actual));
+                               " need ", total_bytes, " bytes, ", source.what_has(actual)));
   };
 
   if (const std::uint64_t size = source.known_size(); size != std::numeric_limits<std::uint64_t>::max()) {
@@ -270,6 +282,12 @@ template <std::size_t Rank>
   std::uint64_t extra_bytes = 0;
   for (std::uint64_t got = 0; (got = source.read(extra.data(), extra.size())) != 0;) extra_bytes += got;
   if (extra_bytes != 0) throw trailing(total_bytes + extra_bytes);
+  if (source.cut()) {
+    // All data arrived, but the checksum that would vouch for it did not.
+    throw format_error(concat(caller, ": '", path.string(), "' is truncated: its gzip stream ends after the ",
+                              total_bytes, " bytes dims ", to_string(shape),
+                              " need but before the gzip checksum, so the data cannot be trusted"));
+  }
 
   Tensor<std::uint8_t, Rank> out(shape);
   std::copy(buffer.begin(), buffer.end(), out.data());

@@ -42,33 +42,21 @@ class MaxPool2d final : public Layer<T> {
     argmax_.resize(out_shape);
     in_shape_ = x.shape();
     const index_t planes = out_shape[0] * out_shape[1];
-    const index_t height = x.dim(2), width = x.dim(3), out_h = out_shape[2], out_w = out_shape[3];
-    const T* in = x.data();
-    T* out = y_.data();
-    std::int32_t* arg = argmax_.data();
+    const index_t plane_in = x.dim(2) * x.dim(3), plane_out = out_shape[2] * out_shape[3];
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (planes * height * width > 65536)
+#pragma omp parallel for schedule(static) if (planes * plane_in > 65536)
 #endif
     for (index_t p = 0; p < planes; ++p) {
-      const T* src = in + p * height * width;
-      for (index_t i = 0; i < out_h; ++i) {
-        for (index_t j = 0; j < out_w; ++j) {
-          index_t best = i * stride_ * width + j * stride_;
-          T best_value = src[best];
-          for (index_t a = 0; a < kernel_; ++a) {
-            for (index_t b = 0; b < kernel_; ++b) {
-              const index_t at = (i * stride_ + a) * width + j * stride_ + b;
-              const T v = src[at];
-              if (v > best_value || (std::isnan(v) && !std::isnan(best_value))) {
-                best_value = v;
-                best = at;
-              }
-            }
-          }
-          const index_t o = (p * out_h + i) * out_w + j;
-          out[o] = best_value;
-          arg[o] = static_cast<std::int32_t>(best);
-        }
+      const T* src = x.data() + p * plane_in;
+      T* out = y_.data() + p * plane_out;
+      std::int32_t* arg = argmax_.data() + p * plane_out;
+      // The common 2×2 and 3×3 windows get kernels whose loops the compiler unrolls.
+      if (kernel_ == 2) {
+        pool_plane<2>(src, x.dim(3), out, arg, out_shape[2], out_shape[3]);
+      } else if (kernel_ == 3) {
+        pool_plane<3>(src, x.dim(3), out, arg, out_shape[2], out_shape[3]);
+      } else {
+        pool_plane<0>(src, x.dim(3), out, arg, out_shape[2], out_shape[3]);
       }
     }
     return y_.view();
@@ -97,6 +85,31 @@ class MaxPool2d final : public Layer<T> {
   [[nodiscard]] index_t stride() const noexcept { return stride_; }
 
  private:
+  // One input plane; K is the window size when known at compile time, 0 for "use kernel_".
+  template <index_t K>
+  void pool_plane(const T* src, index_t width, T* out, std::int32_t* arg, index_t out_h, index_t out_w) const noexcept {
+    const index_t k = K == 0 ? kernel_ : K;
+    for (index_t i = 0; i < out_h; ++i) {
+      for (index_t j = 0; j < out_w; ++j) {
+        index_t best = i * stride_ * width + j * stride_;
+        T best_value = src[best];
+        for (index_t a = 0; a < k; ++a) {
+          for (index_t b = 0; b < k; ++b) {
+            const index_t at = (i * stride_ + a) * width + j * stride_ + b;
+            const T v = src[at];
+            // v != v: a NaN wins over a number (and the first NaN stays).
+            if (v > best_value || (v != v && best_value == best_value)) {
+              best_value = v;
+              best = at;
+            }
+          }
+        }
+        out[i * out_w + j] = best_value;
+        arg[i * out_w + j] = static_cast<std::int32_t>(best);
+      }
+    }
+  }
+
   index_t kernel_, stride_;
   Shape<4> in_shape_{};
   Tensor<T, 4> y_, dx_;

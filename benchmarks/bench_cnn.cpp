@@ -1,0 +1,132 @@
+// Training and inference speed of the reference teacher and student CNNs, at 1 and 2 threads.
+// Names match benchmarks/compare_torch.py, which times PyTorch on the same machine in the same run:
+//   train/<arch>/batch:<B>/threads:<T>    images/s of forward + CE + backward + SGD-momentum step
+//   infer/<arch>/batch:256/threads:<T>    images/s of forward (eval)
+//   latency/<arch>/batch:1/threads:<T>    time of one forward of one image
+// The counter `allocations_per_step` counts heap allocations (every malloc, whoever calls it) inside
+// warmed-up training steps; it should be 0.
+#include <minnow/nn.hpp>
+#include <minnow/nn/train.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <random>
+#include <string>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace {
+
+std::atomic<long> g_allocations{0};
+
+void set_threads(int threads) {
+#if defined(_OPENMP)
+  omp_set_num_threads(threads);
+#endif
+  Eigen::setNbThreads(threads);
+}
+
+minnow::data::Dataset<float> random_data(minnow::index_t n) {
+  minnow::data::Dataset<float> data;
+  data.images.resize({n, 1, 28, 28});
+  data.labels.resize({n});
+  std::mt19937_64 rng(3);
+  for (minnow::index_t i = 0; i < data.images.size(); ++i) data.images.data()[i] = static_cast<float>(minnow::nn::uniform01(rng) * 2 - 1);
+  for (minnow::index_t i = 0; i < n; ++i) data.labels(i) = static_cast<std::int32_t>(rng() % 10);
+  return data;
+}
+
+void train(benchmark::State& state, const std::string& arch, minnow::index_t batch, int threads) {
+  set_threads(threads);
+  auto model = minnow::nn::make_architecture<float>(arch, 1);
+  minnow::nn::Sgd<float> sgd(model.parameters(), 0.01, {.momentum = 0.9});
+  minnow::nn::Trainer<float> trainer(model, sgd);
+  const auto data = random_data(batch * 4);
+  minnow::data::BatchSampler sampler(data.size(), batch, 1);
+  for (minnow::index_t b = 0; b < sampler.num_batches(); ++b) trainer.step(data, sampler.batch(b));  // warm up
+  long allocations = 0;
+  minnow::index_t b = 0;
+  for (auto _ : state) {
+    const long before = g_allocations.load();
+    trainer.step(data, sampler.batch(b));
+    allocations += g_allocations.load() - before;
+    b = (b + 1) % sampler.num_batches();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * batch);
+  state.counters["allocations_per_step"] = static_cast<double>(allocations) / static_cast<double>(state.iterations());
+}
+
+void infer(benchmark::State& state, const std::string& arch, minnow::index_t batch, int threads) {
+  set_threads(threads);
+  auto model = minnow::nn::make_architecture<float>(arch, 1);
+  const auto data = random_data(batch);
+  const minnow::TensorView<const float, 4> images = data.images;
+  benchmark::DoNotOptimize(model.forward(images).data());
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(model.forward(images).data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * batch);
+}
+
+void register_all() {
+  for (const std::string arch : {"teacher", "student"}) {
+    for (const int threads : {1, 2}) {
+      const std::string suffix = "/threads:" + std::to_string(threads);
+      for (const minnow::index_t batch : {64, 256}) {
+        benchmark::RegisterBenchmark(("train/" + arch + "/batch:" + std::to_string(batch) + suffix).c_str(),
+                                     [=](benchmark::State& s) { train(s, arch, batch, threads); })
+            ->Unit(benchmark::kMillisecond)->UseRealTime();
+      }
+      benchmark::RegisterBenchmark(("infer/" + arch + "/batch:256" + suffix).c_str(),
+                                   [=](benchmark::State& s) { infer(s, arch, 256, threads); })
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
+      benchmark::RegisterBenchmark(("latency/" + arch + "/batch:1" + suffix).c_str(),
+                                   [=](benchmark::State& s) { infer(s, arch, 1, threads); })
+          ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    }
+  }
+}
+
+}  // namespace
+
+// Counts every heap allocation of the process: malloc is the bottom of operator new, of Eigen's
+// aligned_malloc and of aligned operator new (glibc: these interpose libc's symbols).
+extern "C" {
+void* __libc_malloc(std::size_t);
+void* __libc_calloc(std::size_t, std::size_t);
+void* __libc_realloc(void*, std::size_t);
+void* __libc_memalign(std::size_t, std::size_t);
+void* malloc(std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_malloc(size);
+}
+void* calloc(std::size_t n, std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_calloc(n, size);
+}
+void* realloc(void* p, std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_realloc(p, size);
+}
+void* aligned_alloc(std::size_t alignment, std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_memalign(alignment, size);
+}
+int posix_memalign(void** out, std::size_t alignment, std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  *out = __libc_memalign(alignment, size);
+  return *out ? 0 : 12;  // ENOMEM
+}
+}
+
+int main(int argc, char** argv) {
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,223 @@
+#pragma once
+/// @file io/checkpoint.hpp
+/// @brief A simple, versioned binary checkpoint of named tensors (parameters and optimizer state).
+///
+/// Layout (little-endian, as the host writes it):
+/// ```
+/// "MINNOWCK"                 8 bytes magic
+/// u32 version (= 1)          u32 scalar size in bytes (4 = float, 8 = double)
+/// u64 tag length, tag        free text that must match on load (e.g. the architecture)
+/// u64 entry count
+/// per entry: u32 name length, name, u32 rank, rank × i64 extents, extents' product × scalar
+/// u64 FNV-1a hash of everything before it
+/// ```
+/// Writes go to `<path>.tmp` and are renamed into place, so a crash never leaves a half-written file.
+/// Loads read and check the whole file before writing any value, so a bad file changes nothing.
+
+#include <minnow/error.hpp>
+#include <minnow/tensor.hpp>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace minnow::io {
+
+/// One named tensor of a checkpoint: a flat view and its logical shape.
+template <class T>
+struct CheckpointEntry {
+  std::string name;
+  std::vector<index_t> shape;
+  TensorView<T, 1> data;
+};
+
+inline constexpr std::uint32_t checkpoint_version = 1;
+
+namespace detail {
+
+/// Every entry's view must hold exactly the elements its shape names.
+template <class T>
+void check_entries(const std::vector<CheckpointEntry<T>>& entries) {
+  for (const auto& e : entries) {
+    index_t count = 1;
+    for (const index_t extent : e.shape) count *= extent;
+    if (count != e.data.size()) {
+      throw shape_error(minnow::detail::concat("checkpoint entry '", e.name, "' views ", e.data.size(),
+                                               " elements but its shape holds ", count));
+    }
+  }
+}
+
+inline constexpr char checkpoint_magic[8] = {'M', 'I', 'N', 'N', 'O', 'W', 'C', 'K'};
+
+/// FNV-1a, 64 bit: detects truncation and bit rot cheaply.
+struct Fnv1a {
+  std::uint64_t state = 0xcbf29ce484222325ull;
+  void update(const void* data, std::size_t bytes) noexcept {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (std::size_t i = 0; i < bytes; ++i) state = (state ^ p[i]) * 0x100000001b3ull;
+  }
+};
+
+class Writer {
+ public:
+  explicit Writer(std::ofstream& out) : out_(out) {}
+  void bytes(const void* data, std::size_t n) {
+    hash_.update(data, n);
+    out_.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
+  }
+  template <class U>
+  void value(U v) {
+    bytes(&v, sizeof v);
+  }
+  void text(std::string_view s) {
+    value<std::uint64_t>(s.size());
+    bytes(s.data(), s.size());
+  }
+  [[nodiscard]] std::uint64_t hash() const noexcept { return hash_.state; }
+
+ private:
+  std::ofstream& out_;
+  Fnv1a hash_;
+};
+
+/// Reads from an in-memory copy of the file; every read is bounds-checked against its size.
+class Reader {
+ public:
+  Reader(std::vector<char> data, std::string file) : data_(std::move(data)), file_(std::move(file)) {}
+  const char* bytes(std::size_t n, const char* what) {
+    if (n > data_.size() - pos_) {
+      throw format_error(minnow::detail::concat("checkpoint '", file_, "' is truncated: reading ", what, " needs ", n,
+                                                " bytes at offset ", pos_, ", the file has ", data_.size()));
+    }
+    const char* p = data_.data() + pos_;
+    pos_ += n;
+    return p;
+  }
+  template <class U>
+  U value(const char* what) {
+    U v;
+    std::memcpy(&v, bytes(sizeof v, what), sizeof v);
+    return v;
+  }
+  std::string text(const char* what, std::uint64_t limit) {
+    const auto n = value<std::uint64_t>(what);
+    if (n > limit) throw format_error(minnow::detail::concat("checkpoint '", file_, "': ", what, " of ", n, " bytes is implausible"));
+    const char* p = bytes(static_cast<std::size_t>(n), what);
+    return std::string(p, static_cast<std::size_t>(n));
+  }
+  [[nodiscard]] std::size_t position() const noexcept { return pos_; }
+  [[nodiscard]] const char* data() const noexcept { return data_.data(); }
+  [[nodiscard]] const std::string& file() const noexcept { return file_; }
+
+ private:
+  std::vector<char> data_;
+  std::size_t pos_ = 0;
+  std::string file_;
+};
+
+}  // namespace detail
+
+/// Writes `entries` under `tag` to `path` atomically (temporary file, then rename).
+/// @throws io_error when the file cannot be written.
+template <class T>
+void save_checkpoint(const std::filesystem::path& path, std::string_view tag, const std::vector<CheckpointEntry<T>>& entries) {
+  detail::check_entries(entries);
+  const std::filesystem::path temporary = path.string() + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    if (!out) throw io_error(minnow::detail::concat("cannot write checkpoint '", temporary.string(), "'"));
+    detail::Writer w(out);
+    w.bytes(detail::checkpoint_magic, sizeof detail::checkpoint_magic);
+    w.value<std::uint32_t>(checkpoint_version);
+    w.value<std::uint32_t>(sizeof(T));
+    w.text(tag);
+    w.value<std::uint64_t>(entries.size());
+    for (const auto& e : entries) {
+      w.value<std::uint32_t>(static_cast<std::uint32_t>(e.name.size()));
+      w.bytes(e.name.data(), e.name.size());
+      w.value<std::uint32_t>(static_cast<std::uint32_t>(e.shape.size()));
+      for (const index_t extent : e.shape) w.value<std::int64_t>(extent);
+      w.bytes(e.data.data(), static_cast<std::size_t>(e.data.size()) * sizeof(T));
+    }
+    const std::uint64_t hash = w.hash();
+    out.write(reinterpret_cast<const char*>(&hash), sizeof hash);
+    out.flush();
+    if (!out) throw io_error(minnow::detail::concat("writing checkpoint '", temporary.string(), "' failed"));
+  }
+  std::error_code ec;
+  std::filesystem::rename(temporary, path, ec);
+  if (ec) throw io_error(minnow::detail::concat("cannot move '", temporary.string(), "' to '", path.string(), "': ", ec.message()));
+}
+
+/// Reads `path` into `entries`: the tag, the names, their order and shapes must all match.
+/// Nothing is written into `entries` unless the whole file is valid.
+/// @throws io_error when the file cannot be read; format_error naming the file and the first mismatch.
+template <class T>
+void load_checkpoint(const std::filesystem::path& path, std::string_view tag, const std::vector<CheckpointEntry<T>>& entries) {
+  detail::check_entries(entries);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw io_error(minnow::detail::concat("cannot open checkpoint '", path.string(), "'"));
+  std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string file = path.string();
+  if (data.size() < sizeof detail::checkpoint_magic || std::memcmp(data.data(), detail::checkpoint_magic, 8) != 0) {
+    throw format_error(minnow::detail::concat("'", file, "' is not a minnow checkpoint (bad magic)"));
+  }
+  if (data.size() < 8 + sizeof(std::uint64_t)) throw format_error(minnow::detail::concat("checkpoint '", file, "' is truncated"));
+  std::uint64_t stored_hash;
+  std::memcpy(&stored_hash, data.data() + data.size() - sizeof stored_hash, sizeof stored_hash);
+  detail::Fnv1a hash;
+  hash.update(data.data(), data.size() - sizeof stored_hash);
+  if (hash.state != stored_hash) {
+    throw format_error(minnow::detail::concat("checkpoint '", file, "' is corrupt or truncated (checksum mismatch)"));
+  }
+  data.resize(data.size() - sizeof stored_hash);
+  detail::Reader r(std::move(data), file);
+  (void)r.bytes(8, "magic");
+  const auto version = r.value<std::uint32_t>("version");
+  if (version != checkpoint_version) {
+    throw format_error(minnow::detail::concat("checkpoint '", file, "' has version ", version, ", this minnow reads ", checkpoint_version));
+  }
+  const auto scalar = r.value<std::uint32_t>("scalar size");
+  if (scalar != sizeof(T)) {
+    throw format_error(minnow::detail::concat("checkpoint '", file, "' stores ", scalar, "-byte scalars, expected ", sizeof(T)));
+  }
+  const std::string stored_tag = r.text("tag", 1 << 20);
+  if (stored_tag != tag) {
+    throw format_error(minnow::detail::concat("checkpoint '", file, "' was written for '", stored_tag, "', not '", tag, "'"));
+  }
+  const auto count = r.value<std::uint64_t>("entry count");
+  if (count != entries.size()) {
+    throw format_error(minnow::detail::concat("checkpoint '", file, "' has ", count, " tensors, expected ", entries.size()));
+  }
+  std::vector<const char*> sources;
+  sources.reserve(entries.size());
+  for (const auto& e : entries) {
+    const auto name_length = r.value<std::uint32_t>("name length");
+    const std::string name(r.bytes(name_length, "name"), name_length);
+    const auto rank = r.value<std::uint32_t>("rank");
+    if (rank > 16) throw format_error(minnow::detail::concat("checkpoint '", file, "': tensor '", name, "' has rank ", rank));
+    std::vector<index_t> shape(rank);
+    for (auto& extent : shape) extent = r.value<std::int64_t>("extent");
+    if (name != e.name || shape != e.shape) {
+      auto show = [](const std::vector<index_t>& s) {
+        std::string out = "[";
+        for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+        return out + "]";
+      };
+      throw format_error(minnow::detail::concat("checkpoint '", file, "': found '", name, "' ", show(shape), " where '", e.name,
+                                                "' ", show(e.shape), " was expected"));
+    }
+    sources.push_back(r.bytes(static_cast<std::size_t>(e.data.size()) * sizeof(T), "tensor data"));
+  }
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    std::memcpy(entries[i].data.data(), sources[i], static_cast<std::size_t>(entries[i].data.size()) * sizeof(T));
+  }
+}
+
+}  // namespace minnow::io

@@ -1,0 +1,185 @@
+#pragma once
+/// @file nn/train.hpp
+/// @brief An optional train/evaluate loop: what a user would write by hand, with hooks where
+/// compression plugs in. Users with their own loop can ignore it and call the layers directly.
+
+#include <minnow/data/batches.hpp>
+#include <minnow/data/dataset.hpp>
+#include <minnow/io/checkpoint.hpp>
+#include <minnow/nn/loss.hpp>
+#include <minnow/nn/optimizer.hpp>
+#include <minnow/nn/progress.hpp>
+#include <minnow/nn/sequential.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace minnow::nn {
+
+/// Mean loss and accuracy over a data set.
+struct Evaluation {
+  double loss = 0.0;
+  double accuracy = 0.0;
+  index_t samples = 0;
+};
+
+/// One epoch of training: its mean loss and accuracy on the training batches, and its wall time.
+struct EpochStats {
+  int epoch = 0;
+  double learning_rate = 0.0;
+  Evaluation train;
+  double seconds = 0.0;
+};
+
+/// @brief The loss of a batch: given the logits [B, C], the labels and the batch's sample indices
+/// (so a distillation loss can look up cached teacher outputs), writes dL/dlogits and returns L.
+template <class T>
+using LossFunction = std::function<double(TensorView<const T, 2> logits, TensorView<const std::int32_t, 1> labels,
+                                          std::span<const index_t> indices, TensorView<T, 2> dlogits)>;
+
+/// Softmax cross-entropy against the labels, as a LossFunction.
+template <class T>
+[[nodiscard]] LossFunction<T> cross_entropy() {
+  return [](TensorView<const T, 2> logits, TensorView<const std::int32_t, 1> labels, std::span<const index_t>,
+            TensorView<T, 2> dlogits) { return softmax_cross_entropy<T>(logits, labels, dlogits); };
+}
+
+/// @brief Trains a Sequential with an optimizer on a data set, one epoch at a time.
+///
+/// A step is: gather the batch → forward → loss → backward → optimizer step → `after_step` hooks
+/// (pruning masks, fake-quant observers, ...). The batch, logit-gradient and layer buffers are reused,
+/// so after the first step a training step allocates no tensors.
+template <class T>
+class Trainer {
+ public:
+  /// Called after every optimizer step with the global step number (0-based).
+  using Hook = std::function<void(std::int64_t step)>;
+
+  Trainer(Sequential<T>& model, Optimizer<T>& optimizer, LossFunction<T> loss = cross_entropy<T>())
+      : model_(model), optimizer_(optimizer), loss_(std::move(loss)) {}
+
+  void add_hook(Hook hook) { hooks_.push_back(std::move(hook)); }
+  void set_loss(LossFunction<T> loss) { loss_ = std::move(loss); }
+  void set_progress(bool enabled) noexcept { progress_ = enabled; }
+
+  /// One pass over `data` in the sampler's order for its current epoch.
+  EpochStats train_epoch(const data::Dataset<T>& data, data::BatchSampler& sampler) {
+    if (sampler.num_samples() != data.size()) {
+      throw shape_error(minnow::detail::concat("Trainer: sampler over ", sampler.num_samples(), " samples, data set has ", data.size()));
+    }
+    const auto start = std::chrono::steady_clock::now();
+    Progress progress(minnow::detail::concat("epoch ", sampler.epoch() + 1), static_cast<long>(sampler.num_batches()), progress_);
+    progress.set_samples_per_step(static_cast<double>(sampler.batch_size()));
+    double loss_sum = 0.0;
+    index_t correct = 0, seen = 0;
+    for (index_t b = 0; b < sampler.num_batches(); ++b) {
+      const auto indices = sampler.batch(b);
+      const double loss = step(data, indices);
+      correct += last_correct_;
+      seen += static_cast<index_t>(indices.size());
+      loss_sum += loss * static_cast<double>(indices.size());
+      progress.update(static_cast<long>(b + 1), loss_sum / static_cast<double>(seen));
+    }
+    EpochStats stats;
+    stats.epoch = static_cast<int>(sampler.epoch());
+    stats.learning_rate = optimizer_.learning_rate();
+    stats.train = {seen ? loss_sum / static_cast<double>(seen) : 0.0, seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0, seen};
+    stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return stats;
+  }
+
+  /// One training step on the samples `indices` of `data`; returns the batch loss.
+  double step(const data::Dataset<T>& data, std::span<const index_t> indices) {
+    data::gather(data, indices, images_, labels_);
+    const index_t n = images_.dim(0);
+    const auto output = model_.forward(images_.view(), Mode::train);
+    const index_t classes = output.size() / std::max<index_t>(n, 1);
+    const auto logits = output.template reshape<2>(n, classes);
+    dlogits_.resize({n, classes, 1, 1});
+    const double loss = loss_(logits, labels_.view(), indices, dlogits_.view().template reshape<2>(n, classes));
+    last_correct_ = count_correct<T>(logits, labels_.view());
+    model_.backward(dlogits_.view());
+    optimizer_.step();
+    for (auto& hook : hooks_) hook(steps_);
+    ++steps_;
+    return loss;
+  }
+
+  [[nodiscard]] std::int64_t steps() const noexcept { return steps_; }
+
+ private:
+  Sequential<T>& model_;
+  Optimizer<T>& optimizer_;
+  LossFunction<T> loss_;
+  std::vector<Hook> hooks_;
+  bool progress_ = true;
+  std::int64_t steps_ = 0;
+  index_t last_correct_ = 0;
+  Tensor<T, 4> images_, dlogits_;
+  Tensor<std::int32_t, 1> labels_;
+};
+
+/// Mean cross-entropy and accuracy of `model` on `data`, in batches of `batch_size` (eval mode).
+template <class T>
+[[nodiscard]] Evaluation evaluate(Sequential<T>& model, const data::Dataset<T>& data, index_t batch_size = 500) {
+  auto sampler = data::BatchSampler::sequential(data.size(), batch_size);
+  Tensor<T, 4> images, dlogits;
+  Tensor<std::int32_t, 1> labels;
+  double loss_sum = 0.0;
+  index_t correct = 0;
+  for (index_t b = 0; b < sampler.num_batches(); ++b) {
+    data::gather(data, sampler.batch(b), images, labels);
+    const index_t n = images.dim(0);
+    const auto output = model.forward(images.view(), Mode::eval);
+    const auto logits = output.template reshape<2>(n, output.size() / n);
+    dlogits.resize({n, logits.dim(1), 1, 1});
+    loss_sum += softmax_cross_entropy<T>(logits, labels.view(), dlogits.view().template reshape<2>(n, logits.dim(1))) * static_cast<double>(n);
+    correct += count_correct<T>(logits, labels.view());
+  }
+  const double count = static_cast<double>(data.size());
+  return {data.size() ? loss_sum / count : 0.0, data.size() ? static_cast<double>(correct) / count : 0.0, data.size()};
+}
+
+/// Every parameter and every optimizer state buffer, as checkpoint entries ("fc1.weight",
+/// "fc1.weight.exp_avg", ...), plus the optimizer's step count.
+template <class T>
+[[nodiscard]] std::vector<io::CheckpointEntry<T>> training_state(Sequential<T>& model, Optimizer<T>* optimizer,
+                                                                 Tensor<T, 1>& step_holder) {
+  std::vector<io::CheckpointEntry<T>> entries;
+  const auto params = model.parameters();
+  for (const auto& p : params) entries.push_back({p.name, p.shape, p.value});
+  if (optimizer != nullptr) {
+    for (std::size_t i = 0; i < optimizer->parameters().size(); ++i) {
+      const auto& p = optimizer->parameters()[i];
+      for (const auto& s : optimizer->state(i)) entries.push_back({p.name + "." + s.name, p.shape, s.view});
+    }
+    step_holder.resize({1});
+    step_holder(0) = static_cast<T>(optimizer->step_count());
+    entries.push_back({"optimizer.steps", {1}, step_holder.view()});
+  }
+  return entries;
+}
+
+/// Saves the model's parameters (and the optimizer's state, when given) under `architecture`.
+template <class T>
+void save_training_state(const std::filesystem::path& path, std::string_view architecture, Sequential<T>& model,
+                         Optimizer<T>* optimizer = nullptr) {
+  Tensor<T, 1> steps;
+  io::save_checkpoint<T>(path, architecture, training_state(model, optimizer, steps));
+}
+
+/// Loads what save_training_state wrote. A checkpoint of another architecture, or with other
+/// optimizer state, is refused with a format_error before anything is changed.
+template <class T>
+void load_training_state(const std::filesystem::path& path, std::string_view architecture, Sequential<T>& model,
+                         Optimizer<T>* optimizer = nullptr) {
+  Tensor<T, 1> steps;
+  io::load_checkpoint<T>(path, architecture, training_state(model, optimizer, steps));
+  if (optimizer != nullptr) optimizer->set_step_count(static_cast<std::int64_t>(steps(0)));
+}
+
+}  // namespace minnow::nn

@@ -1,0 +1,179 @@
+// Training utilities: determinism, a real (short) training run, checkpoints, bad input.
+#include <minnow/data.hpp>
+#include <minnow/nn.hpp>
+#include <minnow/nn/train.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+using namespace minnow;
+namespace fs = std::filesystem;
+
+namespace {
+
+bool have_fashion_mnist() { return fs::exists(data::default_fashion_mnist_dir()); }
+
+fs::path temp_file(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("minnow_test_train_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return dir / name;
+}
+
+// Trains the student for one epoch on the first `n` training images with the given thread count.
+nn::Sequential<float> train_student_one_epoch(const data::Dataset<float>& train, int threads, std::uint64_t seed) {
+#if defined(_OPENMP)
+  omp_set_num_threads(threads);
+#endif
+  Eigen::setNbThreads(threads);
+  auto model = nn::make_student<float>(seed);
+  nn::Sgd<float> sgd(model.parameters(), 0.05, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
+  nn::Trainer<float> trainer(model, sgd);
+  trainer.set_progress(false);
+  data::BatchSampler sampler(train.size(), 64, seed);
+  (void)trainer.train_epoch(train, sampler);
+  return model;
+}
+
+}  // namespace
+
+TEST_CASE("same seed and thread count give bit-identical weights after an epoch on 2000 images") {
+  if (!have_fashion_mnist()) FAIL("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist");
+  const auto data = data::load_fashion_mnist<float>(data::default_fashion_mnist_dir(), data::fashion_mnist_normalization, 2000, 1);
+  for (const int threads : {1, 2}) {
+    INFO(threads << " thread(s)");
+    auto a = train_student_one_epoch(data.train, threads, 7);
+    auto b = train_student_one_epoch(data.train, threads, 7);
+    auto c = train_student_one_epoch(data.train, threads, 8);
+    const auto pa = a.parameters(), pb = b.parameters(), pc = c.parameters();
+    bool all_equal = true, any_differs_with_other_seed = false;
+    for (std::size_t i = 0; i < pa.size(); ++i) {
+      all_equal = all_equal && std::memcmp(pa[i].value.data(), pb[i].value.data(), sizeof(float) * static_cast<std::size_t>(pa[i].value.size())) == 0;
+      any_differs_with_other_seed = any_differs_with_other_seed || !(pa[i].value.array() == pc[i].value.array()).all();
+    }
+    CHECK(all_equal);
+    CHECK(any_differs_with_other_seed);
+  }
+}
+
+TEST_CASE("the student reaches 80 % test accuracy after one epoch on 10,000 images") {
+  if (!have_fashion_mnist()) FAIL("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist");
+  const auto data = data::load_fashion_mnist<float>(data::default_fashion_mnist_dir(), data::fashion_mnist_normalization, 10000);
+  auto model = train_student_one_epoch(data.train, 2, 1);
+  const auto test = nn::evaluate(model, data.test);
+  CHECK(test.samples == 10000);
+  CHECK(test.accuracy >= 0.80);
+  CHECK(test.loss < 0.7);
+}
+
+TEST_CASE("training reduces the loss of a batch it keeps seeing") {
+  data::Dataset<float> tiny;
+  tiny.images.resize({16, 1, 28, 28});
+  tiny.labels.resize({16});
+  std::mt19937_64 rng(1);
+  for (index_t i = 0; i < tiny.images.size(); ++i) tiny.images.data()[i] = static_cast<float>(nn::uniform01(rng));
+  for (index_t i = 0; i < 16; ++i) tiny.labels(i) = static_cast<std::int32_t>(i % 10);
+  auto model = nn::make_student<float>(3);
+  nn::Adam<float> adam(model.parameters(), 3e-3);
+  nn::Trainer<float> trainer(model, adam);
+  std::vector<index_t> all(16);
+  std::iota(all.begin(), all.end(), 0);
+  std::int64_t hook_calls = 0;
+  trainer.add_hook([&](std::int64_t step) { CHECK(step == hook_calls++); });
+  const double first = trainer.step(tiny, all);
+  double last = first;
+  for (int i = 0; i < 40; ++i) last = trainer.step(tiny, all);
+  CHECK(last < 0.1 * first);
+  CHECK(hook_calls == 41);
+  CHECK(nn::evaluate(model, tiny, 5).accuracy == 1.0);
+}
+
+TEST_CASE("checkpoints restore parameters and optimizer state exactly") {
+  auto model = nn::make_student<float>(11);
+  nn::Adam<float> adam(model.parameters(), 1e-3);
+  data::Dataset<float> tiny;
+  tiny.images.resize({4, 1, 28, 28});
+  tiny.labels.resize({4});
+  std::vector<index_t> all{0, 1, 2, 3};
+  nn::Trainer<float> trainer(model, adam);
+  trainer.step(tiny, all);
+  trainer.step(tiny, all);
+  const fs::path path = temp_file("student.ckpt");
+  nn::save_training_state(path, "student", model, static_cast<nn::Optimizer<float>*>(&adam));
+  CHECK_FALSE(fs::exists(path.string() + ".tmp"));
+
+  auto restored = nn::make_student<float>(99);
+  nn::Adam<float> restored_adam(restored.parameters(), 1e-3);
+  nn::load_training_state(path, "student", restored, static_cast<nn::Optimizer<float>*>(&restored_adam));
+  CHECK(restored_adam.step_count() == 2);
+  const auto a = model.parameters(), b = restored.parameters();
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    CHECK((a[i].value.array() == b[i].value.array()).all());
+    CHECK((adam.state(i)[0].view.array() == restored_adam.state(i)[0].view.array()).all());
+    CHECK((adam.state(i)[1].view.array() == restored_adam.state(i)[1].view.array()).all());
+  }
+  // Resuming gives the same next step as continuing.
+  nn::Trainer<float> resumed(restored, restored_adam);
+  trainer.step(tiny, all);
+  resumed.step(tiny, all);
+  CHECK((model.parameters()[6].value.array() == restored.parameters()[6].value.array()).all());
+}
+
+TEST_CASE("bad checkpoints are refused with typed errors and change nothing") {
+  auto student = nn::make_student<float>(1);
+  const fs::path path = temp_file("good.ckpt");
+  nn::save_training_state(path, "student", student);
+  auto fresh = nn::make_student<float>(2);
+  const float before = fresh.parameters()[0].value(0);
+
+  SECTION("another architecture") {
+    auto teacher = nn::make_teacher<float>(1);
+    CHECK_THROWS_WITH(nn::load_training_state(path, "teacher", teacher),
+                      Catch::Contains("was written for 'student', not 'teacher'"));
+    // Same tag, other shapes: names the first mismatching tensor.
+    CHECK_THROWS_WITH(nn::load_training_state(path, "student", teacher),
+                      Catch::Contains("found 'conv1.weight' [16, 1, 3, 3] where 'conv1.weight' [64, 1, 3, 3] was expected"));
+  }
+  SECTION("optimizer state that is not in the file") {
+    nn::Sgd<float> sgd(fresh.parameters(), 0.1, {.momentum = 0.9});
+    CHECK_THROWS_AS(nn::load_training_state(path, "student", fresh, static_cast<nn::Optimizer<float>*>(&sgd)), format_error);
+  }
+  SECTION("a truncated file") {
+    const auto size = fs::file_size(path);
+    fs::resize_file(path, size - 100);
+    CHECK_THROWS_WITH(nn::load_training_state(path, "student", fresh), Catch::Contains("corrupt or truncated"));
+  }
+  SECTION("a flipped bit") {
+    {
+      std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(200);
+      f.put('\x7f');
+    }
+    CHECK_THROWS_AS(nn::load_training_state(path, "student", fresh), format_error);
+  }
+  SECTION("not a checkpoint at all") {
+    std::ofstream(path) << "hello";
+    CHECK_THROWS_WITH(nn::load_training_state(path, "student", fresh), Catch::Contains("is not a minnow checkpoint"));
+  }
+  SECTION("a missing file") {
+    CHECK_THROWS_AS(nn::load_training_state(temp_file("missing.ckpt"), "student", fresh), io_error);
+  }
+  SECTION("float checkpoint read as double") {
+    auto as_double = nn::make_student<double>(1);
+    CHECK_THROWS_WITH(nn::load_training_state(path, "student", as_double), Catch::Contains("stores 4-byte scalars, expected 8"));
+  }
+  CHECK(fresh.parameters()[0].value(0) == before);
+}
+
+TEST_CASE("a batch whose shape does not fit the network is refused") {
+  auto student = nn::make_student<float>(1);
+  Tensor<float, 4> wrong({2, 1, 32, 32});
+  CHECK_THROWS_WITH(student.forward(wrong), "Linear(1568, 64): input [2, 2048, 1, 1] has 2048 features per sample, expected 1568");
+  CHECK_THROWS_AS(student.forward(wrong), shape_error);
+}

@@ -26,4 +26,38 @@ namespace minnow::detail {
 #endif
 }
 
+/// Threads in the current team (1 outside a parallel region, and without OpenMP).
+[[nodiscard]] inline int thread_count() noexcept {
+#if defined(_OPENMP)
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+/// True inside an active parallel region (nested work should then run serially).
+[[nodiscard]] inline bool in_parallel() noexcept {
+#if defined(_OPENMP)
+  return omp_in_parallel() != 0;
+#else
+  return false;
+#endif
+}
+
+/// Runs `body(i, thread)` for i in [0, count) on `threads` threads with a static schedule (thread t
+/// gets the same indices on every call), or serially when one thread is asked for or when already inside
+/// a parallel region. Serial execution opens no OpenMP region at all: an idle region's spinning threads
+/// would otherwise compete with nested work for the cores.
+template <class Body>
+void parallel_for(long count, int threads, Body&& body) {
+  if (threads <= 1 || count <= 1 || in_parallel()) {
+    for (long i = 0; i < count; ++i) body(i, 0);
+    return;
+  }
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (long i = 0; i < count; ++i) body(i, omp_get_thread_num());
+#endif
+}
+
 }  // namespace minnow::detail

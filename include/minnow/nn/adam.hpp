@@ -46,25 +46,29 @@ class Adam : public Optimizer<T> {
     const T eps = static_cast<T>(options_.eps), wd = static_cast<T>(options_.weight_decay);
     const T decay = static_cast<T>(1.0 - lr * options_.weight_decay);
     for (std::size_t i = 0; i < this->parameters_.size(); ++i) {
-      auto p = this->parameters_[i].value.array();
-      const auto grad = this->parameters_[i].grad.array();
-      auto m = exp_avg_[i].array();
-      auto v = exp_avg_sq_[i].array();
-      if (options_.decoupled_weight_decay) {
-        if (wd != T(0)) p *= decay;
-        m = b1 * m + (T(1) - b1) * grad;
-        v = b2 * v + (T(1) - b2) * grad.square();
-      } else {
-        m = b1 * m + (T(1) - b1) * (grad + wd * p);
-        v = b2 * v + (T(1) - b2) * (grad + wd * p).square();
-      }
-      if (options_.amsgrad) {
-        auto v_max = max_exp_avg_sq_[i].array();
-        v_max = v_max.max(v);
-        p -= step_size * m / (v_max.sqrt() / correction2_sqrt + eps);
-      } else {
-        p -= step_size * m / (v.sqrt() / correction2_sqrt + eps);
-      }
+      const auto& param = this->parameters_[i];
+      this->for_slices(param.value.size(), [&](index_t begin, index_t count) {
+        const index_t end = begin + count;
+        auto p = param.value.slice(begin, end).array();
+        const auto grad = param.grad.slice(begin, end).array();
+        auto m = exp_avg_[i].view().slice(begin, end).array();
+        auto v = exp_avg_sq_[i].view().slice(begin, end).array();
+        if (options_.decoupled_weight_decay) {
+          if (wd != T(0)) p *= decay;
+          m = b1 * m + (T(1) - b1) * grad;
+          v = b2 * v + (T(1) - b2) * grad.square();
+        } else {
+          m = b1 * m + (T(1) - b1) * (grad + wd * p);
+          v = b2 * v + (T(1) - b2) * (grad + wd * p).square();
+        }
+        if (options_.amsgrad) {
+          auto v_max = max_exp_avg_sq_[i].view().slice(begin, end).array();
+          v_max = v_max.max(v);
+          p -= step_size * m / (v_max.sqrt() / correction2_sqrt + eps);
+        } else {
+          p -= step_size * m / (v.sqrt() / correction2_sqrt + eps);
+        }
+      });
     }
   }
 

@@ -5,6 +5,7 @@
 #include <minnow/detail/parallel.hpp>
 #include <minnow/nn/init.hpp>
 #include <minnow/nn/layer.hpp>
+#include <minnow/simd/gemm.hpp>
 
 #include <algorithm>
 #include <random>
@@ -54,21 +55,17 @@ class Conv2d final : public Layer<T> {
     y_.resize(output_shape(x.shape()));
     x_ = x;
     const Plan plan = prepare_workspace(x.dim(0));
-    const auto w = weight_matrix();
-    const auto b = bias_vector();
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(plan.threads) if (plan.threads > 1)
-#endif
-    for (index_t chunk = 0; chunk < plan.chunks; ++chunk) {
-      const auto t = static_cast<std::size_t>(minnow::detail::thread_id());
+    minnow::detail::parallel_for(plan.chunks, plan.threads, [&](index_t chunk, int thread) {
+      const auto t = static_cast<std::size_t>(thread);
       const auto [first, count] = plan.samples_of(chunk);
-      const index_t cols = count * plan.plane;
-      for (index_t s = 0; s < count; ++s) im2col(x[first + s], columns_[t].data() + s * plan.plane, plan.ld);
-      auto out = gemm_out_[t].view().matrix(out_, plan.ld).leftCols(cols);
-      out.noalias() = w * columns_[t].view().matrix(plan.rows, plan.ld).leftCols(cols);
-      out.colwise() += b;
-      scatter(out, first, count, plan.plane);
-    }
+      T* col = columns_[t].data();
+      T* out = gemm_out_[t].data();
+      for (index_t s = 0; s < count; ++s) im2col(x[first + s], col + s * plan.plane, plan.ld);
+      // out[O × cols] = W[O × C·k·k] · col[C·k·k × cols]
+      simd::gemm_parallel<T>(out_, count * plan.plane, plan.rows, simd::row_major<T>(weight_.data(), plan.rows),
+                             simd::row_major<T>(col, plan.ld), out, plan.ld, false);
+      scatter_with_bias(out, plan.ld, first, count, plan.plane);
+    });
     return y_.view();
   }
 
@@ -77,34 +74,30 @@ class Conv2d final : public Layer<T> {
     const Plan plan = prepare_workspace(dy.dim(0));
     const bool want_dx = this->needs_input_grad_;
     if (want_dx) dx_.resize(x_.shape());
-    const auto w = weight_matrix();
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(plan.threads) if (plan.threads > 1)
-#endif
-    {
-      const auto t = static_cast<std::size_t>(minnow::detail::thread_id());
-      auto dw = weight_partials_[t].matrix();
-      auto db = bias_partials_[t].array();
-      dw.setZero();
-      db.setZero();
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-      for (index_t chunk = 0; chunk < plan.chunks; ++chunk) {
-        const auto [first, count] = plan.samples_of(chunk);
-        const index_t cols = count * plan.plane;
-        auto g = gemm_out_[t].view().matrix(out_, plan.ld).leftCols(cols);
-        gather(dy, g, first, count, plan.plane);
-        auto col = columns_[t].view().matrix(plan.rows, plan.ld).leftCols(cols);
-        for (index_t s = 0; s < count; ++s) im2col(x_[first + s], columns_[t].data() + s * plan.plane, plan.ld);
-        dw.noalias() += g * col.transpose();
-        db += g.rowwise().sum().array();
-        if (want_dx) {
-          col.noalias() = w.transpose() * g;  // the columns now hold dL/dcol
-          for (index_t s = 0; s < count; ++s) col2im(columns_[t].data() + s * plan.plane, plan.ld, dx_.view()[first + s]);
-        }
-      }
+    for (std::size_t t = 0; t < static_cast<std::size_t>(plan.threads); ++t) {
+      weight_partials_[t].fill(T(0));
+      bias_partials_[t].fill(T(0));
     }
+    minnow::detail::parallel_for(plan.chunks, plan.threads, [&](index_t chunk, int thread) {
+      const auto t = static_cast<std::size_t>(thread);
+      auto db = bias_partials_[t].array();
+      const auto [first, count] = plan.samples_of(chunk);
+      const index_t cols = count * plan.plane;
+      T* g = gemm_out_[t].data();
+      T* col = columns_[t].data();
+      gather(dy, g, plan.ld, first, count, plan.plane);
+      for (index_t s = 0; s < count; ++s) im2col(x_[first + s], col + s * plan.plane, plan.ld);
+      // dW[O × C·k·k] += g[O × cols] · colᵀ
+      simd::gemm_parallel<T>(out_, plan.rows, cols, simd::row_major<T>(g, plan.ld),
+                             simd::row_major<T>(col, plan.ld).transposed(), weight_partials_[t].data(), plan.rows, true);
+      db += gemm_out_[t].view().matrix(out_, plan.ld).leftCols(cols).rowwise().sum().array();
+      if (want_dx) {
+        // dcol[C·k·k × cols] = Wᵀ · g; the column buffer now holds dL/dcol
+        simd::gemm_parallel<T>(plan.rows, cols, out_, simd::row_major<T>(weight_.data(), plan.rows).transposed(),
+                               simd::row_major<T>(g, plan.ld), col, plan.ld, false);
+        for (index_t s = 0; s < count; ++s) col2im(col + s * plan.plane, plan.ld, dx_.view()[first + s]);
+      }
+    });
     // Reduce the per-thread partial sums in thread order: deterministic for a given thread count.
     auto dw = flat(weight_grad_).array();
     auto db = flat(bias_grad_).array();
@@ -136,13 +129,6 @@ class Conv2d final : public Layer<T> {
     return t.view().template reshape<1>(t.size());
   }
 
-  [[nodiscard]] MatrixMap<const T> weight_matrix() const {
-    return TensorView<const T, 4>(weight_.view()).matrix(out_, in_ * kernel_ * kernel_);
-  }
-  [[nodiscard]] Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> bias_vector() const {
-    return Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(bias_.data(), out_);
-  }
-
   /// How a batch is cut into chunks of samples whose columns go through one GEMM: big enough that the
   /// GEMM runs near peak (a 3×3 kernel on a 14×14 map is only 196 columns per sample), small enough
   /// that a chunk's columns stay in cache.
@@ -166,8 +152,12 @@ class Conv2d final : public Layer<T> {
     plan.samples = n_samples;
     plan.per_chunk = std::clamp<index_t>(kColumnsPerChunk / std::max<index_t>(plan.plane, 1), 1, std::max<index_t>(n_samples, 1));
     plan.chunks = (n_samples + plan.per_chunk - 1) / plan.per_chunk;
-    plan.ld = plan.per_chunk * plan.plane;
     plan.threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(minnow::detail::max_threads(), plan.chunks)));
+    // Balance the threads: a whole number of chunks each, the samples spread evenly over the chunks.
+    plan.chunks = (plan.chunks + plan.threads - 1) / plan.threads * plan.threads;
+    plan.per_chunk = std::max<index_t>(1, (n_samples + plan.chunks - 1) / plan.chunks);
+    plan.chunks = n_samples == 0 ? 0 : (n_samples + plan.per_chunk - 1) / plan.per_chunk;
+    plan.ld = plan.per_chunk * plan.plane;
     const auto threads = static_cast<std::size_t>(plan.threads);
     if (columns_.size() < threads) {
       columns_.resize(threads);
@@ -184,17 +174,23 @@ class Conv2d final : public Layer<T> {
     return plan;
   }
 
-  // Copies a chunk's GEMM output [out, count·plane] into the NCHW output, and back for the gradient.
-  template <class Matrix>
-  void scatter(const Matrix& out, index_t first, index_t count, index_t plane) {
+  // Copies a chunk's GEMM output [out, count·plane] (rows ld apart) into the NCHW output, adding the bias.
+  void scatter_with_bias(const T* out, index_t ld, index_t first, index_t count, index_t plane) {
     for (index_t s = 0; s < count; ++s) {
-      y_.view()[first + s].matrix(out_, plane) = out.middleCols(s * plane, plane);
+      T* y = y_.data() + (first + s) * out_ * plane;
+      for (index_t o = 0; o < out_; ++o) {
+        const T b = bias_.data()[o];
+        const T* src = out + o * ld + s * plane;
+        T* dst = y + o * plane;
+        for (index_t p = 0; p < plane; ++p) dst[p] = src[p] + b;
+      }
     }
   }
-  template <class Matrix>
-  static void gather(Activations<T> dy, Matrix& g, index_t first, index_t count, index_t plane) {
+  // The reverse for the gradient: NCHW dy → [out, count·plane] with rows ld apart.
+  void gather(Activations<T> dy, T* g, index_t ld, index_t first, index_t count, index_t plane) const {
     for (index_t s = 0; s < count; ++s) {
-      g.middleCols(s * plane, plane) = dy[first + s].matrix(dy.dim(1), plane);
+      const T* src = dy.data() + (first + s) * out_ * plane;
+      for (index_t o = 0; o < out_; ++o) std::copy_n(src + o * plane, plane, g + o * ld + s * plane);
     }
   }
 

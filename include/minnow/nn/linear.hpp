@@ -4,6 +4,7 @@
 
 #include <minnow/nn/init.hpp>
 #include <minnow/nn/layer.hpp>
+#include <minnow/simd/gemm.hpp>
 
 #include <random>
 #include <string>
@@ -45,21 +46,29 @@ class Linear final : public Layer<T> {
   Activations<T> forward(Activations<T> x, Mode /*mode*/) override {
     y_.resize(output_shape(x.shape()));
     x_ = x;
-    auto y = y_.view().matrix(x.dim(0), out_);
-    y.noalias() = x.matrix(x.dim(0), in_) * weight_.matrix().transpose();
-    y.rowwise() += bias_row();
+    const index_t n = x.dim(0);
+    if (n < kSmallBatch) {
+      forward_small_batch(x);
+    } else {
+      // y[N × out] = x[N × in] · Wᵀ
+      simd::gemm_parallel<T>(n, out_, in_, simd::row_major<T>(x.data(), in_), simd::row_major<T>(weight_.data(), in_).transposed(),
+                             y_.data(), out_, false);
+    }
+    y_.view().matrix(n, out_).rowwise() += bias_row();
     return y_.view();
   }
 
   Activations<T> backward(Activations<T> dy) override {
     detail::check_backward_shape("Linear", y_.shape(), dy.shape());
     const index_t n = dy.dim(0);
-    const auto g = dy.matrix(n, out_);
-    weight_grad_.matrix().noalias() = g.transpose() * x_.matrix(n, in_);
-    bias_grad_.view().matrix(1, out_).noalias() = g.colwise().sum();
+    // dW[out × in] = dyᵀ · x, db = Σ_n dy, dx[N × in] = dy · W
+    simd::gemm_parallel<T>(out_, in_, n, simd::row_major<T>(dy.data(), out_).transposed(), simd::row_major<T>(x_.data(), in_),
+                           weight_grad_.data(), in_, false);
+    bias_grad_.view().matrix(1, out_).noalias() = dy.matrix(n, out_).colwise().sum();
     if (!this->needs_input_grad_) return {};
     dx_.resize(x_.shape());
-    dx_.view().matrix(n, in_).noalias() = g * weight_.matrix();
+    simd::gemm_parallel<T>(n, in_, out_, simd::row_major<T>(dy.data(), out_), simd::row_major<T>(weight_.data(), in_),
+                           dx_.data(), in_, false);
     return dx_.view();
   }
 
@@ -75,6 +84,24 @@ class Linear final : public Layer<T> {
   [[nodiscard]] index_t out_features() const noexcept { return out_; }
 
  private:
+  // Below this batch size the product is a few matrix-vector products: memory-bound on W, so the rows
+  // of W are split across threads and each runs Eigen's GEMV.
+  static constexpr index_t kSmallBatch = 4;
+
+  void forward_small_batch(Activations<T> x) {
+    const index_t n = x.dim(0);
+    const int threads = out_ * in_ < (1 << 16) ? 1 : minnow::detail::max_threads();
+    const auto w = weight_.matrix();
+    const auto xs = x.matrix(n, in_);
+    auto y = y_.view().matrix(n, out_);
+    minnow::detail::parallel_for(threads, threads, [&](long t, int) {
+      const index_t begin = out_ * t / threads, end = out_ * (t + 1) / threads;
+      for (index_t i = 0; i < n; ++i) {
+        y.row(i).segment(begin, end - begin).noalias() = (w.middleRows(begin, end - begin) * xs.row(i).transpose()).transpose();
+      }
+    });
+  }
+
   [[nodiscard]] Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>> bias_row() const {
     return Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias_.data(), out_);
   }

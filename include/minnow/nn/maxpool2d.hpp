@@ -43,10 +43,8 @@ class MaxPool2d final : public Layer<T> {
     in_shape_ = x.shape();
     const index_t planes = out_shape[0] * out_shape[1];
     const index_t plane_in = x.dim(2) * x.dim(3), plane_out = out_shape[2] * out_shape[3];
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (planes * plane_in > 65536)
-#endif
-    for (index_t p = 0; p < planes; ++p) {
+    const int threads = planes * plane_in > 65536 ? minnow::detail::max_threads() : 1;
+    minnow::detail::parallel_for(planes, threads, [&](index_t p, int) {
       const T* src = x.data() + p * plane_in;
       T* out = y_.data() + p * plane_out;
       std::int32_t* arg = argmax_.data() + p * plane_out;
@@ -58,7 +56,7 @@ class MaxPool2d final : public Layer<T> {
       } else {
         pool_plane<0>(src, x.dim(3), out, arg, out_shape[2], out_shape[3]);
       }
-    }
+    });
     return y_.view();
   }
 
@@ -70,14 +68,12 @@ class MaxPool2d final : public Layer<T> {
     const T* g = dy.data();
     const std::int32_t* arg = argmax_.data();
     T* dx = dx_.data();
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (planes * plane_in > 65536)
-#endif
-    for (index_t p = 0; p < planes; ++p) {
+    const int threads = planes * plane_in > 65536 ? minnow::detail::max_threads() : 1;
+    minnow::detail::parallel_for(planes, threads, [&](index_t p, int) {
       T* dst = dx + p * plane_in;
       std::fill_n(dst, plane_in, T(0));
       for (index_t o = p * plane_out; o < (p + 1) * plane_out; ++o) dst[arg[o]] += g[o];  // overlapping windows add up
-    }
+    });
     return dx_.view();
   }
 

@@ -2,6 +2,7 @@
 /// @file nn/optimizer.hpp
 /// @brief The optimizer interface: parameters in, `step()`, and per-parameter state views.
 
+#include <minnow/detail/parallel.hpp>
 #include <minnow/parameter.hpp>
 
 #include <cmath>
@@ -60,6 +61,17 @@ class Optimizer {
     buffers.reserve(parameters_.size());
     for (const auto& p : parameters_) buffers.emplace_back(Shape<1>{p.value.size()});
     return buffers;
+  }
+
+  /// Runs `update(begin, count)` over [0, size) in contiguous slices, one per thread when the
+  /// parameter is large (the updates are element-wise, so the result does not depend on the split).
+  template <class Update>
+  static void for_slices(index_t size, Update&& update) {
+    const int threads = size < (1 << 16) ? 1 : minnow::detail::max_threads();
+    minnow::detail::parallel_for(threads, threads, [&](long t, int) {
+      const index_t begin = size * t / threads, end = size * (t + 1) / threads;
+      if (begin < end) update(begin, end - begin);
+    });
   }
 
   static void check_hyper(bool ok, const char* what, double value) {

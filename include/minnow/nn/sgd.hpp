@@ -36,27 +36,30 @@ class Sgd final : public Optimizer<T> {
     const T wd = static_cast<T>(options_.weight_decay), keep = static_cast<T>(1.0 - options_.dampening);
     const bool first = this->steps_ == 0;
     for (std::size_t i = 0; i < this->parameters_.size(); ++i) {
-      auto p = this->parameters_[i].value.array();
-      const auto grad = this->parameters_[i].grad.array();
-      if (momentum_.empty()) {
-        if (wd != T(0)) {
-          p -= lr * (grad + wd * p);
-        } else {
-          p -= lr * grad;
+      const auto& param = this->parameters_[i];
+      this->for_slices(param.value.size(), [&](index_t begin, index_t count) {
+        auto p = param.value.slice(begin, begin + count).array();
+        const auto grad = param.grad.slice(begin, begin + count).array();
+        if (momentum_.empty()) {
+          if (wd != T(0)) {
+            p -= lr * (grad + wd * p);
+          } else {
+            p -= lr * grad;
+          }
+          return;
         }
-        continue;
-      }
-      auto buf = momentum_[i].array();
-      if (first) {
-        buf = grad + wd * p;
-      } else {
-        buf = mu * buf + keep * (grad + wd * p);
-      }
-      if (options_.nesterov) {
-        p -= lr * ((grad + wd * p) + mu * buf);
-      } else {
-        p -= lr * buf;
-      }
+        auto buf = momentum_[i].view().slice(begin, begin + count).array();
+        if (first) {
+          buf = grad + wd * p;
+        } else {
+          buf = mu * buf + keep * (grad + wd * p);
+        }
+        if (options_.nesterov) {
+          p -= lr * ((grad + wd * p) + mu * buf);
+        } else {
+          p -= lr * buf;
+        }
+      });
     }
     ++this->steps_;
   }

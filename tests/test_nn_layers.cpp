@@ -181,3 +181,28 @@ TEST_CASE("PyTorch's default initialisation: U(±1/sqrt(fan_in)), seeded") {
   CHECK(a[2].value.array().abs().mean() == Approx(bound / 2).epsilon(0.05));
   CHECK(a[3].value.array().abs().maxCoeff() <= bound);
 }
+
+TEST_CASE("MaxPool2d ties and NaN follow PyTorch's row-major scan, in every kernel") {
+  for (const auto& [k, s] : {std::pair<index_t, index_t>{2, 2}, {2, 1}, {3, 3}}) {
+    INFO("kernel " << k << " stride " << s);
+    nn::MaxPool2d<float> pool(k, s);
+    Tensor<float, 4> x({1, 1, 6, 6});
+    x.fill(1.0f);  // all tied: the first element of every window wins
+    pool.forward(x, nn::Mode::train);
+    Tensor<float, 4> dy(pool.output_shape(x.shape()), 1.0f);
+    const auto dx = pool.backward(dy);
+    CHECK(dx(0, 0, 0, 0) == 1.0f);
+    // With stride 1 every position starts a window; otherwise only the windows' corners do.
+    CHECK(dx(0, 0, 0, 1) == (s == 1 ? 1.0f : 0.0f));
+    CHECK(dx(0, 0, 1, 1) == (s == 1 ? 1.0f : 0.0f));
+    CHECK(dx.array().sum() == static_cast<float>(dy.size()));
+    // Two NaN in one window: the later one (row-major) receives the gradient.
+    x(0, 0, 0, 1) = std::nanf("");
+    x(0, 0, 1, 0) = std::nanf("");
+    const auto y = pool.forward(x, nn::Mode::train);
+    CHECK(std::isnan(y(0, 0, 0, 0)));
+    const auto dx2 = pool.backward(dy);
+    CHECK(dx2(0, 0, 1, 0) >= 1.0f);
+    CHECK(dx2(0, 0, 0, 0) == 0.0f);
+  }
+}

@@ -4,6 +4,7 @@
 
 #include <minnow/detail/parallel.hpp>
 #include <minnow/nn/layer.hpp>
+#include <minnow/simd/maxpool.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -11,8 +12,9 @@
 
 namespace minnow::nn {
 
-/// @brief `y[n, c, i, j] = max over the k×k window at (i·s, j·s)`. A NaN in a window wins, as in PyTorch;
-/// among equal maxima the first in row-major order is taken. Trailing rows/columns that do not fill a
+/// @brief `y[n, c, i, j] = max over the k×k window at (i·s, j·s)`. As in PyTorch, the window is scanned in
+/// row-major order and a value takes over when it is larger or NaN: among equal maxima the first is
+/// taken, and a NaN in a window wins (the last NaN, for the gradient). Trailing rows/columns that do not fill a
 /// window are dropped (floor mode) and get zero gradient.
 template <class T>
 class MaxPool2d final : public Layer<T> {
@@ -49,7 +51,9 @@ class MaxPool2d final : public Layer<T> {
       T* out = y_.data() + p * plane_out;
       std::int32_t* arg = argmax_.data() + p * plane_out;
       // The common 2×2 and 3×3 windows get kernels whose loops the compiler unrolls.
-      if (kernel_ == 2) {
+      if (kernel_ == 2 && stride_ == 2) {
+        pool_plane_2x2(src, x.dim(3), out, arg, out_shape[2], out_shape[3]);
+      } else if (kernel_ == 2) {
         pool_plane<2>(src, x.dim(3), out, arg, out_shape[2], out_shape[3]);
       } else if (kernel_ == 3) {
         pool_plane<3>(src, x.dim(3), out, arg, out_shape[2], out_shape[3]);
@@ -81,6 +85,15 @@ class MaxPool2d final : public Layer<T> {
   [[nodiscard]] index_t stride() const noexcept { return stride_; }
 
  private:
+  // The common 2×2, stride-2 window: a vectorized row kernel (simd/maxpool.hpp).
+  static void pool_plane_2x2(const T* src, index_t width, T* out, std::int32_t* arg, index_t out_h, index_t out_w) noexcept {
+    for (index_t i = 0; i < out_h; ++i) {
+      const T* r0 = src + 2 * i * width;
+      simd::maxpool_2x2_row(r0, r0 + width, out_w, out + i * out_w, arg + i * out_w, static_cast<std::int32_t>(2 * i * width),
+                            static_cast<std::int32_t>(width));
+    }
+  }
+
   // One input plane; K is the window size when known at compile time, 0 for "use kernel_".
   template <index_t K>
   void pool_plane(const T* src, index_t width, T* out, std::int32_t* arg, index_t out_h, index_t out_w) const noexcept {
@@ -93,8 +106,8 @@ class MaxPool2d final : public Layer<T> {
           for (index_t b = 0; b < k; ++b) {
             const index_t at = (i * stride_ + a) * width + j * stride_ + b;
             const T v = src[at];
-            // v != v: a NaN wins over a number (and the first NaN stays).
-            if (v > best_value || (v != v && best_value == best_value)) {
+            // PyTorch's rule: a larger value or any NaN takes over (so the last NaN wins).
+            if (v > best_value || v != v) {
               best_value = v;
               best = at;
             }

@@ -140,23 +140,50 @@ inline void micro_kernel(index_t kc, const float* a, const float* b, float* c, i
 
 }  // namespace detail
 
+namespace detail {
+
+/// An Eigen map of a strided operand; contiguous rows or columns give Eigen a vectorizable inner stride.
+template <class T, class Fn>
+void with_eigen_map(Strided<T> x, index_t rows, index_t cols, Fn&& fn) {
+  constexpr int Dyn = Eigen::Dynamic;
+  if (x.col_stride == 1) {
+    fn(Eigen::Map<const Eigen::Matrix<T, Dyn, Dyn, Eigen::RowMajor>, 0, Eigen::OuterStride<>>(x.data, rows, cols, Eigen::OuterStride<>(x.row_stride)));
+  } else if (x.row_stride == 1) {
+    fn(Eigen::Map<const Eigen::Matrix<T, Dyn, Dyn, Eigen::ColMajor>, 0, Eigen::OuterStride<>>(x.data, rows, cols, Eigen::OuterStride<>(x.col_stride)));
+  } else {
+    using Stride = Eigen::Stride<Dyn, Dyn>;
+    fn(Eigen::Map<const Eigen::Matrix<T, Dyn, Dyn, Eigen::RowMajor>, 0, Stride>(x.data, rows, cols, Stride(x.row_stride, x.col_stride)));
+  }
+}
+
+template <class T>
+void eigen_gemm(index_t m, index_t n, index_t k, Strided<T> a, Strided<T> b, T* c, index_t ldc, bool accumulate) {
+  Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Eigen::OuterStride<>> mc(c, m, n, Eigen::OuterStride<>(ldc));
+  with_eigen_map(a, m, k, [&](const auto& ma) {
+    with_eigen_map(b, k, n, [&](const auto& mb) {
+      if (accumulate) {
+        mc.noalias() += ma * mb;
+      } else {
+        mc.noalias() = ma * mb;
+      }
+    });
+  });
+}
+
+}  // namespace detail
+
 /// `C[m×n] = A[m×k]·B[k×n]`, plus the old C when `accumulate`; C row-major with leading dimension `ldc`.
 /// float runs the packed AVX/AVX-512 kernel above; other types go through Eigen.
 template <class T>
 void gemm(index_t m, index_t n, index_t k, Strided<T> a, Strided<T> b, T* c, index_t ldc, bool accumulate) {
   if (m == 0 || n == 0) return;
-  if constexpr (!std::is_same_v<T, float>) {
-    using Stride = Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>;
-    using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    const Eigen::Map<const Matrix, 0, Stride> ma(a.data, m, k, Stride(a.row_stride, a.col_stride));
-    const Eigen::Map<const Matrix, 0, Stride> mb(b.data, k, n, Stride(b.row_stride, b.col_stride));
-    Eigen::Map<Matrix, 0, Eigen::OuterStride<>> mc(c, m, n, Eigen::OuterStride<>(ldc));
-    if (accumulate) {
-      mc.noalias() += ma * mb;
-    } else {
-      mc.noalias() = ma * mb;
-    }
-  } else {
+  // Products too narrow for the register tile (n well below NR, e.g. a 3×3 single-channel kernel's
+  // weight gradient) would mostly multiply padding: Eigen handles those, and every non-float type.
+  if (!std::is_same_v<T, float> || 2 * n < detail::kNR) {
+    detail::eigen_gemm<T>(m, n, k, a, b, c, ldc, accumulate);
+    return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
     using namespace detail;
     if (k == 0) {
       if (!accumulate) {

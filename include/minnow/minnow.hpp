@@ -3,5 +3,10 @@
 /// @brief Umbrella header: everything minnow offers. Including one module header is cheaper.
 
 #include <minnow/config.hpp>
+#include <minnow/data.hpp>
 #include <minnow/error.hpp>
+#include <minnow/io/checkpoint.hpp>
+#include <minnow/nn.hpp>
+#include <minnow/nn/train.hpp>
+#include <minnow/parameter.hpp>
 #include <minnow/tensor.hpp>

@@ -90,7 +90,7 @@ class Conv2d final : public Layer<T> {
       // dW[O × C·k·k] += g[O × cols] · colᵀ
       simd::gemm_parallel<T>(out_, plan.rows, cols, simd::row_major<T>(g, plan.ld),
                              simd::row_major<T>(col, plan.ld).transposed(), weight_partials_[t].data(), plan.rows, true);
-      db += gemm_out_[t].view().matrix(out_, plan.ld).leftCols(cols).rowwise().sum().array();
+      for (index_t o = 0; o < out_; ++o) db(o) += ArrayMap<const T>(g + o * plan.ld, cols).sum();
       if (want_dx) {
         // dcol[C·k·k × cols] = Wᵀ · g; the column buffer now holds dL/dcol
         simd::gemm_parallel<T>(plan.rows, cols, out_, simd::row_major<T>(weight_.data(), plan.rows).transposed(),
@@ -240,7 +240,12 @@ class Conv2d final : public Layer<T> {
             const index_t ih = oh * stride_ - padding_ + i;
             if (ih < 0 || ih >= height) continue;
             T* row = channel + ih * width;
-            for (index_t ow = lo; ow < hi; ++ow) row[ow * stride_ - padding_ + j] += src[ow];
+            if (stride_ == 1) {
+              // Contiguous on both sides: an Eigen expression, so it vectorizes.
+              ArrayMap<T>(row + lo - padding_ + j, hi - lo) += ArrayMap<const T>(src + lo, hi - lo);
+            } else {
+              for (index_t ow = lo; ow < hi; ++ow) row[ow * stride_ - padding_ + j] += src[ow];
+            }
           }
         }
       }

@@ -90,7 +90,7 @@ class Linear final : public Layer<T> {
 
   void forward_small_batch(Activations<T> x) {
     const index_t n = x.dim(0);
-    const int threads = out_ * in_ < (1 << 16) ? 1 : minnow::detail::max_threads();
+    const int threads = out_ * in_ < (1 << 18) ? 1 : minnow::detail::max_threads();
     const auto w = weight_.matrix();
     const auto xs = x.matrix(n, in_);
     auto y = y_.view().matrix(n, out_);

@@ -1,0 +1,267 @@
+#pragma once
+/// @file prune/schedule.hpp
+/// @brief Gradual pruning: sparsity schedules (constant, AGP / polynomial decay) and a GradualPruner
+/// that, at the scheduled steps, tops each parameter (or all of them globally) up to the target sparsity.
+///
+/// Masks only ever lose ones, so a schedule is a target, not a setting: when a parameter is already at
+/// or above the target nothing happens. The additional amount is computed as an exact Count,
+/// `round_half_even(target · total) − already pruned`, so the sparsity reached never drifts by the
+/// rounding of a fraction of survivors.
+
+#include <minnow/error.hpp>
+#include <minnow/prune/amount.hpp>
+#include <minnow/prune/criteria.hpp>
+#include <minnow/prune/hook.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace minnow::prune {
+
+namespace detail {
+
+inline void check_sparsity(double s, const char* context, const char* what) {
+  if (!(s >= 0.0 && s <= 1.0)) {
+    throw value_error(minnow::detail::concat(context, ": ", what, " must lie in [0, 1], got ", show(s)));
+  }
+}
+
+inline void check_frequency(std::int64_t frequency, const char* context) {
+  if (frequency <= 0) throw value_error(minnow::detail::concat(context, ": frequency must be > 0, got ", frequency));
+}
+
+/// Steps in [begin, end] with (step − begin) % frequency == 0.
+[[nodiscard]] inline bool on_grid(std::int64_t step, std::int64_t begin, std::int64_t end, std::int64_t frequency) noexcept {
+  return step >= begin && step <= end && (step - begin) % frequency == 0;
+}
+
+}  // namespace detail
+
+/// @brief What a schedule provides: the target sparsity at a step and whether to prune at that step.
+template <class S>
+concept SparsitySchedule = requires(const S& s, std::int64_t step) {
+  { s.target(step) } -> std::convertible_to<double>;  ///< fraction of weights pruned, in [0, 1]
+  { s.is_pruning_step(step) } -> std::same_as<bool>;  ///< prune at this step?
+};
+
+/// @brief One sparsity throughout: prunes to `sparsity` at `begin`, then re-tops every `frequency`
+/// steps until `end` (`begin == end`: one-shot pruning).
+class ConstantSparsity {
+ public:
+  /// @throws value_error for a sparsity outside [0, 1], begin > end or frequency <= 0.
+  ConstantSparsity(double sparsity, std::int64_t begin, std::int64_t end, std::int64_t frequency = 1)
+      : sparsity_(sparsity), begin_(begin), end_(end), frequency_(frequency) {
+    detail::check_sparsity(sparsity, "ConstantSparsity", "sparsity");
+    if (begin > end) {
+      throw value_error(minnow::detail::concat("ConstantSparsity: begin must be <= end, got begin ", begin, ", end ", end));
+    }
+    detail::check_frequency(frequency, "ConstantSparsity");
+  }
+  [[nodiscard]] double target(std::int64_t) const noexcept { return sparsity_; }
+  [[nodiscard]] bool is_pruning_step(std::int64_t step) const noexcept {
+    return detail::on_grid(step, begin_, end_, frequency_);
+  }
+
+ private:
+  double sparsity_;
+  std::int64_t begin_, end_, frequency_;
+};
+
+/// @brief Polynomial decay of the distance to the final sparsity (AGP, Zhu & Gupta 2017, for power 3):
+/// `p = clamp((step − begin) / (end − begin), 0, 1)`,
+/// `target = final + (initial − final) · (1 − p)^power`; prune at steps in [begin, end] where
+/// `(step − begin) % frequency == 0`.
+class PolynomialDecay {
+ public:
+  /// @throws value_error for sparsities outside [0, 1], begin >= end, frequency <= 0 or power <= 0.
+  PolynomialDecay(double initial, double final, std::int64_t begin, std::int64_t end, std::int64_t frequency,
+                  double power = 3.0)
+      : initial_(initial), final_(final), begin_(begin), end_(end), frequency_(frequency), power_(power) {
+    detail::check_sparsity(initial, "PolynomialDecay", "initial sparsity");
+    detail::check_sparsity(final, "PolynomialDecay", "final sparsity");
+    if (begin >= end) {
+      throw value_error(minnow::detail::concat("PolynomialDecay: begin must be < end, got begin ", begin, ", end ", end));
+    }
+    detail::check_frequency(frequency, "PolynomialDecay");
+    if (!(power > 0.0) || !std::isfinite(power)) {
+      throw value_error(minnow::detail::concat("PolynomialDecay: power must be finite and > 0, got ", detail::show(power)));
+    }
+  }
+  [[nodiscard]] double target(std::int64_t step) const noexcept {
+    const double p = std::clamp(static_cast<double>(step - begin_) / static_cast<double>(end_ - begin_), 0.0, 1.0);
+    return final_ + (initial_ - final_) * std::pow(1.0 - p, power_);
+  }
+  [[nodiscard]] bool is_pruning_step(std::int64_t step) const noexcept {
+    return detail::on_grid(step, begin_, end_, frequency_);
+  }
+
+ private:
+  double initial_, final_;
+  std::int64_t begin_, end_, frequency_;
+  double power_;
+};
+
+/// @brief The AGP schedule: PolynomialDecay with power 3.
+[[nodiscard]] inline PolynomialDecay agp(double initial, double final, std::int64_t begin, std::int64_t end,
+                                         std::int64_t frequency) {
+  return PolynomialDecay(initial, final, begin, end, frequency, 3.0);
+}
+
+/// @brief Fraction of the survivors to prune to go from sparsity `current` to `target`:
+/// `(target − current) / (1 − current)`, 0 when already there (or nothing survives).
+/// @throws value_error for either argument outside [0, 1].
+[[nodiscard]] inline Fraction additional_fraction(double target, double current) {
+  detail::check_sparsity(target, "additional_fraction", "target");
+  detail::check_sparsity(current, "additional_fraction", "current sparsity");
+  if (current >= target || current >= 1.0) return Fraction{0.0};
+  return Fraction{std::clamp((target - current) / (1.0 - current), 0.0, 1.0)};
+}
+
+/// @brief How many more of `total` candidates to prune so that `round_half_even(target · total)` are
+/// pruned, given `pruned` already are (0 when already there).
+/// @throws value_error for a target outside [0, 1] or counts with pruned > total.
+[[nodiscard]] inline Count additional_count(double target, index_t pruned, index_t total) {
+  detail::check_sparsity(target, "additional_count", "target");
+  if (pruned < 0 || total < 0 || pruned > total) {
+    throw value_error(minnow::detail::concat("additional_count: need 0 <= pruned <= total, got pruned ", pruned,
+                                             ", total ", total));
+  }
+  return Count{std::max<index_t>(0, to_count(Fraction{target}, total) - pruned)};
+}
+
+/// @brief Per-parameter criterion for GradualPruner: prune the smallest |w| (unit: weights).
+struct L1Unstructured {
+  template <Scalar T>
+  index_t operator()(Pruner<T>& pruner, std::string_view name, double target) const {
+    const auto mask = pruner.mask(name);
+    return pruner.l1_unstructured(name, additional_count(target, mask.size() - count_kept(mask), mask.size()));
+  }
+};
+
+/// @brief Per-parameter criterion for GradualPruner: prune random weights (unit: weights).
+struct RandomUnstructured {
+  std::mt19937_64* rng;  ///< engine to draw from (not owned)
+  template <Scalar T>
+  index_t operator()(Pruner<T>& pruner, std::string_view name, double target) const {
+    const auto mask = pruner.mask(name);
+    return pruner.random_unstructured(name, additional_count(target, mask.size() - count_kept(mask), mask.size()), *rng);
+  }
+};
+
+namespace detail {
+
+/// Slices along `dim` of a tracked parameter, and how many of them are already fully pruned.
+template <Scalar T>
+std::pair<index_t, index_t> slice_counts(const Pruner<T>& pruner, std::string_view name, int dim) {
+  for (const auto& e : pruner.entries()) {
+    if (e.name != name) continue;
+    const std::span<const index_t> shape(e.shape);
+    const index_t alive = surviving_slices(e.mask.view(), shape, dim);
+    const auto rank = static_cast<int>(shape.size());
+    const index_t total = (dim >= -rank && dim < rank) ? shape[static_cast<std::size_t>(dim < 0 ? dim + rank : dim)] : 0;
+    return {total - alive, total};
+  }
+  return {0, 0};  // unknown name: the Pruner call that follows throws
+}
+
+}  // namespace detail
+
+/// @brief Per-parameter criterion for GradualPruner: prune the smallest-Ln-norm slices along `dim`
+/// (unit: slices, so the target is the fraction of slices pruned).
+struct LnStructured {
+  double n = 2.0;
+  int dim = 0;
+  template <Scalar T>
+  index_t operator()(Pruner<T>& pruner, std::string_view name, double target) const {
+    const auto [dead, total] = detail::slice_counts(pruner, name, dim);
+    return pruner.ln_structured(name, additional_count(target, dead, total), n, dim);
+  }
+};
+
+/// @brief Per-parameter criterion for GradualPruner: prune random slices along `dim` (unit: slices).
+struct RandomStructured {
+  int dim = 0;
+  std::mt19937_64* rng = nullptr;  ///< engine to draw from (not owned)
+  template <Scalar T>
+  index_t operator()(Pruner<T>& pruner, std::string_view name, double target) const {
+    const auto [dead, total] = detail::slice_counts(pruner, name, dim);
+    return pruner.random_structured(name, additional_count(target, dead, total), dim, *rng);
+  }
+};
+
+/// @brief Drives a Pruner from a schedule: call `step(step, pruner)` after each optimizer step (e.g.
+/// from Trainer::add_hook); at the schedule's pruning steps it prunes up to the target, and at every
+/// step it re-applies the masks.
+template <SparsitySchedule S>
+class GradualPruner {
+ public:
+  explicit GradualPruner(S schedule) : schedule_(std::move(schedule)) {}
+
+  [[nodiscard]] const S& schedule() const noexcept { return schedule_; }
+  [[nodiscard]] bool is_pruning_step(std::int64_t step) const { return schedule_.is_pruning_step(step); }
+  [[nodiscard]] double target(std::int64_t step) const { return schedule_.target(step); }
+
+  /// @brief Fraction of the survivors to prune at `step` for a parameter at sparsity `current`
+  /// (0 at steps that are not pruning steps).
+  [[nodiscard]] Fraction additional_fraction(std::int64_t step, double current) const {
+    if (!is_pruning_step(step)) return Fraction{0.0};
+    return prune::additional_fraction(target(step), current);
+  }
+
+  /// @brief Per-parameter pruning: at a pruning step, brings each of `names` (every tracked parameter
+  /// when empty) to the target sparsity with `criterion` (L1Unstructured, LnStructured, ...); then
+  /// applies the masks. @return whether `step` was a pruning step.
+  template <Scalar T, class Criterion = L1Unstructured>
+    requires std::invocable<const Criterion&, Pruner<T>&, std::string_view, double>
+  bool step(std::int64_t at_step, Pruner<T>& pruner, const Criterion& criterion = {},
+            const std::vector<std::string>& names = {}) {
+    const bool prune_now = is_pruning_step(at_step);
+    if (prune_now) {
+      const double goal = target(at_step);
+      for (const auto& name : chosen(pruner, names)) criterion(pruner, name, goal);
+    }
+    pruner.apply();
+    return prune_now;
+  }
+
+  /// @brief Global pruning: at a pruning step, one L1 ranking over `names` (all tracked when empty)
+  /// brings their overall sparsity to the target; then applies the masks.
+  /// @return whether `step` was a pruning step.
+  template <Scalar T>
+  bool step_global(std::int64_t at_step, Pruner<T>& pruner, const std::vector<std::string>& names = {}) {
+    const bool prune_now = is_pruning_step(at_step);
+    if (prune_now) {
+      const std::vector<std::string> which = chosen(pruner, names);
+      index_t total = 0, pruned = 0;
+      for (const auto& name : which) {
+        const auto mask = pruner.mask(name);
+        total += mask.size();
+        pruned += mask.size() - count_kept(mask);
+      }
+      pruner.global_unstructured(additional_count(target(at_step), pruned, total), which);
+    }
+    pruner.apply();
+    return prune_now;
+  }
+
+ private:
+  template <Scalar T>
+  static std::vector<std::string> chosen(const Pruner<T>& pruner, const std::vector<std::string>& names) {
+    if (!names.empty()) return names;
+    std::vector<std::string> all;
+    for (const auto& e : pruner.entries()) all.push_back(e.name);
+    return all;
+  }
+
+  S schedule_;
+};
+
+}  // namespace minnow::prune

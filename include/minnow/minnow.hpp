@@ -4,9 +4,12 @@
 
 #include <minnow/config.hpp>
 #include <minnow/data.hpp>
+#include <minnow/distill.hpp>
+#include <minnow/ensemble.hpp>
 #include <minnow/error.hpp>
 #include <minnow/io/checkpoint.hpp>
 #include <minnow/nn.hpp>
 #include <minnow/nn/train.hpp>
 #include <minnow/parameter.hpp>
+#include <minnow/prune.hpp>
 #include <minnow/tensor.hpp>

@@ -1,0 +1,228 @@
+#pragma once
+/// @file distill/softmax.hpp
+/// @brief Row-wise softmax and log-softmax at a temperature T, stable for any finite logits.
+///
+/// Row i of the output is `softmax(z_i / T)`, computed as `exp((z_i − max z_i) / T) / Σ exp(...)`: after
+/// subtracting the row maximum every exponent is ≤ 0, so logits of ±1e4 give finite results. The row
+/// kernels in `detail` are shared by the KD loss (kd_loss.hpp) and the ensemble rules (ensemble/).
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <minnow/detail/parallel.hpp>
+#include <minnow/error.hpp>
+#include <minnow/tensor.hpp>
+#include <type_traits>
+
+namespace minnow::distill {
+
+namespace detail {
+
+/// Elements per block of rows: a block of every work buffer of a kernel then stays in L1/L2.
+inline constexpr index_t kBlockElements = 4096;
+/// Matrices with fewer elements are processed on the calling thread: waking a second one costs more.
+inline constexpr index_t kParallelElements = 1 << 16;
+/// Rows shorter than this are reduced by a plain loop; Eigen's vectorized reduction only pays above it.
+inline constexpr index_t kVectorRow = 32;
+
+template <class T>
+using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+/// A contiguous run of elements in user memory (alignment unknown).
+template <class T>
+using RowMap = Eigen::Map<Array<T>>;
+template <class T>
+using ConstRowMap = Eigen::Map<const Array<T>>;
+/// A run of elements in a work buffer, which starts on a 64-byte boundary.
+template <class T>
+using AlignedMap = Eigen::Map<Array<T>, Eigen::Aligned64>;
+
+/// Whether Eigen's vectorized exp/log may be used for scalar S. GCC 12 with AVX-512 reports Eigen's
+/// double kernels as reading uninitialized values inside its own intrinsics (GCC PR 105593), which
+/// -Werror builds cannot accept; double is the gradient-checking type, so there it takes std::exp/std::log.
+template <class S>
+inline constexpr bool kPacketMath =
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13 && defined(__AVX512F__)
+    !std::is_same_v<S, double>;
+#else
+    true;
+#endif
+
+/// Element-wise exp of an Eigen array expression (see kPacketMath).
+template <class Derived>
+[[nodiscard]] auto array_exp(const Eigen::ArrayBase<Derived>& x) {
+  using S = typename Derived::Scalar;
+  if constexpr (kPacketMath<S>) {
+    return x.exp();
+  } else {
+    return x.unaryExpr([](S v) { return std::exp(v); });
+  }
+}
+
+/// Element-wise log of an Eigen array expression (see kPacketMath).
+template <class Derived>
+[[nodiscard]] auto array_log(const Eigen::ArrayBase<Derived>& x) {
+  using S = typename Derived::Scalar;
+  if constexpr (kPacketMath<S>) {
+    return x.log();
+  } else {
+    return x.unaryExpr([](S v) { return std::log(v); });
+  }
+}
+
+/// Throws value_error unless `temperature` is finite and > 0 (NaN fails both tests).
+inline void check_temperature(const char* what, double temperature) {
+  if (!(temperature > 0.0) || !std::isfinite(temperature)) {
+    throw value_error(
+        minnow::detail::concat(what, ": temperature T must be a finite number > 0, got T = ", temperature));
+  }
+}
+
+/// Throws shape_error when `given` differs from `expected`, naming both.
+inline void check_same_shape(const char* what, const char* expected_name, const Shape<2>& expected,
+                             const char* given_name, const Shape<2>& given) {
+  if (given != expected) {
+    throw shape_error(minnow::detail::concat(what, ": ", given_name, " ", to_string(given), " does not match ",
+                                             expected_name, " ", to_string(expected)));
+  }
+}
+
+/// Throws shape_error for a non-empty batch without classes: a distribution over nothing.
+inline void check_has_classes(const char* what, const char* name, const Shape<2>& shape) {
+  if (shape[0] > 0 && shape[1] == 0) {
+    throw shape_error(minnow::detail::concat(what, ": ", name, " ", to_string(shape), " has no classes"));
+  }
+}
+
+/// Threads worth using for `elements` elements of row-wise work.
+[[nodiscard]] inline int threads_for(index_t elements) noexcept {
+  return elements >= kParallelElements ? minnow::detail::max_threads() : 1;
+}
+
+/// Rows per block for rows of `cols` elements (at least one).
+[[nodiscard]] inline index_t block_rows(index_t cols) noexcept {
+  return std::max<index_t>(1, kBlockElements / std::max<index_t>(cols, 1));
+}
+
+/// `count` elements rounded up to whole 64-byte lines, so buffers carved one after another stay aligned.
+template <class T>
+[[nodiscard]] constexpr index_t padded(index_t count) noexcept {
+  constexpr index_t line = MINNOW_ALIGNMENT / static_cast<index_t>(sizeof(T));
+  return (count + line - 1) / line * line;
+}
+
+/// Runs `body(begin, end, thread)` over blocks of rows [begin, end) of a `rows × cols` matrix.
+template <class Body>
+void for_each_row_block(index_t rows, index_t cols, int threads, Body&& body) {
+  const index_t block = block_rows(cols);
+  const long blocks = static_cast<long>((rows + block - 1) / block);
+  minnow::detail::parallel_for(blocks, threads, [&](long b, int thread) {
+    const index_t begin = static_cast<index_t>(b) * block;
+    body(begin, std::min(rows, begin + block), thread);
+  });
+}
+
+/// Largest element of x[0, n), n ≥ 1.
+template <class T>
+[[nodiscard]] T row_max(const T* x, index_t n) noexcept {
+  if (n >= kVectorRow) return ConstRowMap<T>(x, n).maxCoeff();
+  T m = x[0];
+  for (index_t j = 1; j < n; ++j) m = x[j] > m ? x[j] : m;
+  return m;
+}
+
+/// Sum of x[0, n) in T (softmax normalisation, where float accumulation is accurate enough).
+template <class T>
+[[nodiscard]] T row_sum(const T* x, index_t n) noexcept {
+  if (n >= kVectorRow) return ConstRowMap<T>(x, n).sum();
+  T s = 0;
+  for (index_t j = 0; j < n; ++j) s += x[j];
+  return s;
+}
+
+/// Sum of x[0, n) accumulated in double, in eight independent lanes (which the compiler turns into one
+/// vector register). The KD loss is a small difference of such sums (KL ≈ Var/2 at high T): float
+/// accumulation would cost it ~1e-7 absolute, i.e. 4e-5 of the loss at T = 20 after the T² factor.
+template <class T>
+[[nodiscard]] double row_sum_wide(const T* x, index_t n) noexcept {
+  constexpr index_t lanes = 8;
+  double acc[lanes] = {};
+  index_t j = 0;
+  for (; j + lanes <= n; j += lanes) {
+    for (index_t l = 0; l < lanes; ++l) acc[l] += static_cast<double>(x[j + l]);
+  }
+  double sum = 0.0;
+  for (; j < n; ++j) sum += static_cast<double>(x[j]);
+  for (index_t l = 0; l < lanes; ++l) sum += acc[l];
+  return sum;
+}
+
+/// Writes softmax(z_i · inv_t) of `rows` rows of `cols` elements from `z` into `out` (may equal `z`).
+/// The exponentials run over the whole block at once, so short rows (10 classes) vectorize too.
+template <class T>
+void softmax_rows(const T* z, index_t rows, index_t cols, T inv_t, T* out) noexcept {
+  for (index_t i = 0; i < rows; ++i) {
+    const T* zi = z + i * cols;
+    const T max = row_max(zi, cols);
+    RowMap<T>(out + i * cols, cols) = (ConstRowMap<T>(zi, cols) - max) * inv_t;
+  }
+  RowMap<T> all(out, rows * cols);
+  all = array_exp(all);
+  for (index_t i = 0; i < rows; ++i) {
+    T* oi = out + i * cols;
+    RowMap<T>(oi, cols) *= T(1) / row_sum(oi, cols);
+  }
+}
+
+/// Writes log softmax(z_i · inv_t) = a − log Σ exp(a), a = (z_i − max z_i) · inv_t; `out` may equal `z`.
+template <class T>
+void log_softmax_rows(const T* z, index_t rows, index_t cols, T inv_t, T* out) noexcept {
+  for (index_t i = 0; i < rows; ++i) {
+    const T* zi = z + i * cols;
+    RowMap<T> oi(out + i * cols, cols);
+    const T max = row_max(zi, cols);
+    oi = (ConstRowMap<T>(zi, cols) - max) * inv_t;
+    // The largest term is exp(0) = 1, so the sum is in [1, cols] and its log is finite.
+    oi -= std::log(array_exp(oi).sum());
+  }
+}
+
+template <class T, class Kernel>
+void rowwise(const char* what, TensorView<const T, 2> logits, double temperature, TensorView<T, 2> out, Kernel kernel) {
+  check_temperature(what, temperature);
+  check_same_shape(what, "logits", logits.shape(), "output", out.shape());
+  check_has_classes(what, "logits", logits.shape());
+  const index_t cols = logits.dim(1);
+  const T inv_t = static_cast<T>(1.0 / temperature);
+  for_each_row_block(logits.dim(0), cols, threads_for(logits.size()), [&](index_t begin, index_t end, int) {
+    kernel(logits.data() + begin * cols, end - begin, cols, inv_t, out.data() + begin * cols);
+  });
+}
+
+}  // namespace detail
+
+/// @brief Row-wise `softmax(logits / T)`: each row of `out` is a probability distribution.
+/// @tparam T scalar type (float or double).
+///
+/// Stable for any finite logits (the row maximum is subtracted first). `out` may be `logits` itself
+/// (in place) but must not otherwise overlap it. Large matrices are split over OpenMP threads by rows.
+/// @throws value_error when T is not a finite number > 0; shape_error when `out` is not shaped like
+/// `logits` or a non-empty batch has no classes.
+template <class T>
+void softmax(TensorView<const T, 2> logits, double temperature, TensorView<T, 2> out) {
+  detail::rowwise<T>("softmax", logits, temperature, out, [](const T* z, index_t rows, index_t cols, T inv_t, T* o) {
+    detail::softmax_rows(z, rows, cols, inv_t, o);
+  });
+}
+
+/// @brief Row-wise `log_softmax(logits / T) = (z − max z)/T − log Σ exp((z − max z)/T)`.
+/// @tparam T scalar type (float or double).
+///
+/// Finite for any finite logits, also where softmax underflows to 0. Same aliasing and errors as softmax().
+template <class T>
+void log_softmax(TensorView<const T, 2> logits, double temperature, TensorView<T, 2> out) {
+  detail::rowwise<T>(
+      "log_softmax", logits, temperature, out,
+      [](const T* z, index_t rows, index_t cols, T inv_t, T* o) { detail::log_softmax_rows(z, rows, cols, inv_t, o); });
+}
+
+}  // namespace minnow::distill

@@ -1,0 +1,436 @@
+// Distillation: softmax / log-softmax at a temperature, the KD loss (teacher as logits or probabilities),
+// the combined KD + CE loss and SoftTargetLoss, against PyTorch 1.13 (tests/fixtures/generate_distill.py)
+// to 1e-5 relative, against finite differences in double, and on bad input.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <minnow/distill.hpp>
+#include <minnow/nn/train.hpp>  // only to prove SoftTargetLoss converts to nn::LossFunction
+#include <random>
+#include <vector>
+
+#include "fixtures.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+using namespace minnow;
+using Catch::Matchers::Contains;
+using distill::TeacherLogits;
+using distill::TeacherProbabilities;
+using fixtures::max_rel_error;
+using fixtures::tensor;
+
+namespace {
+
+constexpr double kTolerance = 1e-5;
+
+double scalar(const nlohmann::json& c, const std::string& name) {
+  return c.at("tensors").at(name).at("data")[0].get<double>();
+}
+
+double rel_error(double value, double expected) {
+  return std::abs(value - expected) / std::max(1.0, std::abs(expected));
+}
+
+/// The message of the exception of type E that `f` throws; fails the test when it throws nothing or something else.
+template <class E>
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    FAIL("threw a different exception: " << e.what());
+  }
+  FAIL("did not throw");
+  return {};
+}
+
+template <class T>
+Tensor<T, 2> random_logits(index_t rows, index_t cols, double scale, std::mt19937_64& rng) {
+  std::normal_distribution<double> normal(0.0, scale);
+  Tensor<T, 2> t({rows, cols});
+  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = static_cast<T>(normal(rng));
+  return t;
+}
+
+Tensor<std::int32_t, 1> random_labels(index_t rows, index_t cols, std::mt19937_64& rng) {
+  Tensor<std::int32_t, 1> y({rows});
+  for (index_t i = 0; i < rows; ++i) y(i) = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(cols));
+  return y;
+}
+
+/// Largest |analytic − central difference| / max(1, |numeric|) over every logit of `student`.
+double gradient_error(Tensor<double, 2>& student, const Tensor<double, 2>& analytic,
+                      const std::function<double()>& loss) {
+  constexpr double h = 1e-6;
+  double worst = 0.0;
+  for (index_t i = 0; i < student.size(); ++i) {
+    const double saved = student.data()[i];
+    student.data()[i] = saved + h;
+    const double up = loss();
+    student.data()[i] = saved - h;
+    const double down = loss();
+    student.data()[i] = saved;
+    const double numeric = (up - down) / (2 * h);
+    worst = std::max(worst, std::abs(analytic.data()[i] - numeric) / std::max(1.0, std::abs(numeric)));
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("softmax and log_softmax match PyTorch at a temperature, finite for +-1e4 logits", "[distill][softmax]") {
+  for (const auto& c : fixtures::cases("distill.json", "softmax")) {
+    SECTION(c.at("name").get<std::string>()) {
+      const double temperature = c.at("params").at("T");
+      const auto logits = tensor<float, 2>(c, "logits");
+      Tensor<float, 2> p(logits.shape()), logp(logits.shape());
+      distill::softmax<float>(logits, temperature, p);
+      distill::log_softmax<float>(logits, temperature, logp);
+      CHECK(p.array().allFinite());
+      CHECK(logp.array().allFinite());
+      CHECK(max_rel_error(p, tensor<float, 2>(c, "softmax")) < kTolerance);
+      CHECK(max_rel_error(logp, tensor<float, 2>(c, "log_softmax")) < kTolerance);
+      // In place gives the same numbers.
+      auto inplace = tensor<float, 2>(c, "logits");
+      distill::softmax<float>(inplace, temperature, inplace);
+      CHECK(max_rel_error(inplace, p) == 0.0);
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("softmax rows are distributions and log_softmax is their log", "[distill][softmax]", float, double) {
+  using T = TestType;
+  std::mt19937_64 rng(11);
+  for (const index_t cols : {1, 3, 10, 31, 32, 1000}) {
+    for (const index_t rows : {1, 7, 300}) {
+      const auto z = random_logits<T>(rows, cols, 5.0, rng);
+      Tensor<T, 2> p(z.shape()), logp(z.shape());
+      distill::softmax<T>(z, 3.0, p);
+      distill::log_softmax<T>(z, 3.0, logp);
+      for (index_t i = 0; i < rows; ++i) CHECK(std::abs(p.matrix().row(i).sum() - T(1)) < T(1e-5));
+      CHECK(((logp.array().exp() - p.array()).abs() < T(1e-6)).all());
+    }
+  }
+}
+
+TEST_CASE("kd_loss matches PyTorch: teacher as logits or probabilities, T in {1, 2, 4, 20}, logits x300",
+          "[distill][kd]") {
+  for (const auto& c : fixtures::cases("distill.json", "kd_loss")) {
+    SECTION(c.at("name").get<std::string>()) {
+      const double temperature = c.at("params").at("T");
+      const auto student = tensor<float, 2>(c, "student");
+      const auto teacher = tensor<float, 2>(c, "teacher");
+      Tensor<float, 2> grad(student.shape(), 123.0f);
+      distill::KdWorkspace<float> workspace;
+      const double loss = c.at("params").at("teacher") == "logits"
+                              ? distill::kd_loss(student, TeacherLogits(teacher), temperature, grad, workspace)
+                              : distill::kd_loss(student, TeacherProbabilities(teacher), temperature, grad, workspace);
+      CHECK(std::isfinite(loss));
+      CHECK(rel_error(loss, scalar(c, "loss")) < kTolerance);
+      CHECK(max_rel_error(grad, tensor<float, 2>(c, "dstudent")) < kTolerance);
+    }
+  }
+}
+
+TEST_CASE("combined_loss matches PyTorch: 0.7 KD + 0.3 CE", "[distill][combined]") {
+  for (const auto& c : fixtures::cases("distill.json", "combined_loss")) {
+    SECTION(c.at("name").get<std::string>()) {
+      const double temperature = c.at("params").at("T"), alpha = c.at("params").at("alpha");
+      const auto student = tensor<float, 2>(c, "student");
+      const auto teacher = tensor<float, 2>(c, "teacher");
+      const auto labels = tensor<std::int32_t, 1>(c, "labels");
+      Tensor<float, 2> grad(student.shape());
+      const double loss = distill::combined_loss(student, TeacherLogits(teacher), labels, temperature, alpha, grad);
+      CHECK(rel_error(loss, scalar(c, "loss")) < kTolerance);
+      CHECK(max_rel_error(grad, tensor<float, 2>(c, "dstudent")) < kTolerance);
+    }
+  }
+}
+
+TEST_CASE("kd_loss gradient matches central differences in double", "[distill][kd][gradcheck]") {
+  std::mt19937_64 rng(5);
+  for (const double temperature : {1.0, 2.5, 7.0}) {
+    for (const double scale : {1.0, 6.0}) {
+      INFO("T = " << temperature << ", logit scale " << scale);
+      auto student = random_logits<double>(4, 7, scale, rng);
+      const auto teacher = random_logits<double>(4, 7, scale, rng);
+      Tensor<double, 2> grad(student.shape()), scratch(student.shape());
+      (void)distill::kd_loss(student, TeacherLogits(teacher), temperature, grad);
+      CHECK(gradient_error(student, grad, [&] {
+              return distill::kd_loss(student, TeacherLogits(teacher), temperature, scratch);
+            }) < 1e-7);
+
+      // Probabilities with exact zeros (0 · log 0 = 0) and rows off 1 by 1e-4 (the gradient is the
+      // exact derivative of the returned loss, not an approximation assuming rows sum to 1).
+      Tensor<double, 2> p(teacher.shape());
+      distill::softmax<double>(teacher, temperature, p);
+      p(0, 3) = 0.0;
+      p(2, 0) = 0.0;
+      p.matrix().row(0) /= p.matrix().row(0).sum();
+      p.matrix().row(2) /= p.matrix().row(2).sum();
+      p.matrix().row(1) *= 1.0001;
+      (void)distill::kd_loss(student, TeacherProbabilities(p), temperature, grad);
+      CHECK(gradient_error(student, grad, [&] {
+              return distill::kd_loss(student, TeacherProbabilities(p), temperature, scratch);
+            }) < 1e-7);
+    }
+  }
+}
+
+TEST_CASE("combined_loss gradient matches central differences in double", "[distill][combined][gradcheck]") {
+  std::mt19937_64 rng(6);
+  for (const double alpha : {0.0, 0.3, 0.7, 1.0}) {
+    for (const double temperature : {1.0, 4.0}) {
+      INFO("alpha = " << alpha << ", T = " << temperature);
+      auto student = random_logits<double>(5, 6, 2.0, rng);
+      const auto teacher = random_logits<double>(5, 6, 2.0, rng);
+      const auto labels = random_labels(5, 6, rng);
+      Tensor<double, 2> grad(student.shape()), scratch(student.shape());
+      (void)distill::combined_loss(student, TeacherLogits(teacher), labels, temperature, alpha, grad);
+      CHECK(gradient_error(student, grad, [&] {
+              return distill::combined_loss(student, TeacherLogits(teacher), labels, temperature, alpha, scratch);
+            }) < 1e-7);
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("KD loss is >= 0 on random inputs and exactly 0 (with a 0 gradient) when student equals teacher",
+                   "[distill][kd]", float, double) {
+  using T = TestType;
+  std::mt19937_64 rng(7);
+  // 300 x 1000 runs on several threads; 1 class is always a perfect match.
+  for (const auto& [rows, cols] :
+       std::vector<std::pair<index_t, index_t>>{{1, 1}, {6, 1}, {16, 10}, {9, 33}, {300, 1000}}) {
+    for (const double temperature : {0.5, 1.0, 4.0, 20.0}) {
+      for (const double scale : {1.0, 300.0}) {
+        INFO(rows << "x" << cols << ", T = " << temperature << ", scale " << scale);
+        const auto s = random_logits<T>(rows, cols, scale, rng);
+        const auto t = random_logits<T>(rows, cols, scale, rng);
+        Tensor<T, 2> grad(s.shape());
+        const double loss = distill::kd_loss(s, TeacherLogits(t), temperature, grad);
+        CHECK(std::isfinite(loss));
+        CHECK(loss >= 0.0);
+        if (cols == 1) CHECK(loss == 0.0);
+        Tensor<T, 2> p(t.shape());
+        distill::softmax<T>(t, temperature, p);
+        CHECK(distill::kd_loss(s, TeacherProbabilities(p), temperature, grad) >= -1e-6);
+
+        const double same = distill::kd_loss(s, TeacherLogits(s), temperature, grad);
+        CHECK(same == 0.0);
+        CHECK(grad.array().abs().maxCoeff() == T(0));
+      }
+    }
+  }
+}
+
+#if defined(__AVX512F__)
+TEST_CASE("the AVX-512 KD row kernel agrees with the Eigen block kernel it is tested against", "[distill][kd][simd]") {
+  std::mt19937_64 rng(12);
+  distill::KdWorkspace<float> workspace;
+  for (const index_t cols : {1, 5, 15, 16, 17, 31, 33, 64, 1000}) {
+    for (const index_t rows : {1, 3, 7}) {
+      for (const double temperature : {1.0, 4.0, 20.0}) {
+        for (const double scale : {1.0, 300.0}) {
+          INFO(rows << "x" << cols << ", T = " << temperature << ", scale " << scale);
+          const auto s = random_logits<float>(rows, cols, scale, rng);
+          const auto t = random_logits<float>(rows, cols, scale, rng);
+          workspace.reserve(1, rows, cols, rows);
+          const auto inv_t = static_cast<float>(1.0 / temperature);
+          Tensor<float, 2> g_simd(s.shape()), g_eigen(s.shape());
+          std::vector<double> kl_simd(static_cast<std::size_t>(rows)), kl_eigen(static_cast<std::size_t>(rows));
+          distill::detail::avx512::kd_rows_logits(s.data(), t.data(), g_simd.data(), rows, cols, inv_t, 1.0,
+                                                  workspace.block(0, 0), workspace.small(0), kl_simd.data(), s.size());
+          distill::detail::kd_block_logits(s.data(), t.data(), g_eigen.data(), rows, cols, inv_t, 1.0, workspace, 0,
+                                           kl_eigen.data());
+          CHECK((g_simd.array() - g_eigen.array()).abs().maxCoeff() < 1e-6f);
+          // Both round a = (s − max s)/T and their exponentials in float: ~1e-8 absolute apart.
+          for (std::size_t i = 0; i < kl_simd.size(); ++i) {
+            CHECK(std::abs(kl_simd[i] - kl_eigen[i]) <= 1e-7 + 1e-6 * std::abs(kl_eigen[i]));
+          }
+          // Equal rows: exactly 0 in both.
+          distill::detail::avx512::kd_rows_logits(s.data(), s.data(), g_simd.data(), rows, cols, inv_t, 1.0,
+                                                  workspace.block(0, 0), workspace.small(0), kl_simd.data(), s.size());
+          CHECK(g_simd.array().abs().maxCoeff() == 0.0f);
+          for (const double kl : kl_simd) CHECK(kl == 0.0);
+        }
+      }
+    }
+  }
+}
+#endif
+
+TEST_CASE("kd_loss does not depend on the thread count or on which workspace is used", "[distill][kd]") {
+  std::mt19937_64 rng(8);
+  const auto s = random_logits<float>(513, 300, 3.0, rng);
+  const auto t = random_logits<float>(513, 300, 3.0, rng);
+  const auto labels = random_labels(513, 300, rng);
+  Tensor<float, 2> g1(s.shape()), g2(s.shape()), g3(s.shape());
+  distill::KdWorkspace<float> workspace;
+#if defined(_OPENMP)
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+#endif
+  const double one = distill::combined_loss(s, TeacherLogits(t), labels, 3.0, 0.6, g1, workspace);
+#if defined(_OPENMP)
+  omp_set_num_threads(2);
+#endif
+  const double two = distill::combined_loss(s, TeacherLogits(t), labels, 3.0, 0.6, g2, workspace);
+  const double fresh = distill::combined_loss(s, TeacherLogits(t), labels, 3.0, 0.6, g3);
+#if defined(_OPENMP)
+  omp_set_num_threads(saved);
+#endif
+  CHECK(one == two);
+  CHECK(one == fresh);
+  CHECK(max_rel_error(g1, g2) == 0.0);
+  CHECK(max_rel_error(g1, g3) == 0.0);
+  // A smaller batch after a larger one reuses the grown workspace.
+  Tensor<float, 2> small_grad({5, 300});
+  CHECK(distill::kd_loss(s.view().slice(0, 5), TeacherLogits(t.view().slice(0, 5)), 3.0, small_grad.view(), workspace) >
+        0.0);
+}
+
+TEST_CASE("SoftTargetLoss is an nn::LossFunction over cached teacher outputs", "[distill][soft_targets]") {
+  std::mt19937_64 rng(9);
+  const index_t dataset = 40, batch = 6, classes = 10;
+  const auto table_logits = random_logits<float>(dataset, classes, 2.0, rng);
+  Tensor<float, 2> table_probs(table_logits.shape());
+  distill::softmax<float>(table_logits, 4.0, table_probs);
+  const auto logits = random_logits<float>(batch, classes, 2.0, rng);
+  const auto labels = random_labels(batch, classes, rng);
+  const std::vector<index_t> indices{3, 39, 0, 17, 17, 8};
+
+  // The expected value: combined_loss on the gathered rows.
+  Tensor<float, 2> gathered_logits({batch, classes}), gathered_probs({batch, classes});
+  for (index_t r = 0; r < batch; ++r) {
+    gathered_logits.matrix().row(r) = table_logits.matrix().row(indices[static_cast<std::size_t>(r)]);
+    gathered_probs.matrix().row(r) = table_probs.matrix().row(indices[static_cast<std::size_t>(r)]);
+  }
+  for (const double alpha : {1.0, 0.5}) {
+    Tensor<float, 2> expected_grad(logits.shape()), grad(logits.shape());
+    const double expected =
+        distill::combined_loss(logits, TeacherLogits(gathered_logits), labels, 4.0, alpha, expected_grad);
+    nn::LossFunction<float> loss = distill::SoftTargetLoss<float>(TeacherLogits(table_logits), 4.0, alpha);
+    CHECK(loss(logits, labels, indices, grad) == expected);
+    CHECK(max_rel_error(grad, expected_grad) == 0.0);
+
+    const double expected_p =
+        distill::combined_loss(logits, TeacherProbabilities(gathered_probs), labels, 4.0, alpha, expected_grad);
+    const distill::SoftTargetLoss<float> from_probs{TeacherProbabilities(table_probs), 4.0, alpha};
+    auto copy = from_probs;  // copies are independent callables
+    CHECK(copy(logits, labels, indices, grad) == expected_p);
+    CHECK(max_rel_error(grad, expected_grad) == 0.0);
+  }
+
+  distill::SoftTargetLoss<float> loss{TeacherLogits(table_logits), 4.0, 0.5};
+  Tensor<float, 2> grad(logits.shape());
+  const std::vector<index_t> bad{3, 40, 0, 17, 17, 8};
+  CHECK_THAT(message_of<value_error>([&] { (void)loss(logits, labels, bad, grad); }),
+             Contains("sample index 40") && Contains("batch position 1") && Contains("[0, 40)"));
+  const std::vector<index_t> short_indices{1, 2};
+  CHECK_THAT(message_of<shape_error>([&] { (void)loss(logits, labels, short_indices, grad); }),
+             Contains("2 sample indices") && Contains("[6, 10]"));
+  Tensor<float, 2> narrow({batch, 9}), narrow_grad({batch, 9});
+  CHECK_THAT(message_of<shape_error>([&] { (void)loss(narrow, labels, indices, narrow_grad); }),
+             Contains("[6, 9]") && Contains("[40, 10]"));
+  Tensor<float, 2> bad_table({4, 3}, 0.5f);
+  CHECK_THAT(message_of<value_error>([&] { distill::SoftTargetLoss<float>(TeacherProbabilities(bad_table), 2.0); }),
+             Contains("row 0") && Contains("sum to 1.5"));
+  CHECK_THAT(message_of<value_error>([&] { distill::SoftTargetLoss<float>(TeacherLogits(table_logits), 0.0); }),
+             Contains("T = 0"));
+}
+
+TEST_CASE("distillation rejects bad input with messages naming the values", "[distill][errors]") {
+  std::mt19937_64 rng(10);
+  const auto s = random_logits<float>(3, 4, 1.0, rng);
+  const auto t = random_logits<float>(3, 4, 1.0, rng);
+  const auto labels = random_labels(3, 4, rng);
+  Tensor<float, 2> grad(s.shape()), out(s.shape());
+
+  SECTION("temperature <= 0, NaN or infinite") {
+    for (const double bad : {0.0, -1.0}) {
+      const auto message = message_of<value_error>([&] { (void)distill::kd_loss(s, TeacherLogits(t), bad, grad); });
+      CHECK_THAT(message, Contains("kd_loss") && Contains("temperature T") && Contains("> 0") &&
+                              Contains(minnow::detail::concat("T = ", bad)));
+    }
+    CHECK_THAT(message_of<value_error>([&] {
+                 (void)distill::kd_loss(s, TeacherLogits(t), std::numeric_limits<double>::quiet_NaN(), grad);
+               }),
+               Contains("T = nan"));
+    CHECK_THAT(message_of<value_error>(
+                   [&] { (void)distill::kd_loss(s, TeacherLogits(t), std::numeric_limits<double>::infinity(), grad); }),
+               Contains("T = inf"));
+    CHECK_THAT(message_of<value_error>([&] { distill::softmax<float>(s, -2.0, out); }),
+               Contains("softmax") && Contains("T = -2"));
+    CHECK_THAT(
+        message_of<value_error>([&] { distill::log_softmax<float>(s, std::numeric_limits<double>::quiet_NaN(), out); }),
+        Contains("log_softmax") && Contains("T = nan"));
+    CHECK_THAT(
+        message_of<value_error>([&] { (void)distill::combined_loss(s, TeacherLogits(t), labels, 0.0, 0.5, grad); }),
+        Contains("combined_loss") && Contains("T = 0"));
+  }
+
+  SECTION("shape mismatch") {
+    const Tensor<float, 2> wide({3, 5});
+    Tensor<float, 2> wide_grad({3, 5}), tall({4, 4});
+    CHECK_THAT(message_of<shape_error>([&] { (void)distill::kd_loss(s, TeacherLogits(wide), 2.0, grad); }),
+               Contains("teacher logits [3, 5]") && Contains("student logits [3, 4]"));
+    CHECK_THAT(message_of<shape_error>([&] { (void)distill::kd_loss(s, TeacherProbabilities(wide), 2.0, grad); }),
+               Contains("teacher probabilities [3, 5]") && Contains("student logits [3, 4]"));
+    CHECK_THAT(message_of<shape_error>([&] { (void)distill::kd_loss(s, TeacherLogits(t), 2.0, wide_grad); }),
+               Contains("gradient [3, 5]") && Contains("student logits [3, 4]"));
+    CHECK_THAT(message_of<shape_error>([&] { distill::softmax<float>(s, 1.0, tall); }),
+               Contains("output [4, 4]") && Contains("logits [3, 4]"));
+    const Tensor<float, 2> empty_classes({3, 0});
+    Tensor<float, 2> empty_grad({3, 0});
+    CHECK_THAT(message_of<shape_error>(
+                   [&] { (void)distill::kd_loss(empty_classes, TeacherLogits(empty_classes), 1.0, empty_grad); }),
+               Contains("[3, 0]") && Contains("no classes"));
+    const Tensor<std::int32_t, 1> two_labels({2});
+    CHECK_THAT(
+        message_of<shape_error>([&] { (void)distill::combined_loss(s, TeacherLogits(t), two_labels, 1.0, 0.5, grad); }),
+        Contains("2 labels") && Contains("[3, 4]"));
+  }
+
+  SECTION("probabilities not summing to 1, or negative") {
+    Tensor<float, 2> p(s.shape());
+    distill::softmax<float>(t, 1.0, p);
+    p(1, 2) += 0.01f;
+    CHECK_THAT(message_of<value_error>([&] { (void)distill::kd_loss(s, TeacherProbabilities(p), 1.0, grad); }),
+               Contains("row 1") && Contains("sum to 1.01") && Contains("within 0.001"));
+    distill::softmax<float>(t, 1.0, p);
+    p(2, 0) = -p(2, 0);
+    p(2, 1) -= 2 * p(2, 0);  // keep the row sum at 1: the sign alone must be caught
+    CHECK_THAT(message_of<value_error>([&] { (void)distill::kd_loss(s, TeacherProbabilities(p), 1.0, grad); }),
+               Contains("row 2, class 0") && Contains(">= 0"));
+    p(2, 0) = std::numeric_limits<float>::quiet_NaN();
+    CHECK_THAT(message_of<value_error>([&] { (void)distill::kd_loss(s, TeacherProbabilities(p), 1.0, grad); }),
+               Contains("row 2, class 0 is nan"));
+    distill::softmax<float>(t, 1.0, p);
+    p(0, 0) += 5e-4f;  // inside the tolerance
+    CHECK_NOTHROW(distill::kd_loss(s, TeacherProbabilities(p), 1.0, grad));
+  }
+
+  SECTION("alpha outside [0, 1] and labels outside [0, C)") {
+    for (const double bad : {-0.1, 1.5, std::numeric_limits<double>::quiet_NaN()}) {
+      CHECK_THAT(
+          message_of<value_error>([&] { (void)distill::combined_loss(s, TeacherLogits(t), labels, 2.0, bad, grad); }),
+          Contains("alpha must be in [0, 1]") && Contains(minnow::detail::concat("alpha = ", bad)));
+    }
+    auto bad_labels = labels.clone();
+    bad_labels(2) = 4;
+    CHECK_THAT(
+        message_of<value_error>([&] { (void)distill::combined_loss(s, TeacherLogits(t), bad_labels, 2.0, 0.5, grad); }),
+        Contains("label 4 at position 2") && Contains("[0, 4)"));
+  }
+
+  SECTION("an empty batch is a loss of 0") {
+    const Tensor<float, 2> none({0, 4});
+    Tensor<float, 2> none_grad({0, 4});
+    CHECK(distill::kd_loss(none, TeacherLogits(none), 2.0, none_grad) == 0.0);
+  }
+}

@@ -8,27 +8,14 @@
 #include <minnow/nn.hpp>
 #include <minnow/nn/train.hpp>
 
-#include <benchmark/benchmark.h>
+#include "bench_support.hpp"
 
 #include <atomic>
 #include <cstdlib>
 #include <random>
 #include <string>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 namespace {
-
-std::atomic<long> g_allocations{0};
-
-void set_threads(int threads) {
-#if defined(_OPENMP)
-  omp_set_num_threads(threads);
-#endif
-  Eigen::setNbThreads(threads);
-}
 
 minnow::data::Dataset<float> random_data(minnow::index_t n) {
   minnow::data::Dataset<float> data;
@@ -41,7 +28,7 @@ minnow::data::Dataset<float> random_data(minnow::index_t n) {
 }
 
 void train(benchmark::State& state, const std::string& arch, minnow::index_t batch, int threads) {
-  set_threads(threads);
+  bench::set_threads(threads);
   auto model = minnow::nn::make_architecture<float>(arch, 1);
   minnow::nn::Sgd<float> sgd(model.parameters(), 0.01, {.momentum = 0.9});
   minnow::nn::Trainer<float> trainer(model, sgd);
@@ -51,9 +38,9 @@ void train(benchmark::State& state, const std::string& arch, minnow::index_t bat
   long allocations = 0;
   minnow::index_t b = 0;
   for (auto _ : state) {
-    const long before = g_allocations.load();
+    const long before = bench::allocation_count();
     trainer.step(data, sampler.batch(b));
-    allocations += g_allocations.load() - before;
+    allocations += bench::allocation_count() - before;
     b = (b + 1) % sampler.num_batches();
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * batch);
@@ -61,7 +48,7 @@ void train(benchmark::State& state, const std::string& arch, minnow::index_t bat
 }
 
 void infer(benchmark::State& state, const std::string& arch, minnow::index_t batch, int threads) {
-  set_threads(threads);
+  bench::set_threads(threads);
   auto model = minnow::nn::make_architecture<float>(arch, 1);
   const auto data = random_data(batch);
   const minnow::TensorView<const float, 4> images = data.images;
@@ -93,40 +80,4 @@ void register_all() {
 
 }  // namespace
 
-// Counts every heap allocation of the process: malloc is the bottom of operator new, of Eigen's
-// aligned_malloc and of aligned operator new (glibc: these interpose libc's symbols).
-extern "C" {
-void* __libc_malloc(std::size_t);
-void* __libc_calloc(std::size_t, std::size_t);
-void* __libc_realloc(void*, std::size_t);
-void* __libc_memalign(std::size_t, std::size_t);
-void* malloc(std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  return __libc_malloc(size);
-}
-void* calloc(std::size_t n, std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  return __libc_calloc(n, size);
-}
-void* realloc(void* p, std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  return __libc_realloc(p, size);
-}
-void* aligned_alloc(std::size_t alignment, std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  return __libc_memalign(alignment, size);
-}
-int posix_memalign(void** out, std::size_t alignment, std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  *out = __libc_memalign(alignment, size);
-  return *out ? 0 : 12;  // ENOMEM
-}
-}
-
-int main(int argc, char** argv) {
-  register_all();
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return bench::run(argc, argv, register_all); }

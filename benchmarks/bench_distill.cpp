@@ -6,7 +6,7 @@
 //   ensemble_soft_targets/5x60000x10/threads:<T>      mean of 5 teachers' probabilities at T = 4
 // Targets (uncontended): kd_loss/4096x1000 <= 3 ms on 2 threads, kd_loss/256x10 <= 10 us on 1 thread.
 // The counter `allocations_per_call` counts heap allocations inside warmed-up calls; it should be 0.
-#include <benchmark/benchmark.h>
+#include "bench_support.hpp"
 
 #include <atomic>
 #include <cstdlib>
@@ -16,20 +16,7 @@
 #include <string>
 #include <vector>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 namespace {
-
-std::atomic<long> g_allocations{0};
-
-void set_threads(int threads) {
-#if defined(_OPENMP)
-  omp_set_num_threads(threads);
-#endif
-  Eigen::setNbThreads(threads);
-}
 
 minnow::Tensor<float, 2> random_logits(minnow::index_t rows, minnow::index_t cols, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -43,7 +30,7 @@ enum class Loss { kd_logits, kd_probabilities, combined };
 
 void loss(benchmark::State& state, Loss kind, minnow::index_t rows, minnow::index_t cols, int threads) {
   namespace distill = minnow::distill;
-  set_threads(threads);
+  bench::set_threads(threads);
   const auto student = random_logits(rows, cols, 1);
   const auto teacher = random_logits(rows, cols, 2);
   minnow::Tensor<float, 2> probabilities(teacher.shape()), grad(student.shape());
@@ -65,9 +52,9 @@ void loss(benchmark::State& state, Loss kind, minnow::index_t rows, minnow::inde
   benchmark::DoNotOptimize(call());  // warm up the workspace and the thread pool
   long allocations = 0;
   for (auto _ : state) {
-    const long before = g_allocations.load();
+    const long before = bench::allocation_count();
     benchmark::DoNotOptimize(call());
-    allocations += g_allocations.load() - before;
+    allocations += bench::allocation_count() - before;
     benchmark::ClobberMemory();
   }
   // Student and teacher read, gradient written.
@@ -77,7 +64,7 @@ void loss(benchmark::State& state, Loss kind, minnow::index_t rows, minnow::inde
 }
 
 void soft_targets(benchmark::State& state, int threads) {
-  set_threads(threads);
+  bench::set_threads(threads);
   constexpr minnow::index_t rows = 60000, cols = 10;
   std::vector<minnow::Tensor<float, 2>> teachers;
   for (std::uint64_t k = 0; k < 5; ++k) teachers.push_back(random_logits(rows, cols, 10 + k));
@@ -125,40 +112,4 @@ void register_all() {
 
 }  // namespace
 
-// Counts every heap allocation of the process: malloc is the bottom of operator new, of Eigen's
-// aligned_malloc and of aligned operator new (glibc: these interpose libc's symbols).
-extern "C" {
-void* __libc_malloc(std::size_t);
-void* __libc_calloc(std::size_t, std::size_t);
-void* __libc_realloc(void*, std::size_t);
-void* __libc_memalign(std::size_t, std::size_t);
-void* malloc(std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  return __libc_malloc(size);
-}
-void* calloc(std::size_t n, std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  return __libc_calloc(n, size);
-}
-void* realloc(void* p, std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  return __libc_realloc(p, size);
-}
-void* aligned_alloc(std::size_t alignment, std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  return __libc_memalign(alignment, size);
-}
-int posix_memalign(void** out, std::size_t alignment, std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  *out = __libc_memalign(alignment, size);
-  return *out ? 0 : 12;  // ENOMEM
-}
-}
-
-int main(int argc, char** argv) {
-  register_all();
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return bench::run(argc, argv, register_all); }

@@ -9,7 +9,7 @@
 // the machine's bandwidth they reach. The mask is reset outside the timed region.
 #include <minnow/prune.hpp>
 
-#include <benchmark/benchmark.h>
+#include "bench_support.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -18,21 +18,11 @@
 #include <string>
 #include <vector>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 namespace {
 
 constexpr minnow::index_t kFc1 = 6272 * 1000;
 // conv1.w, conv1.b, conv2.w, conv2.b, fc1.w, fc1.b, fc2.w, fc2.b of the teacher.
 const std::vector<minnow::index_t> kTeacher = {64 * 9, 64, 128 * 64 * 9, 128, 6272 * 1000, 1000, 1000 * 10, 10};
-
-void set_threads(int threads) {
-#if defined(_OPENMP)
-  omp_set_num_threads(threads);
-#endif
-}
 
 // Kaiming-uniform-like weights: what a freshly initialised layer looks like.
 minnow::Tensor<float, 1> random_weights(minnow::index_t n, std::uint64_t seed) {
@@ -46,7 +36,7 @@ minnow::Tensor<float, 1> random_weights(minnow::index_t n, std::uint64_t seed) {
 }
 
 void l1_fc1(benchmark::State& state, int threads) {
-  set_threads(threads);
+  bench::set_threads(threads);
   const auto w = random_weights(kFc1, 1);
   minnow::Tensor<float, 1> mask({kFc1}, 1.0f);
   for (auto _ : state) {
@@ -73,7 +63,7 @@ void nth_element_baseline(benchmark::State& state) {
 }
 
 void global_teacher(benchmark::State& state, int threads) {
-  set_threads(threads);
+  bench::set_threads(threads);
   std::vector<minnow::Tensor<float, 1>> weights, masks;
   std::uint64_t seed = 10;
   for (const auto n : kTeacher) {
@@ -105,7 +95,7 @@ minnow::Tensor<float, 1> half_mask(minnow::index_t n) {
 }
 
 void apply_fc1(benchmark::State& state, int threads) {
-  set_threads(threads);
+  bench::set_threads(threads);
   auto w = random_weights(kFc1, 2);
   const auto mask = half_mask(kFc1);
   for (auto _ : state) {
@@ -116,7 +106,7 @@ void apply_fc1(benchmark::State& state, int threads) {
 }
 
 void hook_fc1(benchmark::State& state, int threads) {
-  set_threads(threads);
+  bench::set_threads(threads);
   auto w = random_weights(kFc1, 3);
   minnow::Tensor<float, 1> grad({kFc1}, 0.5f), momentum({kFc1}, 0.25f);
   minnow::prune::Pruner<float> pruner;
@@ -161,10 +151,4 @@ void register_all() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  register_all();
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return bench::run(argc, argv, register_all); }

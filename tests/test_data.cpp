@@ -1,5 +1,6 @@
 // Tests for minnow/data: IDX reading (raw, gzip, every error path), Dataset normalisation,
 // Fashion-MNIST loading (synthetic and the real files), BatchSampler and gather.
+#include "test_support.hpp"
 #include <minnow/data.hpp>
 
 #include <catch2/catch.hpp>
@@ -113,21 +114,6 @@ Bytes gunzip(const fs::path& path) {
 }
 #endif
 
-/// The message of the exception of type E that `f` throws; fails the test when it throws nothing or something else.
-template <class E>
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("threw a different exception: " << e.what());
-  } catch (...) {
-    FAIL("threw a non-std exception");
-  }
-  FAIL("did not throw");
-  return {};
-}
 
 std::vector<std::uint8_t> as_vector(const Tensor<std::uint8_t, 3>& t) { return {t.data(), t.data() + t.size()}; }
 std::vector<std::int32_t> as_vector(const Tensor<std::int32_t, 1>& t) { return {t.data(), t.data() + t.size()}; }
@@ -215,13 +201,13 @@ TEST_CASE("gzip IDX files larger than the reader's chunks round-trip", "[data][i
 TEST_CASE("IDX reader: missing or unreadable files are io_errors naming the path", "[data][idx][errors]") {
   TempDir dir;
   const fs::path missing = dir / "no-such-file";
-  std::string message = message_of<minnow::io_error>([&] { (void)minnow::data::read_idx_images(missing); });
+  std::string message = test_support::message_of<minnow::io_error>([&] { (void)minnow::data::read_idx_images(missing); });
   CHECK_THAT(message, Contains(missing.string()) && Contains("read_idx_images"));
-  message = message_of<minnow::io_error>([&] { (void)minnow::data::read_idx_labels(missing); });
+  message = test_support::message_of<minnow::io_error>([&] { (void)minnow::data::read_idx_labels(missing); });
   CHECK_THAT(message, Contains(missing.string()) && Contains("read_idx_labels"));
 
   // A directory opens on some systems but cannot be read as a file.
-  message = message_of<minnow::io_error>([&] { (void)minnow::data::read_idx_images(dir.path()); });
+  message = test_support::message_of<minnow::io_error>([&] { (void)minnow::data::read_idx_images(dir.path()); });
   CHECK_THAT(message, Contains(dir.path().string()) && Contains("directory"));
 }
 
@@ -233,17 +219,17 @@ TEST_CASE("IDX reader: a wrong magic number is a format_error with both magics i
   write_file(dir / "text", {'h', 'e', 'l', 'l', 'o', ' ', 'w', 'o', 'r', 'l', 'd', '!', '!', '!', '!', '!'});
 
   // Wrong rank for the call, in both directions.
-  std::string message = message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "labels"); });
+  std::string message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "labels"); });
   CHECK_THAT(message, Contains((dir / "labels").string()) && Contains("expected 0x00000803") &&
                           Contains("found 0x00000801") && Contains("3 dimensions") && Contains("1 dimension"));
-  message = message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_labels(dir / "images"); });
+  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_labels(dir / "images"); });
   CHECK_THAT(message, Contains((dir / "images").string()) && Contains("expected 0x00000801") &&
                           Contains("found 0x00000803"));
   // Right rank, wrong element type.
-  message = message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "floats"); });
+  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "floats"); });
   CHECK_THAT(message, Contains("found 0x00000d03") && Contains("float32"));
   // Not IDX at all: "hell" = 0x68656c6c.
-  message = message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "text"); });
+  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "text"); });
   CHECK_THAT(message, Contains((dir / "text").string()) && Contains("found 0x68656c6c") &&
                           Contains("not an IDX header"));
 }
@@ -268,7 +254,7 @@ TEST_CASE("IDX reader: truncated headers and data are format_errors with byte co
     write_file(path, Bytes(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(c.keep)));
     INFO("raw file cut to " << c.keep << " bytes");
     const std::string message =
-        message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(path); });
+        test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(path); });
     CHECK_THAT(message, Contains(path.string()));
     for (const auto& part : c.expected) CHECK_THAT(message, Contains(part));
 #ifdef MINNOW_HAS_ZLIB
@@ -276,7 +262,7 @@ TEST_CASE("IDX reader: truncated headers and data are format_errors with byte co
     const fs::path gz_path = dir / ("cut" + std::to_string(c.keep) + ".gz");
     write_gz(gz_path, Bytes(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(c.keep)));
     const std::string gz_message =
-        message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(gz_path); });
+        test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(gz_path); });
     CHECK_THAT(gz_message, Contains(gz_path.string()) && Contains("decompressed"));
     for (const auto& part : c.expected) CHECK_THAT(gz_message, Contains(part));
 #endif
@@ -285,7 +271,7 @@ TEST_CASE("IDX reader: truncated headers and data are format_errors with byte co
   // Labels: the 1-D header is 8 bytes.
   write_file(dir / "labels-cut", idx_bytes(0x801, {10}, {1, 2, 3}));
   const std::string message =
-      message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_labels(dir / "labels-cut"); });
+      test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_labels(dir / "labels-cut"); });
   CHECK_THAT(message, Contains("need 18 bytes") && Contains("8 header + 10 data") && Contains("has 11"));
 }
 
@@ -293,25 +279,25 @@ TEST_CASE("IDX reader: trailing bytes and absurd dims are format_errors", "[data
   TempDir dir;
   Bytes long_file = idx_bytes(0x801, {3}, {1, 2, 3, 4});
   write_file(dir / "long", long_file);
-  std::string message = message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_labels(dir / "long"); });
+  std::string message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_labels(dir / "long"); });
   CHECK_THAT(message, Contains((dir / "long").string()) && Contains("trailing") && Contains("need 11 bytes") &&
                           Contains("has 12"));
 
   // 2^32-1 cubed elements cannot exist; the reader must refuse before allocating anything.
   write_file(dir / "huge", idx_bytes(0x803, {0xffffffffu, 0xffffffffu, 0xffffffffu}, {}));
-  message = message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "huge"); });
+  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "huge"); });
   CHECK_THAT(message, Contains((dir / "huge").string()) && Contains("4294967295"));
   // Plausible dims but a tiny file: "truncated", without allocating the 4 GB the header claims.
   write_file(dir / "big-claim", idx_bytes(0x803, {65536, 256, 256}, {1, 2, 3}));
-  message = message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "big-claim"); });
+  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "big-claim"); });
   CHECK_THAT(message, Contains("truncated") && Contains("need 4294967312 bytes") && Contains("has 19"));
 
 #ifdef MINNOW_HAS_ZLIB
   write_gz(dir / "long.gz", long_file);
-  message = message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_labels(dir / "long.gz"); });
+  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_labels(dir / "long.gz"); });
   CHECK_THAT(message, Contains("trailing") && Contains("decompressed file has 12"));
   write_gz(dir / "big-claim.gz", idx_bytes(0x803, {65536, 256, 256}, {1, 2, 3}));
-  message = message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "big-claim.gz"); });
+  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "big-claim.gz"); });
   CHECK_THAT(message, Contains("truncated") && Contains("decompressed file has 19"));
 #endif
 }
@@ -325,22 +311,22 @@ TEST_CASE("IDX reader: damaged gzip streams are format_errors, never partial dat
 
   // Cut the compressed stream in half: either truncated data or a gzip error, but a format_error.
   write_file(dir / "cut.gz", Bytes(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(good.size() / 2)));
-  std::string message = message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "cut.gz"); });
+  std::string message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "cut.gz"); });
   CHECK_THAT(message, Contains((dir / "cut.gz").string()) && Contains("truncated") && Contains("need 2016 bytes") &&
                           Contains("cut off"));
   // Only the 8-byte gzip trailer (CRC, size) missing: all data is there, but unverified.
   write_file(dir / "no-trailer.gz", Bytes(good.begin(), good.end() - 8));
-  message = message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "no-trailer.gz"); });
+  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "no-trailer.gz"); });
   CHECK_THAT(message, Contains((dir / "no-trailer.gz").string()) && Contains("checksum"));
   // Garbage after the gzip signature.
   write_file(dir / "garbage.gz", {0x1f, 0x8b, 0x08, 0x00, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x03, 0x01, 0x02, 0x03});
-  message = message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "garbage.gz"); });
+  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "garbage.gz"); });
   CHECK_THAT(message, Contains((dir / "garbage.gz").string()));
   // A corrupted CRC.
   Bytes bad_crc = good;
   bad_crc[bad_crc.size() - 8] ^= 0xff;
   write_file(dir / "bad-crc.gz", bad_crc);
-  message = message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "bad-crc.gz"); });
+  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::read_idx_images(dir / "bad-crc.gz"); });
   CHECK_THAT(message, Contains((dir / "bad-crc.gz").string()) && Contains("not a valid gzip stream"));
   INFO(message);
 }
@@ -349,7 +335,7 @@ TEST_CASE("IDX reader without zlib: gzip files are io_errors saying zlib support
   TempDir dir;
   write_file(dir / "images.gz", {0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03});
   const std::string message =
-      message_of<minnow::io_error>([&] { (void)minnow::data::read_idx_images(dir / "images.gz"); });
+      test_support::message_of<minnow::io_error>([&] { (void)minnow::data::read_idx_images(dir / "images.gz"); });
   CHECK_THAT(message, Contains((dir / "images.gz").string()) && Contains("zlib support is off"));
 }
 #endif
@@ -393,18 +379,18 @@ TEST_CASE("make_dataset errors name the counts and values", "[data][dataset][err
   Tensor<std::uint8_t, 3> images({4, 2, 2});
   Tensor<std::int32_t, 1> labels({3});
   std::string message =
-      message_of<minnow::shape_error>([&] { (void)minnow::data::make_dataset<float>(images, labels, {}); });
+      test_support::message_of<minnow::shape_error>([&] { (void)minnow::data::make_dataset<float>(images, labels, {}); });
   CHECK_THAT(message, Contains("4 images") && Contains("3 labels"));
 
   Tensor<std::int32_t, 1> negative({4});
   negative(2) = -1;
-  message = message_of<minnow::format_error>([&] { (void)minnow::data::make_dataset<float>(images, negative, {}); });
+  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::make_dataset<float>(images, negative, {}); });
   CHECK_THAT(message, Contains("label 2 is -1"));
   // Outside the limit, a bad label is not read.
   CHECK(minnow::data::make_dataset<float>(images, negative, {}, 2).size() == 2);
 
   CHECK_THROWS_AS(minnow::data::make_dataset<float>(images, negative, {}, -2), minnow::value_error);
-  message = message_of<minnow::value_error>(
+  message = test_support::message_of<minnow::value_error>(
       [&] { (void)minnow::data::make_dataset<float>(images, negative, Normalization{0.5, 0.0}); });
   CHECK_THAT(message, Contains("stddev 0"));
   CHECK_THROWS_AS(minnow::data::make_dataset<float>(images, negative, Normalization{NAN, 1.0}), minnow::value_error);
@@ -436,25 +422,25 @@ TEST_CASE("load_fashion_mnist reads a directory of raw and gzip files", "[data][
 TEST_CASE("load_fashion_mnist errors name the directory, the files and the counts", "[data][fashion_mnist][errors]") {
   TempDir dir;
   const fs::path missing = dir / "nowhere";
-  std::string message = message_of<minnow::io_error>([&] { (void)minnow::data::load_fashion_mnist<float>(missing); });
+  std::string message = test_support::message_of<minnow::io_error>([&] { (void)minnow::data::load_fashion_mnist<float>(missing); });
   CHECK_THAT(message, Contains(missing.string()) && Contains("apt-get install dataset-fashion-mnist") &&
                           Contains("MINNOW_FASHION_MNIST_DIR"));
 
   write_small_fashion_dir(dir.path(), /*gz_labels=*/false);
   // One label too many in the test split.
   write_file(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x801, {5}, {9, 2, 1, 1, 0}));
-  message = message_of<minnow::format_error>([&] { (void)minnow::data::load_fashion_mnist<float>(dir.path()); });
+  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::load_fashion_mnist<float>(dir.path()); });
   CHECK_THAT(message, Contains((dir / "t10k-images-idx3-ubyte").string()) && Contains("4 images") &&
                           Contains((dir / "t10k-labels-idx1-ubyte").string()) && Contains("5 labels"));
 
   fs::remove(dir / "t10k-labels-idx1-ubyte");
-  message = message_of<minnow::io_error>([&] { (void)minnow::data::load_fashion_mnist<float>(dir.path()); });
+  message = test_support::message_of<minnow::io_error>([&] { (void)minnow::data::load_fashion_mnist<float>(dir.path()); });
   CHECK_THAT(message, Contains("t10k-labels-idx1-ubyte") && Contains("t10k-labels-idx1-ubyte.gz"));
 
   // Training and test images of different sizes cannot be one data set.
   write_file(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x801, {4}, {9, 2, 1, 1}));
   write_file(dir / "t10k-images-idx3-ubyte", idx_bytes(0x803, {4, 2, 3}, pattern(24)));
-  message = message_of<minnow::format_error>([&] { (void)minnow::data::load_fashion_mnist<float>(dir.path()); });
+  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::load_fashion_mnist<float>(dir.path()); });
   CHECK_THAT(message, Contains("3x2") && Contains("2x3"));
 }
 
@@ -549,7 +535,7 @@ TEST_CASE("The real Fashion-MNIST loads with the published sizes, labels and sta
 TEST_CASE("Without zlib, the gzip-compressed Fashion-MNIST is an io_error saying so", "[data][fashion_mnist][real]") {
   const fs::path dir = minnow::data::default_fashion_mnist_dir();
   if (!fs::exists(dir / "train-images-idx3-ubyte.gz") || fs::exists(dir / "train-images-idx3-ubyte")) return;
-  const std::string message = message_of<minnow::io_error>([&] { (void)minnow::data::load_fashion_mnist<float>(dir); });
+  const std::string message = test_support::message_of<minnow::io_error>([&] { (void)minnow::data::load_fashion_mnist<float>(dir); });
   CHECK_THAT(message, Contains("zlib support is off"));
 }
 #endif
@@ -675,11 +661,11 @@ TEST_CASE("BatchSampler drop_last, sequential mode and edge cases", "[data][batc
   one.start_epoch();
   CHECK(epoch_order(one) == std::vector<index_t>{0});
 
-  std::string message = message_of<minnow::value_error>([] { BatchSampler(10, 0, 1); });
+  std::string message = test_support::message_of<minnow::value_error>([] { BatchSampler(10, 0, 1); });
   CHECK_THAT(message, Contains("batch_size") && Contains("got 0"));
   CHECK_THROWS_AS(BatchSampler(10, -4, 1), minnow::value_error);
   CHECK_THROWS_AS(BatchSampler(-1, 4, 1), minnow::value_error);
-  message = message_of<minnow::value_error>([&] { (void)sequential.batch(-1); });
+  message = test_support::message_of<minnow::value_error>([&] { (void)sequential.batch(-1); });
   CHECK_THAT(message, Contains("batch -1") && Contains("[0, 3)"));
 }
 
@@ -704,13 +690,13 @@ TEST_CASE("gather copies exactly the batch's samples", "[data][batches]") {
   // Wrong output shapes or indices: errors, and the outputs are left untouched.
   batch_images.fill(-1.0f);
   Tensor<float, 4> wrong({2, 1, 2, 3});
-  std::string message = message_of<minnow::shape_error>(
+  std::string message = test_support::message_of<minnow::shape_error>(
       [&] { minnow::data::gather(data, indices, wrong.view(), batch_labels.view()); });
   CHECK_THAT(message, Contains("[3, 1, 2, 3]") && Contains("[2, 1, 2, 3]"));
   Tensor<std::int32_t, 1> wrong_labels({4});
   CHECK_THROWS_AS(minnow::data::gather(data, indices, batch_images.view(), wrong_labels.view()), minnow::shape_error);
   const std::vector<index_t> bad = {1, 6, 2};
-  message = message_of<minnow::value_error>(
+  message = test_support::message_of<minnow::value_error>(
       [&] { minnow::data::gather(data, bad, batch_images.view(), batch_labels.view()); });
   CHECK_THAT(message, Contains("index 6") && Contains("position 1"));
   CHECK(batch_images(0, 0, 0, 0) == -1.0f);

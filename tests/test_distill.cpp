@@ -1,6 +1,7 @@
 // Distillation: softmax / log-softmax at a temperature, the KD loss (teacher as logits or probabilities),
 // the combined KD + CE loss and SoftTargetLoss, against PyTorch 1.13 (tests/fixtures/generate_distill.py)
 // to 1e-5 relative, against finite differences in double, and on bad input.
+#include "test_support.hpp"
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <functional>
@@ -35,19 +36,6 @@ double rel_error(double value, double expected) {
   return std::abs(value - expected) / std::max(1.0, std::abs(expected));
 }
 
-/// The message of the exception of type E that `f` throws; fails the test when it throws nothing or something else.
-template <class E>
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("threw a different exception: " << e.what());
-  }
-  FAIL("did not throw");
-  return {};
-}
 
 template <class T>
 Tensor<T, 2> random_logits(index_t rows, index_t cols, double scale, std::mt19937_64& rng) {
@@ -329,18 +317,18 @@ TEST_CASE("SoftTargetLoss is an nn::LossFunction over cached teacher outputs", "
   distill::SoftTargetLoss<float> loss{TeacherLogits(table_logits), 4.0, 0.5};
   Tensor<float, 2> grad(logits.shape());
   const std::vector<index_t> bad{3, 40, 0, 17, 17, 8};
-  CHECK_THAT(message_of<value_error>([&] { (void)loss(logits, labels, bad, grad); }),
+  CHECK_THAT(test_support::message_of<value_error>([&] { (void)loss(logits, labels, bad, grad); }),
              Contains("sample index 40") && Contains("batch position 1") && Contains("[0, 40)"));
   const std::vector<index_t> short_indices{1, 2};
-  CHECK_THAT(message_of<shape_error>([&] { (void)loss(logits, labels, short_indices, grad); }),
+  CHECK_THAT(test_support::message_of<shape_error>([&] { (void)loss(logits, labels, short_indices, grad); }),
              Contains("2 sample indices") && Contains("[6, 10]"));
   Tensor<float, 2> narrow({batch, 9}), narrow_grad({batch, 9});
-  CHECK_THAT(message_of<shape_error>([&] { (void)loss(narrow, labels, indices, narrow_grad); }),
+  CHECK_THAT(test_support::message_of<shape_error>([&] { (void)loss(narrow, labels, indices, narrow_grad); }),
              Contains("[6, 9]") && Contains("[40, 10]"));
   Tensor<float, 2> bad_table({4, 3}, 0.5f);
-  CHECK_THAT(message_of<value_error>([&] { distill::SoftTargetLoss<float>(TeacherProbabilities(bad_table), 2.0); }),
+  CHECK_THAT(test_support::message_of<value_error>([&] { distill::SoftTargetLoss<float>(TeacherProbabilities(bad_table), 2.0); }),
              Contains("row 0") && Contains("sum to 1.5"));
-  CHECK_THAT(message_of<value_error>([&] { distill::SoftTargetLoss<float>(TeacherLogits(table_logits), 0.0); }),
+  CHECK_THAT(test_support::message_of<value_error>([&] { distill::SoftTargetLoss<float>(TeacherLogits(table_logits), 0.0); }),
              Contains("T = 0"));
 }
 
@@ -353,46 +341,46 @@ TEST_CASE("distillation rejects bad input with messages naming the values", "[di
 
   SECTION("temperature <= 0, NaN or infinite") {
     for (const double bad : {0.0, -1.0}) {
-      const auto message = message_of<value_error>([&] { (void)distill::kd_loss(s, TeacherLogits(t), bad, grad); });
+      const auto message = test_support::message_of<value_error>([&] { (void)distill::kd_loss(s, TeacherLogits(t), bad, grad); });
       CHECK_THAT(message, Contains("kd_loss") && Contains("temperature T") && Contains("> 0") &&
                               Contains(minnow::detail::concat("T = ", bad)));
     }
-    CHECK_THAT(message_of<value_error>([&] {
+    CHECK_THAT(test_support::message_of<value_error>([&] {
                  (void)distill::kd_loss(s, TeacherLogits(t), std::numeric_limits<double>::quiet_NaN(), grad);
                }),
                Contains("T = nan"));
-    CHECK_THAT(message_of<value_error>(
+    CHECK_THAT(test_support::message_of<value_error>(
                    [&] { (void)distill::kd_loss(s, TeacherLogits(t), std::numeric_limits<double>::infinity(), grad); }),
                Contains("T = inf"));
-    CHECK_THAT(message_of<value_error>([&] { distill::softmax<float>(s, -2.0, out); }),
+    CHECK_THAT(test_support::message_of<value_error>([&] { distill::softmax<float>(s, -2.0, out); }),
                Contains("softmax") && Contains("T = -2"));
     CHECK_THAT(
-        message_of<value_error>([&] { distill::log_softmax<float>(s, std::numeric_limits<double>::quiet_NaN(), out); }),
+        test_support::message_of<value_error>([&] { distill::log_softmax<float>(s, std::numeric_limits<double>::quiet_NaN(), out); }),
         Contains("log_softmax") && Contains("T = nan"));
     CHECK_THAT(
-        message_of<value_error>([&] { (void)distill::combined_loss(s, TeacherLogits(t), labels, 0.0, 0.5, grad); }),
+        test_support::message_of<value_error>([&] { (void)distill::combined_loss(s, TeacherLogits(t), labels, 0.0, 0.5, grad); }),
         Contains("combined_loss") && Contains("T = 0"));
   }
 
   SECTION("shape mismatch") {
     const Tensor<float, 2> wide({3, 5});
     Tensor<float, 2> wide_grad({3, 5}), tall({4, 4});
-    CHECK_THAT(message_of<shape_error>([&] { (void)distill::kd_loss(s, TeacherLogits(wide), 2.0, grad); }),
+    CHECK_THAT(test_support::message_of<shape_error>([&] { (void)distill::kd_loss(s, TeacherLogits(wide), 2.0, grad); }),
                Contains("teacher logits [3, 5]") && Contains("student logits [3, 4]"));
-    CHECK_THAT(message_of<shape_error>([&] { (void)distill::kd_loss(s, TeacherProbabilities(wide), 2.0, grad); }),
+    CHECK_THAT(test_support::message_of<shape_error>([&] { (void)distill::kd_loss(s, TeacherProbabilities(wide), 2.0, grad); }),
                Contains("teacher probabilities [3, 5]") && Contains("student logits [3, 4]"));
-    CHECK_THAT(message_of<shape_error>([&] { (void)distill::kd_loss(s, TeacherLogits(t), 2.0, wide_grad); }),
+    CHECK_THAT(test_support::message_of<shape_error>([&] { (void)distill::kd_loss(s, TeacherLogits(t), 2.0, wide_grad); }),
                Contains("gradient [3, 5]") && Contains("student logits [3, 4]"));
-    CHECK_THAT(message_of<shape_error>([&] { distill::softmax<float>(s, 1.0, tall); }),
+    CHECK_THAT(test_support::message_of<shape_error>([&] { distill::softmax<float>(s, 1.0, tall); }),
                Contains("output [4, 4]") && Contains("logits [3, 4]"));
     const Tensor<float, 2> empty_classes({3, 0});
     Tensor<float, 2> empty_grad({3, 0});
-    CHECK_THAT(message_of<shape_error>(
+    CHECK_THAT(test_support::message_of<shape_error>(
                    [&] { (void)distill::kd_loss(empty_classes, TeacherLogits(empty_classes), 1.0, empty_grad); }),
                Contains("[3, 0]") && Contains("no classes"));
     const Tensor<std::int32_t, 1> two_labels({2});
     CHECK_THAT(
-        message_of<shape_error>([&] { (void)distill::combined_loss(s, TeacherLogits(t), two_labels, 1.0, 0.5, grad); }),
+        test_support::message_of<shape_error>([&] { (void)distill::combined_loss(s, TeacherLogits(t), two_labels, 1.0, 0.5, grad); }),
         Contains("2 labels") && Contains("[3, 4]"));
   }
 
@@ -400,15 +388,15 @@ TEST_CASE("distillation rejects bad input with messages naming the values", "[di
     Tensor<float, 2> p(s.shape());
     distill::softmax<float>(t, 1.0, p);
     p(1, 2) += 0.01f;
-    CHECK_THAT(message_of<value_error>([&] { (void)distill::kd_loss(s, TeacherProbabilities(p), 1.0, grad); }),
+    CHECK_THAT(test_support::message_of<value_error>([&] { (void)distill::kd_loss(s, TeacherProbabilities(p), 1.0, grad); }),
                Contains("row 1") && Contains("sum to 1.01") && Contains("within 0.001"));
     distill::softmax<float>(t, 1.0, p);
     p(2, 0) = -p(2, 0);
     p(2, 1) -= 2 * p(2, 0);  // keep the row sum at 1: the sign alone must be caught
-    CHECK_THAT(message_of<value_error>([&] { (void)distill::kd_loss(s, TeacherProbabilities(p), 1.0, grad); }),
+    CHECK_THAT(test_support::message_of<value_error>([&] { (void)distill::kd_loss(s, TeacherProbabilities(p), 1.0, grad); }),
                Contains("row 2, class 0") && Contains(">= 0"));
     p(2, 0) = std::numeric_limits<float>::quiet_NaN();
-    CHECK_THAT(message_of<value_error>([&] { (void)distill::kd_loss(s, TeacherProbabilities(p), 1.0, grad); }),
+    CHECK_THAT(test_support::message_of<value_error>([&] { (void)distill::kd_loss(s, TeacherProbabilities(p), 1.0, grad); }),
                Contains("row 2, class 0 is nan"));
     distill::softmax<float>(t, 1.0, p);
     p(0, 0) += 5e-4f;  // inside the tolerance
@@ -418,13 +406,13 @@ TEST_CASE("distillation rejects bad input with messages naming the values", "[di
   SECTION("alpha outside [0, 1] and labels outside [0, C)") {
     for (const double bad : {-0.1, 1.5, std::numeric_limits<double>::quiet_NaN()}) {
       CHECK_THAT(
-          message_of<value_error>([&] { (void)distill::combined_loss(s, TeacherLogits(t), labels, 2.0, bad, grad); }),
+          test_support::message_of<value_error>([&] { (void)distill::combined_loss(s, TeacherLogits(t), labels, 2.0, bad, grad); }),
           Contains("alpha must be in [0, 1]") && Contains(minnow::detail::concat("alpha = ", bad)));
     }
     auto bad_labels = labels.clone();
     bad_labels(2) = 4;
     CHECK_THAT(
-        message_of<value_error>([&] { (void)distill::combined_loss(s, TeacherLogits(t), bad_labels, 2.0, 0.5, grad); }),
+        test_support::message_of<value_error>([&] { (void)distill::combined_loss(s, TeacherLogits(t), bad_labels, 2.0, 0.5, grad); }),
         Contains("label 4 at position 2") && Contains("[0, 4)"));
   }
 

@@ -1,6 +1,7 @@
 // Ensembles: mean of probabilities / mean of logits (uniform and weighted) against PyTorch 1.13
 // (tests/fixtures/generate_distill.py) to 1e-5 relative, against the member softmaxes, the vote tie rule,
 // the diversity metrics, and bad input.
+#include "test_support.hpp"
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <functional>
@@ -21,19 +22,6 @@ namespace {
 
 constexpr double kTolerance = 1e-5;
 
-/// The message of the exception of type E that `f` throws; fails the test when it throws nothing or something else.
-template <class E>
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("threw a different exception: " << e.what());
-  }
-  FAIL("did not throw");
-  return {};
-}
 
 template <class T>
 std::vector<Tensor<T, 2>> random_members(std::size_t k, index_t rows, index_t cols, std::uint64_t seed) {
@@ -207,50 +195,50 @@ TEST_CASE("ensembles reject bad input with messages naming the values", "[ensemb
         [&] { (void)ensemble::disagreement<float>(none); },
         [&] { (void)ensemble::kl_to_ensemble<float>(none, 1.0); },
     };
-    for (const auto& call : calls) CHECK_THAT(message_of<value_error>(call), Contains("the ensemble has no members"));
+    for (const auto& call : calls) CHECK_THAT(test_support::message_of<value_error>(call), Contains("the ensemble has no members"));
     const std::vector<TensorView<const float, 2>> one{members[0]};
-    CHECK_THAT(message_of<value_error>([&] { (void)ensemble::disagreement<float>(one); }),
+    CHECK_THAT(test_support::message_of<value_error>([&] { (void)ensemble::disagreement<float>(one); }),
                Contains("at least 2 members, got 1"));
   }
 
   SECTION("member shapes differ") {
     const Tensor<float, 2> odd({4, 6});
     const std::vector<TensorView<const float, 2>> mixed{members[0], members[1], odd};
-    CHECK_THAT(message_of<shape_error>([&] { ensemble::mean_probabilities<float>(mixed, 1.0, out); }),
+    CHECK_THAT(test_support::message_of<shape_error>([&] { ensemble::mean_probabilities<float>(mixed, 1.0, out); }),
                Contains("member 2 has logits [4, 6]") && Contains("member 0 has [4, 5]"));
-    CHECK_THAT(message_of<shape_error>([&] { ensemble::majority_vote<float>(mixed, votes); }), Contains("member 2"));
-    CHECK_THAT(message_of<shape_error>([&] { (void)ensemble::disagreement<float>(mixed); }), Contains("member 2"));
+    CHECK_THAT(test_support::message_of<shape_error>([&] { ensemble::majority_vote<float>(mixed, votes); }), Contains("member 2"));
+    CHECK_THAT(test_support::message_of<shape_error>([&] { (void)ensemble::disagreement<float>(mixed); }), Contains("member 2"));
     Tensor<float, 2> wrong_out({3, 5});
-    CHECK_THAT(message_of<shape_error>([&] { ensemble::mean_logits<float>(list, 1.0, wrong_out); }),
+    CHECK_THAT(test_support::message_of<shape_error>([&] { ensemble::mean_logits<float>(list, 1.0, wrong_out); }),
                Contains("output [3, 5]") && Contains("[4, 5]"));
     Tensor<std::int32_t, 1> wrong_votes({3});
-    CHECK_THAT(message_of<shape_error>([&] { ensemble::majority_vote<float>(list, wrong_votes); }),
+    CHECK_THAT(test_support::message_of<shape_error>([&] { ensemble::majority_vote<float>(list, wrong_votes); }),
                Contains("3 entries") && Contains("[4, 5]"));
   }
 
   SECTION("weights negative, not finite, not summing to 1, or miscounted") {
     const std::vector<double> negative{0.6, -0.1, 0.5};
-    CHECK_THAT(message_of<value_error>([&] { ensemble::mean_probabilities<float>(list, negative, 1.0, out); }),
+    CHECK_THAT(test_support::message_of<value_error>([&] { ensemble::mean_probabilities<float>(list, negative, 1.0, out); }),
                Contains("[0.6, -0.1, 0.5]") && Contains("weight 1 is -0.1"));
     const std::vector<double> nan{0.5, std::numeric_limits<double>::quiet_NaN(), 0.5};
-    CHECK_THAT(message_of<value_error>([&] { ensemble::mean_logits<float>(list, nan, 1.0, out); }),
+    CHECK_THAT(test_support::message_of<value_error>([&] { ensemble::mean_logits<float>(list, nan, 1.0, out); }),
                Contains("weight 1 is nan"));
     const std::vector<double> heavy{0.5, 0.3, 0.3};
-    CHECK_THAT(message_of<value_error>([&] { ensemble::mean_logits<float>(list, heavy, 1.0, out); }),
+    CHECK_THAT(test_support::message_of<value_error>([&] { ensemble::mean_logits<float>(list, heavy, 1.0, out); }),
                Contains("[0.5, 0.3, 0.3]") && Contains("sum to 1.1") && Contains("within 1e-06"));
     const std::vector<double> almost{0.5, 0.3, 0.2 + 5e-7};
     CHECK_NOTHROW(ensemble::mean_logits<float>(list, almost, 1.0, out));
     const std::vector<double> two{0.5, 0.5};
-    CHECK_THAT(message_of<shape_error>([&] { ensemble::mean_probabilities<float>(list, two, 1.0, out); }),
+    CHECK_THAT(test_support::message_of<shape_error>([&] { ensemble::mean_probabilities<float>(list, two, 1.0, out); }),
                Contains("2 weights") && Contains("3 members"));
   }
 
   SECTION("temperature") {
-    CHECK_THAT(message_of<value_error>([&] { ensemble::mean_probabilities<float>(list, 0.0, out); }),
+    CHECK_THAT(test_support::message_of<value_error>([&] { ensemble::mean_probabilities<float>(list, 0.0, out); }),
                Contains("mean_probabilities") && Contains("T = 0"));
-    CHECK_THAT(message_of<value_error>(
+    CHECK_THAT(test_support::message_of<value_error>(
                    [&] { ensemble::mean_logits<float>(list, std::numeric_limits<double>::quiet_NaN(), out); }),
                Contains("T = nan"));
-    CHECK_THAT(message_of<value_error>([&] { (void)ensemble::kl_to_ensemble<float>(list, -1.0); }), Contains("T = -1"));
+    CHECK_THAT(test_support::message_of<value_error>([&] { (void)ensemble::kl_to_ensemble<float>(list, -1.0); }), Contains("T = -1"));
   }
 }

@@ -118,6 +118,11 @@ TEST_CASE("checkpoints restore parameters and optimizer state exactly") {
     CHECK((adam.state(i)[0].view.array() == restored_adam.state(i)[0].view.array()).all());
     CHECK((adam.state(i)[1].view.array() == restored_adam.state(i)[1].view.array()).all());
   }
+  // The parameters alone load from a checkpoint that also holds optimizer state.
+  auto weights_only = nn::make_student<float>(5);
+  nn::load_parameters(path, "student", weights_only);
+  CHECK((weights_only.parameters()[4].value.array() == a[4].value.array()).all());
+  CHECK_THROWS_AS(nn::load_training_state(path, "student", weights_only), format_error);  // exact load refuses the extra state
   // Resuming gives the same next step as continuing.
   nn::Trainer<float> resumed(restored, restored_adam);
   trainer.step(tiny, all);

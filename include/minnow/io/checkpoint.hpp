@@ -155,11 +155,18 @@ void save_checkpoint(const std::filesystem::path& path, std::string_view tag, co
   if (ec) throw io_error(minnow::detail::concat("cannot move '", temporary.string(), "' to '", path.string(), "': ", ec.message()));
 }
 
+/// What load_checkpoint accepts beyond the expected entries.
+enum class ExtraEntries {
+  refuse,  ///< the file must hold exactly the expected entries
+  ignore,  ///< the expected entries must come first; later ones (e.g. optimizer state) are skipped
+};
+
 /// Reads `path` into `entries`: the tag, the names, their order and shapes must all match.
 /// Nothing is written into `entries` unless the whole file is valid.
 /// @throws io_error when the file cannot be read; format_error naming the file and the first mismatch.
 template <class T>
-void load_checkpoint(const std::filesystem::path& path, std::string_view tag, const std::vector<CheckpointEntry<T>>& entries) {
+void load_checkpoint(const std::filesystem::path& path, std::string_view tag, const std::vector<CheckpointEntry<T>>& entries,
+                     ExtraEntries extra = ExtraEntries::refuse) {
   detail::check_entries(entries);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw io_error(minnow::detail::concat("cannot open checkpoint '", path.string(), "'"));
@@ -192,7 +199,7 @@ void load_checkpoint(const std::filesystem::path& path, std::string_view tag, co
     throw format_error(minnow::detail::concat("checkpoint '", file, "' was written for '", stored_tag, "', not '", tag, "'"));
   }
   const auto count = r.value<std::uint64_t>("entry count");
-  if (count != entries.size()) {
+  if (count < entries.size() || (count != entries.size() && extra == ExtraEntries::refuse)) {
     throw format_error(minnow::detail::concat("checkpoint '", file, "' has ", count, " tensors, expected ", entries.size()));
   }
   std::vector<const char*> sources;

@@ -182,4 +182,12 @@ void load_training_state(const std::filesystem::path& path, std::string_view arc
   if (optimizer != nullptr) optimizer->set_step_count(static_cast<std::int64_t>(steps(0)));
 }
 
+/// Loads only the model's parameters from a checkpoint of save_training_state, with or without
+/// optimizer state in it (e.g. to fine-tune or compress a trained model with a fresh optimizer).
+template <class T>
+void load_parameters(const std::filesystem::path& path, std::string_view architecture, Sequential<T>& model) {
+  Tensor<T, 1> steps;
+  io::load_checkpoint<T>(path, architecture, training_state<T>(model, nullptr, steps), io::ExtraEntries::ignore);
+}
+
 }  // namespace minnow::nn

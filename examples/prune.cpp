@@ -1,0 +1,218 @@
+// Prunes a trained teacher or student and fine-tunes it with a gradual (AGP) schedule.
+//
+//   prune --arch student --load student.ckpt --finetune-epochs 3 --sparsities 0.5,0.75,0.9,0.95
+//   prune --arch teacher --load teacher.ckpt --sensitivity-only
+//
+// Without --load it first trains the dense network (--epochs, the train example's recipe) and saves it.
+// Then, for each target sparsity: reload the dense weights, prune every weight tensor (not the biases)
+// towards the target with magnitude (L1) pruning on an AGP schedule over the first epochs of
+// fine-tuning, keep the masks through every SGD step (weights, gradients and momentum), and report
+// test accuracy. --structured adds L2-structured runs that remove 25 and 50 % of the conv filters.
+// --sensitivity prints, per layer, the accuracy after one-shot pruning of that layer alone.
+#include <minnow/data.hpp>
+#include <minnow/nn.hpp>
+#include <minnow/nn/train.hpp>
+#include <minnow/prune.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace {
+
+struct Options {
+  std::string arch = "student";
+  std::string load;
+  std::string data_dir = minnow::data::default_fashion_mnist_dir().string();
+  int epochs = 15;
+  int finetune_epochs = 3;
+  long batch = 64;
+  double lr = 0.05;
+  double finetune_lr = 0.01;
+  unsigned long long seed = 1;
+  int threads = 2;
+  std::vector<double> sparsities = {0.5, 0.75, 0.9, 0.95};
+  bool structured = false;
+  bool sensitivity = false;
+  bool sensitivity_only = false;
+};
+
+std::vector<double> parse_list(const std::string& text) {
+  std::vector<double> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) out.push_back(std::stod(item));
+  return out;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw minnow::value_error("missing value after " + arg);
+      return argv[++i];
+    };
+    if (arg == "--arch") o.arch = value();
+    else if (arg == "--load") o.load = value();
+    else if (arg == "--data") o.data_dir = value();
+    else if (arg == "--epochs") o.epochs = std::stoi(value());
+    else if (arg == "--finetune-epochs") o.finetune_epochs = std::stoi(value());
+    else if (arg == "--batch") o.batch = std::stol(value());
+    else if (arg == "--lr") o.lr = std::stod(value());
+    else if (arg == "--finetune-lr") o.finetune_lr = std::stod(value());
+    else if (arg == "--seed") o.seed = std::stoull(value());
+    else if (arg == "--threads") o.threads = std::stoi(value());
+    else if (arg == "--sparsities") o.sparsities = parse_list(value());
+    else if (arg == "--structured") o.structured = true;
+    else if (arg == "--sensitivity") o.sensitivity = true;
+    else if (arg == "--sensitivity-only") o.sensitivity = o.sensitivity_only = true;
+    else throw minnow::value_error("unknown option " + arg);
+  }
+  if (o.finetune_epochs < 2) throw minnow::value_error("--finetune-epochs must be >= 2 (AGP ramps over all but the last)");
+  return o;
+}
+
+using Model = minnow::nn::Sequential<float>;
+using Data = minnow::data::TrainTest<float>;
+
+// Weight tensors only: biases are few and pruning them saves nothing.
+std::vector<minnow::Parameter<float>> weights_of(Model& model) {
+  std::vector<minnow::Parameter<float>> out;
+  for (const auto& p : model.parameters()) {
+    if (p.shape.size() > 1) out.push_back(p);
+  }
+  return out;
+}
+
+void train_dense(Model& model, const Data& data, const Options& o, const std::string& path) {
+  minnow::nn::Sgd<float> sgd(model.parameters(), o.lr, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
+  minnow::nn::Trainer<float> trainer(model, sgd);
+  trainer.set_progress(false);
+  minnow::data::BatchSampler sampler(data.train.size(), o.batch, o.seed);
+  const minnow::nn::CosineAnnealingLR schedule{o.epochs};
+  for (int epoch = 0; epoch < o.epochs; ++epoch) {
+    sgd.set_learning_rate(schedule(epoch, o.lr));
+    sampler.set_epoch(static_cast<std::uint64_t>(epoch));
+    const auto stats = trainer.train_epoch(data.train, sampler);
+    std::printf("dense epoch %2d: train loss %.4f, %.1f s\n", epoch + 1, stats.train.loss, stats.seconds);
+  }
+  minnow::nn::save_training_state(path, o.arch, model);
+}
+
+struct Run {
+  std::string label;
+  double accuracy;
+  minnow::prune::SparsityReport report;
+};
+
+// Fine-tunes the dense weights while a GradualPruner drives `criterion` towards `target`.
+// `names` empty: every weight tensor.
+template <class Criterion>
+Run prune_and_finetune(const std::string& label, double target, const Criterion& criterion, const Data& data,
+                       const Options& o, const std::string& dense_path, const std::vector<std::string>& names = {}) {
+  auto model = minnow::nn::make_architecture<float>(o.arch, o.seed);
+  minnow::nn::load_parameters(dense_path, o.arch, model);
+  minnow::nn::Sgd<float> sgd(model.parameters(), o.finetune_lr, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
+  minnow::prune::Pruner<float> pruner;
+  for (const auto& w : weights_of(model)) pruner.track(w, sgd.state(w.name));
+  minnow::data::BatchSampler sampler(data.train.size(), o.batch, o.seed + 1);
+  const std::int64_t steps_per_epoch = sampler.num_batches();
+  // Ramp the sparsity over all but the last fine-tuning epoch, pruning every 50 steps.
+  minnow::prune::GradualPruner agp(minnow::prune::agp(0.0, target, 0, steps_per_epoch * (o.finetune_epochs - 1), 50));
+  minnow::nn::Trainer<float> trainer(model, sgd);
+  trainer.set_progress(false);
+  trainer.add_hook([&](std::int64_t step) { agp.step(step, pruner, criterion, names); });
+  const minnow::nn::CosineAnnealingLR schedule{o.finetune_epochs};
+  for (int epoch = 0; epoch < o.finetune_epochs; ++epoch) {
+    sgd.set_learning_rate(schedule(epoch, o.finetune_lr));
+    sampler.set_epoch(static_cast<std::uint64_t>(epoch));
+    (void)trainer.train_epoch(data.train, sampler);
+  }
+  return {label, minnow::nn::evaluate(model, data.test).accuracy, minnow::prune::report(pruner)};
+}
+
+void sensitivity(const Data& data, const Options& o, const std::string& dense_path, double dense_accuracy) {
+  const std::vector<double> grid = {0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99};
+  std::printf("\nper-layer sensitivity (one-shot L1 pruning of one layer, no fine-tuning; dense %.2f %%)\n%-14s", dense_accuracy * 100,
+              "layer");
+  for (const double s : grid) std::printf(" %7.0f%%", s * 100);
+  std::printf("\n");
+  auto model = minnow::nn::make_architecture<float>(o.arch, o.seed);
+  for (const auto& w : weights_of(model)) {
+    std::printf("%-14s", w.name.c_str());
+    for (const double s : grid) {
+      minnow::nn::load_parameters(dense_path, o.arch, model);
+      minnow::prune::Pruner<float> pruner;
+      pruner.track(minnow::find_parameter(weights_of(model), w.name));
+      pruner.l1_unstructured(w.name, minnow::prune::Fraction{s});
+      pruner.apply();
+      std::printf(" %8.2f", 100.0 * minnow::nn::evaluate(model, data.test).accuracy);
+      std::fflush(stdout);
+    }
+    std::printf("\n");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Options o = parse(argc, argv);
+#if defined(_OPENMP)
+    omp_set_num_threads(o.threads);
+#endif
+    Eigen::setNbThreads(o.threads);
+    const auto data = minnow::data::load_fashion_mnist<float>(o.data_dir);
+    std::string dense_path = o.load;
+    if (dense_path.empty()) {
+      dense_path = o.arch + "-dense.ckpt";
+      auto model = minnow::nn::make_architecture<float>(o.arch, o.seed);
+      train_dense(model, data, o, dense_path);
+    }
+    auto dense = minnow::nn::make_architecture<float>(o.arch, o.seed);
+    minnow::nn::load_parameters(dense_path, o.arch, dense);
+    const double dense_accuracy = minnow::nn::evaluate(dense, data.test).accuracy;
+    std::printf("%s dense: %.2f %% test accuracy (%s)\n", o.arch.c_str(), 100 * dense_accuracy, dense_path.c_str());
+    if (o.sensitivity) sensitivity(data, o, dense_path, dense_accuracy);
+    if (o.sensitivity_only) return 0;
+
+    std::vector<Run> runs;
+    for (const double s : o.sparsities) {
+      runs.push_back(prune_and_finetune(minnow::detail::concat("L1 unstructured ", s * 100, " %"), s,
+                                        minnow::prune::L1Unstructured{}, data, o, dense_path));
+      std::printf("%-28s %.2f %%\n", runs.back().label.c_str(), 100 * runs.back().accuracy);
+      std::fflush(stdout);
+    }
+    if (o.structured) {
+      // Whole convolution filters (dim 0 of [out, in, kh, kw]); the classifier's rows stay.
+      std::vector<std::string> filters;
+      for (const auto& w : weights_of(dense)) {
+        if (w.shape.size() == 4) filters.push_back(w.name);
+      }
+      for (const double s : {0.25, 0.5}) {
+        runs.push_back(prune_and_finetune(minnow::detail::concat("L2 conv filters ", s * 100, " %"), s,
+                                          minnow::prune::LnStructured{2.0, 0}, data, o, dense_path, filters));
+        std::printf("%-28s %.2f %%\n", runs.back().label.c_str(), 100 * runs.back().accuracy);
+        std::fflush(stdout);
+      }
+    }
+    std::printf("\n| pruning | weight sparsity | test accuracy | vs dense | weight bytes (best format) |\n|---|---:|---:|---:|---:|\n");
+    for (const auto& r : runs) {
+      std::size_t best = 0;
+      for (const auto& p : r.report.parameters) best += p.best_bytes();
+      std::printf("| %s | %.1f %% | %.2f %% | %+.2f pt | %zu of %zu |\n", r.label.c_str(), 100 * r.report.total.sparsity(),
+                  100 * r.accuracy, 100 * (r.accuracy - dense_accuracy), best, r.report.total.dense_bytes);
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "prune: " << e.what() << "\n";
+    return 1;
+  }
+}

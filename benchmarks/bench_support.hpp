@@ -3,14 +3,10 @@
 // allocation of the process, and main(). Include it in exactly one translation unit per binary.
 #include <benchmark/benchmark.h>
 
-#include <Eigen/Core>
+#include <minnow/detail/parallel.hpp>
 
 #include <atomic>
 #include <cstddef>
-
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 
 namespace bench {
 
@@ -20,12 +16,7 @@ inline std::atomic<long> allocations{0};
 inline long allocation_count() noexcept { return allocations.load(std::memory_order_relaxed); }
 
 /// Threads for minnow's OpenMP regions and for Eigen.
-inline void set_threads(int threads) {
-#if defined(_OPENMP)
-  omp_set_num_threads(threads);
-#endif
-  Eigen::setNbThreads(threads);
-}
+inline void set_threads(int threads) { minnow::set_threads(threads); }
 
 /// Registers with `register_all`, then runs the benchmarks selected on the command line.
 inline int run(int argc, char** argv, void (*register_all)()) {

@@ -21,10 +21,6 @@
 #include <string>
 #include <vector>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 namespace {
 
 struct Options {
@@ -165,10 +161,7 @@ void sensitivity(const Data& data, const Options& o, const std::string& dense_pa
 int main(int argc, char** argv) {
   try {
     const Options o = parse(argc, argv);
-#if defined(_OPENMP)
-    omp_set_num_threads(o.threads);
-#endif
-    Eigen::setNbThreads(o.threads);
+    minnow::set_threads(o.threads);
     const auto data = minnow::data::load_fashion_mnist<float>(o.data_dir);
     std::string dense_path = o.load;
     if (dense_path.empty()) {

@@ -14,10 +14,6 @@
 #include <string>
 #include <string_view>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 namespace {
 
 struct Options {
@@ -70,10 +66,7 @@ Options parse(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     const Options o = parse(argc, argv);
-#if defined(_OPENMP)
-    omp_set_num_threads(o.threads);
-#endif
-    Eigen::setNbThreads(o.threads);
+    minnow::set_threads(o.threads);
     const auto data = minnow::data::load_fashion_mnist<float>(o.data_dir, minnow::data::fashion_mnist_normalization, o.train_limit);
     auto model = minnow::nn::make_architecture<float>(o.arch, o.seed);
     std::printf("%s (%td parameters), %td training / %td test images, %d thread(s)\n%s", o.arch.c_str(),

@@ -9,10 +9,6 @@
 #include <fstream>
 #include <random>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 using namespace minnow;
 namespace fs = std::filesystem;
 
@@ -28,10 +24,7 @@ fs::path temp_file(const std::string& name) {
 
 // Trains the student for one epoch on the first `n` training images with the given thread count.
 nn::Sequential<float> train_student_one_epoch(const data::Dataset<float>& train, int threads, std::uint64_t seed) {
-#if defined(_OPENMP)
-  omp_set_num_threads(threads);
-#endif
-  Eigen::setNbThreads(threads);
+  minnow::set_threads(threads);
   auto model = nn::make_student<float>(seed);
   nn::Sgd<float> sgd(model.parameters(), 0.05, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
   nn::Trainer<float> trainer(model, sgd);

@@ -87,13 +87,6 @@ void reference_l1(const std::vector<const T*>& weights, const std::vector<T*>& m
   for (index_t j = 0; j < k; ++j) masks[items[static_cast<std::size_t>(j)].tensor][items[static_cast<std::size_t>(j)].index] = T(0);
 }
 
-void set_threads(int threads) {
-#if defined(_OPENMP)
-  omp_set_num_threads(threads);
-#else
-  (void)threads;
-#endif
-}
 
 }  // namespace
 
@@ -345,7 +338,7 @@ TEST_CASE("Ties spanning threads: the first k tied entries in index order, at an
   const index_t n = 400'000;
   Tensor<float, 1> w({n}, 0.25f);
   for (const int threads : {1, 2, 3}) {
-    set_threads(threads);
+    minnow::set_threads(threads);
     auto m = ones<float>(n);
     m(5) = 0.0f;  // an already pruned entry is not counted again
     CHECK(prune::l1_unstructured(w.view(), m.view(), prune::Count{250'001}) == 250'001);
@@ -354,7 +347,7 @@ TEST_CASE("Ties spanning threads: the first k tied entries in index order, at an
     CHECK(first_kept == 250'002);
     CHECK(prune::count_kept(m.view()) == n - 250'002);
   }
-  set_threads(2);
+  minnow::set_threads(2);
 }
 
 TEST_CASE("NaN weights rank above +inf: never pruned before a finite weight") {

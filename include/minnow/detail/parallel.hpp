@@ -32,24 +32,6 @@ namespace minnow::detail {
 #endif
 }
 
-/// This thread's number inside a parallel region (0 outside, and without OpenMP).
-[[nodiscard]] inline int thread_id() noexcept {
-#if defined(_OPENMP)
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
-/// Threads in the current team (1 outside a parallel region, and without OpenMP).
-[[nodiscard]] inline int thread_count() noexcept {
-#if defined(_OPENMP)
-  return omp_get_num_threads();
-#else
-  return 1;
-#endif
-}
-
 /// True inside an active parallel region (nested work should then run serially).
 [[nodiscard]] inline bool in_parallel() noexcept {
 #if defined(_OPENMP)
@@ -72,6 +54,8 @@ void parallel_for(long count, int threads, Body&& body) {
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (long i = 0; i < count; ++i) body(i, omp_get_thread_num());
+#else
+  for (long i = 0; i < count; ++i) body(i, 0);
 #endif
 }
 

@@ -169,6 +169,26 @@ TEST_CASE("Sequential names parameters like PyTorch and checks shapes") {
   CHECK_THROWS_WITH(nn::softmax_cross_entropy<float>(logits, labels, g), "softmax_cross_entropy: label 3 at position 1 is outside [0, 3)");
 }
 
+TEST_CASE("Sequential::insert_after places a layer by name and keeps the others' names") {
+  auto student = nn::make_student<float>(1);
+  Tensor<float, 4> x({2, 1, 28, 28});
+  x.view().array() = 0.5f;
+  const Tensor<float, 4> before(student.forward(x.view()));
+  student.insert_after("relu1", "extra_relu", nn::ReLU<float>());  // ReLU after ReLU changes nothing
+  student.insert_after("fc2", "last_relu", nn::ReLU<float>());
+  REQUIRE(student.size() == 12);
+  CHECK(student.layer_name(2) == "extra_relu");
+  CHECK(student.layer_name(3) == "pool1");
+  CHECK(student.layer_name(11) == "last_relu");
+  CHECK(student.parameters()[0].name == "conv1.weight");
+  const auto after = student.forward(x.view());
+  for (index_t i = 0; i < after.size(); ++i) CHECK(after.data()[i] == std::max(before.data()[i], 0.0f));
+  CHECK_THROWS_WITH(student.insert_after("relu9", "r", nn::ReLU<float>()), "Sequential: no layer named 'relu9'");
+  CHECK_THROWS_WITH(student.insert_after("relu1", "pool1", nn::ReLU<float>()), "Sequential: duplicate layer name 'pool1'");
+  CHECK_THROWS_AS(student.insert_after("relu1", "", nn::ReLU<float>()), value_error);
+  CHECK(student.size() == 12);
+}
+
 TEST_CASE("PyTorch's default initialisation: U(±1/sqrt(fan_in)), seeded") {
   auto net_a = nn::make_student<float>(42), net_b = nn::make_student<float>(42), net_c = nn::make_student<float>(43);
   const auto a = net_a.parameters(), b = net_b.parameters(), c = net_c.parameters();

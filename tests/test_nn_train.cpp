@@ -77,13 +77,20 @@ TEST_CASE("training reduces the loss of a batch it keeps seeing") {
   nn::Trainer<float> trainer(model, adam);
   std::vector<index_t> all(16);
   std::iota(all.begin(), all.end(), 0);
-  std::int64_t hook_calls = 0;
+  std::int64_t hook_calls = 0, gradient_hook_calls = 0;
   trainer.add_hook([&](std::int64_t step) { CHECK(step == hook_calls++); });
+  // Gradient hooks run before the step: here the gradients are complete and the hook of the step not yet called.
+  trainer.add_gradient_hook([&](std::int64_t step) {
+    CHECK(step == gradient_hook_calls++);
+    CHECK(hook_calls == step);
+    CHECK(model.parameters()[0].grad.array().abs().sum() > 0.0f);
+  });
   const double first = trainer.step(tiny, all);
   double last = first;
   for (int i = 0; i < 40; ++i) last = trainer.step(tiny, all);
   CHECK(last < 0.1 * first);
   CHECK(hook_calls == 41);
+  CHECK(gradient_hook_calls == 41);
   CHECK(nn::evaluate(model, tiny, 5).accuracy == 1.0);
 }
 

@@ -5,8 +5,10 @@
 #include <minnow/nn/layer.hpp>
 
 #include <concepts>
+#include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -28,6 +30,26 @@ class Sequential {
     auto owned = std::make_unique<L>(std::move(layer));
     L& ref = *owned;
     layers_.push_back({std::move(name), std::move(owned)});
+    for (std::size_t i = 0; i < layers_.size(); ++i) layers_[i].layer->set_needs_input_grad(i != 0);
+    return ref;
+  }
+
+  /// Inserts a layer right after the layer named `after` (e.g. a fake-quantizer after "relu1"), keeping
+  /// every other name. @throws value_error for an unknown `after` or a duplicate or empty name.
+  template <std::derived_from<Layer<T>> L>
+  L& insert_after(std::string_view after, std::string name, L layer) {
+    if (name.empty()) throw value_error("Sequential: insert_after needs a layer name");
+    std::size_t position = layers_.size();
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      if (layers_[i].name == name) throw value_error(minnow::detail::concat("Sequential: duplicate layer name '", name, "'"));
+      if (layers_[i].name == after) position = i + 1;
+    }
+    if (position == layers_.size() && (layers_.empty() || layers_.back().name != after)) {
+      throw value_error(minnow::detail::concat("Sequential: no layer named '", after, "'"));
+    }
+    auto owned = std::make_unique<L>(std::move(layer));
+    L& ref = *owned;
+    layers_.insert(layers_.begin() + static_cast<std::ptrdiff_t>(position), Entry{std::move(name), std::move(owned)});
     for (std::size_t i = 0; i < layers_.size(); ++i) layers_[i].layer->set_needs_input_grad(i != 0);
     return ref;
   }

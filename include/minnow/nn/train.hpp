@@ -50,8 +50,8 @@ template <class T>
 
 /// @brief Trains a Sequential with an optimizer on a data set, one epoch at a time.
 ///
-/// A step is: gather the batch → forward → loss → backward → optimizer step → `after_step` hooks
-/// (pruning masks, fake-quant observers, ...). The batch, logit-gradient and layer buffers are reused,
+/// A step is: gather the batch → forward → loss → backward → gradient hooks (STE masks, clipping) →
+/// optimizer step → hooks (pruning masks, observers, ...). The batch, logit-gradient and layer buffers are reused,
 /// so after the first step a training step allocates no tensors.
 template <class T>
 class Trainer {
@@ -62,7 +62,11 @@ class Trainer {
   Trainer(Sequential<T>& model, Optimizer<T>& optimizer, LossFunction<T> loss = cross_entropy<T>())
       : model_(model), optimizer_(optimizer), loss_(std::move(loss)) {}
 
+  /// Runs `hook` after every optimizer step (pruning masks, observers, weight sharing).
   void add_hook(Hook hook) { hooks_.push_back(std::move(hook)); }
+  /// Runs `hook` after backward and before the optimizer step, when the gradients are complete:
+  /// where gradients are edited (a straight-through estimator's clamp mask, clipping).
+  void add_gradient_hook(Hook hook) { gradient_hooks_.push_back(std::move(hook)); }
   void set_loss(LossFunction<T> loss) { loss_ = std::move(loss); }
   void set_progress(bool enabled) noexcept { progress_ = enabled; }
 
@@ -103,6 +107,7 @@ class Trainer {
     const double loss = loss_(logits, labels_.view(), indices, dlogits_.view().template reshape<2>(n, classes));
     last_correct_ = count_correct<T>(logits, labels_.view());
     model_.backward(dlogits_.view());
+    for (auto& hook : gradient_hooks_) hook(steps_);
     optimizer_.step();
     for (auto& hook : hooks_) hook(steps_);
     ++steps_;
@@ -116,6 +121,7 @@ class Trainer {
   Optimizer<T>& optimizer_;
   LossFunction<T> loss_;
   std::vector<Hook> hooks_;
+  std::vector<Hook> gradient_hooks_;
   bool progress_ = true;
   std::int64_t steps_ = 0;
   index_t last_correct_ = 0;

@@ -181,12 +181,20 @@ TEST_CASE("Sequential::insert_after places a layer by name and keeps the others'
   CHECK(student.layer_name(3) == "pool1");
   CHECK(student.layer_name(11) == "last_relu");
   CHECK(student.parameters()[0].name == "conv1.weight");
-  const auto after = student.forward(x.view());
+  const Tensor<float, 4> after(student.forward(x.view()));  // a copy: the next forward reuses the buffer
   for (index_t i = 0; i < after.size(); ++i) CHECK(after.data()[i] == std::max(before.data()[i], 0.0f));
   CHECK_THROWS_WITH(student.insert_after("relu9", "r", nn::ReLU<float>()), "Sequential: no layer named 'relu9'");
   CHECK_THROWS_WITH(student.insert_after("relu1", "pool1", nn::ReLU<float>()), "Sequential: duplicate layer name 'pool1'");
   CHECK_THROWS_AS(student.insert_after("relu1", "", nn::ReLU<float>()), value_error);
+  CHECK_THROWS_WITH(student.insert(13, "r", nn::ReLU<float>()), "Sequential: insert position 13 is past the 12 layers");
   CHECK(student.size() == 12);
+  student.insert(0, "input_relu", nn::ReLU<float>());  // inputs are ≥ 0 here: nothing changes
+  CHECK(student.index_of("conv1") == 1);
+  CHECK_FALSE(student.layer(0).needs_input_grad());
+  CHECK(student.layer(1).needs_input_grad());
+  const auto again = student.forward(x.view());
+  for (index_t i = 0; i < again.size(); ++i) CHECK(again.data()[i] == after.data()[i]);
+  CHECK(again.data() != after.data());
 }
 
 TEST_CASE("PyTorch's default initialisation: U(±1/sqrt(fan_in)), seeded") {

@@ -34,24 +34,37 @@ class Sequential {
     return ref;
   }
 
-  /// Inserts a layer right after the layer named `after` (e.g. a fake-quantizer after "relu1"), keeping
-  /// every other name. @throws value_error for an unknown `after` or a duplicate or empty name.
+  /// Inserts a layer at `position` (0 = first, size() = last), keeping every other name: e.g. a
+  /// fake-quantizer after "relu1" or at the input. @throws value_error for a position past the end or a
+  /// duplicate or empty name.
   template <std::derived_from<Layer<T>> L>
-  L& insert_after(std::string_view after, std::string name, L layer) {
-    if (name.empty()) throw value_error("Sequential: insert_after needs a layer name");
-    std::size_t position = layers_.size();
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
-      if (layers_[i].name == name) throw value_error(minnow::detail::concat("Sequential: duplicate layer name '", name, "'"));
-      if (layers_[i].name == after) position = i + 1;
+  L& insert(std::size_t position, std::string name, L layer) {
+    if (name.empty()) throw value_error("Sequential: an inserted layer needs a name");
+    if (position > layers_.size()) {
+      throw value_error(minnow::detail::concat("Sequential: insert position ", position, " is past the ", layers_.size(), " layers"));
     }
-    if (position == layers_.size() && (layers_.empty() || layers_.back().name != after)) {
-      throw value_error(minnow::detail::concat("Sequential: no layer named '", after, "'"));
+    for (const auto& entry : layers_) {
+      if (entry.name == name) throw value_error(minnow::detail::concat("Sequential: duplicate layer name '", name, "'"));
     }
     auto owned = std::make_unique<L>(std::move(layer));
     L& ref = *owned;
     layers_.insert(layers_.begin() + static_cast<std::ptrdiff_t>(position), Entry{std::move(name), std::move(owned)});
     for (std::size_t i = 0; i < layers_.size(); ++i) layers_[i].layer->set_needs_input_grad(i != 0);
     return ref;
+  }
+
+  /// Inserts a layer right after the layer named `after`. @throws value_error as insert, or for an unknown `after`.
+  template <std::derived_from<Layer<T>> L>
+  L& insert_after(std::string_view after, std::string name, L layer) {
+    return insert(index_of(after) + 1, std::move(name), std::move(layer));
+  }
+
+  /// The position of the layer named `name`. @throws value_error naming an unknown layer.
+  [[nodiscard]] std::size_t index_of(std::string_view name) const {
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      if (layers_[i].name == name) return i;
+    }
+    throw value_error(minnow::detail::concat("Sequential: no layer named '", name, "'"));
   }
 
   /// The output shape for an input shape, checking every layer on the way.

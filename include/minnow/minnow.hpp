@@ -12,4 +12,5 @@
 #include <minnow/nn/train.hpp>
 #include <minnow/parameter.hpp>
 #include <minnow/prune.hpp>
+#include <minnow/quant.hpp>
 #include <minnow/tensor.hpp>

@@ -1,0 +1,219 @@
+#pragma once
+/// @file pipeline/quantize_model.hpp
+/// @brief Where `quant/` meets `nn/`: fake-quantized weights and activations in a Sequential, for
+/// quantization-aware training (QAT) and post-training quantization (PTQ).
+///
+/// Weights are quantized through the named-parameter seam: every `*.weight` keeps a float shadow copy.
+/// The network always computes with `fake_quantize(shadow)`; the gradient hook applies the straight-through
+/// estimator (zero outside the grid) and hands the optimizer the float weights, and the after-step hook
+/// re-quantizes them. Activations are quantized by an `ActivationFakeQuant` layer inserted at the input and
+/// after every ReLU, observing while its quantizer is not frozen.
+/// @code
+///   pipeline::QuantizedModel<quant::Int8PerChannelSymmetric, quant::Uint8PerTensorAffine> qmodel(model);
+///   // PTQ: qmodel.calibrate(train, 2048);                                        then evaluate(model, test)
+///   // QAT: qmodel.attach(trainer, {.freeze_after_steps = 2000}); trainer.train_epoch(...);
+/// @endcode
+/// With pruning, register the Pruner's hook before `attach`: the pruner zeroes the weights first and
+/// zero is exactly representable in every mapping, so a pruned weight stays exactly 0.
+
+#include <minnow/data/batches.hpp>
+#include <minnow/data/dataset.hpp>
+#include <minnow/nn/layer.hpp>
+#include <minnow/nn/sequential.hpp>
+#include <minnow/nn/train.hpp>
+#include <minnow/quant/quantizer.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace minnow::pipeline {
+
+/// @brief A layer that fake-quantizes the activations passing through it with a per-tensor quantizer,
+/// observing them first while the quantizer is not frozen; backward is the straight-through estimator.
+template <class Q>
+class ActivationFakeQuant final : public nn::Layer<float> {
+ public:
+  explicit ActivationFakeQuant(Q quantizer = Q{}) : quantizer_(std::move(quantizer)) {}
+
+  [[nodiscard]] std::string describe() const override {
+    return minnow::detail::concat("FakeQuantize(", quantizer_.full_grid().qmin, "..", quantizer_.full_grid().qmax, ")");
+  }
+  [[nodiscard]] Shape<4> output_shape(const Shape<4>& input) const override { return input; }
+
+  nn::Activations<float> forward(nn::Activations<float> x, nn::Mode /*mode*/) override {
+    x_ = x;
+    const auto shape = shape_of(x);
+    quantizer_.observe(x.reshape(Shape<1>{x.size()}), shape);  // a no-op once frozen
+    y_.resize(x.shape());
+    quantizer_.fake_quantize(x.reshape(Shape<1>{x.size()}), shape, y_.view().reshape(Shape<1>{x.size()}));
+    return y_.view();
+  }
+
+  nn::Activations<float> backward(nn::Activations<float> dy) override {
+    nn::detail::check_backward_shape("ActivationFakeQuant", y_.shape(), dy.shape());
+    dx_.resize(dy.shape());
+    quantizer_.backward(x_.reshape(Shape<1>{x_.size()}), shape_of(x_), dy.reshape(Shape<1>{dy.size()}),
+                        dx_.view().reshape(Shape<1>{dy.size()}));
+    return dx_.view();
+  }
+
+  [[nodiscard]] Q& quantizer() noexcept { return quantizer_; }
+  [[nodiscard]] const Q& quantizer() const noexcept { return quantizer_; }
+
+ private:
+  static std::array<index_t, 4> shape_of(nn::Activations<float> x) {
+    return {x.dim(0), x.dim(1), x.dim(2), x.dim(3)};
+  }
+
+  Q quantizer_;
+  nn::Activations<float> x_;
+  Tensor<float, 4> y_, dx_;
+};
+
+/// @brief A Sequential whose weights and activations are fake-quantized (see the file comment).
+/// @tparam WeightQ quantizer for every `*.weight` (per channel along axis 0 = output channels, typically)
+/// @tparam ActivationQ per-tensor quantizer for the input and every ReLU's output
+template <class WeightQ, class ActivationQ>
+class QuantizedModel {
+ public:
+  struct Options {
+    bool quantize_activations = true;  ///< insert ActivationFakeQuant layers (false: weights only)
+    bool quantize_input = true;        ///< also quantize the network's input (the int8 network's edge)
+  };
+
+  struct TrainOptions {
+    std::int64_t freeze_after_steps = -1;  ///< freeze every observer after this many steps (< 0: never)
+  };
+
+  /// Inserts the activation quantizers into `model` (which must outlive this object) and quantizes its weights.
+  explicit QuantizedModel(nn::Sequential<float>& model, WeightQ weight_prototype = WeightQ{},
+                          ActivationQ activation_prototype = ActivationQ{}, Options options = Options{})
+      : model_(model) {
+    if (options.quantize_activations) {
+      std::vector<std::string> after;
+      for (std::size_t i = 0; i < model.size(); ++i) {
+        if (model.layer(i).describe().rfind("ReLU", 0) == 0) after.push_back(model.layer_name(i));
+      }
+      for (const auto& name : after) {
+        activations_.push_back(&model.insert_after(name, name + ".quant", ActivationFakeQuant<ActivationQ>(activation_prototype)));
+      }
+      if (options.quantize_input) {
+        activations_.insert(activations_.begin(),
+                            &model.insert(0, "input.quant", ActivationFakeQuant<ActivationQ>(activation_prototype)));
+      }
+    }
+    for (const auto& p : model.parameters()) {
+      if (p.name.size() < 7 || p.name.compare(p.name.size() - 7, 7, ".weight") != 0) continue;
+      weights_.push_back(std::make_unique<Weight>(p, weight_prototype));
+    }
+    for (auto& w : weights_) w->quantize();
+  }
+
+  QuantizedModel(const QuantizedModel&) = delete;
+  QuantizedModel& operator=(const QuantizedModel&) = delete;
+
+  /// @brief QAT: registers the STE gradient hook and the re-quantizing step hook with `trainer`
+  /// (whose model must be this model). Register a Pruner's hook before this one.
+  void attach(nn::Trainer<float>& trainer, TrainOptions options = {}) {
+    trainer.add_gradient_hook([this](std::int64_t) {
+      for (auto& w : weights_) w->to_float();
+    });
+    trainer.add_hook([this, options](std::int64_t step) {
+      if (options.freeze_after_steps >= 0 && step + 1 >= options.freeze_after_steps) freeze_observers();
+      for (auto& w : weights_) w->from_float();
+    });
+  }
+
+  /// @brief PTQ: runs the first `samples` images of `data` through the network (eval mode) with every
+  /// observer on, then freezes them. The weights' ranges come from the weights themselves.
+  void calibrate(const data::Dataset<float>& data, index_t samples, index_t batch_size = 256) {
+    unfreeze_observers();
+    const index_t n = std::min(samples, data.size());
+    auto sampler = data::BatchSampler::sequential(n, batch_size);
+    Tensor<float, 4> images;
+    Tensor<std::int32_t, 1> labels;
+    for (index_t b = 0; b < sampler.num_batches(); ++b) {
+      data::gather(data, sampler.batch(b), images, labels);
+      (void)model_.forward(images.view(), nn::Mode::eval);
+    }
+    freeze_observers();
+  }
+
+  /// Stops every observer (weights keep their current parameters; activations their current range).
+  void freeze_observers() {
+    for (auto& w : weights_) w->quantizer.freeze();
+    for (auto* a : activations_) a->quantizer().freeze();
+  }
+  void unfreeze_observers() {
+    for (auto& w : weights_) w->quantizer.unfreeze();
+    for (auto* a : activations_) a->quantizer().unfreeze();
+  }
+
+  /// The weight quantizer of a parameter, e.g. for its per-channel scales. @throws value_error for an unknown name.
+  [[nodiscard]] const WeightQ& weight_quantizer(std::string_view name) const {
+    for (const auto& w : weights_) {
+      if (w->parameter.name == name) return w->quantizer;
+    }
+    throw value_error(minnow::detail::concat("QuantizedModel: no quantized weight named '", name, "'"));
+  }
+  /// The activation quantizers, input first.
+  [[nodiscard]] const std::vector<ActivationFakeQuant<ActivationQ>*>& activation_layers() const noexcept {
+    return activations_;
+  }
+  /// Names of the quantized weights, in layer order.
+  [[nodiscard]] std::vector<std::string> weight_names() const {
+    std::vector<std::string> names;
+    for (const auto& w : weights_) names.push_back(w->parameter.name);
+    return names;
+  }
+
+  /// The float weights the quantized ones were computed from (the optimizer's copy).
+  [[nodiscard]] TensorView<const float, 1> float_weight(std::string_view name) const {
+    for (const auto& w : weights_) {
+      if (w->parameter.name == name) return w->shadow.view();
+    }
+    throw value_error(minnow::detail::concat("QuantizedModel: no quantized weight named '", name, "'"));
+  }
+
+ private:
+  /// One weight: the model's view (holding the fake-quantized values), its float shadow and its quantizer.
+  struct Weight {
+    Weight(const Parameter<float>& p, const WeightQ& prototype)
+        : parameter(p), quantizer(prototype), shadow(TensorView<const float, 1>(p.value)) {}
+
+    /// value ← fake_quantize(shadow), re-observing the current weights unless frozen.
+    void quantize() {
+      if (!quantizer.frozen()) {
+        quantizer.reset();  // the range of the weights as they are now, not of every past step
+        quantizer.observe(shadow.view(), parameter.shape);
+      }
+      quantizer.fake_quantize(TensorView<const float, 1>(shadow.view()), parameter.shape, parameter.value);
+    }
+    /// Before the optimizer step: STE on the gradient, and the optimizer sees the float weights.
+    void to_float() {
+      quantizer.backward(TensorView<const float, 1>(shadow.view()), parameter.shape,
+                         TensorView<const float, 1>(parameter.grad), parameter.grad);
+      parameter.value.copy_from(shadow.view());
+    }
+    /// After the step (and after a pruner): the updated float weights become the shadow again.
+    void from_float() {
+      shadow.view().copy_from(parameter.value);
+      quantize();
+    }
+
+    Parameter<float> parameter;
+    WeightQ quantizer;
+    Tensor<float, 1> shadow;
+  };
+
+  nn::Sequential<float>& model_;
+  std::vector<std::unique_ptr<Weight>> weights_;
+  std::vector<ActivationFakeQuant<ActivationQ>*> activations_;
+};
+
+}  // namespace minnow::pipeline

@@ -1,0 +1,70 @@
+#pragma once
+/// @file quant/granularity.hpp
+/// @brief How a tensor splits into channels with their own quantization parameters: `PerTensor`
+/// (one set) and `PerChannel{axis}` (one set per slice along `axis`, PyTorch's `ch_axis`).
+
+#include <minnow/error.hpp>
+#include <minnow/quant/concepts.hpp>
+
+#include <cstddef>
+#include <span>
+#include <string>
+
+namespace minnow::quant {
+namespace detail {
+
+/// "[2, 3, 4]" for error messages.
+[[nodiscard]] inline std::string shape_string(std::span<const index_t> shape) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i != 0) out += ", ";
+    out += std::to_string(shape[i]);
+  }
+  return out + "]";
+}
+
+/// Product of shape[begin, end); throws shape_error on a negative extent.
+[[nodiscard]] inline index_t extent_product(std::span<const index_t> shape, std::size_t begin, std::size_t end,
+                                            const char* context) {
+  index_t product = 1;
+  for (std::size_t i = begin; i < end; ++i) {
+    if (shape[i] < 0) {
+      throw shape_error(minnow::detail::concat(context, ": negative extent in shape ", shape_string(shape)));
+    }
+    product *= shape[i];
+  }
+  return product;
+}
+
+}  // namespace detail
+
+/// @brief One scale and zero point for the whole tensor: the layout `{1, 1, n}`.
+struct PerTensor {
+  [[nodiscard]] ChannelLayout layout(std::span<const index_t> shape) const {
+    return {1, 1, detail::extent_product(shape, 0, shape.size(), "PerTensor::layout")};
+  }
+};
+
+/// @brief One scale and zero point per slice along `axis` (0 = output channels of a conv or linear
+/// weight `[out, in, ...]`; 1 = channels of an NCHW activation). The layout is
+/// `{prod(shape[:axis]), shape[axis], prod(shape[axis+1:])}`.
+struct PerChannel {
+  index_t axis = 0;
+
+  /// @throws shape_error when `axis` is not in [0, rank) or an extent is negative.
+  [[nodiscard]] ChannelLayout layout(std::span<const index_t> shape) const {
+    const auto rank = static_cast<index_t>(shape.size());
+    if (axis < 0 || axis >= rank) {
+      throw shape_error(minnow::detail::concat("PerChannel::layout: axis ", axis, " is out of range for shape ",
+                                               detail::shape_string(shape), " (rank ", rank, ")"));
+    }
+    const auto a = static_cast<std::size_t>(axis);
+    return {detail::extent_product(shape, 0, a, "PerChannel::layout"),
+            detail::extent_product(shape, a, a + 1, "PerChannel::layout"),
+            detail::extent_product(shape, a + 1, shape.size(), "PerChannel::layout")};
+  }
+};
+
+static_assert(Granularity<PerTensor> && Granularity<PerChannel>);
+
+}  // namespace minnow::quant

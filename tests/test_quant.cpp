@@ -1,0 +1,711 @@
+// minnow::quant: bits, observers, mappings, granularity, fake quantization + STE, LSQ and Quantizer,
+// against PyTorch 1.13 fixtures from tests/fixtures/generate_quant.py (qparams and fake-quant values
+// exactly, LSQ scale gradients to 1e-6), the SIMD kernels against their scalar twins bit for bit, the
+// NaN / Inf rules, zero representability and every bad input.
+#include "fixtures.hpp"
+
+#include <minnow/quant.hpp>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <type_traits>
+#include <vector>
+
+using namespace minnow;
+using namespace minnow::quant;
+using Catch::Matchers::Contains;
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// ---- compile-time facts ----
+
+static_assert(qint8::range() == QRange{-128, 127});
+static_assert(quint8::range() == QRange{0, 255});
+static_assert(qint8::range(true) == QRange{-64, 63});
+static_assert(quint8::range(true) == QRange{0, 127});
+static_assert(Bits<2>::range() == QRange{-2, 1} && Bits<2, false>::range() == QRange{0, 3});
+static_assert(Bits<3>::range() == QRange{-4, 3} && Bits<5, false>::range() == QRange{0, 31});
+static_assert(qint4::range() == QRange{-8, 7} && quint4::range() == QRange{0, 15});
+static_assert(Bits<6>::range() == QRange{-32, 31} && Bits<7, false>::range() == QRange{0, 127});
+static_assert(Bits<16>::range() == QRange{-32768, 32767} && Bits<16, false>::range() == QRange{0, 65535});
+static_assert(Bits<16>::range(true) == QRange{-16384, 16383});
+static_assert(Observer<MinMax> && Observer<MovingAverageMinMax>);
+static_assert(UniformMapping<Affine> && UniformMapping<Symmetric> && UniformMapping<PowerOfTwo>);
+static_assert(Granularity<PerTensor> && Granularity<PerChannel>);
+
+QRange grid_of(const nlohmann::json& p) {
+  const bool rr = p.at("reduce_range").get<bool>();
+  return p.at("dtype") == "qint8" ? qint8::range(rr) : quint8::range(rr);
+}
+
+ChannelValues<const float> whole(const Tensor<float, 1>& t) { return {t.data(), 1, t.size(), t.size()}; }
+
+std::vector<index_t> shape_of(const nlohmann::json& c, const std::string& name) {
+  return c.at("tensors").at(name).at("shape").get<std::vector<index_t>>();
+}
+
+bool same_bits(float a, float b) { return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b); }
+
+// Values equal exactly (and -0.0 vs 0.0 distinguished only where PyTorch is).
+template <class A, class B>
+index_t count_different(const A& a, const B& b) {
+  REQUIRE(a.size() == b.size());
+  index_t bad = 0;
+  for (index_t i = 0; i < a.size(); ++i) bad += static_cast<double>(a.data()[i]) != static_cast<double>(b.data()[i]);
+  return bad;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- observers and mappings vs PyTorch
+
+TEST_CASE("observers and mappings match PyTorch per tensor", "[quant][observer][fixtures]") {
+  for (const auto& c : fixtures::cases("quant.json", "observer")) {
+    const auto& p = c.at("params");
+    INFO(c.at("name").get<std::string>());
+    const QRange grid = grid_of(p);
+    const bool symmetric = p.at("symmetric").get<bool>();
+    const bool moving = p.at("observer") == "moving_average";
+    MinMax minmax;
+    MovingAverageMinMax average(p.at("averaging_constant").get<float>());
+    const int batches = p.at("batches").get<int>();
+    for (int b = 0; b < batches; ++b) {
+      const auto batch = fixtures::flat<float>(c, "batch" + std::to_string(b));
+      if (moving) average.observe(whole(batch));
+      else minmax.observe(whole(batch));
+      const auto& step = p.at("steps")[static_cast<std::size_t>(b)];
+      const Range r = moving ? average.range(grid) : minmax.range(grid);
+      CHECK(r.min == step.at("min").get<float>());
+      CHECK(r.max == step.at("max").get<float>());
+      const AffineParams q = symmetric ? Symmetric{}.qparams(r, grid) : Affine{}.qparams(r, grid);
+      CHECK(q.scale == step.at("scale").get<float>());
+      CHECK(q.zero_point == step.at("zero_point").get<std::int32_t>());
+    }
+    if (batches == 0) {  // nothing seen: the Quantizer's defaults are PyTorch's
+      CHECK(minmax.empty());
+      CHECK(minmax.range().min == 0.0f);
+      Quantizer<qint8, MinMax, Affine, PerTensor> q;
+      Tensor<float, 1> x({3}, 0.7f), y({3});
+      const std::vector<index_t> shape{3};
+      q.fake_quantize<float>(x.view(), shape, y.view());
+      REQUIRE(q.params().size() == 1);
+      CHECK(q.params()[0].scale == p.at("steps")[0].at("scale").get<float>());
+      CHECK(q.params()[0].zero_point == p.at("steps")[0].at("zero_point").get<std::int32_t>());
+      CHECK(y(0) == 1.0f);
+    }
+  }
+}
+
+TEST_CASE("Uint8PerTensorAffine follows PyTorch's moving average through the Quantizer", "[quant][quantizer][fixtures]") {
+  for (const auto& c : fixtures::cases("quant.json", "observer")) {
+    const auto& p = c.at("params");
+    if (c.at("name") != "moving_average_quint8_aff") continue;
+    Uint8PerTensorAffine q;
+    for (int b = 0; b < p.at("batches").get<int>(); ++b) {
+      const auto batch = fixtures::flat<float>(c, "batch" + std::to_string(b));
+      const auto shape = shape_of(c, "batch" + std::to_string(b));
+      q.observe(batch.view(), shape);
+      const auto& params = q.calculate_params();
+      const auto& step = p.at("steps")[static_cast<std::size_t>(b)];
+      CHECK(params.at(0).scale == step.at("scale").get<float>());
+      CHECK(params.at(0).zero_point == step.at("zero_point").get<std::int32_t>());
+    }
+  }
+}
+
+namespace {
+
+template <class B, class M>
+void check_per_channel_case(const nlohmann::json& c) {
+  const auto& p = c.at("params");
+  Quantizer<B, MinMax, M, PerChannel> q(PerChannel{p.at("axis").get<index_t>()}, MinMax{}, M{},
+                                        p.at("reduce_range").get<bool>());
+  for (int b = 0; b < p.at("batches").get<int>(); ++b) {
+    const auto name = "batch" + std::to_string(b);
+    const auto batch = fixtures::flat<float>(c, name);
+    q.observe(batch.view(), shape_of(c, name));
+    const auto& params = q.calculate_params();
+    const auto& step = p.at("steps")[static_cast<std::size_t>(b)];
+    const auto scales = step.at("scale").get<std::vector<float>>();
+    const auto zps = step.at("zero_point").get<std::vector<std::int32_t>>();
+    const auto mins = step.at("min").get<std::vector<float>>();
+    const auto maxs = step.at("max").get<std::vector<float>>();
+    REQUIRE(params.size() == scales.size());
+    for (std::size_t ch = 0; ch < scales.size(); ++ch) {
+      INFO("batch " << b << " channel " << ch);
+      CHECK(q.observers()[ch].range().min == mins[ch]);
+      CHECK(q.observers()[ch].range().max == maxs[ch]);
+      CHECK(params[ch].scale == scales[ch]);
+      CHECK(params[ch].zero_point == zps[ch]);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("per-channel MinMax quantizers match PyTorch's PerChannelMinMaxObserver", "[quant][observer][fixtures]") {
+  for (const auto& c : fixtures::cases("quant.json", "per_channel_observer")) {
+    INFO(c.at("name").get<std::string>());
+    const auto& p = c.at("params");
+    const bool sym = p.at("symmetric").get<bool>();
+    if (p.at("dtype") == "qint8") {
+      sym ? check_per_channel_case<qint8, Symmetric>(c) : check_per_channel_case<qint8, Affine>(c);
+    } else {
+      sym ? check_per_channel_case<quint8, Symmetric>(c) : check_per_channel_case<quint8, Affine>(c);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- fake quantization vs PyTorch
+
+namespace {
+
+template <class T>
+void check_fake_quant_case(const nlohmann::json& c) {
+  const auto& p = c.at("params");
+  const AffineParams params{p.at("scale").get<float>(), p.at("zero_point").get<std::int32_t>()};
+  const QRange grid{p.at("qmin").get<std::int32_t>(), p.at("qmax").get<std::int32_t>()};
+  const auto x = fixtures::flat<T>(c, "x");
+  const auto dy = fixtures::flat<T>(c, "dy");
+  const auto y_ref = fixtures::flat<T>(c, "y");
+  const auto dx_ref = fixtures::flat<T>(c, "dx");
+  Tensor<T, 1> y(x.shape()), dx(x.shape()), dx2(x.shape());
+  Tensor<std::uint8_t, 1> mask(x.shape());
+  fake_quantize<T, 1>(x.view(), params, grid, y.view());
+  CHECK(count_different(y, y_ref) == 0);
+  fake_quantize_backward<T, 1>(x.view(), dy.view(), params, grid, dx.view());
+  CHECK(count_different(dx, dx_ref) == 0);
+  // The fused forward writes the same values and a mask that gives the same gradient.
+  y.fill(T(0));
+  fake_quantize<T, 1>(x.view(), params, grid, y.view(), mask.view());
+  CHECK(count_different(y, y_ref) == 0);
+  fake_quantize_backward<T, 1>(mask.view(), dy.view(), dx2.view());
+  CHECK(count_different(dx2, dx_ref) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("fake_quantize per tensor matches PyTorch: values, ties, clamping, STE", "[quant][fake_quantize][fixtures]") {
+  for (const auto& c : fixtures::cases("quant.json", "fake_quant")) {
+    INFO(c.at("name").get<std::string>());
+    if (c.at("params").at("double").get<bool>()) {
+      check_fake_quant_case<double>(c);
+    } else {
+      check_fake_quant_case<float>(c);
+    }
+  }
+}
+
+TEST_CASE("fake_quantize per channel matches PyTorch", "[quant][fake_quantize][fixtures]") {
+  for (const auto& c : fixtures::cases("quant.json", "fake_quant_channel")) {
+    INFO(c.at("name").get<std::string>());
+    const auto& p = c.at("params");
+    const auto scales = p.at("scales").get<std::vector<float>>();
+    const auto zps = p.at("zero_points").get<std::vector<std::int32_t>>();
+    std::vector<AffineParams> params;
+    for (std::size_t i = 0; i < scales.size(); ++i) params.push_back({scales[i], zps[i]});
+    const QRange grid{p.at("qmin").get<std::int32_t>(), p.at("qmax").get<std::int32_t>()};
+    const ChannelLayout layout = PerChannel{p.at("axis").get<index_t>()}.layout(shape_of(c, "x"));
+    const auto x = fixtures::flat<float>(c, "x");
+    const auto dy = fixtures::flat<float>(c, "dy");
+    Tensor<float, 1> y(x.shape()), dx(x.shape());
+    fake_quantize<float, 1>(x.view(), layout, params, grid, y.view());
+    CHECK(count_different(y, fixtures::flat<float>(c, "y")) == 0);
+    fake_quantize_backward<float, 1>(x.view(), dy.view(), layout, params, grid, dx.view());
+    CHECK(count_different(dx, fixtures::flat<float>(c, "dx")) == 0);
+    Tensor<std::uint8_t, 1> mask(x.shape());
+    fake_quantize<float, 1>(x.view(), layout, params, grid, y.view(), mask.view());
+    fake_quantize_backward<float, 1>(mask.view(), dy.view(), dx.view());
+    CHECK(count_different(dx, fixtures::flat<float>(c, "dx")) == 0);
+  }
+}
+
+// ---------------------------------------------------------------- LSQ vs PyTorch
+
+TEST_CASE("LSQ forward and gradients match PyTorch's learnable fake quantize", "[quant][lsq][fixtures]") {
+  for (const auto& c : fixtures::cases("quant.json", "lsq")) {
+    INFO(c.at("name").get<std::string>());
+    const auto& p = c.at("params");
+    const AffineParams params{p.at("scale").get<float>(), p.at("zero_point").get<std::int32_t>()};
+    const QRange grid{p.at("qmin").get<std::int32_t>(), p.at("qmax").get<std::int32_t>()};
+    const auto x = fixtures::flat<float>(c, "x");
+    const auto dy = fixtures::flat<float>(c, "dy");
+    Tensor<float, 1> y(x.shape()), dx(x.shape());
+    lsq_forward<float, 1>(x.view(), params, grid, y.view());
+    CHECK(count_different(y, fixtures::flat<float>(c, "y")) == 0);
+    const double ds = lsq_backward<float, 1>(x.view(), dy.view(), params, grid, p.at("grad_factor").get<double>(), dx.view());
+    CHECK(count_different(dx, fixtures::flat<float>(c, "dx")) == 0);
+    const double ds_ref = p.at("dscale").get<double>();
+    CHECK(std::abs(ds - ds_ref) <= 1e-6 * std::max(1.0, std::abs(ds_ref)));
+    if (c.at("name") == "lsq_init") {
+      const float s0 = lsq_init_scale<float, 1>(x.view(), grid);
+      CHECK(std::abs(s0 - params.scale) <= 1e-6f * params.scale);
+      CHECK(lsq_grad_factor(1000, grid) == Approx(1.0 / std::sqrt(127000.0)));
+    }
+  }
+  for (const auto& c : fixtures::cases("quant.json", "lsq_channel")) {
+    INFO(c.at("name").get<std::string>());
+    const auto& p = c.at("params");
+    const auto scales = p.at("scales").get<std::vector<float>>();
+    const auto zps = p.at("zero_points").get<std::vector<std::int32_t>>();
+    std::vector<AffineParams> params;
+    for (std::size_t i = 0; i < scales.size(); ++i) params.push_back({scales[i], zps[i]});
+    const QRange grid{p.at("qmin").get<std::int32_t>(), p.at("qmax").get<std::int32_t>()};
+    const ChannelLayout layout = PerChannel{p.at("axis").get<index_t>()}.layout(shape_of(c, "x"));
+    const auto x = fixtures::flat<float>(c, "x");
+    const auto dy = fixtures::flat<float>(c, "dy");
+    Tensor<float, 1> y(x.shape()), dx(x.shape());
+    fake_quantize<float, 1>(x.view(), layout, params, grid, y.view());
+    CHECK(count_different(y, fixtures::flat<float>(c, "y")) == 0);
+    std::vector<double> ds(params.size());
+    lsq_backward<float, 1>(x.view(), dy.view(), layout, params, grid, p.at("grad_factor").get<double>(), dx.view(), ds);
+    CHECK(count_different(dx, fixtures::flat<float>(c, "dx")) == 0);
+    const auto ds_ref = p.at("dscale").get<std::vector<double>>();
+    for (std::size_t ch = 0; ch < ds.size(); ++ch) {
+      CHECK(std::abs(ds[ch] - ds_ref[ch]) <= 1e-6 * std::max(1.0, std::abs(ds_ref[ch])));
+    }
+  }
+}
+
+// ---------------------------------------------------------------- minnow's own rules
+
+TEST_CASE("symmetric, restricted and power-of-two mappings", "[quant][mapping]") {
+  // Restricted int8: ±max land exactly on ±127.
+  const Symmetric restricted{true};
+  const AffineParams r = restricted.qparams({-2.0f, 1.0f}, qint8::range());
+  CHECK(r.scale == 2.0f / 127.0f);
+  CHECK(r.zero_point == 0);
+  CHECK(restricted.grid(qint8::range()) == QRange{-127, 127});
+  CHECK(restricted.qparams({0.0f, 1.0f}, quint8::range()).zero_point == 128);
+  CHECK(restricted.grid(quint8::range()) == QRange{1, 255});
+  // Unsigned symmetric: the middle of the grid, also with reduce_range (PyTorch would say 128).
+  CHECK(Symmetric{}.qparams({-1.0f, 1.0f}, quint8::range()).zero_point == 128);
+  CHECK(Symmetric{}.qparams({-1.0f, 1.0f}, quint8::range(true)).zero_point == 64);
+  CHECK(Symmetric{}.qparams({-1.0f, 1.0f}, quint4::range()).zero_point == 8);
+  // Power of two: rounded up, never below the symmetric scale, exact powers stay.
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<float> u(1e-6f, 1e4f);
+  for (int i = 0; i < 1000; ++i) {
+    const Range range{-u(rng), u(rng)};
+    const float s = Symmetric{}.qparams(range, qint8::range()).scale;
+    const float p2 = PowerOfTwo{}.qparams(range, qint8::range()).scale;
+    int e = 0;
+    CHECK(std::frexp(p2, &e) == 0.5f);
+    CHECK(p2 >= s);
+    CHECK(p2 < 2.0f * s);
+  }
+  CHECK(PowerOfTwo{}.qparams({-127.5f, 0.0f}, qint8::range()).scale == 1.0f);
+  CHECK(PowerOfTwo{}.qparams({0.0f, 0.0f}, qint8::range()).scale == kEps);
+  CHECK(PowerOfTwo{true}.qparams({-127.0f, 10.0f}, qint8::range()).scale == 1.0f);
+  CHECK(mapped_grid(PowerOfTwo{true}, qint8::range()) == QRange{-127, 127});
+  CHECK(mapped_grid(Affine{}, qint8::range()) == qint8::range());
+}
+
+namespace {
+
+template <class B>
+void check_zero_exact(std::mt19937_64& rng) {
+  for (const bool rr : {false, true}) {
+    const QRange full = B::range(rr);
+    std::uniform_real_distribution<float> u(-100.0f, 100.0f);
+    std::vector<Range> ranges = {{0.0f, 0.0f}, {-1.0f, 1.0f}, {2.0f, 3.0f}, {-3.0f, -2.0f}, {-1e-30f, 1e-30f}};
+    for (int i = 0; i < 200; ++i) {
+      float a = u(rng), b = u(rng) * std::pow(10.0f, static_cast<float>(static_cast<int>(rng() % 9) - 4));
+      ranges.push_back({std::min(a, b), std::max(a, b)});
+    }
+    const auto check = [&](const auto& mapping) {
+      const QRange grid = mapped_grid(mapping, full);
+      if (grid.qmin == grid.qmax) {  // restricting a 2-level grid (2 bits, reduce_range) leaves one level
+        CHECK_THROWS_AS(mapping.qparams(Range{-1.0f, 1.0f}, full), value_error);
+        return;
+      }
+      for (const Range& range : ranges) {
+        const AffineParams p = mapping.qparams(range, full);
+        REQUIRE(p.zero_point >= grid.qmin);
+        REQUIRE(p.zero_point <= grid.qmax);
+        Tensor<float, 1> x({2}), y({2});
+        x(0) = 0.0f;
+        x(1) = -0.0f;
+        fake_quantize<float, 1>(x.view(), p, grid, y.view());
+        REQUIRE(y(0) == 0.0f);
+        REQUIRE(y(1) == 0.0f);
+      }
+    };
+    check(Affine{});
+    check(Symmetric{});
+    check(Symmetric{true});
+    check(PowerOfTwo{});
+    check(PowerOfTwo{true});
+  }
+}
+
+}  // namespace
+
+TEST_CASE("zero is exactly representable in every mapping and bit width", "[quant][mapping]") {
+  std::mt19937_64 rng(11);
+  check_zero_exact<Bits<2>>(rng);
+  check_zero_exact<Bits<2, false>>(rng);
+  check_zero_exact<Bits<3>>(rng);
+  check_zero_exact<Bits<3, false>>(rng);
+  check_zero_exact<qint4>(rng);
+  check_zero_exact<quint4>(rng);
+  check_zero_exact<Bits<5>>(rng);
+  check_zero_exact<Bits<6, false>>(rng);
+  check_zero_exact<Bits<7>>(rng);
+  check_zero_exact<qint8>(rng);
+  check_zero_exact<quint8>(rng);
+  check_zero_exact<Bits<16>>(rng);
+  check_zero_exact<Bits<16, false>>(rng);
+}
+
+TEST_CASE("NaN is ignored by observers and propagated by fake_quantize; Inf clamps", "[quant][nan]") {
+  Tensor<float, 1> v({6});
+  v(0) = 1.0f;
+  v(1) = kNaN;
+  v(2) = -2.0f;
+  v(3) = kNaN;
+  v(4) = 0.5f;
+  v(5) = 0.25f;
+  MinMax m;
+  m.observe(whole(v));
+  CHECK(m.range().min == -2.0f);
+  CHECK(m.range().max == 1.0f);
+  Tensor<float, 1> all_nan({40}, kNaN);
+  MinMax n;
+  n.observe(whole(all_nan));
+  CHECK(n.empty());
+  MovingAverageMinMax a;
+  a.observe(whole(all_nan));
+  CHECK(a.empty());
+  a.observe(whole(v));
+  CHECK(a.range().min == -2.0f);
+
+  // fake_quantize: NaN -> NaN with zero gradient, ±Inf and huge values -> ends of the grid, zero gradient.
+  Tensor<float, 1> x({5}), y({5}), dy({5}, 1.0f), dx({5});
+  x(0) = kNaN;
+  x(1) = kInf;
+  x(2) = -kInf;
+  x(3) = 1e30f;
+  x(4) = -1e30f;
+  const AffineParams p{0.5f, 3};
+  fake_quantize<float, 1>(x.view(), p, qint8::range(), y.view());
+  CHECK(std::isnan(y(0)));
+  CHECK(y(1) == (127 - 3) * 0.5f);
+  CHECK(y(2) == (-128 - 3) * 0.5f);
+  CHECK(y(3) == (127 - 3) * 0.5f);
+  CHECK(y(4) == (-128 - 3) * 0.5f);
+  fake_quantize_backward<float, 1>(x.view(), dy.view(), p, qint8::range(), dx.view());
+  for (index_t i = 0; i < 5; ++i) CHECK(dx(i) == 0.0f);
+
+  // An observer that saw infinity: qparams throw instead of returning an infinite scale.
+  Tensor<float, 1> w({3});
+  w(0) = 1.0f;
+  w(1) = kInf;
+  w(2) = -1.0f;
+  Int8PerTensorSymmetric q;
+  const std::vector<index_t> shape{3};
+  q.observe(w.view(), shape);
+  CHECK_THROWS_AS(q.calculate_params(), value_error);
+  CHECK_THROWS_WITH(q.calculate_params(), Contains("inf"));
+  MovingAverageMinMax ma;
+  ma.observe(whole(w));
+  ma.observe(whole(v));
+  CHECK(ma.range().max == kInf);  // sticky, no NaN
+  ma.reset();
+  CHECK(ma.empty());
+}
+
+// ---------------------------------------------------------------- SIMD vs scalar
+
+namespace {
+
+Tensor<float, 1> awkward_values(index_t n, float scale, std::uint64_t seed) {
+  Tensor<float, 1> x({n});
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> g(0.0f, 60.0f * scale);
+  const float inv = 1.0f / scale;
+  for (index_t i = 0; i < n; ++i) {
+    switch (rng() % 16) {
+      case 0: x(i) = (static_cast<float>(static_cast<int>(rng() % 300) - 150) + 0.5f) / inv; break;  // ties
+      case 1: x(i) = kNaN; break;
+      case 2: x(i) = (rng() & 1) ? kInf : -kInf; break;
+      case 3: x(i) = static_cast<float>(static_cast<int>(rng() % 300) - 150) * scale; break;  // grid points
+      default: x(i) = g(rng);
+    }
+  }
+  return x;
+}
+
+void require_same_bits(const float* a, const float* b, index_t n) {
+  index_t bad = 0;
+  for (index_t i = 0; i < n; ++i) bad += !(same_bits(a[i], b[i]) || (std::isnan(a[i]) && std::isnan(b[i])));
+  REQUIRE(bad == 0);
+}
+
+}  // namespace
+
+TEST_CASE("SIMD fake-quant kernels equal the scalar twins bit for bit", "[quant][simd]") {
+  const AffineParams p{0.0371f, 7};
+  const QRange grid = qint8::range();
+  const auto c = quant::detail::constants<float>(p, grid);
+  // Sizes that hit the tails, an odd size above the threading threshold, and one above the streaming threshold.
+  for (const index_t n : {index_t{1}, index_t{15}, index_t{16}, index_t{17}, index_t{1000003}, index_t{4194319}}) {
+    for (const index_t offset : {index_t{0}, index_t{1}}) {  // aligned and unaligned starts
+      INFO("n = " << n << ", offset = " << offset);
+      const auto x = awkward_values(n + offset, p.scale, static_cast<std::uint64_t>(n));
+      const auto dy = awkward_values(n + offset, 1.0f, 99);
+      Tensor<float, 1> y({n + offset}), y_ref({n + offset}), dx({n + offset}), dx_ref({n + offset});
+      Tensor<std::uint8_t, 1> mask({n + offset}), mask_ref({n + offset});
+      const TensorView<const float, 1> xv(x.data() + offset, {n}), dyv(dy.data() + offset, {n});
+      const TensorView<float, 1> yv(y.data() + offset, {n}), dxv(dx.data() + offset, {n});
+      const TensorView<std::uint8_t, 1> mv(mask.data() + offset, {n});
+
+      fake_quantize<float, 1>(xv, p, grid, yv);
+      quant::detail::forward_scalar(xv.data(), y_ref.data(), n, c);
+      require_same_bits(yv.data(), y_ref.data(), n);
+
+      y.fill(0.0f);
+      fake_quantize<float, 1>(xv, p, grid, yv, mv);
+      quant::detail::forward_mask_scalar(xv.data(), y_ref.data(), mask_ref.data(), n, c);
+      require_same_bits(yv.data(), y_ref.data(), n);
+      REQUIRE(std::memcmp(mv.data(), mask_ref.data(), static_cast<std::size_t>(n)) == 0);
+
+      fake_quantize_backward<float, 1>(xv, dyv, p, grid, dxv);
+      quant::detail::backward_scalar(xv.data(), dyv.data(), dx_ref.data(), n, c);
+      require_same_bits(dxv.data(), dx_ref.data(), n);
+
+      dx.fill(0.0f);
+      fake_quantize_backward<float, 1>(TensorView<const std::uint8_t, 1>(mv), dyv, dxv);
+      require_same_bits(dxv.data(), dx_ref.data(), n);
+
+      // The observer's vector min/max equals the scalar one.
+      const auto fast = quant::detail::minmax(xv.data(), n);
+      const auto slow = quant::detail::minmax_scalar(xv.data(), n);
+      REQUIRE(same_bits(fast.min, slow.min));
+      REQUIRE(same_bits(fast.max, slow.max));
+    }
+  }
+}
+
+TEST_CASE("per-channel fake quantization equals per-tensor on each channel", "[quant][fake_quantize]") {
+  // Axis 1 of [3, 5, 37]: runs of 37 elements, channels interleaved, split over threads anywhere.
+  for (const std::vector<index_t>& shape : {std::vector<index_t>{3, 5, 37}, std::vector<index_t>{7000, 5, 1},
+                                            std::vector<index_t>{40, 5, 1000}}) {
+    const ChannelLayout layout = PerChannel{1}.layout(shape);
+    const index_t n = layout.outer * layout.channels * layout.inner;
+    const auto x = awkward_values(n, 0.02f, 5);
+    const std::vector<AffineParams> params = {{0.02f, 0}, {0.1f, -3}, {0.005f, 10}, {1.0f, 0}, {0.3f, 127}};
+    Tensor<float, 1> y({n}), dx({n}), dy({n}, 1.0f);
+    fake_quantize<float, 1>(x.view(), layout, params, qint8::range(), y.view());
+    fake_quantize_backward<float, 1>(x.view(), dy.view(), layout, params, qint8::range(), dx.view());
+    for (index_t i = 0; i < n; ++i) {
+      const auto ch = static_cast<std::size_t>((i / layout.inner) % layout.channels);
+      const auto c = quant::detail::constants<float>(params[ch], qint8::range());
+      float expected = 0.0f, grad = 0.0f;
+      quant::detail::forward_scalar(&x(i), &expected, 1, c);
+      quant::detail::backward_scalar(&x(i), &dy(i), &grad, 1, c);
+      if (!(same_bits(y(i), expected) || (std::isnan(y(i)) && std::isnan(expected)))) FAIL("forward differs at " << i);
+      if (!same_bits(dx(i), grad)) FAIL("backward differs at " << i);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- Quantizer
+
+TEST_CASE("Quantizer: freeze, channel count, double tensors, backward", "[quant][quantizer]") {
+  std::mt19937_64 rng(1);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  const std::vector<index_t> shape{4, 3, 3, 3};
+  Tensor<float, 1> w({108}), y({108}), dy({108}, 1.0f), dx({108});
+  for (index_t i = 0; i < w.size(); ++i) w(i) = g(rng) * static_cast<float>(1 + i / 27);
+  Int8PerChannelSymmetric q;
+  q.observe(w.view(), shape);
+  q.fake_quantize<float>(w.view(), shape, y.view());
+  const auto before = q.params();
+  REQUIRE(before.size() == 4);
+  for (index_t c = 0; c < 4; ++c) {
+    float m = 0.0f;
+    for (index_t i = c * 27; i < (c + 1) * 27; ++i) m = std::max(m, std::abs(w(i)));
+    CHECK(before[static_cast<std::size_t>(c)].scale == m / 127.5f);
+  }
+  q.backward<float>(w.view(), dy.view(), dx.view());
+  // Everything observed lies inside, except a positive channel maximum: max / scale = 127.5 rounds to
+  // 128 (half to even) and is clamped, exactly as in PyTorch's symmetric scheme.
+  for (index_t i = 0; i < w.size(); ++i) {
+    const float s = before[static_cast<std::size_t>(i / 27)].scale;
+    CHECK(dx(i) == (std::nearbyint(w(i) * (1.0f / s)) <= 127.0f ? 1.0f : 0.0f));
+  }
+
+  // Frozen: observe is ignored.
+  q.freeze();
+  CHECK(q.frozen());
+  Tensor<float, 1> big({108}, 100.0f);
+  q.observe(big.view(), shape);
+  q.fake_quantize<float>(big.view(), shape, y.view());
+  CHECK(q.params()[0].scale == before[0].scale);
+  q.unfreeze();
+  q.observe(big.view(), shape);
+  q.fake_quantize<float>(big.view(), shape, y.view());
+  CHECK(q.params()[0].scale == 100.0f / 127.5f);
+
+  // Channel count is fixed by the first observe.
+  const std::vector<index_t> other{6, 18};
+  CHECK_THROWS_AS(q.observe(w.view(), other), shape_error);
+  CHECK_THROWS_WITH(q.observe(w.view(), other), Contains("6 channels") && Contains("observed 4"));
+  CHECK_THROWS_AS((q.fake_quantize<float>(w.view(), other, y.view())), shape_error);
+  const std::vector<index_t> wrong_size{4, 3, 3, 2};
+  CHECK_THROWS_AS(q.observe(w.view(), wrong_size), shape_error);
+
+  // Double tensors through the same parameters: the double formula channel by channel.
+  Tensor<double, 1> wd({108}), yd({108}), dyd({108}, 2.0), dxd({108});
+  for (index_t i = 0; i < w.size(); ++i) wd(i) = w(i);
+  q.fake_quantize<double>(wd.view(), shape, yd.view());
+  for (index_t i = 0; i < w.size(); ++i) {
+    const auto c = quant::detail::constants<double>(q.params()[static_cast<std::size_t>(i / 27)], qint8::range());
+    double expected = 0.0;
+    quant::detail::forward_scalar(&wd(i), &expected, 1, c);
+    CHECK(yd(i) == expected);
+  }
+  q.backward<double>(wd.view(), shape, dyd.view(), dxd.view());
+  CHECK(dxd(0) == 2.0);
+
+  // Per tensor, reduce_range and a 4-bit grid.
+  Quantizer<qint8, MinMax, Affine, PerTensor> rr(PerTensor{}, MinMax{}, Affine{}, true);
+  CHECK(rr.grid() == QRange{-64, 63});
+  Int4PerChannelSymmetric q4;
+  q4.observe(w.view(), shape);
+  q4.fake_quantize<float>(w.view(), shape, y.view());
+  CHECK(q4.params()[0].scale > 0.0f);
+  for (index_t i = 0; i < 27; ++i) CHECK(std::abs(y(i) / q4.params()[0].scale) <= 8.0f);
+  q4.reset();
+  CHECK(q4.observers().empty());
+
+  // Restricted symmetric through the quantizer clamps at −127.
+  Quantizer<qint8, MinMax, Symmetric, PerTensor> qr(PerTensor{}, MinMax{}, Symmetric{true});
+  Tensor<float, 1> v({2});
+  v(0) = -1.0f;
+  v(1) = 1.0f;
+  const std::vector<index_t> s2{2};
+  qr.observe(v.view(), s2);
+  v(0) = -5.0f;
+  qr.fake_quantize<float>(v.view(), s2, v.view());
+  CHECK(v(0) == -1.0f);
+  CHECK(v(1) == 1.0f);
+}
+
+namespace {
+
+/// A user-defined codebook mapping: `levels` centroids spread linearly over the observed range.
+struct LinearCodebook {
+  int levels = 4;
+  [[nodiscard]] Codebook fit(Range range, QRange grid, ChannelValues<const float>) const {
+    const int k = static_cast<int>(std::min<std::int64_t>(levels, grid.levels()));
+    Codebook book;
+    for (int i = 0; i < k; ++i) book.centroids.push_back(range.min + (range.max - range.min) * static_cast<float>(i) / static_cast<float>(k - 1));
+    return book;
+  }
+};
+static_assert(CodebookMapping<LinearCodebook> && !UniformMapping<LinearCodebook>);
+
+}  // namespace
+
+TEST_CASE("codebook forward: nearest centroid, ties to the lower one; Quantizer with a codebook mapping",
+          "[quant][codebook]") {
+  const Codebook book{{-1.0f, 0.0f, 0.5f, 2.0f}};
+  Tensor<float, 1> x({9}), y({9});
+  const float in[9] = {-5.0f, -0.5f, 0.25f, 0.3f, 1.25f, 3.0f, kNaN, kInf, -0.0f};
+  const float out[9] = {-1.0f, -1.0f, 0.0f, 0.5f, 0.5f, 2.0f, kNaN, 2.0f, 0.0f};
+  for (index_t i = 0; i < 9; ++i) x(i) = in[i];
+  fake_quantize<float, 1>(x.view(), book, y.view());
+  for (index_t i = 0; i < 9; ++i) {
+    if (std::isnan(out[i])) CHECK(std::isnan(y(i)));
+    else CHECK(y(i) == out[i]);
+  }
+  Quantizer<Bits<2>, MinMax, LinearCodebook, PerChannel> q;
+  const std::vector<index_t> shape{2, 3};
+  Tensor<float, 1> w({6}), wq({6}), dy({6}, 3.0f), dx({6});
+  const float values[6] = {0.0f, 1.0f, 3.0f, -3.0f, 0.0f, 0.9f};
+  for (index_t i = 0; i < 6; ++i) w(i) = values[i];
+  CHECK_THROWS_AS((q.fake_quantize<float>(w.view(), shape, wq.view())), value_error);  // nothing to fit yet
+  q.observe(w.view(), shape);
+  q.fake_quantize<float>(w.view(), shape, wq.view());
+  REQUIRE(q.params().size() == 2);
+  CHECK(q.params()[0].centroids == std::vector<float>{0.0f, 1.0f, 2.0f, 3.0f});
+  CHECK(wq(0) == 0.0f);
+  CHECK(wq(2) == 3.0f);
+  CHECK(wq(5) == q.params()[1].centroids.back());  // channel 1: centroids over [−3, 0.9]
+  q.backward<float>(w.view(), dy.view(), dx.view());
+  CHECK(dx(3) == 3.0f);
+}
+
+// ---------------------------------------------------------------- bad input
+
+TEST_CASE("bad input throws typed errors naming the values", "[quant][errors]") {
+  Tensor<float, 1> x({8}, 1.0f), y({8}), small({7});
+  const QRange grid = qint8::range();
+  const auto fq = [&](AffineParams p) { fake_quantize<float, 1>(x.view(), p, grid, y.view()); };
+  CHECK_THROWS_AS(fq({0.0f, 0}), value_error);
+  CHECK_THROWS_AS(fq({-1.0f, 0}), value_error);
+  CHECK_THROWS_AS(fq({kNaN, 0}), value_error);
+  CHECK_THROWS_AS(fq({kInf, 0}), value_error);
+  CHECK_THROWS_AS(fq({1e-45f, 0}), value_error);  // reciprocal overflows
+  CHECK_THROWS_WITH(fq({-1.0f, 0}), Contains("-1"));
+  CHECK_THROWS_AS(fq({1.0f, 128}), value_error);
+  CHECK_THROWS_WITH(fq({1.0f, -129}), Contains("-129") && Contains("[-128, 127]"));
+  CHECK_THROWS_AS((fake_quantize<float, 1>(x.view(), {1.0f, 0}, QRange{5, 4}, y.view())), value_error);
+  CHECK_THROWS_AS((fake_quantize<float, 1>(x.view(), {1.0f, 0}, grid, small.view())), shape_error);
+  CHECK_THROWS_WITH((fake_quantize<float, 1>(x.view(), {1.0f, 0}, grid, small.view())), Contains("[7]") && Contains("[8]"));
+  CHECK_THROWS_AS((fake_quantize_backward<float, 1>(x.view(), small.view(), {1.0f, 0}, grid, y.view())), shape_error);
+
+  // Per channel: parameter count, layout, a bad channel named.
+  const ChannelLayout layout = PerChannel{0}.layout(std::vector<index_t>{2, 4});
+  const std::vector<AffineParams> one = {{1.0f, 0}};
+  const std::vector<AffineParams> two_bad = {{1.0f, 0}, {0.0f, 0}};
+  CHECK_THROWS_AS((fake_quantize<float, 1>(x.view(), layout, one, grid, y.view())), shape_error);
+  CHECK_THROWS_WITH((fake_quantize<float, 1>(x.view(), layout, one, grid, y.view())), Contains("1 per-channel") && Contains("2 channels"));
+  CHECK_THROWS_WITH((fake_quantize<float, 1>(x.view(), layout, two_bad, grid, y.view())), Contains("channel 1"));
+  CHECK_THROWS_AS((fake_quantize<float, 1>(x.view(), ChannelLayout{1, 2, 3}, std::vector<AffineParams>(2), grid, y.view())), shape_error);
+  std::vector<double> ds(1);
+  CHECK_THROWS_AS((lsq_backward<float, 1>(x.view(), x.view(), layout, std::vector<AffineParams>(2), grid, 1.0, y.view(), ds)),
+                  shape_error);
+
+  // Granularity.
+  CHECK_THROWS_AS((PerChannel{2}.layout(std::vector<index_t>{3, 4})), shape_error);
+  CHECK_THROWS_WITH((PerChannel{2}.layout(std::vector<index_t>{3, 4})), Contains("axis 2") && Contains("[3, 4]"));
+  CHECK_THROWS_AS((PerChannel{-1}.layout(std::vector<index_t>{3, 4})), shape_error);
+  CHECK_THROWS_AS((PerTensor{}.layout(std::vector<index_t>{3, -4})), shape_error);
+  CHECK(PerTensor{}.layout(std::vector<index_t>{3, 4}).inner == 12);
+
+  // Mappings.
+  for (const Range bad : {Range{-kInf, 1.0f}, Range{0.0f, kInf}, Range{kNaN, 1.0f}, Range{2.0f, 1.0f}}) {
+    CHECK_THROWS_AS(Affine{}.qparams(bad, grid), value_error);
+    CHECK_THROWS_AS(Symmetric{}.qparams(bad, grid), value_error);
+    CHECK_THROWS_AS(PowerOfTwo{}.qparams(bad, grid), value_error);
+  }
+  CHECK_THROWS_WITH(Affine{}.qparams({2.0f, 1.0f}, grid), Contains("[2, 1]"));
+  const float big = std::numeric_limits<float>::max();
+  CHECK_THROWS_AS(Affine{}.qparams({-big, big}, QRange{0, 1}), value_error);  // hi − lo overflows
+  CHECK_THROWS_AS(Affine{}.qparams({-1.0f, 1.0f}, QRange{3, 3}), value_error);
+
+  // Observers, codebooks, LSQ.
+  CHECK_THROWS_AS(MovingAverageMinMax(0.0f), value_error);
+  CHECK_THROWS_AS(MovingAverageMinMax(1.5f), value_error);
+  CHECK_THROWS_AS((fake_quantize<float, 1>(x.view(), Codebook{}, y.view())), value_error);
+  CHECK_THROWS_AS((fake_quantize<float, 1>(x.view(), Codebook{{1.0f, 0.0f}}, y.view())), value_error);
+  CHECK_THROWS_AS((fake_quantize<float, 1>(x.view(), Codebook{{0.0f, kNaN}}, y.view())), value_error);
+  CHECK_THROWS_AS((lsq_init_scale<float, 1>(TensorView<const float, 1>(), grid)), value_error);
+  CHECK(lsq_init_scale<float, 1>(Tensor<float, 1>({4}, 0.0f).view(), grid) == kEps);
+  CHECK_THROWS_AS(lsq_grad_factor(0, grid), value_error);
+  CHECK_THROWS_AS((lsq_backward<float, 1>(x.view(), x.view(), {1.0f, 0}, grid, kNaN, y.view())), value_error);
+
+  // Quantizer backward before any forward.
+  Int8PerChannelSymmetric q;
+  CHECK_THROWS_AS((q.backward<float>(x.view(), x.view(), y.view())), value_error);
+}

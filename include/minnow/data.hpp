@@ -3,6 +3,7 @@
 /// @brief Module header for minnow's data loading: IDX reader, Dataset, Fashion-MNIST, mini-batches.
 
 #include <minnow/data/batches.hpp>
+#include <minnow/data/bootstrap.hpp>
 #include <minnow/data/dataset.hpp>
 #include <minnow/data/fashion_mnist.hpp>
 #include <minnow/data/idx.hpp>

@@ -1,0 +1,394 @@
+// Distils an ensemble of teachers into a small student on Fashion-MNIST (Hinton, Vinyals & Dean 2015)
+// and prints one table: each teacher, the ensembles of 3 and of K (mean of probabilities, mean of
+// logits, majority vote, weights fitted on held-out images), their diversity, and the student trained
+// three ways with the same seed and epochs: on labels only, by KD from one teacher, by KD from the ensemble.
+//
+//   distill --teachers 3 --teacher-epochs 3 --student-epochs 10 --seeds 1
+//
+// Split: teachers train on the first N − H training images; the last H (--holdout, 5,000 by default,
+// at most N/10) are held out to fit the ensemble weights. Students train on all N images, from labels
+// or from soft targets `α·KD(T) + (1 − α)·CE`. Teacher k of seed s has seed 1000·s + k; the students
+// of seed s have seed s. Every model uses the recipe of examples/train.cpp (SGD, Nesterov 0.9, weight
+// decay 5e-4, batch 64, cosine annealing), with learning rate 0.05 for teachers and 0.02 for all three
+// students: at 0.05, KD at T >= 2 kills the student in its first steps (its gradient T·(q − p) starts
+// up to T times larger than cross-entropy's, and this CNN has no normalisation to absorb it).
+#include <minnow/data.hpp>
+#include <minnow/distill.hpp>
+#include <minnow/ensemble.hpp>
+#include <minnow/nn.hpp>
+#include <minnow/nn/train.hpp>
+#include <minnow/pipeline/ensemble_training.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <iostream>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+using minnow::index_t;
+using minnow::Tensor;
+using minnow::TensorView;
+namespace pipeline = minnow::pipeline;
+
+struct Options {
+  int teachers = 3;
+  std::vector<std::string> teacher_arch{"teacher"};
+  int teacher_epochs = 3;
+  std::string student_arch = "student";
+  int student_epochs = 10;
+  double temperature = 4.0;
+  double alpha = 0.9;
+  std::vector<unsigned long long> seeds{1};
+  bool bagging = false;
+  bool parallel = false;
+  bool per_epoch = false;  // --teacher-outputs per-epoch
+  int threads = 2;
+  long batch = 64;
+  double lr = 0.05;          // teachers
+  double student_lr = 0.02;  // all three students
+  long holdout = 5000;
+  std::string data_dir = minnow::data::default_fashion_mnist_dir().string();
+  long train_limit = -1;
+  bool progress = true;
+  std::string load_dir, save_dir;
+};
+
+void usage() {
+  std::cerr << "usage: distill [--teachers K] [--teacher-arch A[,A...]] [--teacher-epochs N] [--student-arch A]\n"
+               "               [--student-epochs N] [--temperature T] [--alpha A] [--seeds S[,S...]] [--bagging]\n"
+               "               [--parallel] [--teacher-outputs cached|per-epoch] [--threads T] [--batch B]\n"
+               "               [--lr LR (teachers)] [--student-lr LR] [--holdout H] [--data DIR] [--train-limit N]\n"
+               "               [--no-progress]\n"
+               "               [--load-teachers DIR] [--save-teachers DIR]\n"
+               "  architectures: teacher | student (--student-arch teacher distils a born-again network)\n"
+               "  --load-teachers loads every teacher checkpoint found in DIR and trains the missing ones\n";
+}
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream stream(text);
+  for (std::string item; std::getline(stream, item, ',');) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw minnow::value_error(minnow::detail::concat("missing value after ", arg));
+      return argv[++i];
+    };
+    if (arg == "--teachers") o.teachers = std::stoi(value());
+    else if (arg == "--teacher-arch") o.teacher_arch = split(value());
+    else if (arg == "--teacher-epochs") o.teacher_epochs = std::stoi(value());
+    else if (arg == "--student-arch") o.student_arch = value();
+    else if (arg == "--student-epochs") o.student_epochs = std::stoi(value());
+    else if (arg == "--temperature") o.temperature = std::stod(value());
+    else if (arg == "--alpha") o.alpha = std::stod(value());
+    else if (arg == "--seeds") {
+      o.seeds.clear();
+      for (const auto& s : split(value())) o.seeds.push_back(std::stoull(s));
+    }
+    else if (arg == "--bagging") o.bagging = true;
+    else if (arg == "--parallel") o.parallel = true;
+    else if (arg == "--teacher-outputs") {
+      const std::string mode = value();
+      if (mode != "cached" && mode != "per-epoch") {
+        throw minnow::value_error(minnow::detail::concat("--teacher-outputs must be cached or per-epoch, got ", mode));
+      }
+      o.per_epoch = mode == "per-epoch";
+    }
+    else if (arg == "--threads") o.threads = std::stoi(value());
+    else if (arg == "--batch") o.batch = std::stol(value());
+    else if (arg == "--lr") o.lr = std::stod(value());
+    else if (arg == "--student-lr") o.student_lr = std::stod(value());
+    else if (arg == "--holdout") o.holdout = std::stol(value());
+    else if (arg == "--data") o.data_dir = value();
+    else if (arg == "--train-limit") o.train_limit = std::stol(value());
+    else if (arg == "--no-progress") o.progress = false;
+    else if (arg == "--load-teachers") o.load_dir = value();
+    else if (arg == "--save-teachers") o.save_dir = value();
+    else if (arg == "--help" || arg == "-h") { usage(); std::exit(0); }
+    else throw minnow::value_error(minnow::detail::concat("unknown option ", arg));
+  }
+  if (o.teachers <= 0 || o.teacher_epochs <= 0 || o.student_epochs <= 0 || o.batch <= 0 || o.threads <= 0) {
+    throw minnow::value_error(minnow::detail::concat("teachers, epochs, batch and threads must be positive, got teachers ",
+                                                     o.teachers, ", teacher epochs ", o.teacher_epochs, ", student epochs ",
+                                                     o.student_epochs, ", batch ", o.batch, ", threads ", o.threads));
+  }
+  if (o.teacher_arch.empty() || o.seeds.empty()) throw minnow::value_error("--teacher-arch and --seeds need a value");
+  if (o.holdout < 0) throw minnow::value_error(minnow::detail::concat("--holdout must be >= 0, got ", o.holdout));
+  return o;
+}
+
+/// One line of the results table: a name and a test accuracy (or another number, with its unit).
+struct Row {
+  std::string name;
+  double value;
+  bool percent = true;
+};
+
+/// Per seed: the table rows, and the measured times.
+struct SeedResult {
+  std::vector<Row> rows;
+  double teacher_epoch_seconds = 0.0;  // mean over trained teachers' epochs (0 when all were loaded)
+  double teacher_logits_seconds = 0.0;
+  double soft_targets_seconds = 0.0;
+  std::vector<double> student_epoch_seconds;  // labels, KD one, KD ensemble
+};
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+fs::path teacher_path(const std::string& dir, const pipeline::MemberSpec& spec, int epochs, index_t pool) {
+  return fs::path(dir) / minnow::detail::concat(spec.architecture, "-s", spec.seed, "-e", epochs, "-n", pool,
+                                                spec.bagging ? "-bag" : "", ".ckpt");
+}
+
+std::string format_weights(const std::vector<double>& w) {
+  std::string out;
+  char buffer[32];
+  for (std::size_t k = 0; k < w.size(); ++k) {
+    std::snprintf(buffer, sizeof buffer, "%s%.2f", k ? " " : "", w[k]);
+    out += buffer;
+  }
+  return out;
+}
+
+SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::data::TrainTest<float>& data) {
+  using Clock = std::chrono::steady_clock;
+  SeedResult result;
+  const index_t n = data.train.size();
+  const index_t held = std::min<index_t>(o.holdout, n / 10);
+  const auto pool = minnow::data::range_indices(0, n - held);
+  const auto held_out = minnow::data::range_indices(n - held, n);
+  const auto all_train = minnow::data::range_indices(0, n);
+  const auto schedule = o.parallel ? pipeline::Schedule::parallel : pipeline::Schedule::sequential;
+  const auto k_count = static_cast<std::size_t>(o.teachers);
+
+  // ---- teachers: load what is saved, train the rest
+  std::vector<pipeline::MemberSpec> specs;
+  for (std::size_t k = 0; k < k_count; ++k) {
+    specs.push_back({o.teacher_arch[k % o.teacher_arch.size()], 1000 * seed + k, o.bagging});
+  }
+  pipeline::Recipe teacher_recipe{.epochs = o.teacher_epochs, .batch = o.batch, .learning_rate = o.lr};
+  std::vector<pipeline::Member<float>> teachers(k_count);
+  std::vector<pipeline::MemberSpec> to_train;
+  std::vector<std::size_t> train_slot;
+  for (std::size_t k = 0; k < k_count; ++k) {
+    const fs::path path = teacher_path(o.load_dir, specs[k], o.teacher_epochs, static_cast<index_t>(pool.size()));
+    if (!o.load_dir.empty() && fs::exists(path)) {
+      teachers[k].spec = specs[k];
+      teachers[k].model = minnow::nn::make_architecture<float>(specs[k].architecture, specs[k].seed);
+      minnow::nn::load_parameters(path, specs[k].architecture, teachers[k].model);
+      std::printf("teacher %zu: loaded %s\n", k + 1, path.c_str());
+    } else {
+      to_train.push_back(specs[k]);
+      train_slot.push_back(k);
+    }
+  }
+  if (!to_train.empty()) {
+    std::printf("training %zu teacher(s) (%s) for %d epoch(s) on %zu images%s, %s\n", to_train.size(),
+                to_train[0].architecture.c_str(), o.teacher_epochs, pool.size(), o.bagging ? " (bootstrap samples)" : "",
+                o.parallel ? "in parallel, one thread each" : minnow::detail::concat("one at a time, ", o.threads, " thread(s)").c_str());
+    std::fflush(stdout);
+    pipeline::EnsembleOptions options;
+    options.recipe = teacher_recipe;
+    options.schedule = schedule;
+    options.threads = o.threads;
+    options.progress = o.progress;
+    options.on_epoch = [&](std::size_t k, const minnow::nn::EpochStats& s) {
+      std::printf("  teacher %zu epoch %d: loss %.4f train acc %.4f, %.1f s\n", train_slot[k] + 1, s.epoch + 1,
+                  s.train.loss, s.train.accuracy, s.seconds);
+      std::fflush(stdout);
+    };
+    auto trained = pipeline::train_ensemble<float>(to_train, data.train, pool, options);
+    double epoch_seconds = 0.0;
+    int epochs = 0;
+    for (std::size_t i = 0; i < trained.size(); ++i) {
+      for (const auto& e : trained[i].epochs) {
+        epoch_seconds += e.seconds;
+        ++epochs;
+      }
+      if (!o.save_dir.empty()) {
+        fs::create_directories(o.save_dir);
+        const fs::path path = teacher_path(o.save_dir, trained[i].spec, o.teacher_epochs, static_cast<index_t>(pool.size()));
+        minnow::nn::save_training_state(path, trained[i].spec.architecture, trained[i].model);
+        std::printf("teacher %zu: saved %s\n", train_slot[i] + 1, path.c_str());
+      }
+      teachers[train_slot[i]] = std::move(trained[i]);
+    }
+    result.teacher_epoch_seconds = epoch_seconds / epochs;
+  }
+
+  // ---- teacher outputs: test set, held-out images, and (cached mode) the whole training set
+  auto start = Clock::now();
+  const auto models = pipeline::models<float>(teachers);
+  const auto test_logits = pipeline::ensemble_logits<float>(models, data.test, schedule, o.threads);
+  const auto held_logits = pipeline::ensemble_logits<float>(models, data.train, held_out, schedule, o.threads);
+  std::vector<Tensor<float, 2>> train_logits;
+  if (!o.per_epoch) train_logits = pipeline::ensemble_logits<float>(models, data.train, schedule, o.threads);
+  result.teacher_logits_seconds = seconds_since(start);
+
+  const auto test_labels = pipeline::labels_of(data.test, minnow::data::range_indices(0, data.test.size()));
+  const auto held_labels = pipeline::labels_of(data.train, held_out);
+  for (std::size_t k = 0; k < k_count; ++k) {
+    result.rows.push_back({minnow::detail::concat("teacher ", k + 1, " (", specs[k].architecture, ")"),
+                           pipeline::accuracy<float>(test_logits[k], test_labels)});
+  }
+
+  // ---- ensembles of 3 and of K
+  std::vector<std::size_t> sizes{std::min<std::size_t>(3, k_count)};
+  if (k_count > 3) sizes.push_back(k_count);
+  for (const std::size_t m : sizes) {
+    if (m < 2) break;
+    const std::vector<TensorView<const float, 2>> test_members(test_logits.begin(), test_logits.begin() + static_cast<long>(m));
+    Tensor<float, 2> combined(test_logits[0].shape());
+    const std::string name = minnow::detail::concat("ensemble of ", m);
+    minnow::ensemble::mean_probabilities<float>(test_members, 1.0, combined);
+    result.rows.push_back({name + ": mean of probabilities", pipeline::accuracy<float>(combined, test_labels)});
+    minnow::ensemble::mean_logits<float>(test_members, 1.0, combined);
+    result.rows.push_back({name + ": mean of logits", pipeline::accuracy<float>(combined, test_labels)});
+    Tensor<std::int32_t, 1> votes({data.test.size()});
+    minnow::ensemble::majority_vote<float>(test_members, votes);
+    index_t agree = 0;
+    for (index_t i = 0; i < votes.size(); ++i) agree += votes(i) == test_labels(i) ? 1 : 0;
+    result.rows.push_back({name + ": majority vote", static_cast<double>(agree) / static_cast<double>(votes.size())});
+    if (held > 0) {
+      std::vector<Tensor<float, 2>> held_probs;
+      for (std::size_t k = 0; k < m; ++k) {
+        held_probs.emplace_back(held_logits[k].shape());
+        minnow::distill::softmax<float>(held_logits[k], 1.0, held_probs.back());
+      }
+      const auto fitted = minnow::ensemble::fit_weights<float>(pipeline::views<float, 2>(held_probs), held_labels);
+      minnow::ensemble::mean_probabilities<float>(test_members, fitted.weights, 1.0, combined);
+      result.rows.push_back({minnow::detail::concat(name, ": fitted weights (", format_weights(fitted.weights), ")"),
+                             pipeline::accuracy<float>(combined, test_labels)});
+    }
+    result.rows.push_back({name + ": disagreement", minnow::ensemble::disagreement<float>(test_members)});
+    result.rows.push_back({name + ": mean KL to ensemble (nats)",
+                           minnow::ensemble::mean_kl_to_ensemble<float>(test_members, 1.0), false});
+  }
+
+  // ---- students: labels only, KD from teacher 1, KD from the ensemble of K
+  start = Clock::now();
+  Tensor<float, 2> soft_targets;
+  if (!o.per_epoch) soft_targets = pipeline::ensemble_soft_targets<float>(train_logits, o.temperature);
+  result.soft_targets_seconds = seconds_since(start);
+  const pipeline::Recipe student_recipe{.epochs = o.student_epochs, .batch = o.batch, .learning_rate = o.student_lr};
+  std::vector<minnow::nn::Sequential<float>*> first_teacher{models[0]};
+  const std::string ensemble_name = minnow::detail::concat("KD from ensemble of ", k_count);
+  const char* names[] = {"labels only", "KD from teacher 1", ensemble_name.c_str()};
+  for (int variant = 0; variant < 3; ++variant) {
+    minnow::nn::LossFunction<float> loss;
+    if (variant == 0) {
+      loss = minnow::nn::cross_entropy<float>();
+    } else if (o.per_epoch) {
+      loss = pipeline::OnlineTeacherLoss<float>(variant == 1 ? first_teacher : models, data.train, o.temperature, o.alpha);
+    } else if (variant == 1) {
+      loss = minnow::distill::SoftTargetLoss<float>(minnow::distill::TeacherLogits<float>(train_logits[0]), o.temperature, o.alpha);
+    } else {
+      loss = minnow::distill::SoftTargetLoss<float>(minnow::distill::TeacherProbabilities<float>(soft_targets), o.temperature,
+                                                    o.alpha);
+    }
+    auto student = minnow::nn::make_architecture<float>(o.student_arch, seed);
+    std::printf("student (%s), %s: %d epoch(s) on %td images\n", o.student_arch.c_str(), names[variant], o.student_epochs, n);
+    std::fflush(stdout);
+    const auto history = pipeline::train_model<float>(student, data.train, all_train, student_recipe, seed, loss, o.progress,
+                                                       [](const minnow::nn::EpochStats& s) {
+                                                         std::printf("  epoch %d: loss %.4f train acc %.4f, %.1f s\n",
+                                                                     s.epoch + 1, s.train.loss, s.train.accuracy, s.seconds);
+                                                         std::fflush(stdout);
+                                                       });
+    double seconds = 0.0;
+    for (const auto& e : history) seconds += e.seconds;
+    result.student_epoch_seconds.push_back(seconds / static_cast<double>(history.size()));
+    result.rows.push_back({minnow::detail::concat("student (", o.student_arch, "): ", names[variant]),
+                           minnow::nn::evaluate(student, data.test).accuracy});
+  }
+  return result;
+}
+
+void print_rows(const std::vector<Row>& rows) {
+  for (const auto& r : rows) {
+    if (r.percent) {
+      std::printf("  %-58s %8.2f %%\n", r.name.c_str(), 100.0 * r.value);
+    } else {
+      std::printf("  %-58s %8.4f\n", r.name.c_str(), r.value);
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Options o = parse(argc, argv);
+    minnow::set_threads(o.threads);
+    const auto data =
+        minnow::data::load_fashion_mnist<float>(o.data_dir, minnow::data::fashion_mnist_normalization, o.train_limit);
+    std::printf("%d teacher(s) (%s), student %s, T = %g, alpha = %g, teacher outputs %s, %td training / %td test images, "
+                "%d thread(s)\n",
+                o.teachers, o.teacher_arch[0].c_str(), o.student_arch.c_str(), o.temperature, o.alpha,
+                o.per_epoch ? "per epoch" : "cached", data.train.size(), data.test.size(), o.threads);
+    std::vector<SeedResult> results;
+    const auto start = std::chrono::steady_clock::now();
+    for (const auto seed : o.seeds) {
+      std::printf("\n=== seed %llu ===\n", seed);
+      results.push_back(run_seed(o, seed, data));
+      const auto& r = results.back();
+      std::printf("\nseed %llu: test accuracy on %td images\n", seed, data.test.size());
+      print_rows(r.rows);
+      char teacher_epoch[32] = "- (loaded)";
+      if (r.teacher_epoch_seconds > 0.0) std::snprintf(teacher_epoch, sizeof teacher_epoch, "%.1f s", r.teacher_epoch_seconds);
+      std::printf("  times: teacher epoch %s, teacher logits %.1f s, soft targets %.3f s, student epoch %.1f / %.1f / %.1f s "
+                  "(labels / KD one / KD ensemble)\n",
+                  teacher_epoch, r.teacher_logits_seconds, r.soft_targets_seconds, r.student_epoch_seconds[0],
+                  r.student_epoch_seconds[1], r.student_epoch_seconds[2]);
+      std::fflush(stdout);
+    }
+    if (results.size() > 1) {
+      std::printf("\nmean ± sd over %zu seeds:\n", results.size());
+      const auto count = static_cast<double>(results.size());
+      for (std::size_t i = 0; i < results[0].rows.size(); ++i) {
+        double sum = 0.0, squares = 0.0;
+        for (const auto& r : results) sum += r.rows[i].value;
+        const double mean = sum / count;
+        for (const auto& r : results) squares += (r.rows[i].value - mean) * (r.rows[i].value - mean);
+        const double sd = std::sqrt(squares / (count - 1.0));  // sample standard deviation
+        // Fitted weights differ per seed: name the row without them.
+        std::string name = results[0].rows[i].name;
+        if (const auto cut = name.find(" ("); cut != std::string::npos && name.find("fitted") != std::string::npos) {
+          name = name.substr(0, cut);
+        }
+        const double scale = results[0].rows[i].percent ? 100.0 : 1.0;
+        std::printf("  %-58s %8.2f ± %.2f%s\n", name.c_str(), scale * mean, scale * sd,
+                    results[0].rows[i].percent ? " %" : "");
+      }
+    }
+    std::printf("\ntotal %.1f min\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60.0);
+    // 5 × 15 teacher epochs × 3 seeds at ~55 s per epoch (uncontended) is ≈ 3.5 h; saved teachers make reruns cheap.
+    std::printf("full-size comparison (5 teachers of 15 epochs, 3 seeds; about 4 hours on 2 idle cores):\n"
+                "  distill --teachers 5 --teacher-epochs 15 --student-epochs 15 --seeds 1,2,3 --parallel "
+                "--save-teachers teachers --load-teachers teachers\n");
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "distill: " << e.what() << "\n";
+    usage();
+    return 1;
+  }
+}

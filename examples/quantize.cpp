@@ -1,0 +1,245 @@
+// Quantizes a trained teacher or student: post-training quantization (PTQ) with a calibration subset,
+// quantization-aware training (QAT) with 8- and 4-bit weights, a user-defined mapping, and Deep
+// Compression's k-means weight sharing, each compared with the float network on the test set.
+//
+//   quantize --arch student --load student.ckpt
+//   quantize --arch teacher --load teacher.ckpt --qat-epochs 1
+//
+// Without --load it first trains the float network (--epochs, the train example's recipe) and saves it.
+// Weights are quantized per output channel (symmetric), activations per tensor (affine uint8) at the
+// network's input and after every ReLU; the logits stay float (dequantized at the edge). Biases stay
+// float (an integer network keeps them in int32).
+#include <minnow/data.hpp>
+#include <minnow/nn.hpp>
+#include <minnow/nn/train.hpp>
+#include <minnow/pipeline/quantize_model.hpp>
+#include <minnow/quant.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+// A user-defined mapping: symmetric, but covering only `fraction` of the observed range, so the rare
+// largest weights are clipped and the rest get a finer grid. It only needs `qparams`; the Quantizer,
+// the fake-quant kernels and the QAT/PTQ pipeline accept it like the built-in ones.
+struct ClippedSymmetric {
+  float fraction = 0.9f;
+  [[nodiscard]] minnow::quant::AffineParams qparams(minnow::quant::Range r, minnow::quant::QRange grid) const {
+    return minnow::quant::Symmetric{}.qparams({r.min * fraction, r.max * fraction}, grid);
+  }
+};
+static_assert(minnow::quant::UniformMapping<ClippedSymmetric>);
+
+namespace {
+
+namespace q = minnow::quant;
+using Model = minnow::nn::Sequential<float>;
+using Data = minnow::data::TrainTest<float>;
+
+struct Options {
+  std::string arch = "student";
+  std::string load;
+  std::string data_dir = minnow::data::default_fashion_mnist_dir().string();
+  int epochs = 15;
+  int qat_epochs = 2;
+  long batch = 64;
+  double lr = 0.05;
+  double qat_lr = 0.005;
+  long calibration = 2048;
+  unsigned long long seed = 1;
+  int threads = 2;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw minnow::value_error("missing value after " + arg);
+      return argv[++i];
+    };
+    if (arg == "--arch") o.arch = value();
+    else if (arg == "--load") o.load = value();
+    else if (arg == "--data") o.data_dir = value();
+    else if (arg == "--epochs") o.epochs = std::stoi(value());
+    else if (arg == "--qat-epochs") o.qat_epochs = std::stoi(value());
+    else if (arg == "--batch") o.batch = std::stol(value());
+    else if (arg == "--lr") o.lr = std::stod(value());
+    else if (arg == "--qat-lr") o.qat_lr = std::stod(value());
+    else if (arg == "--calibration") o.calibration = std::stol(value());
+    else if (arg == "--seed") o.seed = std::stoull(value());
+    else if (arg == "--threads") o.threads = std::stoi(value());
+    else throw minnow::value_error("unknown option " + arg);
+  }
+  if (o.qat_epochs < 1) throw minnow::value_error("--qat-epochs must be >= 1");
+  if (o.calibration < 1) throw minnow::value_error("--calibration must be >= 1");
+  return o;
+}
+
+Model load(const Options& o, const std::string& path) {
+  auto model = minnow::nn::make_architecture<float>(o.arch, o.seed);
+  minnow::nn::load_parameters(path, o.arch, model);
+  return model;
+}
+
+void train_float(const Data& data, const Options& o, const std::string& path) {
+  auto model = minnow::nn::make_architecture<float>(o.arch, o.seed);
+  minnow::nn::Sgd<float> sgd(model.parameters(), o.lr, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
+  minnow::nn::Trainer<float> trainer(model, sgd);
+  trainer.set_progress(false);
+  minnow::data::BatchSampler sampler(data.train.size(), o.batch, o.seed);
+  const minnow::nn::CosineAnnealingLR schedule{o.epochs};
+  for (int epoch = 0; epoch < o.epochs; ++epoch) {
+    sgd.set_learning_rate(schedule(epoch, o.lr));
+    sampler.set_epoch(static_cast<std::uint64_t>(epoch));
+    const auto stats = trainer.train_epoch(data.train, sampler);
+    std::printf("float epoch %2d: train loss %.4f, %.1f s\n", epoch + 1, stats.train.loss, stats.seconds);
+  }
+  minnow::nn::save_training_state(path, o.arch, model);
+}
+
+struct Row {
+  std::string label;
+  double accuracy;
+  double weight_bits;  // bits per weight of the stored weight tensors (scales/centroids included)
+  double seconds;
+};
+
+// Stored size of the weight tensors: `bits` per weight plus one float scale (and an int zero point) per
+// channel, or per layer 2^bits float centroids for a codebook.
+double weight_bits(Model& model, int bits, bool codebook) {
+  double total_bits = 0, weights = 0;
+  for (const auto& p : model.parameters()) {
+    if (p.shape.size() < 2) continue;
+    weights += static_cast<double>(p.value.size());
+    const double extra = codebook ? 32.0 * std::pow(2.0, bits) : 64.0 * static_cast<double>(p.shape[0]);
+    total_bits += bits * static_cast<double>(p.value.size()) + (bits == 32 ? 0.0 : extra);
+  }
+  return total_bits / weights;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// PTQ: insert the quantizers, run the calibration images through, freeze, evaluate.
+template <class WeightQ, class ActivationQ>
+Row ptq(const std::string& label, int bits, const Data& data, const Options& o, const std::string& path,
+        WeightQ weight_q = WeightQ{}) {
+  const auto start = std::chrono::steady_clock::now();
+  auto model = load(o, path);
+  minnow::pipeline::QuantizedModel<WeightQ, ActivationQ> qmodel(model, std::move(weight_q));
+  qmodel.calibrate(data.train, o.calibration);
+  const double accuracy = minnow::nn::evaluate(model, data.test).accuracy;
+  return {label, accuracy, weight_bits(model, bits, false), seconds_since(start)};
+}
+
+// QAT: fine-tune with fake-quantized weights and activations (SGD, cosine from qat_lr), observers frozen
+// for the last half of the last epoch, then evaluate the fake-quantized network.
+template <class WeightQ, class ActivationQ>
+Row qat(const std::string& label, int bits, const Data& data, const Options& o, const std::string& path) {
+  const auto start = std::chrono::steady_clock::now();
+  auto model = load(o, path);
+  minnow::nn::Sgd<float> sgd(model.parameters(), o.qat_lr, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
+  minnow::nn::Trainer<float> trainer(model, sgd);
+  trainer.set_progress(false);
+  minnow::pipeline::QuantizedModel<WeightQ, ActivationQ> qmodel(model);
+  qmodel.calibrate(data.train, o.calibration);  // start from PTQ's ranges, not from nothing
+  qmodel.unfreeze_observers();
+  minnow::data::BatchSampler sampler(data.train.size(), o.batch, o.seed + 1);
+  const std::int64_t steps = sampler.num_batches() * o.qat_epochs;
+  qmodel.attach(trainer, {.freeze_after_steps = steps - sampler.num_batches() / 2});
+  const minnow::nn::CosineAnnealingLR schedule{o.qat_epochs};
+  for (int epoch = 0; epoch < o.qat_epochs; ++epoch) {
+    sgd.set_learning_rate(schedule(epoch, o.qat_lr));
+    sampler.set_epoch(static_cast<std::uint64_t>(epoch));
+    (void)trainer.train_epoch(data.train, sampler);
+  }
+  qmodel.freeze_observers();
+  const double accuracy = minnow::nn::evaluate(model, data.test).accuracy;
+  return {label, accuracy, weight_bits(model, bits, false), seconds_since(start)};
+}
+
+// Deep Compression's trained quantization: 2^bits shared weights per layer from 1-D k-means (linear
+// initialisation), then fine-tuning where each centroid moves by the sum of its members' gradients.
+Row kmeans(const std::string& label, int bits, const Data& data, const Options& o, const std::string& path) {
+  const auto start = std::chrono::steady_clock::now();
+  auto model = load(o, path);
+  const q::QRange grid{0, (1 << bits) - 1};
+  std::vector<std::unique_ptr<q::SharedWeights<float>>> shared;
+  for (const auto& p : model.parameters()) {
+    if (p.shape.size() >= 2) shared.push_back(std::make_unique<q::SharedWeights<float>>(p, q::KMeansCodebook{}, grid));
+  }
+  // Plain SGD on everything; the shared weights then replace their layers' update by the centroid update.
+  minnow::nn::Sgd<float> sgd(model.parameters(), o.qat_lr, {});
+  minnow::nn::Trainer<float> trainer(model, sgd);
+  trainer.set_progress(false);
+  double lr = o.qat_lr;
+  trainer.add_hook([&](std::int64_t) {
+    for (auto& s : shared) s->step(static_cast<float>(lr));
+  });
+  minnow::data::BatchSampler sampler(data.train.size(), o.batch, o.seed + 1);
+  const minnow::nn::CosineAnnealingLR schedule{o.qat_epochs};
+  for (int epoch = 0; epoch < o.qat_epochs; ++epoch) {
+    lr = schedule(epoch, o.qat_lr);
+    sgd.set_learning_rate(lr);
+    sampler.set_epoch(static_cast<std::uint64_t>(epoch));
+    (void)trainer.train_epoch(data.train, sampler);
+  }
+  const double accuracy = minnow::nn::evaluate(model, data.test).accuracy;
+  return {label, accuracy, weight_bits(model, bits, true), seconds_since(start)};
+}
+
+void print(const Row& r, double float_accuracy) {
+  std::printf("| %s | %.2f %% | %+.2f pt | %.2f | %.0f s |\n", r.label.c_str(), 100 * r.accuracy,
+              100 * (r.accuracy - float_accuracy), r.weight_bits, r.seconds);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Options o = parse(argc, argv);
+    minnow::set_threads(o.threads);
+    const auto data = minnow::data::load_fashion_mnist<float>(o.data_dir);
+    std::string path = o.load;
+    if (path.empty()) {
+      path = o.arch + "-float.ckpt";
+      train_float(data, o, path);
+    }
+    auto dense = load(o, path);
+    const double float_accuracy = minnow::nn::evaluate(dense, data.test).accuracy;
+
+    using Act8 = q::Quantizer<q::quint8, q::MinMax, q::Affine, q::PerTensor>;
+    using ActHist = q::Quantizer<q::quint8, q::Histogram, q::Affine, q::PerTensor>;
+    using ActQat = q::Uint8PerTensorAffine;  // moving-average min/max, as PyTorch's QAT default
+    using W8 = q::Int8PerChannelSymmetric;
+    using W4 = q::Int4PerChannelSymmetric;
+    using W8Clipped = q::Quantizer<q::qint8, q::MinMax, ClippedSymmetric, q::PerChannel>;
+    using W8Pow2 = q::Int8PerChannelPowerOfTwo;
+
+    std::printf("%s, calibration %ld training images, QAT %d epoch(s) from lr %g, %d thread(s)\n\n", o.arch.c_str(),
+                o.calibration, o.qat_epochs, o.qat_lr, o.threads);
+    std::printf("| network | test accuracy | vs float | bits per weight | time |\n|---|---:|---:|---:|---:|\n");
+    print({"float32", float_accuracy, 32.0, 0.0}, float_accuracy);
+    print(ptq<W8, Act8>("PTQ int8 (weights per channel, activations min/max)", 8, data, o, path), float_accuracy);
+    print(ptq<W8, ActHist>("PTQ int8 (activations: histogram search)", 8, data, o, path), float_accuracy);
+    print(ptq<W8Pow2, Act8>("PTQ int8, power-of-two weight scales", 8, data, o, path), float_accuracy);
+    print(ptq<W8Clipped, Act8>("PTQ int8, user mapping ClippedSymmetric(0.9)", 8, data, o, path), float_accuracy);
+    print(ptq<W4, Act8>("PTQ int4 weights, uint8 activations", 4, data, o, path), float_accuracy);
+    print(qat<W8, ActQat>("QAT int8", 8, data, o, path), float_accuracy);
+    print(qat<W4, ActQat>("QAT int4 weights, uint8 activations", 4, data, o, path), float_accuracy);
+    print(kmeans("k-means 16 shared weights per layer (4 bits) + fine-tuning", 4, data, o, path), float_accuracy);
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "quantize: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -59,4 +59,22 @@ void parallel_for(long count, int threads, Body&& body) {
 #endif
 }
 
+/// Runs `body(begin, end, thread)` over [0, n) split into one contiguous range per thread: range t is
+/// [cut(t), cut(t + 1)) with cut(t) = ⌊n·t / threads⌋ rounded down to a multiple of `alignment` and
+/// cut(threads) = n; empty ranges are skipped. The split depends on n, threads and alignment only, so
+/// the same thread count gives the same ranges (and bit-identical per-range results) on every call.
+/// With an alignment of a cache line's worth of elements, two threads never write the same line.
+template <class Body>
+void parallel_ranges(Eigen::Index n, int threads, Eigen::Index alignment, Body&& body) {
+  parallel_for(threads, threads, [&](long t, int) {
+    const auto cut = [&](long i) {
+      if (i == threads) return n;
+      const Eigen::Index even = n * i / threads;
+      return even - even % alignment;
+    };
+    const Eigen::Index begin = cut(t), end = cut(t + 1);
+    if (begin < end) body(begin, end, static_cast<int>(t));
+  });
+}
+
 }  // namespace minnow::detail

@@ -86,12 +86,7 @@ inline constexpr index_t kParallelMin = index_t{1} << 16;
 /// multiples of 16 elements (whole cache lines, so threads never write the same line).
 template <class Body>
 void for_ranges(index_t n, Body&& body) {
-  const int threads = stream_threads(n);
-  minnow::detail::parallel_for(threads, threads, [&](long t, int) {
-    const auto cut = [&](long i) { return i == threads ? n : (n * i / threads) & ~index_t{15}; };
-    const index_t begin = cut(t), end = cut(t + 1);
-    if (begin < end) body(begin, end);
-  });
+  minnow::detail::parallel_ranges(n, stream_threads(n), 16, [&](index_t begin, index_t end, int) { body(begin, end); });
 }
 
 /// @brief Sets every target to 0 where `mask` is 0, in one pass: block by block, the mask block is

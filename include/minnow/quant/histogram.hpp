@@ -26,6 +26,7 @@
 /// PyTorch fixtures). Non-finite values are rejected: their histogram is meaningless.
 
 #include <minnow/quant/concepts.hpp>
+#include <minnow/quant/detail/finite_range.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -118,18 +119,8 @@ class Histogram {
   /// Adds one batch. An empty batch is ignored. @throws value_error on NaN or ±Inf (nothing changes).
   void observe(ChannelValues<const float> values) {
     if (values.size() == 0) return;
-    float bmin = std::numeric_limits<float>::infinity(), bmax = -bmin;
-    bool finite = true;
-    for (index_t c = 0; c < values.chunks; ++c) {
-      const float* x = values.data + c * values.stride;
-      for (index_t i = 0; i < values.chunk_size; ++i) {
-        finite &= std::isfinite(x[i]);
-        bmin = std::min(bmin, x[i]);
-        bmax = std::max(bmax, x[i]);
-      }
-    }
-    if (!finite) throw value_error("Histogram::observe: expected finite values, got NaN or Inf");
-    add_batch(values, bmin, bmax);
+    const Range batch = detail::finite_range(values, "Histogram::observe");
+    add_batch(values, batch.min, batch.max);
   }
 
   /// The L2-optimal range for `grid` (see the file comment); [0, 0] before anything was observed.

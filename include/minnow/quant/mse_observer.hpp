@@ -18,6 +18,7 @@
 /// - Non-finite values are rejected (value_error).
 
 #include <minnow/quant/concepts.hpp>
+#include <minnow/quant/detail/finite_range.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -49,19 +50,9 @@ class MseOptimal {
   /// Adds one batch (ignored when empty). @throws value_error on NaN or ±Inf (nothing changes).
   void observe(ChannelValues<const float> values) {
     if (values.size() == 0) return;
-    float bmin = std::numeric_limits<float>::infinity(), bmax = -bmin;
-    bool finite = true;
-    for (index_t c = 0; c < values.chunks; ++c) {
-      const float* x = values.data + c * values.stride;
-      for (index_t i = 0; i < values.chunk_size; ++i) {
-        finite &= std::isfinite(x[i]);
-        bmin = std::min(bmin, x[i]);
-        bmax = std::max(bmax, x[i]);
-      }
-    }
-    if (!finite) throw value_error("MseOptimal::observe: expected finite values, got NaN or Inf");
-    const float lo = observed() ? std::min(min_, bmin) : bmin;
-    const float hi = observed() ? std::max(max_, bmax) : bmax;
+    const Range batch = detail::finite_range(values, "MseOptimal::observe");
+    const float lo = observed() ? std::min(min_, batch.min) : batch.min;
+    const float hi = observed() ? std::max(max_, batch.max) : batch.max;
     if (width_ == 0.0) {
       if (lo == hi) {  // constant so far: remember the mass, no bins yet
         constant_count_ += static_cast<double>(values.size());

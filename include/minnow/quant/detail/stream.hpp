@@ -21,12 +21,7 @@ inline constexpr index_t kParallelMin = index_t{1} << 16;
 /// a range of an aligned buffer starts aligned.
 template <class Body>
 void for_ranges(index_t n, Body&& body) {
-  const int threads = stream_threads(n);
-  minnow::detail::parallel_for(threads, threads, [&](long t, int) {
-    const auto cut = [&](long i) { return i == threads ? n : (n * i / threads) & ~index_t{15}; };
-    const index_t begin = cut(t), end = cut(t + 1);
-    if (begin < end) body(begin, end, static_cast<int>(t));
-  });
+  minnow::detail::parallel_ranges(n, stream_threads(n), 16, body);
 }
 
 }  // namespace minnow::quant::detail

@@ -7,8 +7,8 @@
 //
 // Split: teachers train on the first N − H training images; the last H (--holdout, 5,000 by default,
 // at most N/10) are held out to fit the ensemble weights. Students train on all N images, from labels
-// or from soft targets `α·KD(T) + (1 − α)·CE`. Teacher k of seed s has seed 1000·s + k; the students
-// of seed s have seed s. Every model uses the recipe of examples/train.cpp (SGD, Nesterov 0.9, weight
+// or from soft targets `α·KD(T) + (1 − α)·CE`. Teacher k of seed s has seed 1000·s + k (or 1000·S + k
+// for every s with --teacher-seed S, which shares one teacher set); the students of seed s have seed s. Every model uses the recipe of examples/train.cpp (SGD, Nesterov 0.9, weight
 // decay 5e-4, batch 64, cosine annealing), with learning rate 0.05 for teachers and 0.02 for all three
 // students: at 0.05, KD at T >= 2 kills the student in its first steps (its gradient T·(q − p) starts
 // up to T times larger than cross-entropy's, and this CNN has no normalisation to absorb it).
@@ -19,17 +19,16 @@
 #include <minnow/nn/train.hpp>
 #include <minnow/pipeline/ensemble_training.hpp>
 
+#include "cli.hpp"
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <iostream>
 #include <numeric>
-#include <sstream>
 #include <string>
-#include <string_view>
 #include <vector>
 
 namespace {
@@ -49,6 +48,7 @@ struct Options {
   double temperature = 4.0;
   double alpha = 0.9;
   std::vector<unsigned long long> seeds{1};
+  unsigned long long teacher_seed = 0;  // 0: each experiment seed trains its own teachers
   bool bagging = false;
   bool parallel = false;
   bool per_epoch = false;  // --teacher-outputs per-epoch
@@ -63,73 +63,41 @@ struct Options {
   std::string load_dir, save_dir;
 };
 
-void usage() {
-  std::cerr << "usage: distill [--teachers K] [--teacher-arch A[,A...]] [--teacher-epochs N] [--student-arch A]\n"
-               "               [--student-epochs N] [--temperature T] [--alpha A] [--seeds S[,S...]] [--bagging]\n"
-               "               [--parallel] [--teacher-outputs cached|per-epoch] [--threads T] [--batch B]\n"
-               "               [--lr LR (teachers)] [--student-lr LR] [--holdout H] [--data DIR] [--train-limit N]\n"
-               "               [--no-progress]\n"
-               "               [--load-teachers DIR] [--save-teachers DIR]\n"
-               "  architectures: teacher | student (--student-arch teacher distils a born-again network)\n"
-               "  --load-teachers loads every teacher checkpoint found in DIR and trains the missing ones\n";
-}
-
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream stream(text);
-  for (std::string item; std::getline(stream, item, ',');) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw minnow::value_error(minnow::detail::concat("missing value after ", arg));
-      return argv[++i];
-    };
-    if (arg == "--teachers") o.teachers = std::stoi(value());
-    else if (arg == "--teacher-arch") o.teacher_arch = split(value());
-    else if (arg == "--teacher-epochs") o.teacher_epochs = std::stoi(value());
-    else if (arg == "--student-arch") o.student_arch = value();
-    else if (arg == "--student-epochs") o.student_epochs = std::stoi(value());
-    else if (arg == "--temperature") o.temperature = std::stod(value());
-    else if (arg == "--alpha") o.alpha = std::stod(value());
-    else if (arg == "--seeds") {
-      o.seeds.clear();
-      for (const auto& s : split(value())) o.seeds.push_back(std::stoull(s));
-    }
-    else if (arg == "--bagging") o.bagging = true;
-    else if (arg == "--parallel") o.parallel = true;
-    else if (arg == "--teacher-outputs") {
-      const std::string mode = value();
-      if (mode != "cached" && mode != "per-epoch") {
-        throw minnow::value_error(minnow::detail::concat("--teacher-outputs must be cached or per-epoch, got ", mode));
-      }
-      o.per_epoch = mode == "per-epoch";
-    }
-    else if (arg == "--threads") o.threads = std::stoi(value());
-    else if (arg == "--batch") o.batch = std::stol(value());
-    else if (arg == "--lr") o.lr = std::stod(value());
-    else if (arg == "--student-lr") o.student_lr = std::stod(value());
-    else if (arg == "--holdout") o.holdout = std::stol(value());
-    else if (arg == "--data") o.data_dir = value();
-    else if (arg == "--train-limit") o.train_limit = std::stol(value());
-    else if (arg == "--no-progress") o.progress = false;
-    else if (arg == "--load-teachers") o.load_dir = value();
-    else if (arg == "--save-teachers") o.save_dir = value();
-    else if (arg == "--help" || arg == "-h") { usage(); std::exit(0); }
-    else throw minnow::value_error(minnow::detail::concat("unknown option ", arg));
-  }
+  example::CommandLine cli("distill", "Trains K teachers, evaluates them and their ensembles, and distils a student three ways.");
+  cli.option("--teachers", o.teachers, "ensemble size K (default 3)")
+      .option("--teacher-arch", o.teacher_arch, "comma list of architectures, cycled over the members (default teacher)")
+      .option("--teacher-epochs", o.teacher_epochs, "epochs per teacher (default 3)")
+      .option("--student-arch", o.student_arch, "student | teacher (teacher: a born-again network; default student)")
+      .option("--student-epochs", o.student_epochs, "epochs per student (default 10)")
+      .option("--temperature", o.temperature, "distillation temperature T (default 4)")
+      .option("--alpha", o.alpha, "weight of the KD term against cross-entropy (default 0.9)")
+      .option("--seeds", o.seeds, "comma list: repeat the whole experiment per seed, print mean ± sd (default 1)")
+      .option("--teacher-seed", o.teacher_seed,
+              "one teacher set (seeds 1000·S + k) for every experiment seed; with --save/--load-teachers it trains once")
+      .flag("--bagging", o.bagging, true, "train each teacher on a bootstrap sample")
+      .flag("--parallel", o.parallel, true, "train the teachers in parallel threads, one thread each")
+      .option("--teacher-outputs", [&o](const std::string& mode) {
+        if (mode != "cached" && mode != "per-epoch") throw minnow::value_error("expected cached or per-epoch");
+        o.per_epoch = mode == "per-epoch";
+      }, "cached (soft targets computed once, default) | per-epoch (teacher forward on every batch)")
+      .option("--threads", o.threads, "threads (default 2)")
+      .option("--batch", o.batch, "batch size (default 64)")
+      .option("--lr", o.lr, "teachers' learning rate (default 0.05)")
+      .option("--student-lr", o.student_lr, "all three students' learning rate (default 0.02)")
+      .option("--holdout", o.holdout, "training images held out from the teachers to fit ensemble weights (default 5000)")
+      .option("--data", o.data_dir, "Fashion-MNIST directory")
+      .option("--train-limit", o.train_limit, "use only the first N training images")
+      .flag("--no-progress", o.progress, false, "no progress bars")
+      .option("--load-teachers", o.load_dir, "load the teacher checkpoints found in DIR, train the missing ones")
+      .option("--save-teachers", o.save_dir, "save every trained teacher to DIR");
+  cli.parse(argc, argv);
   if (o.teachers <= 0 || o.teacher_epochs <= 0 || o.student_epochs <= 0 || o.batch <= 0 || o.threads <= 0) {
     throw minnow::value_error(minnow::detail::concat("teachers, epochs, batch and threads must be positive, got teachers ",
                                                      o.teachers, ", teacher epochs ", o.teacher_epochs, ", student epochs ",
                                                      o.student_epochs, ", batch ", o.batch, ", threads ", o.threads));
   }
-  if (o.teacher_arch.empty() || o.seeds.empty()) throw minnow::value_error("--teacher-arch and --seeds need a value");
   if (o.holdout < 0) throw minnow::value_error(minnow::detail::concat("--holdout must be >= 0, got ", o.holdout));
   return o;
 }
@@ -183,7 +151,8 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
   // ---- teachers: load what is saved, train the rest
   std::vector<pipeline::MemberSpec> specs;
   for (std::size_t k = 0; k < k_count; ++k) {
-    specs.push_back({o.teacher_arch[k % o.teacher_arch.size()], 1000 * seed + k, o.bagging});
+    const unsigned long long teacher_seed = o.teacher_seed != 0 ? o.teacher_seed : seed;
+    specs.push_back({o.teacher_arch[k % o.teacher_arch.size()], 1000 * teacher_seed + k, o.bagging});
   }
   pipeline::Recipe teacher_recipe{.epochs = o.teacher_epochs, .batch = o.batch, .learning_rate = o.lr};
   std::vector<pipeline::Member<float>> teachers(k_count);
@@ -388,7 +357,6 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "distill: " << e.what() << "\n";
-    usage();
     return 1;
   }
 }

@@ -14,10 +14,12 @@
 #include <minnow/nn/train.hpp>
 #include <minnow/prune.hpp>
 
+#include "cli.hpp"
+#include "recipe.hpp"
+
 #include <cstdio>
 #include <exception>
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -27,12 +29,9 @@ struct Options {
   std::string arch = "student";
   std::string load;
   std::string data_dir = minnow::data::default_fashion_mnist_dir().string();
-  int epochs = 15;
+  example::Recipe recipe;  // for the dense network when there is no --load
   int finetune_epochs = 3;
-  long batch = 64;
-  double lr = 0.05;
   double finetune_lr = 0.01;
-  unsigned long long seed = 1;
   int threads = 2;
   std::vector<double> sparsities = {0.5, 0.75, 0.9, 0.95};
   bool structured = false;
@@ -40,37 +39,25 @@ struct Options {
   bool sensitivity_only = false;
 };
 
-std::vector<double> parse_list(const std::string& text) {
-  std::vector<double> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) out.push_back(std::stod(item));
-  return out;
-}
-
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw minnow::value_error("missing value after " + arg);
-      return argv[++i];
-    };
-    if (arg == "--arch") o.arch = value();
-    else if (arg == "--load") o.load = value();
-    else if (arg == "--data") o.data_dir = value();
-    else if (arg == "--epochs") o.epochs = std::stoi(value());
-    else if (arg == "--finetune-epochs") o.finetune_epochs = std::stoi(value());
-    else if (arg == "--batch") o.batch = std::stol(value());
-    else if (arg == "--lr") o.lr = std::stod(value());
-    else if (arg == "--finetune-lr") o.finetune_lr = std::stod(value());
-    else if (arg == "--seed") o.seed = std::stoull(value());
-    else if (arg == "--threads") o.threads = std::stoi(value());
-    else if (arg == "--sparsities") o.sparsities = parse_list(value());
-    else if (arg == "--structured") o.structured = true;
-    else if (arg == "--sensitivity") o.sensitivity = true;
-    else if (arg == "--sensitivity-only") o.sensitivity = o.sensitivity_only = true;
-    else throw minnow::value_error("unknown option " + arg);
-  }
+  example::CommandLine cli("prune", "Prunes a trained network with AGP schedules during fine-tuning.");
+  cli.option("--arch", o.arch, "teacher | student (default student)")
+      .option("--load", o.load, "dense checkpoint (default: train one with the train example's recipe)")
+      .option("--data", o.data_dir, "Fashion-MNIST directory")
+      .option("--epochs", o.recipe.epochs, "epochs of the dense training (default 15)")
+      .option("--batch", o.recipe.batch, "batch size (default 64)")
+      .option("--lr", o.recipe.lr, "learning rate of the dense training (default 0.05)")
+      .option("--seed", o.recipe.seed, "seed (default 1)")
+      .option("--finetune-epochs", o.finetune_epochs, "fine-tuning epochs per target, >= 2 (default 3)")
+      .option("--finetune-lr", o.finetune_lr, "fine-tuning learning rate (default 0.01)")
+      .option("--threads", o.threads, "threads (default 2)")
+      .option("--sparsities", o.sparsities, "comma list of unstructured targets (default 0.5,0.75,0.9,0.95)")
+      .flag("--structured", o.structured, true, "also prune 25 and 50 % of the conv filters (L2)")
+      .flag("--sensitivity", o.sensitivity, true, "print the per-layer sensitivity table first")
+      .flag("--sensitivity-only", o.sensitivity_only, true, "print only the sensitivity table");
+  cli.parse(argc, argv);
+  if (o.sensitivity_only) o.sensitivity = true;
   if (o.finetune_epochs < 2) throw minnow::value_error("--finetune-epochs must be >= 2 (AGP ramps over all but the last)");
   return o;
 }
@@ -88,18 +75,9 @@ std::vector<minnow::Parameter<float>> weights_of(Model& model) {
 }
 
 void train_dense(Model& model, const Data& data, const Options& o, const std::string& path) {
-  minnow::nn::Sgd<float> sgd(model.parameters(), o.lr, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
-  minnow::nn::Trainer<float> trainer(model, sgd);
-  trainer.set_progress(false);
-  minnow::data::BatchSampler sampler(data.train.size(), o.batch, o.seed);
-  const minnow::nn::CosineAnnealingLR schedule{o.epochs};
-  for (int epoch = 0; epoch < o.epochs; ++epoch) {
-    sgd.set_learning_rate(schedule(epoch, o.lr));
-    sampler.set_epoch(static_cast<std::uint64_t>(epoch));
-    const auto stats = trainer.train_epoch(data.train, sampler);
-    std::printf("dense epoch %2d: train loss %.4f, %.1f s\n", epoch + 1, stats.train.loss, stats.seconds);
-  }
-  minnow::nn::save_training_state(path, o.arch, model);
+  example::train_with_recipe(model, data.train, o.recipe, false, [](int epoch, const minnow::nn::EpochStats& stats) {
+    std::printf("dense epoch %2d: train loss %.4f, %.1f s\n", epoch, stats.train.loss, stats.seconds);
+  }, path, o.arch);
 }
 
 struct Run {
@@ -113,12 +91,12 @@ struct Run {
 template <class Criterion>
 Run prune_and_finetune(const std::string& label, double target, const Criterion& criterion, const Data& data,
                        const Options& o, const std::string& dense_path, const std::vector<std::string>& names = {}) {
-  auto model = minnow::nn::make_architecture<float>(o.arch, o.seed);
+  auto model = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
   minnow::nn::load_parameters(dense_path, o.arch, model);
   minnow::nn::Sgd<float> sgd(model.parameters(), o.finetune_lr, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
   minnow::prune::Pruner<float> pruner;
   for (const auto& w : weights_of(model)) pruner.track(w, sgd.state(w.name));
-  minnow::data::BatchSampler sampler(data.train.size(), o.batch, o.seed + 1);
+  minnow::data::BatchSampler sampler(data.train.size(), o.recipe.batch, o.recipe.seed + 1);
   const std::int64_t steps_per_epoch = sampler.num_batches();
   // Ramp the sparsity over all but the last fine-tuning epoch, pruning every 50 steps.
   minnow::prune::GradualPruner agp(minnow::prune::agp(0.0, target, 0, steps_per_epoch * (o.finetune_epochs - 1), 50));
@@ -140,7 +118,7 @@ void sensitivity(const Data& data, const Options& o, const std::string& dense_pa
               "layer");
   for (const double s : grid) std::printf(" %7.0f%%", s * 100);
   std::printf("\n");
-  auto model = minnow::nn::make_architecture<float>(o.arch, o.seed);
+  auto model = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
   for (const auto& w : weights_of(model)) {
     std::printf("%-14s", w.name.c_str());
     for (const double s : grid) {
@@ -166,10 +144,10 @@ int main(int argc, char** argv) {
     std::string dense_path = o.load;
     if (dense_path.empty()) {
       dense_path = o.arch + "-dense.ckpt";
-      auto model = minnow::nn::make_architecture<float>(o.arch, o.seed);
+      auto model = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
       train_dense(model, data, o, dense_path);
     }
-    auto dense = minnow::nn::make_architecture<float>(o.arch, o.seed);
+    auto dense = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
     minnow::nn::load_parameters(dense_path, o.arch, dense);
     const double dense_accuracy = minnow::nn::evaluate(dense, data.test).accuracy;
     std::printf("%s dense: %.2f %% test accuracy (%s)\n", o.arch.c_str(), 100 * dense_accuracy, dense_path.c_str());

@@ -15,6 +15,9 @@
 #include <minnow/pipeline/quantize_model.hpp>
 #include <minnow/quant.hpp>
 
+#include "cli.hpp"
+#include "recipe.hpp"
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -46,62 +49,44 @@ struct Options {
   std::string arch = "student";
   std::string load;
   std::string data_dir = minnow::data::default_fashion_mnist_dir().string();
-  int epochs = 15;
+  example::Recipe recipe;  // for the float network when there is no --load, and QAT's batch and seed
   int qat_epochs = 2;
-  long batch = 64;
-  double lr = 0.05;
   double qat_lr = 0.005;
   long calibration = 2048;
-  unsigned long long seed = 1;
   int threads = 2;
 };
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw minnow::value_error("missing value after " + arg);
-      return argv[++i];
-    };
-    if (arg == "--arch") o.arch = value();
-    else if (arg == "--load") o.load = value();
-    else if (arg == "--data") o.data_dir = value();
-    else if (arg == "--epochs") o.epochs = std::stoi(value());
-    else if (arg == "--qat-epochs") o.qat_epochs = std::stoi(value());
-    else if (arg == "--batch") o.batch = std::stol(value());
-    else if (arg == "--lr") o.lr = std::stod(value());
-    else if (arg == "--qat-lr") o.qat_lr = std::stod(value());
-    else if (arg == "--calibration") o.calibration = std::stol(value());
-    else if (arg == "--seed") o.seed = std::stoull(value());
-    else if (arg == "--threads") o.threads = std::stoi(value());
-    else throw minnow::value_error("unknown option " + arg);
-  }
+  example::CommandLine cli("quantize", "Quantizes a trained network: PTQ, QAT (8 and 4 bits), k-means weight sharing.");
+  cli.option("--arch", o.arch, "teacher | student (default student)")
+      .option("--load", o.load, "float checkpoint (default: train one with the train example's recipe)")
+      .option("--data", o.data_dir, "Fashion-MNIST directory")
+      .option("--epochs", o.recipe.epochs, "epochs of the float training (default 15)")
+      .option("--batch", o.recipe.batch, "batch size (default 64)")
+      .option("--lr", o.recipe.lr, "learning rate of the float training (default 0.05)")
+      .option("--seed", o.recipe.seed, "seed (default 1)")
+      .option("--qat-epochs", o.qat_epochs, "fine-tuning epochs of QAT and k-means sharing (default 2)")
+      .option("--qat-lr", o.qat_lr, "their learning rate, cosine-annealed (default 0.005)")
+      .option("--calibration", o.calibration, "training images that calibrate the ranges (default 2048)")
+      .option("--threads", o.threads, "threads (default 2)");
+  cli.parse(argc, argv);
   if (o.qat_epochs < 1) throw minnow::value_error("--qat-epochs must be >= 1");
   if (o.calibration < 1) throw minnow::value_error("--calibration must be >= 1");
   return o;
 }
 
 Model load(const Options& o, const std::string& path) {
-  auto model = minnow::nn::make_architecture<float>(o.arch, o.seed);
+  auto model = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
   minnow::nn::load_parameters(path, o.arch, model);
   return model;
 }
 
 void train_float(const Data& data, const Options& o, const std::string& path) {
-  auto model = minnow::nn::make_architecture<float>(o.arch, o.seed);
-  minnow::nn::Sgd<float> sgd(model.parameters(), o.lr, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
-  minnow::nn::Trainer<float> trainer(model, sgd);
-  trainer.set_progress(false);
-  minnow::data::BatchSampler sampler(data.train.size(), o.batch, o.seed);
-  const minnow::nn::CosineAnnealingLR schedule{o.epochs};
-  for (int epoch = 0; epoch < o.epochs; ++epoch) {
-    sgd.set_learning_rate(schedule(epoch, o.lr));
-    sampler.set_epoch(static_cast<std::uint64_t>(epoch));
-    const auto stats = trainer.train_epoch(data.train, sampler);
-    std::printf("float epoch %2d: train loss %.4f, %.1f s\n", epoch + 1, stats.train.loss, stats.seconds);
-  }
-  minnow::nn::save_training_state(path, o.arch, model);
+  auto model = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
+  example::train_with_recipe(model, data.train, o.recipe, false, [](int epoch, const minnow::nn::EpochStats& stats) {
+    std::printf("float epoch %2d: train loss %.4f, %.1f s\n", epoch, stats.train.loss, stats.seconds);
+  }, path, o.arch);
 }
 
 struct Row {
@@ -152,7 +137,7 @@ Row qat(const std::string& label, int bits, const Data& data, const Options& o, 
   minnow::pipeline::QuantizedModel<WeightQ, ActivationQ> qmodel(model);
   qmodel.calibrate(data.train, o.calibration);  // start from PTQ's ranges, not from nothing
   qmodel.unfreeze_observers();
-  minnow::data::BatchSampler sampler(data.train.size(), o.batch, o.seed + 1);
+  minnow::data::BatchSampler sampler(data.train.size(), o.recipe.batch, o.recipe.seed + 1);
   const std::int64_t steps = sampler.num_batches() * o.qat_epochs;
   qmodel.attach(trainer, {.freeze_after_steps = steps - sampler.num_batches() / 2});
   const minnow::nn::CosineAnnealingLR schedule{o.qat_epochs};
@@ -184,7 +169,7 @@ Row kmeans(const std::string& label, int bits, const Data& data, const Options& 
   trainer.add_hook([&](std::int64_t) {
     for (auto& s : shared) s->step(static_cast<float>(lr));
   });
-  minnow::data::BatchSampler sampler(data.train.size(), o.batch, o.seed + 1);
+  minnow::data::BatchSampler sampler(data.train.size(), o.recipe.batch, o.recipe.seed + 1);
   const minnow::nn::CosineAnnealingLR schedule{o.qat_epochs};
   for (int epoch = 0; epoch < o.qat_epochs; ++epoch) {
     lr = schedule(epoch, o.qat_lr);

@@ -1,0 +1,41 @@
+#pragma once
+// The training recipe the examples share (examples/train.cpp's defaults): SGD with Nesterov momentum 0.9,
+// weight decay, batch 64, cosine annealing of the learning rate over the epochs.
+#include <minnow/data.hpp>
+#include <minnow/nn.hpp>
+#include <minnow/nn/train.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace example {
+
+struct Recipe {
+  int epochs = 15;
+  long batch = 64;
+  double lr = 0.05;
+  double weight_decay = 5e-4;
+  unsigned long long seed = 1;
+};
+
+/// Trains `model` with the recipe; `after_epoch(epoch, stats)` runs after every epoch (epoch from 1).
+template <class AfterEpoch>
+void train_with_recipe(minnow::nn::Sequential<float>& model, const minnow::data::Dataset<float>& train, const Recipe& r,
+                       bool progress, AfterEpoch&& after_epoch, const std::string& save_path = {},
+                       const std::string& architecture = {}) {
+  minnow::nn::Sgd<float> sgd(model.parameters(), r.lr, {.momentum = 0.9, .weight_decay = r.weight_decay, .nesterov = true});
+  minnow::nn::Trainer<float> trainer(model, sgd);
+  trainer.set_progress(progress);
+  minnow::data::BatchSampler sampler(train.size(), r.batch, r.seed);
+  const minnow::nn::CosineAnnealingLR schedule{r.epochs};
+  for (int epoch = 0; epoch < r.epochs; ++epoch) {
+    sgd.set_learning_rate(schedule(epoch, r.lr));
+    sampler.set_epoch(static_cast<std::uint64_t>(epoch));
+    after_epoch(epoch + 1, trainer.train_epoch(train, sampler));
+  }
+  if (!save_path.empty()) {
+    minnow::nn::save_training_state(save_path, architecture, model, static_cast<minnow::nn::Optimizer<float>*>(&sgd));
+  }
+}
+
+}  // namespace example

@@ -5,8 +5,11 @@
 //   apply_mask/fc1             w ← w ⊙ mask                       bytes: read w, mask; write w
 //   hook/fc1                   Pruner::apply on w, grad, momentum  bytes: read mask; read+write w, g, m
 //   memcpy/fc1                 std::memcpy of a 6.27M-float buffer bytes: read + write
-// The streaming kernels report bytes/s; divide by memcpy's bytes/s (same run) for the fraction of
-// the machine's bandwidth they reach. The mask is reset outside the timed region.
+//   copy/fc1                   the same copy split over the threads
+//   {apply_mask,hook,copy}/dram the same three on 64 M floats (256 MB per buffer): DRAM, not L3
+// The streaming kernels report bytes/s; divide by the copy's bytes/s (same run, same size, same
+// threads) for the fraction of the machine's bandwidth they reach. The mask is reset outside the
+// timed region.
 #include <minnow/prune.hpp>
 
 #include "bench_support.hpp"
@@ -16,11 +19,13 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
 
 constexpr minnow::index_t kFc1 = 6272 * 1000;
+constexpr minnow::index_t kDram = minnow::index_t{64} << 20;  // 256 MB per float buffer, 8× the L3
 // conv1.w, conv1.b, conv2.w, conv2.b, fc1.w, fc1.b, fc2.w, fc2.b of the teacher.
 const std::vector<minnow::index_t> kTeacher = {64 * 9, 64, 128 * 64 * 9, 128, 6272 * 1000, 1000, 1000 * 10, 10};
 
@@ -94,23 +99,23 @@ minnow::Tensor<float, 1> half_mask(minnow::index_t n) {
   return mask;
 }
 
-void apply_fc1(benchmark::State& state, int threads) {
+void apply_mask(benchmark::State& state, minnow::index_t n, int threads) {
   bench::set_threads(threads);
-  auto w = random_weights(kFc1, 2);
-  const auto mask = half_mask(kFc1);
+  auto w = random_weights(n, 2);
+  const auto mask = half_mask(n);
   for (auto _ : state) {
     minnow::prune::apply(w.view(), mask.view());
     benchmark::ClobberMemory();
   }
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * kFc1 * 3 * static_cast<std::int64_t>(sizeof(float)));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * n * 3 * static_cast<std::int64_t>(sizeof(float)));
 }
 
-void hook_fc1(benchmark::State& state, int threads) {
+void hook(benchmark::State& state, minnow::index_t n, int threads) {
   bench::set_threads(threads);
-  auto w = random_weights(kFc1, 3);
-  minnow::Tensor<float, 1> grad({kFc1}, 0.5f), momentum({kFc1}, 0.25f);
+  auto w = random_weights(n, 3);
+  minnow::Tensor<float, 1> grad({n}, 0.5f), momentum({n}, 0.25f);
   minnow::prune::Pruner<float> pruner;
-  pruner.track("fc1.weight", w.view(), grad.view(), {{"momentum_buffer", momentum.view()}}, {1000, 6272});
+  pruner.track("fc1.weight", w.view(), grad.view(), {{"momentum_buffer", momentum.view()}});
   std::mt19937_64 rng(4);
   pruner.random_unstructured("fc1.weight", minnow::prune::Fraction{0.5}, rng);
   for (auto _ : state) {
@@ -118,7 +123,17 @@ void hook_fc1(benchmark::State& state, int threads) {
     benchmark::ClobberMemory();
   }
   // mask read once; weights, gradient and momentum each read and written.
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * kFc1 * 7 * static_cast<std::int64_t>(sizeof(float)));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * n * 7 * static_cast<std::int64_t>(sizeof(float)));
+}
+
+void parallel_copy(benchmark::State& state, minnow::index_t n, int threads) {
+  const auto src = random_weights(n, 5);
+  minnow::Tensor<float, 1> dst({n});
+  for (auto _ : state) {
+    bench::parallel_copy(dst.data(), src.data(), n, threads);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * n * 2 * static_cast<std::int64_t>(sizeof(float)));
 }
 
 void memcpy_fc1(benchmark::State& state) {
@@ -139,10 +154,16 @@ void register_all() {
     benchmark::RegisterBenchmark(("global_unstructured/teacher" + suffix).c_str(),
                                  [=](benchmark::State& s) { global_teacher(s, threads); })
         ->Unit(benchmark::kMillisecond)->UseRealTime();
-    benchmark::RegisterBenchmark(("apply_mask/fc1" + suffix).c_str(), [=](benchmark::State& s) { apply_fc1(s, threads); })
-        ->Unit(benchmark::kMillisecond)->UseRealTime();
-    benchmark::RegisterBenchmark(("hook/fc1" + suffix).c_str(), [=](benchmark::State& s) { hook_fc1(s, threads); })
-        ->Unit(benchmark::kMillisecond)->UseRealTime();
+    for (const auto& [label, n] : {std::pair<std::string, minnow::index_t>{"fc1", kFc1}, {"dram", kDram}}) {
+      benchmark::RegisterBenchmark(("apply_mask/" + label + suffix).c_str(),
+                                   [=](benchmark::State& s) { apply_mask(s, n, threads); })
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
+      benchmark::RegisterBenchmark(("hook/" + label + suffix).c_str(), [=](benchmark::State& s) { hook(s, n, threads); })
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
+      benchmark::RegisterBenchmark(("copy/" + label + suffix).c_str(),
+                                   [=](benchmark::State& s) { parallel_copy(s, n, threads); })
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
+    }
   }
   benchmark::RegisterBenchmark("nth_element_baseline/fc1/threads:1", nth_element_baseline)
       ->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -75,9 +75,7 @@ void copy_memcpy(benchmark::State& state) {
   const auto& x = input();
   minnow::Tensor<float, 1> y({kN});
   for (auto _ : state) {
-    minnow::quant::detail::for_ranges(kN, [&](minnow::index_t b, minnow::index_t e, int) {
-      std::memcpy(y.data() + b, x.data() + b, static_cast<std::size_t>(e - b) * sizeof(float));
-    });
+    bench::parallel_copy(y.data(), x.data(), kN, minnow::detail::max_threads());
     benchmark::ClobberMemory();
   }
   bytes(state, 8);

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstring>
 
 namespace bench {
 
@@ -17,6 +18,15 @@ inline long allocation_count() noexcept { return allocations.load(std::memory_or
 
 /// Threads for minnow's OpenMP regions and for Eigen.
 inline void set_threads(int threads) { minnow::set_threads(threads); }
+
+/// Copies `count` floats with `threads` threads, each copying one contiguous part: the machine's
+/// read + write bandwidth baseline that streaming kernels are compared with in the same run.
+inline void parallel_copy(float* dst, const float* src, std::ptrdiff_t count, int threads) {
+  minnow::detail::parallel_for(threads, threads, [&](long part, int) {
+    const std::ptrdiff_t begin = count * part / threads, end = count * (part + 1) / threads;
+    std::memcpy(dst + begin, src + begin, static_cast<std::size_t>(end - begin) * sizeof(float));
+  });
+}
 
 /// Registers with `register_all`, then runs the benchmarks selected on the command line.
 inline int run(int argc, char** argv, void (*register_all)()) {

@@ -54,8 +54,8 @@ def environment_is_ready():
         os.environ.get(k) == v for k, v in REQUIRED_SET.items())
 
 
-def reexec_if_needed():
-    """Returns the environment the minnow binary must be run with."""
+def reexec_if_needed(script=__file__):
+    """Returns the environment the minnow binary must be run with; re-executes `script` when needed."""
     if ORIGINAL_ENV_VAR in os.environ:
         original = json.loads(os.environ.pop(ORIGINAL_ENV_VAR))
         if not environment_is_ready():
@@ -76,7 +76,7 @@ def reexec_if_needed():
     env.update(REQUIRED_SET)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(interpreter, [interpreter, os.path.abspath(__file__), *sys.argv[1:]], env)
+    os.execve(interpreter, [interpreter, os.path.abspath(script), *sys.argv[1:]], env)
 
 
 # ----------------------------------------------------------------------------------------------------

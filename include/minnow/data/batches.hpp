@@ -152,6 +152,16 @@ void check_batch_indices(const Dataset<T>& data, std::span<const index_t> indice
 
 }  // namespace detail
 
+/// @brief What a training loop needs from a sampler for one epoch: its batches as index spans.
+/// BatchSampler (every sample) and SubsetBatchSampler (any index list, e.g. a bootstrap sample) qualify.
+template <class S>
+concept EpochSampler = requires(S& sampler, index_t b) {
+  { sampler.num_batches() } -> std::convertible_to<index_t>;
+  { sampler.batch_size() } -> std::convertible_to<index_t>;
+  { sampler.epoch() } -> std::convertible_to<std::uint64_t>;
+  { sampler.batch(b) } -> std::convertible_to<std::span<const index_t>>;
+};
+
 /// @brief Copies the samples `indices` of `data` into `images_out` [k, C, H, W] and `labels_out` [k],
 /// k = indices.size(), in the order given.
 /// @throws shape_error when an output does not have that shape (nothing is written then).

@@ -12,6 +12,7 @@
 #include <minnow/nn/sequential.hpp>
 
 #include <chrono>
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -70,10 +71,15 @@ class Trainer {
   void set_loss(LossFunction<T> loss) { loss_ = std::move(loss); }
   void set_progress(bool enabled) noexcept { progress_ = enabled; }
 
-  /// One pass over `data` in the sampler's order for its current epoch.
-  EpochStats train_epoch(const data::Dataset<T>& data, data::BatchSampler& sampler) {
-    if (sampler.num_samples() != data.size()) {
-      throw shape_error(minnow::detail::concat("Trainer: sampler over ", sampler.num_samples(), " samples, data set has ", data.size()));
+  /// @brief One pass over `data` in the sampler's order for its current epoch.
+  /// @throws shape_error when a BatchSampler covers another number of samples than `data` has;
+  /// value_error (from gather) for an index outside `data`.
+  template <data::EpochSampler Sampler>
+  EpochStats train_epoch(const data::Dataset<T>& data, Sampler& sampler) {
+    if constexpr (std::same_as<Sampler, data::BatchSampler>) {
+      if (sampler.num_samples() != data.size()) {
+        throw shape_error(minnow::detail::concat("Trainer: sampler over ", sampler.num_samples(), " samples, data set has ", data.size()));
+      }
     }
     const auto start = std::chrono::steady_clock::now();
     Progress progress(minnow::detail::concat("epoch ", sampler.epoch() + 1), static_cast<long>(sampler.num_batches()), progress_);

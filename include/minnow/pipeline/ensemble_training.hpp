@@ -197,41 +197,16 @@ std::vector<nn::EpochStats> train_model(nn::Sequential<T>& model, const data::Da
   if (!loss) throw value_error("train_model: the loss function is empty");
   nn::Sgd<T> sgd(model.parameters(), recipe.learning_rate,
                  {.momentum = recipe.momentum, .weight_decay = recipe.weight_decay, .nesterov = true});
-  // The Trainer keeps its batch accuracy to itself; counting in the loss costs one argmax per row.
-  index_t correct = 0;
-  nn::Trainer<T> trainer(model, sgd,
-                         [&loss, &correct](TensorView<const T, 2> logits, TensorView<const std::int32_t, 1> labels,
-                                           std::span<const index_t> batch, TensorView<T, 2> dlogits) {
-                           const double value = loss(logits, labels, batch, dlogits);
-                           correct += nn::count_correct<T>(logits, labels);
-                           return value;
-                         });
+  nn::Trainer<T> trainer(model, sgd, std::move(loss));
+  trainer.set_progress(progress);
   data::SubsetBatchSampler sampler(std::vector<index_t>(indices.begin(), indices.end()), recipe.batch, seed);
   const nn::CosineAnnealingLR schedule{recipe.epochs};
   std::vector<nn::EpochStats> history;
   for (int epoch = 0; epoch < recipe.epochs; ++epoch) {
-    const auto start = std::chrono::steady_clock::now();
     sgd.set_learning_rate(schedule(epoch, recipe.learning_rate));
     sampler.set_epoch(static_cast<std::uint64_t>(epoch));
-    nn::Progress bar(minnow::detail::concat("epoch ", epoch + 1), static_cast<long>(sampler.num_batches()), progress);
-    bar.set_samples_per_step(static_cast<double>(recipe.batch));
-    double loss_sum = 0.0;
-    index_t seen = 0;
-    correct = 0;
-    for (index_t b = 0; b < sampler.num_batches(); ++b) {
-      const auto batch = sampler.batch(b);
-      loss_sum += trainer.step(data, batch) * static_cast<double>(batch.size());
-      seen += static_cast<index_t>(batch.size());
-      bar.update(static_cast<long>(b + 1), loss_sum / static_cast<double>(seen));
-    }
-    nn::EpochStats stats;
-    stats.epoch = epoch;
-    stats.learning_rate = sgd.learning_rate();
-    stats.train = {seen ? loss_sum / static_cast<double>(seen) : 0.0,
-                   seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0, seen};
-    stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    history.push_back(stats);
-    if (on_epoch) on_epoch(stats);
+    history.push_back(trainer.train_epoch(data, sampler));
+    if (on_epoch) on_epoch(history.back());
   }
   return history;
 }

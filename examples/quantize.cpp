@@ -161,13 +161,19 @@ Row kmeans(const std::string& label, int bits, const Data& data, const Options& 
   for (const auto& p : model.parameters()) {
     if (p.shape.size() >= 2) shared.push_back(std::make_unique<q::SharedWeights<float>>(p, q::KMeansCodebook{}, grid));
   }
+  std::fprintf(stderr, "k-means %d bits before fine-tuning: %.2f %%\n", bits, 100 * minnow::nn::evaluate(model, data.test).accuracy);
   // Plain SGD on everything; the shared weights then replace their layers' update by the centroid update.
   minnow::nn::Sgd<float> sgd(model.parameters(), o.qat_lr, {});
   minnow::nn::Trainer<float> trainer(model, sgd);
   trainer.set_progress(false);
   double lr = o.qat_lr;
+  // Deep Compression moves a centroid by the sum of its members' gradients. A centroid of fc1 has ~400 k
+  // members, so the sum is scaled by 1 / (mean cluster size): a centroid then moves like one weight would.
   trainer.add_hook([&](std::int64_t) {
-    for (auto& s : shared) s->step(static_cast<float>(lr));
+    for (auto& s : shared) {
+      const double mean_members = static_cast<double>(s->indices().size()) / static_cast<double>(s->centroids().size());
+      s->step(static_cast<float>(lr / mean_members));
+    }
   });
   minnow::data::BatchSampler sampler(data.train.size(), o.recipe.batch, o.recipe.seed + 1);
   const minnow::nn::CosineAnnealingLR schedule{o.qat_epochs};

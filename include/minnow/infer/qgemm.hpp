@@ -1,0 +1,685 @@
+#pragma once
+/// @file infer/qgemm.hpp
+/// @brief Integer matrix multiply for inference: uint8 activations × int8 weights → int32, then one of
+/// three output stages (int32, dequantized float, requantized uint8) with fused bias and ReLU.
+///
+/// ## The exact computation
+/// Activations `A[m × k]` are uint8 with one (sa, za) for the tensor; weights `W[n × k]` are int8 with
+/// (sw[j], zw[j]) per output channel j (infer/int_tensor.hpp). The accumulator is exact:
+/// @code
+///   acc[i, j] = Σ_k (A[i,k] − za)·(W[j,k] − zw[j]) + bias_int32[j]
+///             = Σ_k A·W − za·colsum[j] − zw[j]·rowsum[i] + k·za·zw[j] + bias_int32[j]   (mod 2³²)
+/// @endcode
+/// The kernels compute only Σ A·W (vpdpbusd multiplies uint8 by int8 directly); the other terms come
+/// from the weight column sums (computed once when packing) and the activation row sums (computed
+/// while packing A). |Σ(A − za)(W − zw)| ≤ k·255·255 must fit int32, so k ≤ 33025 (checked).
+///
+/// Output stage, per channel constants computed in double and rounded once to float:
+/// `s[j] = float(sa·sw[j])`, `o[j] = float(bias[j])` for float output and `s[j] = float(sa·sw[j]/so)`,
+/// `o[j] = float(bias[j]/so)` for uint8 output (o = 0 without a float bias). Then, in float:
+/// @code
+///   r = fma(float(acc), s[j], o[j])                  // one rounding (float(acc) rounds to nearest)
+///   float out:  y = relu ? (r > 0 ? r : +0) : r
+///   uint8 out:  q = nearbyint(r) + zo;  q = min(max(q, relu ? zo : 0), 255)   // half to even
+/// @endcode
+/// This is gemmlowp's "multiply by the real multiplier, round, add the zero point, clamp" with the real
+/// multiplier kept as a float instead of a fixed-point mantissa and shift; every path (AVX-512 VNNI,
+/// AVX2, scalar) evaluates exactly these operations, so their outputs are equal bit for bit.
+///
+/// ## Paths and layout
+/// `arch::avx512_vnni` (vpdpbusd), `arch::avx2` (vpmaddwd on int16-widened operands: exact, unlike
+/// vpmaddubsw which saturates at int16) and `arch::scalar` are tag types in an inheritance chain, as in
+/// xsimd: asking for a path the compiler was not told about falls back to the next one; `arch::best`
+/// is the widest compiled in. Weights are packed once into panels of 48 output channels: for every
+/// group of 4 k, the 4 bytes of each of the 48 channels (192 bytes, three 64-byte vectors, what one
+/// vpdpbusd step reads). Activations are packed per call into panels of 8 rows, 4 bytes per row and k
+/// group. A register tile is 8 rows × 48 channels (24 accumulators); k is blocked by 512 so a weight
+/// panel block (24 KB) stays in L1 while every row tile of the activations streams past it.
+/// Threads split the output channels into whole panels, so results do not depend on the thread count.
+
+#include <minnow/detail/parallel.hpp>
+#include <minnow/error.hpp>
+#include <minnow/infer/int_tensor.hpp>
+#include <minnow/quant/concepts.hpp>
+#include <minnow/quant/fake_quantize.hpp>
+#include <minnow/tensor.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace minnow::infer {
+
+/// Instruction-set tags: a kernel overload for a base tag serves every derived tag it is not written for.
+namespace arch {
+struct scalar {
+  static constexpr const char* name = "scalar";
+};
+struct avx2 : scalar {
+  static constexpr const char* name = "avx2";
+};
+struct avx512_vnni : avx2 {
+  static constexpr const char* name = "avx512_vnni";
+};
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
+inline constexpr bool has_avx512_vnni = true;
+#else
+inline constexpr bool has_avx512_vnni = false;
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+inline constexpr bool has_avx2 = true;
+#else
+inline constexpr bool has_avx2 = false;
+#endif
+/// The widest path this translation unit was compiled for.
+using best = std::conditional_t<has_avx512_vnni, avx512_vnni, std::conditional_t<has_avx2, avx2, scalar>>;
+}  // namespace arch
+
+namespace detail {
+inline constexpr index_t kMR = 8;           ///< rows of a register tile / activation panel
+inline constexpr index_t kNR = 48;          ///< output channels of a register tile / weight panel
+inline constexpr index_t kStep = kNR * 4;   ///< bytes of one weight panel per group of 4 k
+inline constexpr index_t kAStep = kMR * 4;  ///< bytes of one activation panel per group of 4 k
+inline constexpr index_t kKC4 = 128;        ///< k groups per cache block (k = 512)
+inline constexpr index_t kMaxK = 33025;     ///< k·255·255 < 2³¹
+}  // namespace detail
+
+/// @brief Weights packed once for the kernels (int8 panels, or int4 panels unpacked block by block).
+struct PackedWeights {
+  std::string name;
+  index_t n = 0, k = 0, k4 = 0, panels = 0;
+  bool int4 = false;                    ///< true: `nibbles` holds the panels at 4 bits
+  Tensor<std::int8_t, 1> values;        ///< panels × k4 × 192 bytes (int8 panels)
+  Tensor<std::uint8_t, 1> nibbles;      ///< panels × k4 × 96 bytes (int4 panels, see pack_weights)
+  std::vector<std::int32_t> colsum;     ///< Σ_k W[j, k]
+  std::vector<std::int32_t> zero_points;
+  std::vector<float> scales;
+  bool any_zero_point = false;          ///< some zw[j] ≠ 0: the row-sum term is needed
+
+  /// Bytes actually held by the packed weights and their per-channel data (padding included).
+  [[nodiscard]] std::size_t bytes() const noexcept {
+    return static_cast<std::size_t>(values.size() + nibbles.size()) +
+           (colsum.size() + zero_points.size()) * sizeof(std::int32_t) + scales.size() * sizeof(float);
+  }
+};
+
+namespace detail {
+
+/// Byte offset of W[j, k] in the int8 panel stream.
+[[nodiscard]] inline index_t panel_offset(index_t j, index_t k, index_t k4) noexcept {
+  return (j / kNR) * k4 * kStep + (k / 4) * kStep + (j % kNR) * 4 + k % 4;
+}
+
+template <class Get>
+PackedWeights pack_common(const std::string& name, index_t n, index_t k, std::span<const quant::AffineParams> params,
+                          Get&& get) {
+  if (k > kMaxK) {
+    throw value_error(minnow::detail::concat("infer: weight '", name, "' has inner length ", k,
+                                             "; exact int32 accumulation allows at most ", kMaxK));
+  }
+  PackedWeights w;
+  w.name = name;
+  w.n = n;
+  w.k = k;
+  w.k4 = (k + 3) / 4;
+  w.panels = (n + kNR - 1) / kNR;
+  w.values.resize({w.panels * w.k4 * kStep});
+  w.values.fill(0);  // padding channels and k past the end contribute 0 to Σ A·W
+  w.colsum.assign(static_cast<std::size_t>(n), 0);
+  for (index_t j = 0; j < n; ++j) {
+    std::int32_t sum = 0;
+    for (index_t p = 0; p < k; ++p) {
+      const std::int8_t v = get(j, p);
+      w.values.data()[panel_offset(j, p, w.k4)] = v;
+      sum += v;
+    }
+    w.colsum[static_cast<std::size_t>(j)] = sum;
+  }
+  for (const auto& p : params) {
+    w.zero_points.push_back(p.zero_point);
+    w.scales.push_back(p.scale);
+    w.any_zero_point = w.any_zero_point || p.zero_point != 0;
+  }
+  return w;
+}
+
+}  // namespace detail
+
+/// @brief Packs int8 weights for the kernels. @throws value_error when k > 33025.
+[[nodiscard]] inline PackedWeights pack_weights(const Int8Weights& w) {
+  return detail::pack_common(w.name, w.rows(), w.cols(), w.params,
+                             [&](index_t j, index_t p) { return w.values(j, p); });
+}
+
+/// @brief Packs int4 weights. With `keep_int4` the panels stay at 4 bits (half the bytes) and each
+/// cache block is unpacked to int8 on the fly; otherwise they are unpacked once, as pack_weights(int8).
+/// Int4 panel layout: the int8 panel stream cut into chunks of 64 bytes; byte b (0…31) of a chunk's 32
+/// bytes holds element b in its low nibble and element b + 32 in its high nibble (so one shift and mask
+/// of a 32-byte vector unpacks a whole chunk).
+[[nodiscard]] inline PackedWeights pack_weights(const Int4Weights& w, bool keep_int4) {
+  PackedWeights p = detail::pack_common(w.name, w.rows(), w.cols(), w.params,
+                                        [&](index_t j, index_t k) { return w.at(j, k); });
+  if (!keep_int4) return p;
+  const index_t chunks = p.values.size() / 64;
+  p.nibbles.resize({chunks * 32});
+  for (index_t c = 0; c < chunks; ++c) {
+    const std::int8_t* src = p.values.data() + c * 64;
+    for (index_t b = 0; b < 32; ++b) {
+      p.nibbles.data()[c * 32 + b] = static_cast<std::uint8_t>((src[b] & 0x0F) | ((src[b + 32] & 0x0F) << 4));
+    }
+  }
+  p.values = Tensor<std::int8_t, 1>();
+  p.int4 = true;
+  return p;
+}
+
+/// @brief Activations quantized and packed for the kernels, with their row sums. Reused across calls
+/// (the buffers grow once, then stay).
+struct QuantizedActivations {
+  index_t m = 0, k = 0, k4 = 0;
+  quant::AffineParams params;
+  Tensor<std::uint8_t, 1> panels;  ///< ⌈m/8⌉ × k4 × 32 bytes
+  std::vector<std::int32_t> rowsum;
+  Tensor<std::uint8_t, 1> row;     ///< one quantized row, k4·4 bytes (scratch)
+};
+
+namespace detail {
+
+inline void check_activation_params(quant::AffineParams p, const char* context) {
+  quant::detail::check_params(p, quant::QRange{0, 255}, context);
+}
+
+inline void prepare(QuantizedActivations& a, index_t m, index_t k, quant::AffineParams params) {
+  if (k > kMaxK) {
+    throw value_error(minnow::detail::concat("infer: activations have inner length ", k,
+                                             "; exact int32 accumulation allows at most ", kMaxK));
+  }
+  a.m = m;
+  a.k = k;
+  a.k4 = (k + 3) / 4;
+  a.params = params;
+  a.panels.resize({std::max<index_t>(1, (m + kMR - 1) / kMR * a.k4 * kAStep)});
+  a.rowsum.assign(static_cast<std::size_t>(m), 0);
+  a.row.resize({std::max<index_t>(1, a.k4 * 4)});
+}
+
+/// Moves the quantized row i (in a.row, zero-padded to k4·4) into its panel and records its sum.
+inline void place_row(QuantizedActivations& a, index_t i) {
+  const std::uint8_t* src = a.row.data();
+  std::int32_t sum = 0;
+  for (index_t p = 0; p < a.k; ++p) sum += src[p];
+  a.rowsum[static_cast<std::size_t>(i)] = sum;
+  std::uint8_t* dst = a.panels.data() + (i / kMR) * a.k4 * kAStep + (i % kMR) * 4;
+  for (index_t p = 0; p < a.k4; ++p) std::memcpy(dst + p * kAStep, src + p * 4, 4);
+}
+
+/// q = clamp(zp + nearbyint(x · (1/scale)), 0, 255), NaN → 0: fake_quantize's formula on the uint8 grid.
+inline void quantize_row(arch::scalar, const float* x, index_t k, quant::AffineParams p, std::uint8_t* q) noexcept {
+  const float inv = 1.0f / p.scale, zp = static_cast<float>(p.zero_point);
+  for (index_t i = 0; i < k; ++i) {
+    float v = zp + std::nearbyint(x[i] * inv);
+    v = v >= 0.0f ? v : 0.0f;  // NaN fails the comparison and becomes 0
+    v = v > 255.0f ? 255.0f : v;
+    q[i] = static_cast<std::uint8_t>(v);
+  }
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+inline void quantize_row(arch::avx512_vnni, const float* x, index_t k, quant::AffineParams p, std::uint8_t* q) noexcept {
+  const __m512 inv = _mm512_set1_ps(1.0f / p.scale), zp = _mm512_set1_ps(static_cast<float>(p.zero_point));
+  const __m512 lo = _mm512_setzero_ps(), hi = _mm512_set1_ps(255.0f);
+  for (index_t i = 0; i < k; i += 16) {
+    const auto mask = static_cast<__mmask16>(k - i >= 16 ? 0xFFFF : (1u << (k - i)) - 1);
+    const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + i), inv),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // max returns its second operand when the first is NaN: NaN → 0, as the scalar comparison does.
+    const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(zp, r), lo), hi);
+    _mm_mask_storeu_epi8(q + i, mask, _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(v)));
+  }
+}
+#endif
+
+}  // namespace detail
+
+/// @brief Quantizes float activations `x[m × k]` with one (scale, zero point) on the uint8 grid and
+/// packs them. @throws value_error for a scale ≤ 0, NaN or infinite, or a zero point outside [0, 255].
+template <class Arch = arch::best>
+void quantize_activations(TensorView<const float, 2> x, quant::AffineParams params, QuantizedActivations& out) {
+  detail::check_activation_params(params, "infer::quantize_activations (input)");
+  detail::prepare(out, x.dim(0), x.dim(1), params);
+  for (index_t i = 0; i < out.m; ++i) {
+    std::fill_n(out.row.data(), out.row.size(), std::uint8_t{0});
+    detail::quantize_row(Arch{}, x.data() + i * out.k, out.k, params, out.row.data());
+    detail::place_row(out, i);
+  }
+}
+
+/// @brief Packs already quantized uint8 activations `x[m × k]` whose parameters are `params`.
+inline void pack_activations(TensorView<const std::uint8_t, 2> x, quant::AffineParams params, QuantizedActivations& out) {
+  detail::check_activation_params(params, "infer::pack_activations (input)");
+  detail::prepare(out, x.dim(0), x.dim(1), params);
+  for (index_t i = 0; i < out.m; ++i) {
+    std::fill_n(out.row.data(), out.row.size(), std::uint8_t{0});
+    if (out.k > 0) std::memcpy(out.row.data(), x.data() + i * out.k, static_cast<std::size_t>(out.k));
+    detail::place_row(out, i);
+  }
+}
+
+/// @brief What happens after the accumulation: a bias (int32 in units of sa·sw[j], or float in real
+/// units; at most one, empty or one entry per output channel) and ReLU.
+struct OutputStage {
+  std::span<const std::int32_t> bias_int32{};
+  std::span<const float> bias{};
+  bool relu = false;
+};
+
+namespace detail {
+
+/// Per-call constants of the output stage (see the file comment).
+struct Epilogue {
+  std::vector<std::int32_t> colterm;  ///< bias_int32[j] − za·colsum[j] + k·za·zw[j]  (mod 2³²)
+  const std::int32_t* zw = nullptr;   ///< nullptr when every zw is 0
+  std::vector<float> s, o;
+  float zo = 0.0f, lo = 0.0f, hi = 255.0f;
+  bool relu = false;
+};
+
+enum class Out { int32, dequantize, requantize };
+
+inline Epilogue make_epilogue(const QuantizedActivations& a, const PackedWeights& w, const OutputStage& stage, Out kind,
+                              quant::AffineParams out) {
+  const std::string layer = minnow::detail::concat("infer::qgemm '", w.name, "'");
+  if (a.k != w.k) {
+    throw shape_error(minnow::detail::concat(layer, ": activations have inner length ", a.k, ", weights ", w.k));
+  }
+  const auto n = static_cast<std::size_t>(w.n);
+  if (!stage.bias_int32.empty() && stage.bias_int32.size() != n) {
+    throw shape_error(minnow::detail::concat(layer, ": ", stage.bias_int32.size(), " int32 biases for ", n, " channels"));
+  }
+  if (!stage.bias.empty() && stage.bias.size() != n) {
+    throw shape_error(minnow::detail::concat(layer, ": ", stage.bias.size(), " float biases for ", n, " channels"));
+  }
+  if (!stage.bias.empty() && !stage.bias_int32.empty()) {
+    throw value_error(minnow::detail::concat(layer, ": give an int32 or a float bias, not both"));
+  }
+  if (kind == Out::int32 && !stage.bias.empty()) {
+    throw value_error(minnow::detail::concat(layer, ": int32 output takes an int32 bias only"));
+  }
+  if (kind == Out::requantize) quant::detail::check_params(out, quant::QRange{0, 255}, (layer + " (output)").c_str());
+  Epilogue e;
+  e.relu = stage.relu;
+  e.zw = w.any_zero_point ? w.zero_points.data() : nullptr;
+  e.colterm.resize(n);
+  e.s.resize(n);
+  e.o.resize(n);
+  const std::int64_t za = a.params.zero_point;
+  for (std::size_t j = 0; j < n; ++j) {
+    const std::int64_t bias = stage.bias_int32.empty() ? 0 : stage.bias_int32[j];
+    const std::int64_t term = bias - za * w.colsum[j] + static_cast<std::int64_t>(a.k) * za * w.zero_points[j];
+    e.colterm[j] = static_cast<std::int32_t>(static_cast<std::uint32_t>(term));  // modular, as the sum is
+    const double bias_f = stage.bias.empty() ? 0.0 : static_cast<double>(stage.bias[j]);
+    const double real = static_cast<double>(a.params.scale) * static_cast<double>(w.scales[j]);
+    const double divisor = kind == Out::requantize ? static_cast<double>(out.scale) : 1.0;
+    e.s[j] = static_cast<float>(real / divisor);
+    e.o[j] = static_cast<float>(bias_f / divisor);
+    if (!std::isfinite(e.s[j]) || !std::isfinite(e.o[j]) || !std::isfinite(bias_f)) {
+      throw value_error(minnow::detail::concat(layer, ": channel ", j, " has output multiplier ", e.s[j], " and offset ",
+                                               e.o[j], "; both must be finite"));
+    }
+  }
+  if (kind == Out::requantize) {
+    e.zo = static_cast<float>(out.zero_point);
+    e.lo = stage.relu ? e.zo : 0.0f;
+  }
+  return e;
+}
+
+[[nodiscard]] inline std::int32_t corrected(const Epilogue& e, std::int32_t raw, index_t j, std::int32_t rowsum) noexcept {
+  std::uint32_t v = static_cast<std::uint32_t>(raw) + static_cast<std::uint32_t>(e.colterm[static_cast<std::size_t>(j)]);
+  if (e.zw) v -= static_cast<std::uint32_t>(e.zw[j]) * static_cast<std::uint32_t>(rowsum);
+  return static_cast<std::int32_t>(v);
+}
+
+inline void finish_one(const Epilogue&, std::int32_t acc, index_t j, std::int32_t* out) noexcept { out[j] = acc; }
+inline void finish_one(const Epilogue& e, std::int32_t acc, index_t j, float* out) noexcept {
+  const auto c = static_cast<std::size_t>(j);
+  const float r = std::fma(static_cast<float>(acc), e.s[c], e.o[c]);
+  out[j] = e.relu ? (r > 0.0f ? r : 0.0f) : r;
+}
+inline void finish_one(const Epilogue& e, std::int32_t acc, index_t j, std::uint8_t* out) noexcept {
+  const auto c = static_cast<std::size_t>(j);
+  float q = std::nearbyint(std::fma(static_cast<float>(acc), e.s[c], e.o[c])) + e.zo;
+  q = q > e.lo ? q : e.lo;
+  q = q < e.hi ? q : e.hi;
+  out[j] = static_cast<std::uint8_t>(q);
+}
+
+/// Output stage of columns [j0, j0 + cols) of one row: `raw` holds Σ A·W for those columns.
+template <class OutT>
+void finish_row(arch::scalar, const Epilogue& e, const std::int32_t* raw, index_t j0, index_t cols, std::int32_t rowsum,
+                OutT* out) noexcept {
+  for (index_t j = j0; j < j0 + cols; ++j) finish_one(e, corrected(e, raw[j - j0], j, rowsum), j, out);
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+template <class OutT>
+void finish_row(arch::avx512_vnni, const Epilogue& e, const std::int32_t* raw, index_t j0, index_t cols,
+                std::int32_t rowsum, OutT* out) noexcept {
+  const __m512i rs = _mm512_set1_epi32(rowsum);
+  for (index_t c = 0; c < cols; c += 16) {
+    const index_t j = j0 + c;
+    const auto m = static_cast<__mmask16>(cols - c >= 16 ? 0xFFFF : (1u << (cols - c)) - 1);
+    __m512i acc = _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, raw + c), _mm512_maskz_loadu_epi32(m, e.colterm.data() + j));
+    if (e.zw) acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m, e.zw + j), rs));
+    if constexpr (std::is_same_v<OutT, std::int32_t>) {
+      _mm512_mask_storeu_epi32(out + j, m, acc);
+    } else {
+      const __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_maskz_loadu_ps(m, e.s.data() + j),
+                                       _mm512_maskz_loadu_ps(m, e.o.data() + j));
+      if constexpr (std::is_same_v<OutT, float>) {
+        _mm512_mask_storeu_ps(out + j, m, e.relu ? _mm512_max_ps(r, _mm512_setzero_ps()) : r);
+      } else {
+        __m512 q = _mm512_add_ps(_mm512_roundscale_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                                 _mm512_set1_ps(e.zo));
+        q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(e.lo)), _mm512_set1_ps(e.hi));
+        _mm_mask_storeu_epi8(out + j, m, _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(q)));
+      }
+    }
+  }
+}
+#endif
+
+#if defined(__AVX2__) && defined(__FMA__)
+template <class OutT>
+void finish_row(arch::avx2, const Epilogue& e, const std::int32_t* raw, index_t j0, index_t cols, std::int32_t rowsum,
+                OutT* out) noexcept {
+  const __m256i rs = _mm256_set1_epi32(rowsum);
+  index_t c = 0;
+  for (; c + 8 <= cols; c += 8) {
+    const index_t j = j0 + c;
+    __m256i acc = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(raw + c)),
+                                   _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.colterm.data() + j)));
+    if (e.zw) acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.zw + j)), rs));
+    if constexpr (std::is_same_v<OutT, std::int32_t>) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j), acc);
+    } else {
+      const __m256 r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(e.s.data() + j), _mm256_loadu_ps(e.o.data() + j));
+      if constexpr (std::is_same_v<OutT, float>) {
+        _mm256_storeu_ps(out + j, e.relu ? _mm256_max_ps(r, _mm256_setzero_ps()) : r);
+      } else {
+        __m256 q = _mm256_add_ps(_mm256_round_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), _mm256_set1_ps(e.zo));
+        q = _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(e.lo)), _mm256_set1_ps(e.hi));
+        alignas(32) std::int32_t tmp[8];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), _mm256_cvtps_epi32(q));
+        for (int t = 0; t < 8; ++t) out[j + t] = static_cast<std::uint8_t>(tmp[t]);
+      }
+    }
+  }
+  finish_row(arch::scalar{}, e, raw + c, j0 + c, cols - c, rowsum, out);  // same formula on the tail
+}
+#endif
+
+[[nodiscard]] inline std::int32_t load_dword(const std::uint8_t* p) noexcept {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// ---- micro-kernels: C[R × 48] (+)= Σ over kc4 groups of A panel × W panel; C row stride ldc ----
+
+template <int R>
+void micro_kernel(arch::scalar, index_t kc4, const std::uint8_t* a, const std::int8_t* b, std::int32_t* c, index_t ldc,
+                  bool accumulate) noexcept {
+  for (index_t i = 0; i < R; ++i) {
+    for (index_t j = 0; j < kNR; ++j) {
+      std::int32_t sum = accumulate ? c[i * ldc + j] : 0;
+      for (index_t p = 0; p < kc4; ++p) {
+        for (index_t r = 0; r < 4; ++r) sum += a[p * kAStep + i * 4 + r] * b[p * kStep + j * 4 + r];
+      }
+      c[i * ldc + j] = sum;
+    }
+  }
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+template <int R>
+void micro_kernel(arch::avx2, index_t kc4, const std::uint8_t* a, const std::int8_t* b, std::int32_t* c, index_t ldc,
+                  bool accumulate) noexcept {
+  // Eight channels at a time: their 32 bytes widened to two int16 vectors of 4 channels × 4 k;
+  // vpmaddwd then leaves two partial sums per channel, which one hadd + permute combine at the end.
+  for (index_t g = 0; g < kNR / 8; ++g) {
+    __m256i acc[R][2];
+    for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+    for (index_t p = 0; p < kc4; ++p) {
+      const __m256i bw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + p * kStep + g * 32));
+      const __m256i b_lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(bw));
+      const __m256i b_hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(bw, 1));
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const __m256i ai = _mm256_cvtepu8_epi16(_mm_set1_epi32(load_dword(a + p * kAStep + i * 4)));
+        acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(ai, b_lo));
+        acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(ai, b_hi));
+      }
+    }
+    for (int i = 0; i < R; ++i) {
+      __m256i sums = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[i][0], acc[i][1]), 0xD8);
+      auto* dst = reinterpret_cast<__m256i*>(c + i * ldc + g * 8);
+      if (accumulate) sums = _mm256_add_epi32(sums, _mm256_loadu_si256(dst));
+      _mm256_storeu_si256(dst, sums);
+    }
+  }
+}
+#endif
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
+template <int R>
+void micro_kernel(arch::avx512_vnni, index_t kc4, const std::uint8_t* a, const std::int8_t* b, std::int32_t* c,
+                  index_t ldc, bool accumulate) noexcept {
+  __m512i acc[R][3];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_si512();
+  for (index_t p = 0; p < kc4; ++p, a += kAStep, b += kStep) {
+    const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64), b2 = _mm512_loadu_si512(b + 128);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const __m512i ai = _mm512_set1_epi32(load_dword(a + i * 4));
+      acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], ai, b0);
+      acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], ai, b1);
+      acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], ai, b2);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+    for (int v = 0; v < 3; ++v) {
+      std::int32_t* dst = c + i * ldc + v * 16;
+      __m512i out = acc[i][v];
+      if (accumulate) out = _mm512_add_epi32(out, _mm512_loadu_si512(dst));
+      _mm512_storeu_si512(dst, out);
+    }
+  }
+}
+#endif
+
+template <class Arch>
+void run_micro_kernel(index_t rows, index_t kc4, const std::uint8_t* a, const std::int8_t* b, std::int32_t* c,
+                      index_t ldc, bool accumulate) noexcept {
+  switch (rows) {
+    case 1: micro_kernel<1>(Arch{}, kc4, a, b, c, ldc, accumulate); break;
+    case 2: micro_kernel<2>(Arch{}, kc4, a, b, c, ldc, accumulate); break;
+    case 3: micro_kernel<3>(Arch{}, kc4, a, b, c, ldc, accumulate); break;
+    case 4: micro_kernel<4>(Arch{}, kc4, a, b, c, ldc, accumulate); break;
+    case 5: micro_kernel<5>(Arch{}, kc4, a, b, c, ldc, accumulate); break;
+    case 6: micro_kernel<6>(Arch{}, kc4, a, b, c, ldc, accumulate); break;
+    case 7: micro_kernel<7>(Arch{}, kc4, a, b, c, ldc, accumulate); break;
+    default: micro_kernel<8>(Arch{}, kc4, a, b, c, ldc, accumulate); break;
+  }
+}
+
+// ---- int4 panels → int8, one cache block at a time ----
+
+inline void unpack_nibbles(arch::scalar, const std::uint8_t* src, index_t chunks, std::int8_t* dst) noexcept {
+  for (index_t c = 0; c < chunks; ++c, src += 32, dst += 64) {
+    for (index_t b = 0; b < 32; ++b) {
+      dst[b] = static_cast<std::int8_t>(((src[b] & 0x0F) ^ 8) - 8);
+      dst[b + 32] = static_cast<std::int8_t>(((src[b] >> 4) ^ 8) - 8);
+    }
+  }
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+inline void unpack_nibbles(arch::avx2, const std::uint8_t* src, index_t chunks, std::int8_t* dst) noexcept {
+  const __m256i low = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+  for (index_t c = 0; c < chunks; ++c, src += 32, dst += 64) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+    // (v ^ 8) − 8 sign-extends a 4-bit two's-complement value held in a byte.
+    const __m256i lo = _mm256_sub_epi8(_mm256_xor_si256(_mm256_and_si256(x, low), eight), eight);
+    const __m256i hi = _mm256_sub_epi8(_mm256_xor_si256(_mm256_and_si256(_mm256_srli_epi16(x, 4), low), eight), eight);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32), hi);
+  }
+}
+#endif
+
+/// Per-thread buffers: the int32 accumulators of a call and an unpacked int4 block.
+struct QgemmBuffers {
+  Tensor<std::int32_t, 1> acc;
+  Tensor<std::int8_t, 1> block;
+  static QgemmBuffers& this_thread() {
+    thread_local QgemmBuffers buffers;
+    return buffers;
+  }
+};
+
+/// Channels of panels [p0, p1): every output of them, through the epilogue.
+template <class Arch, class OutT>
+void qgemm_panels(const QuantizedActivations& a, const PackedWeights& w, const Epilogue& e, index_t p0, index_t p1,
+                  std::int32_t* acc, index_t ldacc, OutT* out, index_t ldo) {
+  const index_t blocks = std::max<index_t>(1, (w.k4 + kKC4 - 1) / kKC4);
+  auto& block = QgemmBuffers::this_thread().block;
+  if (w.int4 && block.size() < kKC4 * kStep) block.resize({kKC4 * kStep});
+  for (index_t blk = 0; blk < blocks; ++blk) {
+    const index_t pc4 = blk * kKC4, kc4 = std::min(kKC4, w.k4 - pc4);
+    const bool last = blk + 1 == blocks;
+    for (index_t panel = p0; panel < p1; ++panel) {
+      const std::int8_t* b;
+      if (w.int4) {
+        unpack_nibbles(Arch{}, w.nibbles.data() + panel * w.k4 * (kStep / 2) + pc4 * (kStep / 2), kc4 * 3, block.data());
+        b = block.data();
+      } else {
+        b = w.values.data() + panel * w.k4 * kStep + pc4 * kStep;
+      }
+      const index_t j0 = panel * kNR, cols = std::min(kNR, w.n - j0);
+      for (index_t ir = 0; ir < a.m; ir += kMR) {
+        const index_t rows = std::min(kMR, a.m - ir);
+        std::int32_t* c = acc + ir * ldacc + j0;
+        run_micro_kernel<Arch>(rows, kc4, a.panels.data() + (ir / kMR) * a.k4 * kAStep + pc4 * kAStep, b, c, ldacc,
+                               blk > 0);
+        if (last) {
+          for (index_t i = 0; i < rows; ++i) {
+            finish_row(Arch{}, e, c + i * ldacc, j0, cols, a.rowsum[static_cast<std::size_t>(ir + i)],
+                       out + (ir + i) * ldo);
+          }
+        }
+      }
+    }
+  }
+}
+
+template <class Arch, class OutT>
+void qgemm_run(const QuantizedActivations& a, const PackedWeights& w, const Epilogue& e, OutT* out, index_t ldo) {
+  if (a.m == 0 || w.n == 0) return;
+  const index_t ldacc = w.panels * kNR;  // padded: kernels store whole panels, the epilogue reads n columns
+  auto& acc = QgemmBuffers::this_thread().acc;
+  if (acc.size() < a.m * ldacc) acc.resize({a.m * ldacc});
+  const double work = static_cast<double>(a.m) * static_cast<double>(w.n) * static_cast<double>(w.k);
+  const int threads = static_cast<int>(std::min<index_t>(w.panels, work < 2e6 ? 1 : minnow::detail::max_threads()));
+  minnow::detail::parallel_for(threads, threads, [&](long t, int) {
+    const index_t p0 = w.panels * t / threads, p1 = w.panels * (t + 1) / threads;
+    if (p0 < p1) qgemm_panels<Arch>(a, w, e, p0, p1, acc.data(), ldacc, out, ldo);
+  });
+}
+
+template <class T>
+void check_output(const PackedWeights& w, const QuantizedActivations& a, TensorView<T, 2> y) {
+  if (y.dim(0) != a.m || y.dim(1) != w.n) {
+    throw shape_error(minnow::detail::concat("infer::qgemm '", w.name, "': output is ", to_string(y.shape()),
+                                             ", expected [", a.m, ", ", w.n, "]"));
+  }
+}
+
+}  // namespace detail
+
+/// @brief `y[i, j] = fma(float(acc), s[j], o[j])` (ReLU optional): the dequantized product.
+/// @throws shape_error for mismatched inner lengths, output shape or bias length; value_error for
+/// non-finite output constants.
+template <class Arch = arch::best>
+void qgemm(const QuantizedActivations& a, const PackedWeights& w, const OutputStage& stage, TensorView<float, 2> y) {
+  detail::check_output(w, a, y);
+  const auto e = detail::make_epilogue(a, w, stage, detail::Out::dequantize, {});
+  detail::qgemm_run<Arch>(a, w, e, y.data(), w.n);
+}
+
+/// @brief Requantized product on the uint8 grid with output parameters `out` (see the file comment).
+/// @throws as the float overload, and value_error for an output scale ≤ 0, NaN or a zero point outside [0, 255].
+template <class Arch = arch::best>
+void qgemm(const QuantizedActivations& a, const PackedWeights& w, const OutputStage& stage, quant::AffineParams out,
+           TensorView<std::uint8_t, 2> y) {
+  detail::check_output(w, a, y);
+  const auto e = detail::make_epilogue(a, w, stage, detail::Out::requantize, out);
+  detail::qgemm_run<Arch>(a, w, e, y.data(), w.n);
+}
+
+/// @brief The exact accumulators `Σ (A − za)(W − zw) + bias_int32` (a float bias is rejected; ReLU ignored).
+template <class Arch = arch::best>
+void qgemm(const QuantizedActivations& a, const PackedWeights& w, const OutputStage& stage, TensorView<std::int32_t, 2> y) {
+  detail::check_output(w, a, y);
+  const auto e = detail::make_epilogue(a, w, stage, detail::Out::int32, {});
+  detail::qgemm_run<Arch>(a, w, e, y.data(), w.n);
+}
+
+/// @brief Scalar oracle on unpacked operands: the accumulators from their definition (in int64), then the
+/// same output stage. `y` is int32, float or uint8 (with `out` for uint8).
+template <class OutT>
+void qgemm_reference(TensorView<const std::uint8_t, 2> x, quant::AffineParams x_params, const Int8Weights& w,
+                     const OutputStage& stage, quant::AffineParams out, TensorView<OutT, 2> y) {
+  QuantizedActivations shape_only;
+  shape_only.m = x.dim(0);
+  shape_only.k = x.dim(1);
+  shape_only.params = x_params;
+  PackedWeights pw;
+  pw.name = w.name;
+  pw.n = w.rows();
+  pw.k = w.cols();
+  for (index_t j = 0; j < w.rows(); ++j) {
+    std::int32_t sum = 0;
+    for (index_t p = 0; p < w.cols(); ++p) sum += w.values(j, p);
+    pw.colsum.push_back(sum);
+    pw.zero_points.push_back(w.params[static_cast<std::size_t>(j)].zero_point);
+    pw.scales.push_back(w.params[static_cast<std::size_t>(j)].scale);
+  }
+  const auto kind = std::is_same_v<OutT, float> ? detail::Out::dequantize
+                    : std::is_same_v<OutT, std::uint8_t> ? detail::Out::requantize : detail::Out::int32;
+  auto e = detail::make_epilogue(shape_only, pw, stage, kind, out);
+  // The definition, not the row/column-sum expansion: colterm is replaced by the bias alone.
+  for (std::size_t j = 0; j < e.colterm.size(); ++j) e.colterm[j] = stage.bias_int32.empty() ? 0 : stage.bias_int32[j];
+  e.zw = nullptr;
+  for (index_t i = 0; i < x.dim(0); ++i) {
+    for (index_t j = 0; j < w.rows(); ++j) {
+      std::int64_t sum = 0;
+      const std::int64_t zw = w.params[static_cast<std::size_t>(j)].zero_point;
+      for (index_t p = 0; p < x.dim(1); ++p) sum += (std::int64_t{x(i, p)} - x_params.zero_point) * (w.values(j, p) - zw);
+      detail::finish_one(e, detail::corrected(e, static_cast<std::int32_t>(sum), j, 0), j, y.data() + i * y.dim(1));
+    }
+  }
+}
+
+}  // namespace minnow::infer

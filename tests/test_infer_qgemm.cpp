@@ -1,0 +1,302 @@
+// infer/int_tensor.hpp, infer/qgemm.hpp, infer/quantized_linear.hpp: every kernel path against the scalar
+// integer oracle bit for bit on shapes that hit every tail, the dequantized result against the fake-quant
+// float computation, int4 packing, and the typed errors.
+#include <minnow/infer/int_tensor.hpp>
+#include <minnow/infer/qgemm.hpp>
+#include <minnow/infer/quantized_linear.hpp>
+#include <minnow/quant/fake_quantize.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+using namespace minnow;
+using infer::arch::avx2;
+using infer::arch::avx512_vnni;
+using infer::arch::scalar;
+using quant::AffineParams;
+
+namespace {
+
+struct Problem {
+  Tensor<std::uint8_t, 2> x;
+  AffineParams xp;
+  infer::Int8Weights w;
+  std::vector<std::int32_t> bias32;
+  std::vector<float> bias;
+};
+
+// Random integers over the whole grid (including 0/255 and −128/127), zero points away from 0 on
+// some channels so every correction term is exercised.
+Problem make_problem(index_t m, index_t n, index_t k, std::mt19937& rng, bool int4 = false) {
+  Problem p;
+  p.x.resize({m, k});
+  std::uniform_int_distribution<int> u8(0, 255), s8(int4 ? -8 : -128, int4 ? 7 : 127), zp(int4 ? -3 : -20, int4 ? 3 : 20);
+  for (index_t i = 0; i < p.x.size(); ++i) p.x.data()[i] = static_cast<std::uint8_t>(u8(rng));
+  p.xp = {0.02f, u8(rng)};
+  p.w.name = "fc_test";
+  p.w.grid = int4 ? quant::QRange{-8, 7} : quant::QRange{-128, 127};
+  p.w.values.resize({n, k});
+  for (index_t i = 0; i < p.w.values.size(); ++i) p.w.values.data()[i] = static_cast<std::int8_t>(s8(rng));
+  std::uniform_real_distribution<float> scale(0.001f, 0.01f), bias(-2.0f, 2.0f);
+  std::uniform_int_distribution<int> b32(-100000, 100000);
+  for (index_t j = 0; j < n; ++j) {
+    p.w.params.push_back({scale(rng), j % 3 == 0 ? 0 : zp(rng)});
+    p.bias32.push_back(b32(rng));
+    p.bias.push_back(bias(rng));
+  }
+  return p;
+}
+
+template <class T>
+bool same_bits(const Tensor<T, 2>& a, const Tensor<T, 2>& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(T)) == 0;
+}
+
+template <class Arch>
+void check_path(const Problem& p, const infer::PackedWeights& packed, const infer::OutputStage& stage_int,
+                const infer::OutputStage& stage_float) {
+  const index_t m = p.x.dim(0), n = p.w.rows();
+  infer::QuantizedActivations a;
+  infer::pack_activations(p.x, p.xp, a);
+  const AffineParams out{0.05f, 17};
+
+  Tensor<std::int32_t, 2> acc({m, n}), acc_ref({m, n});
+  infer::qgemm<Arch>(a, packed, stage_int, acc.view());
+  infer::qgemm_reference<std::int32_t>(p.x, p.xp, p.w, stage_int, {}, acc_ref.view());
+  CHECK(same_bits(acc, acc_ref));
+
+  for (const auto* stage : {&stage_int, &stage_float}) {
+    Tensor<float, 2> y({m, n}), y_ref({m, n});
+    infer::qgemm<Arch>(a, packed, *stage, y.view());
+    infer::qgemm_reference<float>(p.x, p.xp, p.w, *stage, {}, y_ref.view());
+    CHECK(same_bits(y, y_ref));
+    Tensor<std::uint8_t, 2> q({m, n}), q_ref({m, n});
+    infer::qgemm<Arch>(a, packed, *stage, out, q.view());
+    infer::qgemm_reference<std::uint8_t>(p.x, p.xp, p.w, *stage, out, q_ref.view());
+    CHECK(same_bits(q, q_ref));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("every qgemm path equals the scalar integer reference bit for bit on every tail") {
+  std::mt19937 rng(7);
+  for (const index_t m : {1, 3, 8, 9, 17}) {
+    for (const index_t n : {1, 5, 47, 48, 49, 97}) {
+      for (const index_t k : {1, 3, 4, 5, 63, 64, 66, 515, 1030}) {
+        Problem p = make_problem(m, n, k, rng);
+        const auto packed = infer::pack_weights(p.w);
+        for (const bool relu : {false, true}) {
+          const infer::OutputStage si{p.bias32, {}, relu}, sf{{}, p.bias, relu};
+          INFO("m " << m << " n " << n << " k " << k << " relu " << relu);
+          check_path<scalar>(p, packed, si, sf);
+          check_path<avx2>(p, packed, si, sf);
+          check_path<avx512_vnni>(p, packed, si, sf);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("int4 weights kept at 4 bits give the same bits as the int8 kernels") {
+  std::mt19937 rng(11);
+  for (const index_t m : {1, 9}) {
+    for (const index_t n : {1, 49}) {
+      for (const index_t k : {2, 66, 1030}) {
+        Problem p = make_problem(m, n, k, rng, true);
+        const auto int4 = infer::pack_int4(p.w);
+        const auto kept = infer::pack_weights(int4, true);
+        CHECK(kept.int4);
+        const infer::OutputStage si{p.bias32, {}, true}, sf{{}, p.bias, false};
+        INFO("m " << m << " n " << n << " k " << k);
+        check_path<scalar>(p, kept, si, sf);
+        check_path<avx2>(p, kept, si, sf);
+        check_path<avx512_vnni>(p, kept, si, sf);
+      }
+    }
+  }
+}
+
+TEST_CASE("threads split channels without changing a bit") {
+  std::mt19937 rng(3);
+  Problem p = make_problem(37, 301, 777, rng);
+  const auto packed = infer::pack_weights(p.w);
+  infer::QuantizedActivations a;
+  infer::pack_activations(p.x, p.xp, a);
+  Tensor<float, 2> one({37, 301}), two({37, 301});
+  minnow::set_threads(1);
+  infer::qgemm(a, packed, {{}, p.bias, true}, one.view());
+  minnow::set_threads(2);
+  infer::qgemm(a, packed, {{}, p.bias, true}, two.view());
+  minnow::set_threads(1);
+  CHECK(same_bits(one, two));
+}
+
+TEST_CASE("activation quantization is fake_quantize's formula on the uint8 grid, on every path") {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  Tensor<float, 2> x({3, 37});
+  for (index_t i = 0; i < x.size(); ++i) x.data()[i] = dist(rng);
+  x(0, 0) = std::numeric_limits<float>::quiet_NaN();
+  x(0, 1) = std::numeric_limits<float>::infinity();
+  x(0, 2) = -std::numeric_limits<float>::infinity();
+  x(1, 3) = 0.5f * 0.05f;  // a tie: half to even
+  const AffineParams xp{0.05f, 100};
+  infer::QuantizedActivations a_s, a_v;
+  infer::quantize_activations<scalar>(x, xp, a_s);
+  infer::quantize_activations<avx512_vnni>(x, xp, a_v);
+  CHECK(std::memcmp(a_s.panels.data(), a_v.panels.data(), static_cast<std::size_t>(a_s.panels.size())) == 0);
+  CHECK(a_s.rowsum == a_v.rowsum);
+  // Dequantized, every finite element equals quant::fake_quantize's output.
+  Tensor<float, 2> fq({3, 37});
+  quant::fake_quantize<float, 2>(x.view(), xp, quant::QRange{0, 255}, fq.view());
+  for (index_t i = 0; i < 3; ++i) {
+    for (index_t k = 0; k < 37; ++k) {
+      const std::uint8_t q = a_s.panels.data()[(i / 8) * a_s.k4 * 32 + (k / 4) * 32 + (i % 8) * 4 + k % 4];
+      if (i == 0 && k == 0) {
+        CHECK(q == 0);  // NaN → 0
+        continue;
+      }
+      CHECK(static_cast<float>(q - xp.zero_point) * xp.scale == fq(i, k));
+    }
+  }
+}
+
+TEST_CASE("the quantized Linear equals the fake-quant float computation within one output step") {
+  std::mt19937 rng(9);
+  for (const index_t batch : {1, 5, 64}) {
+    for (const index_t in : {6, 37, 300}) {
+      const index_t out = 23;
+      std::normal_distribution<float> dist(0.0f, 1.0f);
+      Tensor<float, 2> x({batch, in}), w({out, in});
+      for (index_t i = 0; i < x.size(); ++i) x.data()[i] = std::abs(dist(rng)) * 2.0f;  // post-ReLU-like input
+      for (index_t i = 0; i < w.size(); ++i) w.data()[i] = dist(rng) * 0.1f;
+      std::vector<AffineParams> wp;
+      std::vector<float> bias;
+      for (index_t j = 0; j < out; ++j) {
+        float amax = 0.0f;
+        for (index_t k = 0; k < in; ++k) amax = std::max(amax, std::abs(w(j, k)));
+        wp.push_back({amax / 127.0f, j % 2 == 0 ? 0 : 3});  // symmetric on even channels, shifted on odd
+        bias.push_back(dist(rng));
+      }
+      const AffineParams xp{8.0f / 255.0f, 0};
+      const auto wq = infer::quantize_int8("fc1", w, wp);
+
+      // Ŵ from the integer tensor equals quant::fake_quantize per channel.
+      Tensor<float, 2> w_fq({out, in});
+      quant::fake_quantize<float, 2>(w.view(), quant::ChannelLayout{1, out, in}, wp, quant::QRange{-128, 127}, w_fq.view());
+      CHECK(same_bits(wq.dequantize(), w_fq));
+
+      Tensor<float, 2> x_fq({batch, in});
+      quant::fake_quantize<float, 2>(x.view(), xp, quant::QRange{0, 255}, x_fq.view());
+      for (const bool relu : {false, true}) {
+        infer::QuantizedLinear layer(wq, bias, xp, relu);
+        Tensor<float, 2> y({batch, out});
+        layer.forward(x, y.view());
+        const AffineParams yp{0.02f, 128};
+        Tensor<std::uint8_t, 2> yq({batch, out});
+        layer.forward(x, yp, yq.view());
+        for (index_t i = 0; i < batch; ++i) {
+          for (index_t j = 0; j < out; ++j) {
+            double ref = bias[static_cast<std::size_t>(j)];
+            for (index_t k = 0; k < in; ++k) ref += static_cast<double>(x_fq(i, k)) * static_cast<double>(w_fq(j, k));
+            if (relu) ref = std::max(ref, 0.0);
+            INFO("batch " << batch << " in " << in << " (" << i << ", " << j << ")");
+            CHECK(std::abs(y(i, j) - ref) <= 1e-5 * (1.0 + std::abs(ref)));
+            const double q_ref = std::clamp(std::nearbyint(ref / yp.scale) + yp.zero_point, relu ? 128.0 : 0.0, 255.0);
+            CHECK(std::abs(static_cast<double>(yq(i, j)) - q_ref) <= 1.0);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("int4 packing round-trips and both int4 storages give the same outputs") {
+  std::mt19937 rng(13);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  Tensor<float, 2> w({7, 10}), x({3, 10});
+  for (index_t i = 0; i < w.size(); ++i) w.data()[i] = dist(rng);
+  for (index_t i = 0; i < x.size(); ++i) x.data()[i] = dist(rng);
+  const std::vector<AffineParams> wp(7, AffineParams{0.3f, 0});
+  const auto w8 = infer::quantize_int8("fc2", w, wp, quant::QRange{-8, 7});
+  const auto w4 = infer::quantize_int4("fc2", w, wp);
+  CHECK(w4.bytes() < w8.bytes());
+  CHECK(w4.packed.size() == 7 * 5);
+  CHECK(same_bits(w4.unpack().values, w8.values));
+  CHECK(same_bits(infer::pack_int4(w4.unpack()).packed, w4.packed));
+  // Low nibble first.
+  CHECK(w4.at(0, 0) == static_cast<std::int8_t>(((w4.packed(0, 0) & 0x0F) ^ 8) - 8));
+  CHECK(w4.at(0, 1) == static_cast<std::int8_t>(((w4.packed(0, 0) >> 4) ^ 8) - 8));
+
+  const AffineParams xp{0.03f, 128};
+  infer::QuantizedLinear kept(w4, {}, xp, false, infer::Int4Storage::keep_int4);
+  infer::QuantizedLinear once(w4, {}, xp, false, infer::Int4Storage::unpack_once);
+  infer::QuantizedLinear as8(w8, {}, xp, false);
+  CHECK(kept.bytes() < once.bytes());
+  Tensor<float, 2> a({3, 7}), b({3, 7}), c({3, 7});
+  kept.forward(x, a.view());
+  once.forward(x, b.view());
+  as8.forward(x, c.view());
+  CHECK(same_bits(a, b));
+  CHECK(same_bits(a, c));
+}
+
+TEST_CASE("bad input throws typed errors naming the layer and the values") {
+  Tensor<float, 2> w({4, 6}, 0.1f);
+  const std::vector<AffineParams> three(3, AffineParams{0.1f, 0});
+  CHECK_THROWS_AS(infer::quantize_int8("fc1", w, three), shape_error);
+  CHECK_THROWS_WITH(infer::quantize_int8("fc1", w, three), Catch::Contains("fc1") && Catch::Contains("3 per-channel"));
+  for (const float bad : {0.0f, -1.0f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    std::vector<AffineParams> params(4, AffineParams{0.1f, 0});
+    params[2].scale = bad;
+    CHECK_THROWS_AS(infer::quantize_int8("fc1", w, params), value_error);
+    CHECK_THROWS_WITH(infer::quantize_int8("fc1", w, params), Catch::Contains("fc1") && Catch::Contains("channel 2"));
+  }
+  const std::vector<AffineParams> four(4, AffineParams{0.1f, 0});
+  CHECK_THROWS_AS(infer::quantize_int8("fc1", w, four, quant::QRange{-300, 300}), value_error);
+  Tensor<float, 2> nan_w({4, 6}, 0.1f);
+  nan_w(1, 1) = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_AS(infer::quantize_int8("fc1", nan_w, four), value_error);
+
+  // int4: odd inner length, values outside [−8, 7].
+  Tensor<float, 2> odd({4, 5}, 0.1f);
+  CHECK_THROWS_AS(infer::quantize_int4("fc3", odd, four), shape_error);
+  CHECK_THROWS_WITH(infer::quantize_int4("fc3", odd, four), Catch::Contains("fc3") && Catch::Contains("5"));
+  const auto w8 = infer::quantize_int8("fc4", w, std::vector<AffineParams>(4, AffineParams{0.001f, 0}));
+  CHECK_THROWS_AS(infer::pack_int4(w8), value_error);
+
+  // Layer: input and output parameters, bias length, input width.
+  const auto wq = infer::quantize_int8("fc1", w, four);
+  CHECK_THROWS_AS(infer::QuantizedLinear(wq, {}, AffineParams{0.0f, 0}), value_error);
+  CHECK_THROWS_WITH(infer::QuantizedLinear(wq, {}, AffineParams{-2.0f, 0}), Catch::Contains("fc1") && Catch::Contains("-2"));
+  CHECK_THROWS_AS(infer::QuantizedLinear(wq, {}, AffineParams{0.1f, 300}), value_error);
+  const std::vector<float> short_bias(3, 0.0f);
+  CHECK_THROWS_AS(infer::QuantizedLinear(wq, short_bias, AffineParams{0.1f, 0}), shape_error);
+  infer::QuantizedLinear layer(wq, {}, AffineParams{0.1f, 0});
+  Tensor<float, 2> x({2, 7}), y({2, 4});
+  CHECK_THROWS_AS(layer.forward(x, y.view()), shape_error);
+  CHECK_THROWS_WITH(layer.forward(x, y.view()), Catch::Contains("fc1") && Catch::Contains("7"));
+  Tensor<float, 2> x6({2, 6}), y5({2, 5});
+  CHECK_THROWS_AS(layer.forward(x6, y5.view()), shape_error);
+  Tensor<std::uint8_t, 2> yq({2, 4});
+  CHECK_THROWS_AS(layer.forward(x6, AffineParams{std::numeric_limits<float>::quiet_NaN(), 0}, yq.view()), value_error);
+  CHECK_THROWS_AS(layer.forward(x6, AffineParams{0.1f, -1}, yq.view()), value_error);
+}
+
+TEST_CASE("integer weights at fc1's shape take the bytes the issue asks for, counted from the buffers") {
+  Tensor<float, 2> w({1000, 6272}, 0.01f);
+  const std::vector<AffineParams> params(1000, AffineParams{0.001f, 0});
+  const double fp32 = static_cast<double>(w.size()) * sizeof(float);
+  const auto w8 = infer::quantize_int8("fc1", w, params);
+  const auto w4 = infer::quantize_int4("fc1", w, params);
+  CHECK(static_cast<double>(w8.bytes()) / fp32 <= 0.26);
+  CHECK(static_cast<double>(w4.bytes()) / fp32 <= 0.14);
+  CHECK(static_cast<double>(infer::pack_weights(w8).bytes()) / fp32 <= 0.26);      // panels padded to 48 channels
+  CHECK(static_cast<double>(infer::pack_weights(w4, true).bytes()) / fp32 <= 0.14);
+}

@@ -7,7 +7,8 @@
 // Then, for each target sparsity: reload the dense weights, prune every weight tensor (not the biases)
 // towards the target with magnitude (L1) pruning on an AGP schedule over the first epochs of
 // fine-tuning, keep the masks through every SGD step (weights, gradients and momentum), and report
-// test accuracy. --structured adds L2-structured runs that remove 25 and 50 % of the conv filters.
+// test accuracy (--global: one L1 ranking across all weight tensors instead of the same sparsity in each).
+// --structured adds L2-structured runs that remove 25 and 50 % of the conv filters.
 // --sensitivity prints, per layer, the accuracy after one-shot pruning of that layer alone.
 #include <minnow/data.hpp>
 #include <minnow/nn.hpp>
@@ -17,6 +18,7 @@
 #include "cli.hpp"
 #include "recipe.hpp"
 
+#include <concepts>
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -35,6 +37,7 @@ struct Options {
   int threads = 2;
   std::vector<double> sparsities = {0.5, 0.75, 0.9, 0.95};
   bool structured = false;
+  bool global = false;
   bool sensitivity = false;
   bool sensitivity_only = false;
 };
@@ -53,6 +56,7 @@ Options parse(int argc, char** argv) {
       .option("--finetune-lr", o.finetune_lr, "fine-tuning learning rate (default 0.01)")
       .option("--threads", o.threads, "threads (default 2)")
       .option("--sparsities", o.sparsities, "comma list of unstructured targets (default 0.5,0.75,0.9,0.95)")
+      .flag("--global", o.global, true, "unstructured runs rank all weight tensors together (global L1)")
       .flag("--structured", o.structured, true, "also prune 25 and 50 % of the conv filters (L2)")
       .flag("--sensitivity", o.sensitivity, true, "print the per-layer sensitivity table first")
       .flag("--sensitivity-only", o.sensitivity_only, true, "print only the sensitivity table");
@@ -86,6 +90,9 @@ struct Run {
   minnow::prune::SparsityReport report;
 };
 
+// Global magnitude pruning: one L1 ranking across every weight tensor instead of the same sparsity in each.
+struct GlobalL1 {};
+
 // Fine-tunes the dense weights while a GradualPruner drives `criterion` towards `target`.
 // `names` empty: every weight tensor.
 template <class Criterion>
@@ -102,7 +109,13 @@ Run prune_and_finetune(const std::string& label, double target, const Criterion&
   minnow::prune::GradualPruner agp(minnow::prune::agp(0.0, target, 0, steps_per_epoch * (o.finetune_epochs - 1), 50));
   minnow::nn::Trainer<float> trainer(model, sgd);
   trainer.set_progress(false);
-  trainer.add_hook([&](std::int64_t step) { agp.step(step, pruner, criterion, names); });
+  trainer.add_hook([&](std::int64_t step) {
+    if constexpr (std::same_as<Criterion, GlobalL1>) {
+      agp.step_global(step, pruner, names);
+    } else {
+      agp.step(step, pruner, criterion, names);
+    }
+  });
   const minnow::nn::CosineAnnealingLR schedule{o.finetune_epochs};
   for (int epoch = 0; epoch < o.finetune_epochs; ++epoch) {
     sgd.set_learning_rate(schedule(epoch, o.finetune_lr));
@@ -156,8 +169,12 @@ int main(int argc, char** argv) {
 
     std::vector<Run> runs;
     for (const double s : o.sparsities) {
-      runs.push_back(prune_and_finetune(minnow::detail::concat("L1 unstructured ", s * 100, " %"), s,
-                                        minnow::prune::L1Unstructured{}, data, o, dense_path));
+      if (o.global) {
+        runs.push_back(prune_and_finetune(minnow::detail::concat("L1 global ", s * 100, " %"), s, GlobalL1{}, data, o, dense_path));
+      } else {
+        runs.push_back(prune_and_finetune(minnow::detail::concat("L1 unstructured ", s * 100, " %"), s,
+                                          minnow::prune::L1Unstructured{}, data, o, dense_path));
+      }
       std::printf("%-28s %.2f %%\n", runs.back().label.c_str(), 100 * runs.back().accuracy);
       std::fflush(stdout);
     }

@@ -96,6 +96,8 @@ class Quantizer {
   /// Observes again.
   void unfreeze() noexcept { frozen_ = false; }
   [[nodiscard]] bool frozen() const noexcept { return frozen_; }
+  /// True once a non-empty batch was observed (until reset): the parameters come from data, not defaults.
+  [[nodiscard]] bool observed() const noexcept { return observed_; }
 
   /// Forgets everything observed and the channel count (the frozen flag is kept).
   void reset() {

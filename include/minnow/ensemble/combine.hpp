@@ -33,18 +33,19 @@ inline constexpr double weight_sum_tolerance = 1e-6;
 namespace detail {
 
 /// Throws value_error for an empty ensemble and shape_error (naming the member and both shapes) when a
-/// member differs from member 0; returns the common shape.
+/// member differs from member 0; returns the common shape. `kind` names what the members hold.
 template <class T>
-Shape<2> check_members(const char* what, Members<T> members) {
+Shape<2> check_members(const char* what, Members<T> members, const char* kind = "logits") {
   if (members.empty()) throw value_error(minnow::detail::concat(what, ": the ensemble has no members"));
   const Shape<2> shape = members[0].shape();
   for (std::size_t k = 1; k < members.size(); ++k) {
     if (members[k].shape() != shape) {
-      throw shape_error(minnow::detail::concat(what, ": member ", k, " has logits ", to_string(members[k].shape()),
+      throw shape_error(minnow::detail::concat(what, ": member ", k, " has ", kind, " ", to_string(members[k].shape()),
                                                ", member 0 has ", to_string(shape)));
     }
   }
-  distill::detail::check_has_classes(what, "member logits", shape);
+  const std::string label = minnow::detail::concat("member ", kind);
+  distill::detail::check_has_classes(what, label.c_str(), shape);
   return shape;
 }
 

@@ -72,14 +72,7 @@ template <class T>
     throw value_error(minnow::detail::concat(what, ": need max_iterations > 0 and tolerance >= 0, got ",
                                              options.max_iterations, " and ", options.tolerance));
   }
-  const Shape<2> shape = probabilities[0].shape();
-  for (std::size_t k = 1; k < probabilities.size(); ++k) {
-    if (probabilities[k].shape() != shape) {
-      throw shape_error(minnow::detail::concat(what, ": member ", k, " has probabilities ",
-                                               to_string(probabilities[k].shape()), ", member 0 has ", to_string(shape)));
-    }
-  }
-  distill::detail::check_has_classes(what, "member probabilities", shape);
+  const Shape<2> shape = detail::check_members<T>(what, probabilities, "probabilities");
   const index_t rows = shape[0], cols = shape[1];
   if (rows == 0) throw value_error(minnow::detail::concat(what, ": no held-out samples to fit on"));
   distill::detail::check_labels(what, shape, labels);
@@ -155,14 +148,7 @@ template <class T>
   constexpr const char* what = "weighted_nll";
   if (probabilities.empty()) throw value_error(minnow::detail::concat(what, ": the ensemble has no members"));
   detail::check_weights(what, weights, probabilities.size());
-  const Shape<2> shape = probabilities[0].shape();
-  for (std::size_t k = 1; k < probabilities.size(); ++k) {
-    if (probabilities[k].shape() != shape) {
-      throw shape_error(minnow::detail::concat(what, ": member ", k, " has probabilities ",
-                                               to_string(probabilities[k].shape()), ", member 0 has ", to_string(shape)));
-    }
-  }
-  distill::detail::check_has_classes(what, "member probabilities", shape);
+  const Shape<2> shape = detail::check_members<T>(what, probabilities, "probabilities");
   distill::detail::check_labels(what, shape, labels);
   const index_t rows = shape[0], cols = shape[1];
   if (rows == 0) return 0.0;

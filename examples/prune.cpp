@@ -48,10 +48,6 @@ Options parse(int argc, char** argv) {
   cli.option("--arch", o.arch, "teacher | student (default student)")
       .option("--load", o.load, "dense checkpoint (default: train one with the train example's recipe)")
       .option("--data", o.data_dir, "Fashion-MNIST directory")
-      .option("--epochs", o.recipe.epochs, "epochs of the dense training (default 15)")
-      .option("--batch", o.recipe.batch, "batch size (default 64)")
-      .option("--lr", o.recipe.lr, "learning rate of the dense training (default 0.05)")
-      .option("--seed", o.recipe.seed, "seed (default 1)")
       .option("--finetune-epochs", o.finetune_epochs, "fine-tuning epochs per target, >= 2 (default 3)")
       .option("--finetune-lr", o.finetune_lr, "fine-tuning learning rate (default 0.01)")
       .option("--threads", o.threads, "threads (default 2)")
@@ -60,6 +56,7 @@ Options parse(int argc, char** argv) {
       .flag("--structured", o.structured, true, "also prune 25 and 50 % of the conv filters (L2)")
       .flag("--sensitivity", o.sensitivity, true, "print the per-layer sensitivity table first")
       .flag("--sensitivity-only", o.sensitivity_only, true, "print only the sensitivity table");
+  example::add_recipe_options(cli, o.recipe, "the dense training");
   cli.parse(argc, argv);
   if (o.sensitivity_only) o.sensitivity = true;
   if (o.finetune_epochs < 2) throw minnow::value_error("--finetune-epochs must be >= 2 (AGP ramps over all but the last)");

@@ -62,14 +62,11 @@ Options parse(int argc, char** argv) {
   cli.option("--arch", o.arch, "teacher | student (default student)")
       .option("--load", o.load, "float checkpoint (default: train one with the train example's recipe)")
       .option("--data", o.data_dir, "Fashion-MNIST directory")
-      .option("--epochs", o.recipe.epochs, "epochs of the float training (default 15)")
-      .option("--batch", o.recipe.batch, "batch size (default 64)")
-      .option("--lr", o.recipe.lr, "learning rate of the float training (default 0.05)")
-      .option("--seed", o.recipe.seed, "seed (default 1)")
       .option("--qat-epochs", o.qat_epochs, "fine-tuning epochs of QAT and k-means sharing (default 2)")
       .option("--qat-lr", o.qat_lr, "their learning rate, cosine-annealed (default 0.005)")
       .option("--calibration", o.calibration, "training images that calibrate the ranges (default 2048)")
       .option("--threads", o.threads, "threads (default 2)");
+  example::add_recipe_options(cli, o.recipe, "the float training");
   cli.parse(argc, argv);
   if (o.qat_epochs < 1) throw minnow::value_error("--qat-epochs must be >= 1");
   if (o.calibration < 1) throw minnow::value_error("--calibration must be >= 1");

@@ -5,6 +5,8 @@
 #include <minnow/nn.hpp>
 #include <minnow/nn/train.hpp>
 
+#include "cli.hpp"
+
 #include <cstdint>
 #include <string>
 
@@ -17,6 +19,14 @@ struct Recipe {
   double weight_decay = 5e-4;
   unsigned long long seed = 1;
 };
+
+/// Registers --epochs, --batch, --lr and --seed for `recipe`; `what` says which training they set.
+inline void add_recipe_options(CommandLine& cli, Recipe& recipe, const std::string& what) {
+  cli.option("--epochs", recipe.epochs, "epochs of " + what + " (default 15)")
+      .option("--batch", recipe.batch, "batch size (default 64)")
+      .option("--lr", recipe.lr, "learning rate of " + what + ", cosine-annealed (default 0.05)")
+      .option("--seed", recipe.seed, "initialisation and shuffling seed (default 1)");
+}
 
 /// Trains `model` with the recipe; `after_epoch(epoch, stats)` runs after every epoch (epoch from 1).
 template <class AfterEpoch>

@@ -30,12 +30,9 @@ struct Options {
 Options parse(int argc, char** argv) {
   Options o;
   example::CommandLine cli("train", "Trains the teacher or the student on Fashion-MNIST and prints a per-epoch table.");
+  example::add_recipe_options(cli, o.recipe, "the training");
   cli.option("--arch", o.arch, "teacher | student (default student)")
-      .option("--epochs", o.recipe.epochs, "epochs (default 15)")
-      .option("--batch", o.recipe.batch, "batch size (default 64)")
-      .option("--lr", o.recipe.lr, "initial learning rate, cosine-annealed (default 0.05)")
       .option("--weight-decay", o.recipe.weight_decay, "weight decay (default 5e-4)")
-      .option("--seed", o.recipe.seed, "initialisation and shuffling seed (default 1)")
       .option("--threads", o.threads, "threads (default 2)")
       .option("--data", o.data_dir, "Fashion-MNIST directory")
       .option("--out", o.out, "checkpoint to write at the end")

@@ -75,12 +75,6 @@ std::vector<minnow::Parameter<float>> weights_of(Model& model) {
   return out;
 }
 
-void train_dense(Model& model, const Data& data, const Options& o, const std::string& path) {
-  example::train_with_recipe(model, data.train, o.recipe, false, [](int epoch, const minnow::nn::EpochStats& stats) {
-    std::printf("dense epoch %2d: train loss %.4f, %.1f s\n", epoch, stats.train.loss, stats.seconds);
-  }, path, o.arch);
-}
-
 struct Run {
   std::string label;
   double accuracy;
@@ -151,12 +145,8 @@ int main(int argc, char** argv) {
     const Options o = parse(argc, argv);
     minnow::set_threads(o.threads);
     const auto data = minnow::data::load_fashion_mnist<float>(o.data_dir);
-    std::string dense_path = o.load;
-    if (dense_path.empty()) {
-      dense_path = o.arch + "-dense.ckpt";
-      auto model = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
-      train_dense(model, data, o, dense_path);
-    }
+    const std::string dense_path =
+        example::load_or_train(o.load, o.arch, o.arch + "-dense.ckpt", data.train, o.recipe, "dense");
     auto dense = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
     minnow::nn::load_parameters(dense_path, o.arch, dense);
     const double dense_accuracy = minnow::nn::evaluate(dense, data.test).accuracy;

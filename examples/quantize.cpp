@@ -79,13 +79,6 @@ Model load(const Options& o, const std::string& path) {
   return model;
 }
 
-void train_float(const Data& data, const Options& o, const std::string& path) {
-  auto model = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
-  example::train_with_recipe(model, data.train, o.recipe, false, [](int epoch, const minnow::nn::EpochStats& stats) {
-    std::printf("float epoch %2d: train loss %.4f, %.1f s\n", epoch, stats.train.loss, stats.seconds);
-  }, path, o.arch);
-}
-
 struct Row {
   std::string label;
   double accuracy;
@@ -197,11 +190,7 @@ int main(int argc, char** argv) {
     const Options o = parse(argc, argv);
     minnow::set_threads(o.threads);
     const auto data = minnow::data::load_fashion_mnist<float>(o.data_dir);
-    std::string path = o.load;
-    if (path.empty()) {
-      path = o.arch + "-float.ckpt";
-      train_float(data, o, path);
-    }
+    const std::string path = example::load_or_train(o.load, o.arch, o.arch + "-float.ckpt", data.train, o.recipe, "float");
     auto dense = load(o, path);
     const double float_accuracy = minnow::nn::evaluate(dense, data.test).accuracy;
 

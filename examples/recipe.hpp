@@ -8,6 +8,7 @@
 #include "cli.hpp"
 
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 namespace example {
@@ -46,6 +47,18 @@ void train_with_recipe(minnow::nn::Sequential<float>& model, const minnow::data:
   if (!save_path.empty()) {
     minnow::nn::save_training_state(save_path, architecture, model, static_cast<minnow::nn::Optimizer<float>*>(&sgd));
   }
+}
+
+/// The checkpoint `load` when given; otherwise trains `architecture` with the recipe, saves it as `fallback`
+/// and returns that path. `label` prefixes the per-epoch lines ("dense", "float").
+inline std::string load_or_train(const std::string& load, const std::string& architecture, const std::string& fallback,
+                                 const minnow::data::Dataset<float>& train, const Recipe& recipe, const char* label) {
+  if (!load.empty()) return load;
+  auto model = minnow::nn::make_architecture<float>(architecture, recipe.seed);
+  train_with_recipe(model, train, recipe, false, [label](int epoch, const minnow::nn::EpochStats& stats) {
+    std::printf("%s epoch %2d: train loss %.4f, %.1f s\n", label, epoch, stats.train.loss, stats.seconds);
+  }, fallback, architecture);
+  return fallback;
 }
 
 }  // namespace example

@@ -7,6 +7,7 @@
 #include <minnow/nn.hpp>
 #include <minnow/pipeline/integer_network.hpp>
 #include <minnow/pipeline/quantize_model.hpp>
+#include <minnow/prune/criteria.hpp>
 #include <minnow/quant.hpp>
 
 #include <catch2/catch.hpp>
@@ -366,5 +367,68 @@ TEST_CASE("bad input throws typed errors naming the layer and the values") {
 
     model.add("relu9", nn::ReLU<float>());  // after fc2, with no quantizer
     CHECK(message_of<value_error>([&] { pipeline::IntegerNetwork bad(model, qmodel); }).find("'relu9'") != std::string::npos);
+  }
+}
+
+TEST_CASE("per-layer formats: sparse and fp32 Linear layers compute the same network as int8 ones") {
+  const auto calibration = random_images(256, 1);
+  const auto inputs = random_images(37, 2);
+  auto model = nn::make_student<float>(7);
+  // Prune fc1 to 96 % and fc2 to 50 % (unstructured, by magnitude), as a pruned model holds its weights.
+  for (const auto& [name, fraction] : {std::pair{"fc1.weight", 0.96}, std::pair{"fc2.weight", 0.5}}) {
+    const auto p = find_parameter(model.parameters(), name);
+    Tensor<float, 1> mask({p.value.size()}, 1.0f);
+    prune::l1_unstructured(TensorView<const float, 1>(p.value.data(), {p.value.size()}), mask.view(), prune::Fraction{fraction});
+    for (index_t i = 0; i < p.value.size(); ++i) p.value.data()[i] *= mask(i);
+  }
+  pipeline::QuantizedModel<quant::Int8PerChannelSymmetric, quant::Uint8PerTensorAffine> qmodel(model);
+  qmodel.calibrate(calibration, 256, 64);
+
+  pipeline::IntegerNetwork all_int8(model, qmodel, {.sparse_from_batch1 = 2.0, .sparse_from_batched = 2.0});
+  for (const auto& [name, format] : all_int8.formats()) CHECK(format == pipeline::LayerFormat::int8);
+  const auto reference = Tensor<float, 2>(all_int8.forward(inputs.images.view()));
+
+  SECTION("the rule makes the 96 % layer sparse and keeps the 50 % one int8") {
+    pipeline::IntegerNetwork net(model, qmodel, {.batch = 1});
+    const std::vector<std::pair<std::string, pipeline::LayerFormat>> expected{
+        {"conv1", pipeline::LayerFormat::int8}, {"conv2", pipeline::LayerFormat::int8},
+        {"fc1", pipeline::LayerFormat::sparse}, {"fc2", pipeline::LayerFormat::int8}};
+    CHECK(net.formats() == expected);
+    CHECK(net.describe().find("sparse csr linear(fc1)") != std::string::npos);
+    check_logits(model, qmodel, net, inputs);
+    check_logits(model, qmodel, net, random_images(1, 3));
+    // fc1's sparse storage is smaller than its int8 storage: about 4 % kept × 8 bytes against 1 byte each.
+    CHECK(net.storage_bytes() < all_int8.storage_bytes());
+  }
+  SECTION("formats by name: every float format on both Linear layers") {
+    for (const auto format : {pipeline::LayerFormat::sparse, pipeline::LayerFormat::dense_float}) {
+      for (const index_t batch : {1, 64}) {
+        pipeline::IntegerNetwork net(model, qmodel, {.layers = {{"fc1", format}, {"fc2", format}}, .batch = batch});
+        CHECK(net.formats()[2].second == format);
+        CHECK(net.formats()[3].second == format);
+        check_logits(model, qmodel, net, inputs);
+        // Against the all-int8 network: the same function up to float rounding in the float layers'
+        // sums (an activation can land one step away), so compare with the same tolerance.
+        const auto logits = net.forward(inputs.images.view());
+        const auto fc2 = find_parameter(model.parameters(), "fc2.weight");
+        const auto step = qmodel.activation_layers().back()->quantizer().params().front().scale;
+        const auto tol = pipeline::logit_tolerance(fc2.value.reshape(Shape<2>{fc2.shape[0], fc2.shape[1]}), step);
+        for (index_t i = 0; i < logits.dim(0); ++i) {
+          for (index_t o = 0; o < logits.dim(1); ++o) {
+            REQUIRE(std::abs(logits(i, o) - reference(i, o)) <= 2.0f * tol[static_cast<std::size_t>(o)] + 1e-4f);
+          }
+        }
+      }
+    }
+  }
+  SECTION("a plan that names a missing layer, or a float Conv2d, is a value_error naming it") {
+    using test_support::message_of;
+    CHECK(message_of<value_error>([&] {
+            pipeline::IntegerNetwork net(model, qmodel, {.layers = {{"fc7", pipeline::LayerFormat::sparse}}});
+          }).find("'fc7'") != std::string::npos);
+    CHECK(message_of<value_error>([&] {
+            pipeline::IntegerNetwork net(model, qmodel, {.layers = {{"conv1", pipeline::LayerFormat::sparse}}});
+          }).find("'conv1'") != std::string::npos);
+    CHECK_THROWS_AS(pipeline::IntegerNetwork(model, qmodel, {.batch = 0}), value_error);
   }
 }

@@ -20,6 +20,16 @@
 ///   const double accuracy = net.evaluate(test).accuracy;
 /// @endcode
 ///
+/// ## Per-layer formats
+/// Each Conv2d / Linear runs in one of the formats of `LayerFormat`, named per layer in a `NetworkPlan` or
+/// chosen by its rule: int8 (the default), or — for a Linear — its fake-quantized weight Ŵ in fp32, dense
+/// or in a sparse format (infer/sparse.hpp: the zeros pruning left in Ŵ are skipped). A float layer reads
+/// the uint8 activations dequantized, x̂ = (q − z)·s, and quantizes its output with the same quantizer
+/// as an int8 layer would, so the network computes the same function whatever the formats.
+/// The rule (`NetworkPlan::sparse_from`) makes a Linear sparse once the fraction of zeros in Ŵ reaches the
+/// sparsity at which the sparse kernel beats the int8 kernel at the planned batch size, measured by
+/// `bench_infer_network` (see docs/benchmarks.md); everything else stays int8.
+///
 /// ## How close it is to the fake-quant network
 /// Both compute the same integers up to float rounding: the fake-quant network sums
 /// x̂·ŵ in float, the integer network sums (q − z)(w − zw) exactly and rounds once. Each requantization
@@ -37,6 +47,7 @@
 #include <minnow/infer/quantized_conv2d.hpp>
 #include <minnow/infer/quantized_linear.hpp>
 #include <minnow/infer/quantized_maxpool.hpp>
+#include <minnow/infer/sparse.hpp>
 #include <minnow/nn/activations.hpp>
 #include <minnow/nn/conv2d.hpp>
 #include <minnow/nn/linear.hpp>
@@ -46,11 +57,13 @@
 #include <minnow/nn/train.hpp>
 #include <minnow/pipeline/quantize_model.hpp>
 #include <minnow/quant/concepts.hpp>
+#include <minnow/simd/gemm.hpp>
 #include <minnow/tensor.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -60,6 +73,34 @@
 
 namespace minnow::pipeline {
 
+/// @brief How one Conv2d / Linear layer runs in an IntegerNetwork.
+enum class LayerFormat {
+  automatic,    ///< as NetworkPlan's rule says
+  int8,         ///< int8 weights on uint8 activations (infer/qgemm.hpp); Conv2d and Linear
+  sparse,       ///< Linear only: Ŵ's non-zeros in a sparse format (CSR or bitmap, by infer::choose_format), fp32
+  dense_float,  ///< Linear only: Ŵ dense in fp32
+};
+
+[[nodiscard]] inline const char* to_string(LayerFormat f) noexcept {
+  switch (f) {
+    case LayerFormat::int8: return "int8";
+    case LayerFormat::sparse: return "sparse";
+    case LayerFormat::dense_float: return "dense fp32";
+    default: return "automatic";
+  }
+}
+
+/// @brief The formats of an IntegerNetwork's layers: named ones as given, the others by the rule.
+struct NetworkPlan {
+  std::map<std::string, LayerFormat> layers{};  ///< by layer name, e.g. {"fc1", LayerFormat::sparse}
+  index_t batch = 1;                          ///< the batch size the rule plans for (> 0)
+  /// The rule: a Linear whose fake-quantized weight has at least this fraction of zeros runs sparse at
+  /// batch < 4 (resp. ≥ 4); below it, int8. From bench_infer_network on the teacher's fc1 (2 threads):
+  /// see docs/benchmarks.md. Set above 1 to keep every layer int8.
+  double sparse_from_batch1 = 0.95;
+  double sparse_from_batched = 0.95;
+};
+
 /// @brief An inference-only network on integers, converted from a fake-quantized Sequential
 /// (see the file comment). Not thread-safe: forward reuses its buffers.
 class IntegerNetwork {
@@ -67,9 +108,12 @@ class IntegerNetwork {
   /// @brief Converts `model`, which `qmodel` wraps (its activation quantizers must have parameters).
   /// @throws value_error naming the layer when an activation quantizer has no parameters yet (its observer
   /// never ran), has a grid other than uint8 [0, 255] or more than one scale, when the model is not the one
-  /// `qmodel` wraps, or when a layer or a layer order is not supported (e.g. a ReLU without a quantizer).
+  /// `qmodel` wraps, or when a layer or a layer order is not supported (e.g. a ReLU without a quantizer);
+  /// value_error when the plan names a layer the model has no Conv2d / Linear of, asks a Conv2d for a float
+  /// format, or has a batch ≤ 0.
   template <class WeightQ, class ActivationQ>
-  IntegerNetwork(nn::Sequential<float>& model, const QuantizedModel<WeightQ, ActivationQ>& qmodel) {
+  IntegerNetwork(nn::Sequential<float>& model, const QuantizedModel<WeightQ, ActivationQ>& qmodel,
+                 const NetworkPlan& plan = {}) {
     static_assert(!WeightQ::is_codebook, "IntegerNetwork needs uniform (scale, zero point) weight quantizers");
     static_assert(!ActivationQ::is_codebook, "IntegerNetwork needs uniform (scale, zero point) activation quantizers");
     using Fake = ActivationFakeQuant<ActivationQ>;
@@ -108,6 +152,7 @@ class IntegerNetwork {
       throw value_error("IntegerNetwork: the model's first layer must be the input quantizer ('input.quant'); "
                         "wrap it in a QuantizedModel with quantize_input = true");
     }
+    check_plan(model, plan);
     input_ = activation_params(0);
     quant::AffineParams current = input_;
     bool quantized = true;  // false once a layer produced the float output
@@ -167,7 +212,12 @@ class IntegerNetwork {
           quantized = false;
           float_from = name;
         }
-        if (conv) {
+        const LayerFormat format = conv ? LayerFormat::int8 : choose(plan, name, weights);
+        if (format != LayerFormat::int8) {
+          stages_.push_back(float_linear(weights, bias_span, format, plan.batch, current, out, relu, requantize));
+          storage_bytes_ -= weights.bytes();
+          storage_bytes_ += std::get<FloatLinearStage>(stages_.back()).weight_bytes();
+        } else if (conv) {
           stages_.push_back(ConvStage{std::make_unique<infer::QuantizedConv2d>(weights, conv->in_channels(), conv->kernel(),
                                                                                conv->stride(), conv->padding(), bias_span,
                                                                                current, relu),
@@ -176,6 +226,7 @@ class IntegerNetwork {
           stages_.push_back(LinearStage{std::make_unique<infer::QuantizedLinear>(weights, bias_span, current, relu), out,
                                         requantize, relu});
         }
+        formats_.emplace_back(name, format);
         if (requantize) current = out;
         i = next;
         continue;
@@ -229,6 +280,7 @@ class IntegerNetwork {
     for (const auto& stage : stages_) {
       if (const auto* c = std::get_if<ConvStage>(&stage)) bytes += c->conv->bytes();
       if (const auto* l = std::get_if<LinearStage>(&stage)) bytes += l->fc->bytes();
+      if (const auto* f = std::get_if<FloatLinearStage>(&stage)) bytes += f->weight_bytes() + f->bias_bytes();
     }
     return bytes;
   }
@@ -237,6 +289,8 @@ class IntegerNetwork {
   [[nodiscard]] std::size_t storage_bytes() const noexcept { return storage_bytes_; }
   /// Bytes of the same weights and biases in fp32 (the model's buffers).
   [[nodiscard]] std::size_t float_bytes() const noexcept { return float_bytes_; }
+  /// Each Conv2d / Linear layer's name and the format it runs in, in order.
+  [[nodiscard]] const std::vector<std::pair<std::string, LayerFormat>>& formats() const noexcept { return formats_; }
   /// The parameters the input is quantized with.
   [[nodiscard]] quant::AffineParams input_params() const noexcept { return input_; }
 
@@ -282,7 +336,108 @@ class IntegerNetwork {
     quant::AffineParams params;
     [[nodiscard]] std::string describe() const { return "dequantize"; }
   };
-  using Stage = std::variant<ConvStage, LinearStage, PoolStage, FlattenStage, DequantizeStage>;
+  /// Ŵ in fp32 (dense) for the float formats; y = x·Ŵᵀ + b over the whole batch.
+  struct DenseFloatLinear {
+    Tensor<float, 2> w;
+    std::vector<float> bias;
+    [[nodiscard]] index_t out_features() const noexcept { return w.dim(0); }
+    void forward(TensorView<const float, 2> x, TensorView<float, 2> y) const {
+      const index_t n = x.dim(0), in = w.dim(1), out = w.dim(0);
+      simd::gemm_parallel<float>(n, out, in, simd::row_major<float>(x.data(), in),
+                                 simd::row_major<float>(w.data(), in).transposed(), y.data(), out, false);
+      for (index_t s = 0; s < n; ++s) {
+        for (index_t r = 0; r < out; ++r) y(s, r) += bias[static_cast<std::size_t>(r)];
+      }
+    }
+  };
+  /// A Linear on float: dequantize the uint8 input, multiply, ReLU, quantize (or keep float at the end).
+  struct FloatLinearStage {
+    std::string name;
+    std::variant<DenseFloatLinear, infer::SparseLinear<infer::CsrMatrix>, infer::SparseLinear<infer::BitmapMatrix>> fc;
+    quant::AffineParams in, out;
+    bool relu, requantize;
+    std::size_t bias_count;
+    [[nodiscard]] std::size_t weight_bytes() const {
+      return std::visit(
+          [](const auto& f) -> std::size_t {
+            if constexpr (std::is_same_v<std::decay_t<decltype(f)>, DenseFloatLinear>) {
+              return static_cast<std::size_t>(f.w.size()) * sizeof(float);
+            } else {
+              return f.weights().bytes();
+            }
+          },
+          fc);
+    }
+    [[nodiscard]] std::size_t bias_bytes() const noexcept { return bias_count * sizeof(float); }
+    [[nodiscard]] const char* kind() const noexcept {
+      return fc.index() == 0 ? "dense fp32" : (fc.index() == 1 ? "sparse csr" : "sparse bitmap");
+    }
+    [[nodiscard]] std::string describe() const {
+      return minnow::detail::concat(kind(), " linear(", name, ")", output_text(relu, requantize, out));
+    }
+  };
+  using Stage = std::variant<ConvStage, LinearStage, FloatLinearStage, PoolStage, FlattenStage, DequantizeStage>;
+
+  static void check_plan(nn::Sequential<float>& model, const NetworkPlan& plan) {
+    if (plan.batch <= 0) throw value_error(minnow::detail::concat("IntegerNetwork: the plan's batch must be > 0, got ", plan.batch));
+    for (const auto& [name, format] : plan.layers) {
+      std::size_t i = 0;
+      while (i < model.size() && model.layer_name(i) != name) ++i;
+      const bool conv = i < model.size() && dynamic_cast<nn::Conv2d<float>*>(&model.layer(i)) != nullptr;
+      const bool linear = i < model.size() && dynamic_cast<nn::Linear<float>*>(&model.layer(i)) != nullptr;
+      if (!conv && !linear) {
+        throw value_error(minnow::detail::concat("IntegerNetwork: the plan names layer '", name,
+                                                 "', which is not a Conv2d or Linear of the model"));
+      }
+      if (conv && (format == LayerFormat::sparse || format == LayerFormat::dense_float)) {
+        throw value_error(minnow::detail::concat("IntegerNetwork: the plan asks Conv2d '", name, "' for ", to_string(format),
+                                                 "; a Conv2d runs int8"));
+      }
+    }
+  }
+
+  // The plan's format for Linear `name`, the rule's when it names none.
+  static LayerFormat choose(const NetworkPlan& plan, const std::string& name, const infer::Int8Weights& w) {
+    if (const auto it = plan.layers.find(name); it != plan.layers.end() && it->second != LayerFormat::automatic) {
+      return it->second;
+    }
+    index_t zeros = 0;  // Ŵ = 0 exactly where q = zero point
+    for (index_t j = 0; j < w.rows(); ++j) {
+      const auto zp = w.params[static_cast<std::size_t>(j)].zero_point;
+      for (index_t k = 0; k < w.cols(); ++k) zeros += w.values(j, k) == zp ? 1 : 0;
+    }
+    const double sparsity = w.values.size() ? static_cast<double>(zeros) / static_cast<double>(w.values.size()) : 0.0;
+    const double from = plan.batch < infer::SparseLinear<infer::CsrMatrix>::kSmallBatch ? plan.sparse_from_batch1
+                                                                                      : plan.sparse_from_batched;
+    return sparsity >= from ? LayerFormat::sparse : LayerFormat::int8;
+  }
+
+  static FloatLinearStage float_linear(const infer::Int8Weights& weights, std::span<const float> bias, LayerFormat format,
+                                       index_t batch, quant::AffineParams in, quant::AffineParams out, bool relu,
+                                       bool requantize) {
+    Tensor<float, 2> w = weights.dequantize();
+    const std::vector<float> b(bias.begin(), bias.end());
+    FloatLinearStage stage{weights.name.substr(0, weights.name.rfind('.')), DenseFloatLinear{}, in, out, relu, requantize,
+                           bias.size()};
+    if (format == LayerFormat::dense_float) {
+      stage.fc = DenseFloatLinear{std::move(w), b};
+      return stage;
+    }
+    Tensor<float, 2> mask(w.shape());
+    index_t zeros = 0;
+    for (index_t i = 0; i < w.size(); ++i) {
+      mask.data()[i] = w.data()[i] != 0.0f ? 1.0f : 0.0f;
+      zeros += w.data()[i] == 0.0f ? 1 : 0;
+    }
+    const double sparsity = w.size() ? static_cast<double>(zeros) / static_cast<double>(w.size()) : 0.0;
+    const TensorView<const float, 1> bias_view(b.data(), {static_cast<index_t>(b.size())});
+    if (infer::choose_format(sparsity, batch) == infer::WeightFormat::csr) {
+      stage.fc.emplace<1>(infer::CsrMatrix(w.view(), mask.view()), bias_view);
+    } else {
+      stage.fc.emplace<2>(infer::BitmapMatrix(w.view(), mask.view()), bias_view);
+    }
+    return stage;
+  }
 
   TensorView<const std::uint8_t, 4> current(const Shape<4>& shape) const { return {a_.data(), shape}; }
 
@@ -312,6 +467,28 @@ class IntegerNetwork {
     }
     shape = {n, out, 1, 1};
   }
+  void run(FloatLinearStage& s, Shape<4>& shape) {
+    const index_t n = shape[0], in = shape[1] * shape[2] * shape[3];
+    const index_t out = std::visit([](const auto& f) { return f.out_features(); }, s.fc);
+    fx_.resize({n, in});
+    for (index_t i = 0; i < n * in; ++i) {
+      fx_.data()[i] = static_cast<float>(a_.data()[i] - s.in.zero_point) * s.in.scale;  // x̂, as the fake quantizer gave it
+    }
+    fy_.resize({n, out});
+    std::visit([&](auto& f) { f.forward(fx_.view(), fy_.view()); }, s.fc);
+    float* y = fy_.data();
+    if (s.relu) {
+      for (index_t i = 0; i < n * out; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    }
+    if (s.requantize) {
+      a_.resize({std::max<index_t>(1, n * out)});
+      infer::detail::quantize_row(infer::arch::best{}, y, n * out, s.out, a_.data());
+    } else {
+      out_.resize({std::max<index_t>(1, n * out)});
+      std::copy(y, y + n * out, out_.data());
+    }
+    shape = {n, out, 1, 1};
+  }
   void run(PoolStage& s, Shape<4>& shape) {
     const Shape<4> out_shape = s.pool.output_shape(shape);
     b_.resize({std::max<index_t>(1, out_shape[0] * out_shape[1] * out_shape[2] * out_shape[3])});
@@ -333,6 +510,8 @@ class IntegerNetwork {
   std::size_t storage_bytes_ = 0, float_bytes_ = 0;
   Tensor<std::uint8_t, 1> a_, b_;  // the current uint8 activations and the next layer's
   Tensor<float, 1> out_;
+  Tensor<float, 2> fx_, fy_;  // a float layer's input and output
+  std::vector<std::pair<std::string, LayerFormat>> formats_;
 };
 
 /// @brief The per-logit tolerance of the file comment: `s_in · Σ_j |Ŵ[o, j]|` for the last Linear layer

@@ -394,7 +394,7 @@ TEST_CASE("per-layer formats: sparse and fp32 Linear layers compute the same net
         {"conv1", pipeline::LayerFormat::int8}, {"conv2", pipeline::LayerFormat::int8},
         {"fc1", pipeline::LayerFormat::sparse}, {"fc2", pipeline::LayerFormat::int8}};
     CHECK(net.formats() == expected);
-    CHECK(net.describe().find("sparse csr linear(fc1)") != std::string::npos);
+    CHECK(net.describe().find("sparse sliced linear(fc1)") != std::string::npos);
     check_logits(model, qmodel, net, inputs);
     check_logits(model, qmodel, net, random_images(1, 3));
     // fc1's sparse storage is smaller than its int8 storage: about 4 % kept × 8 bytes against 1 byte each.

@@ -4,11 +4,15 @@
 #include "test_support.hpp"
 
 #include <minnow/infer/sparse.hpp>
+#include <minnow/infer/sparse_conv2d.hpp>
+#include <minnow/infer/sparse_int8.hpp>
+#include <minnow/nn/conv2d.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 #include <tuple>
+#include <vector>
 
 using namespace minnow;
 using Catch::Matchers::Contains;
@@ -81,9 +85,10 @@ void check_format(index_t rows, index_t cols, index_t batch, double sparsity, in
 }  // namespace
 
 TEMPLATE_TEST_CASE("sparse kernels equal the dense product on the masked weights", "", infer::CsrMatrix,
-                   infer::BitmapMatrix, infer::BlockedMatrix) {
-  // Columns: 1, below a word, a word and one, several words with a tail, a multiple of 32.
-  for (const index_t cols : {1, 7, 17, 100, 160}) {
+                   infer::BitmapMatrix, infer::BlockedMatrix, infer::SlicedMatrix) {
+  // Columns: 1, below a word, a word and one, several words with a tail, a multiple of 32, whole
+  // 64-column windows and one past them.
+  for (const index_t cols : {1, 7, 17, 100, 160, 192, 193}) {
     for (const index_t rows : {1, 5, 33}) {
       for (const index_t batch : {1, 2, 3, 4, 17, 64, 70}) {
         for (const double sparsity : {0.0, 0.5, 0.9, 1.0}) check_format<TestType>(rows, cols, batch, sparsity, 1);
@@ -93,7 +98,7 @@ TEMPLATE_TEST_CASE("sparse kernels equal the dense product on the masked weights
 }
 
 TEMPLATE_TEST_CASE("sparse kernels split over threads equal the dense product (fc1-like shape)", "", infer::CsrMatrix,
-                   infer::BitmapMatrix, infer::BlockedMatrix) {
+                   infer::BitmapMatrix, infer::BlockedMatrix, infer::SlicedMatrix) {
   for (const index_t batch : {1, 64}) {
     check_format<TestType>(301, 1570, batch, 0.9, 2);
     check_format<TestType>(301, 1570, batch, 0.5, 2);
@@ -117,19 +122,21 @@ TEST_CASE("sparse formats count bytes from their buffers") {
   CHECK(layer.bytes() == bitmap.bytes() + 10 * 4);
 }
 
-TEST_CASE("crossover rule: dense below the measured crossover, CSR only for very sparse batch-1 layers") {
+TEST_CASE("crossover rule: dense below the measured crossover, sliced at batch 1, bitmap / CSR batched") {
   using infer::WeightFormat;
   CHECK(infer::choose_format(0.0, 1) == WeightFormat::dense);
+  CHECK(infer::choose_format(0.4, 1) == WeightFormat::dense);
   CHECK(infer::choose_format(0.5, 64) == WeightFormat::dense);
-  CHECK(infer::choose_format(0.75, 1) == WeightFormat::bitmap);
-  CHECK(infer::choose_format(0.9, 1) == WeightFormat::csr);
-  CHECK(infer::choose_format(0.9, 64) == WeightFormat::bitmap);
-  CHECK(infer::choose_format(0.95, 3) == WeightFormat::csr);
+  CHECK(infer::choose_format(0.5, 1) == WeightFormat::sliced);
+  CHECK(infer::choose_format(0.9, 1) == WeightFormat::sliced);
+  CHECK(infer::choose_format(0.95, 3) == WeightFormat::sliced);
+  CHECK(infer::choose_format(0.75, 64) == WeightFormat::bitmap);
+  CHECK(infer::choose_format(0.9, 64) == WeightFormat::csr);
   CHECK(infer::choose_format(0.7, 1, {.batch1_sparse = 0.8}) == WeightFormat::dense);
 }
 
 TEMPLATE_TEST_CASE("sparse bad input throws typed errors naming the shapes", "", infer::CsrMatrix, infer::BitmapMatrix,
-                   infer::BlockedMatrix) {
+                   infer::BlockedMatrix, infer::SlicedMatrix) {
   const auto p = make_problem(4, 6, 2, 0.5, 1);
   Tensor<float, 2> wrong({6, 4}, 1.0f);
   CHECK_THAT(test_support::message_of<shape_error>([&] { TestType m(p.w.view(), wrong.view()); }),
@@ -145,4 +152,184 @@ TEMPLATE_TEST_CASE("sparse bad input throws typed errors naming the shapes", "",
   CHECK_THAT(test_support::message_of<shape_error>([&] { layer.forward(x.view(), y.view()); }), Contains("[2, 5]"));
   Tensor<float, 2> x_ok({2, 6}), y_bad({3, 4});
   CHECK_THAT(test_support::message_of<shape_error>([&] { layer.forward(x_ok.view(), y_bad.view()); }), Contains("[3, 4]"));
+}
+
+// ---- SparseConv2d ----
+
+namespace {
+
+// Conv weights, a random 0/1 mask of `sparsity` and an input; the dense reference is nn::Conv2d with the
+// masked weights copied in.
+void check_conv(index_t batch, index_t in, index_t out, index_t kernel, index_t stride, index_t padding, index_t height,
+                index_t width, double sparsity, int threads) {
+  CAPTURE(batch, in, out, kernel, stride, padding, height, width, sparsity, threads);
+  minnow::set_threads(threads);
+  std::mt19937_64 rng(static_cast<std::uint64_t>(batch * 7919 + in * 131 + out * 17 + kernel * 5 + stride * 3 + padding + height));
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::bernoulli_distribution keep(1.0 - sparsity);
+  nn::Conv2d<float> dense(in, out, kernel, stride, padding);
+  Tensor<float, 4> w({out, in, kernel, kernel}), mask({out, in, kernel, kernel}), x({batch, in, height, width});
+  Tensor<float, 1> bias({out});
+  for (index_t i = 0; i < w.size(); ++i) {
+    w.data()[i] = u(rng);
+    mask.data()[i] = keep(rng) ? 1.0f : 0.0f;
+    dense.weight().data()[i] = w.data()[i] * mask.data()[i];
+  }
+  for (index_t i = 0; i < out; ++i) dense.bias().data()[i] = bias.data()[i] = u(rng);
+  for (index_t i = 0; i < x.size(); ++i) x.data()[i] = u(rng);
+  const auto expected = dense.forward(x.view(), nn::Mode::eval);
+
+  infer::SparseConv2d<> conv(w.view(), mask.view(), bias.view(), stride, padding);
+  REQUIRE(conv.output_shape(x.shape()) == expected.shape());
+  Tensor<float, 4> y(expected.shape(), std::nanf(""));
+  conv.forward(x.view(), y.view());
+  double worst = 0.0;
+  for (index_t i = 0; i < y.size(); ++i) {
+    worst = std::max(worst, std::abs(static_cast<double>(y.data()[i]) - expected.data()[i]) / (1.0 + std::abs(expected.data()[i])));
+  }
+  CHECK(worst <= 1e-5);  // NaN (an output never written) fails too
+  // A second call reuses the buffers and must give the same result.
+  Tensor<float, 4> again(expected.shape(), std::nanf(""));
+  conv.forward(x.view(), again.view());
+  CHECK(std::equal(y.data(), y.data() + y.size(), again.data()));
+  minnow::set_threads(2);
+}
+
+}  // namespace
+
+TEST_CASE("SparseConv2d equals nn::Conv2d with the masked weights") {
+  for (const int threads : {1, 2}) {
+    for (const double sparsity : {0.0, 0.5, 0.9, 1.0}) {
+      check_conv(1, 3, 5, 3, 1, 1, 7, 9, sparsity, threads);     // odd channels, pixel run below a vector
+      check_conv(2, 5, 7, 3, 2, 0, 11, 10, sparsity, threads);   // stride 2, no padding
+      check_conv(3, 1, 4, 5, 1, 2, 8, 8, sparsity, threads);     // one input channel
+      check_conv(1, 4, 3, 1, 1, 0, 13, 13, sparsity, threads);   // 1×1 kernel, 169 pixels: two tiles with a tail
+      check_conv(5, 6, 33, 3, 2, 1, 14, 14, sparsity, threads);  // more samples than threads
+    }
+  }
+  check_conv(1, 64, 128, 3, 1, 1, 14, 14, 0.9, 2);  // the teacher's conv2
+  check_conv(4, 64, 128, 3, 1, 1, 14, 14, 0.75, 2);
+}
+
+TEST_CASE("SparseConv2d bad input throws typed errors naming the shapes") {
+  Tensor<float, 4> w({4, 3, 3, 3}, 1.0f), mask({4, 3, 3, 3}, 1.0f), wrong_mask({4, 3, 3, 2}, 1.0f);
+  Tensor<float, 1> bias({4}), short_bias({3});
+  CHECK_THAT(test_support::message_of<shape_error>([&] { infer::SparseConv2d<> c(w.view(), wrong_mask.view(), bias.view()); }),
+             Contains("[4, 3, 3, 2]") && Contains("[4, 3, 3, 3]"));
+  Tensor<float, 4> half({4, 3, 3, 3}, 0.5f);
+  CHECK_THAT(test_support::message_of<value_error>([&] { infer::SparseConv2d<> c(w.view(), half.view(), bias.view()); }),
+             Contains("0.5"));
+  CHECK_THAT(test_support::message_of<shape_error>([&] { infer::SparseConv2d<> c(w.view(), mask.view(), short_bias.view()); }),
+             Contains("3 entries") && Contains("[4, 3, 3, 3]"));
+  CHECK_THROWS_AS(infer::SparseConv2d<>(w.view(), mask.view(), bias.view(), 0, 0), value_error);
+  infer::SparseConv2d<> conv(w.view(), mask.view(), bias.view(), 1, 1);
+  Tensor<float, 4> x_channels({2, 2, 5, 5}), y({2, 4, 5, 5});
+  CHECK_THAT(test_support::message_of<shape_error>([&] { conv.forward(x_channels.view(), y.view()); }), Contains("[2, 2, 5, 5]"));
+  infer::SparseConv2d<> unpadded(w.view(), mask.view(), bias.view(), 1, 0);
+  Tensor<float, 4> tiny({1, 3, 2, 5});
+  CHECK_THAT(test_support::message_of<shape_error>([&] { (void)unpadded.output_shape(tiny.shape()); }), Contains("[1, 3, 2, 5]"));
+  Tensor<float, 4> x({2, 3, 5, 5}), y_bad({2, 4, 4, 4});
+  CHECK_THAT(test_support::message_of<shape_error>([&] { conv.forward(x.view(), y_bad.view()); }),
+             Contains("[2, 4, 4, 4]") && Contains("[2, 4, 5, 5]"));
+}
+
+TEST_CASE("conv crossover rule: dense below the measured crossover") {
+  CHECK(infer::choose_conv_format(0.0, 1) == infer::ConvFormat::dense);
+  CHECK(infer::choose_conv_format(0.4, 64) == infer::ConvFormat::dense);
+  CHECK(infer::choose_conv_format(0.5, 1) == infer::ConvFormat::sparse);
+  CHECK(infer::choose_conv_format(0.95, 1) == infer::ConvFormat::sparse);
+  CHECK(infer::choose_conv_format(0.95, 64) == infer::ConvFormat::sparse);
+  CHECK(infer::choose_conv_format(0.95, 64, {.batch1 = 0.5, .batched = 0.99}) == infer::ConvFormat::dense);
+}
+
+// ---- BitmapInt8Matrix ----
+
+TEST_CASE("BitmapInt8Matrix stores rint(w / scale) clamped to int8 and multiplies like the dequantized dense matrix") {
+  for (const int threads : {1, 2}) {
+    for (const index_t cols : {1, 7, 17, 100, 1570}) {
+      for (const index_t rows : {1, 5, 33}) {
+        for (const index_t batch : {1, 3, 4, 70}) {
+          for (const double sparsity : {0.0, 0.5, 0.9, 1.0}) {
+            CAPTURE(threads, cols, rows, batch, sparsity);
+            minnow::set_threads(threads);
+            const auto p = make_problem(rows, cols, batch, sparsity, static_cast<std::uint64_t>(rows * 31 + cols + batch));
+            auto params = infer::BitmapInt8Matrix::symmetric_scales(p.w.view(), p.mask.view());
+            params[0].scale *= 0.5f;  // row 0 saturates: clamping must happen
+            const infer::BitmapInt8Matrix m(p.w.view(), p.mask.view(), params);
+            // The stored integers, against the formula; the dequantized dense matrix for the oracle.
+            Tensor<float, 2> dequantized({rows, cols}, 0.0f);
+            bool values_ok = true;
+            index_t kept = 0;
+            for (index_t r = 0; r < rows; ++r) {
+              m.for_each_quantized_in_row(r, [&](index_t c, std::int32_t q) {
+                const float expected = std::clamp(std::nearbyint(p.w(r, c) / params[static_cast<std::size_t>(r)].scale), -128.0f, 127.0f);
+                values_ok = values_ok && p.mask(r, c) == 1.0f && static_cast<float>(q) == expected;
+                dequantized(r, c) = static_cast<float>(q) * m.scale(r);
+                ++kept;
+              });
+            }
+            CHECK(values_ok);
+            index_t mask_kept = 0;
+            for (index_t i = 0; i < p.mask.size(); ++i) mask_kept += p.mask.data()[i] != 0.0f ? 1 : 0;
+            CHECK(kept == mask_kept);
+            CHECK(m.nnz() == kept);
+            Problem dq{dequantized.clone(), Tensor<float, 2>({rows, cols}, 1.0f), p.x.clone(), p.bias.clone()};
+            const auto [expected, scale] = dense_masked(dq);
+            infer::SparseLinear<infer::BitmapInt8Matrix> layer(m, p.bias.view());
+            Tensor<float, 2> y({batch, rows}, std::nanf(""));
+            layer.forward(p.x.view(), y.view());
+            double worst = 0.0;
+            for (index_t s = 0; s < batch; ++s) {
+              for (index_t r = 0; r < rows; ++r) worst = std::max(worst, std::abs(y(s, r) - expected(s, r)) / scale(s, r));
+            }
+            CHECK(worst <= 1e-5);
+          }
+        }
+      }
+    }
+  }
+  minnow::set_threads(2);
+}
+
+TEST_CASE("BitmapInt8Matrix counts bytes from its buffers; fc1 at 90 % is under 0.06× of fp32") {
+  const auto p = make_problem(10, 40, 1, 0.75, 3);
+  index_t kept = 0;
+  for (index_t i = 0; i < p.mask.size(); ++i) kept += p.mask.data()[i] != 0.0f ? 1 : 0;
+  const infer::BitmapInt8Matrix m(p.w.view(), p.mask.view(), infer::BitmapInt8Matrix::symmetric_scales(p.w.view(), p.mask.view()));
+  CHECK(m.bytes() == static_cast<std::size_t>(kept + 16) + 10 * 3 * 2 + 10 * 4 + 11 * 4);
+
+  // The teacher's fc1 shape with exactly 90 % of the weights pruned.
+  const index_t rows = 1000, cols = 6272;
+  Tensor<float, 2> w({rows, cols}), mask({rows, cols}, 0.0f);
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<float> u(-0.01f, 0.01f);
+  for (index_t i = 0; i < w.size(); ++i) w.data()[i] = u(rng);
+  std::vector<index_t> order(static_cast<std::size_t>(w.size()));
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<index_t>(i);
+  std::shuffle(order.begin(), order.end(), rng);
+  for (std::size_t i = 0; i < order.size() / 10; ++i) mask.data()[order[i]] = 1.0f;
+  const infer::BitmapInt8Matrix fc1(w.view(), mask.view(), infer::BitmapInt8Matrix::symmetric_scales(w.view(), mask.view()));
+  const double ratio = static_cast<double>(fc1.bytes()) / static_cast<double>(rows * cols * 4);
+  CAPTURE(fc1.bytes(), ratio);
+  CHECK(fc1.bytes() == 627200 + 16 + 1000 * 392 * 2 + 1000 * 4 + 1001 * 4);
+  CHECK(ratio <= 0.06);
+}
+
+TEST_CASE("BitmapInt8Matrix bad input throws typed errors naming shapes and values") {
+  const auto p = make_problem(4, 6, 2, 0.5, 1);
+  auto params = infer::BitmapInt8Matrix::symmetric_scales(p.w.view(), p.mask.view());
+  Tensor<float, 2> wrong({6, 4}, 1.0f);
+  CHECK_THAT(test_support::message_of<shape_error>([&] { infer::BitmapInt8Matrix m(p.w.view(), wrong.view(), params); }),
+             Contains("[6, 4]") && Contains("[4, 6]"));
+  const std::vector<quant::AffineParams> three(3);
+  CHECK_THAT(test_support::message_of<shape_error>([&] { infer::BitmapInt8Matrix m(p.w.view(), p.mask.view(), three); }),
+             Contains("3 scales") && Contains("[4, 6]"));
+  auto shifted = params;
+  shifted[2].zero_point = 5;
+  CHECK_THAT(test_support::message_of<value_error>([&] { infer::BitmapInt8Matrix m(p.w.view(), p.mask.view(), shifted); }),
+             Contains("row 2") && Contains("zero point 5"));
+  auto negative = params;
+  negative[1].scale = -0.5f;
+  CHECK_THAT(test_support::message_of<value_error>([&] { infer::BitmapInt8Matrix m(p.w.view(), p.mask.view(), negative); }),
+             Contains("row 1") && Contains("-0.5"));
 }

@@ -2,34 +2,46 @@
 /// @file infer/sparse.hpp
 /// @brief Compressed storage for unstructured pruning masks and sparse `y = x·Wᵀ + b` kernels.
 ///
-/// Three formats of a `rows × cols` float matrix W, all built from W and a 0/1 mask of its shape (kept =
+/// Four formats of a `rows × cols` float matrix W, all built from W and a 0/1 mask of its shape (kept =
 /// mask ≠ 0), each with a batch-1 kernel (`gemv`) and a batch-N kernel on a transposed input (`gemm`):
 /// - CsrMatrix:    kept values, an int32 column per value, int32 row pointers. Batch 1 gathers x.
 /// - BitmapMatrix: one bit per element (16-bit words, rows padded to whole words), kept values packed in
 ///                 row order, int32 row pointers. Batch 1 expands 16 values into place (vexpandps) and
 ///                 multiplies them with a contiguous load of x: no gather, no index per value.
+/// - SlicedMatrix: sliced ELL, 16 rows per slice in the 16 lanes, 64-column windows, a uint8 column per lane
+///                 (see the class). Batch 1 looks x up in registers with vpermt2ps instead of gathering.
 /// - BlockedMatrix: 1×16 blocks holding any kept value, stored whole (zeros included), a uint16 block
 ///                 column per block and int32 row pointers.
 ///
-/// Measured on the teacher's fc1 (1000 × 6272, unstructured l1 mask) by `bench_infer_sparse`, one thread,
-/// AMD EPYC with AVX-512, on a loaded 2-core machine (CPU time, µs; dense nn::Linear = 25.1 MB,
-/// batch 1 ≈ 700–1100 µs across runs, batch 64 ≈ 12 600–13 600 µs):
+/// Measured on the teacher's fc1 (1000 × 6272, unstructured l1 mask) by `bench_infer_sparse`, ONE thread,
+/// AMD EPYC (Zen 5) with AVX-512, on a loaded 2-core machine (CPU time, µs, median of 5; dense nn::Linear =
+/// 25.1 MB, batch 1 ≈ 515–575 µs, batch 64 ≈ 11 300 µs; 2-thread runs could not be measured cleanly: a
+/// background job kept one core busy and OpenMP barriers then cost whole scheduler slices):
 ///
-///   sparsity | bytes (MB) CSR / bitmap / blocked | batch 1: CSR / bitmap / blocked | batch 64: CSR / bitmap / blocked
-///   50 %     | 25.1 / 13.3 /  25.9               | 1700 / 1200 / 2000             | 14 000 / 11 000 / 19 000
-///   75 %     | 12.6 /  7.1 /  25.6               |  820 /  520 / 1760             |  6 300 /  6 000 / 19 000
-///   90 %     |  5.0 /  3.3 /  21.1               |  250 /  430 / 1530             |  2 200 /  2 900 / 17 000
-///   95 %     |  2.5 /  2.0 /  14.5               |  130 /  420 /  670             |  1 200 /  1 800 / 11 000
+///   sparsity | bytes (MB) CSR / bitmap / sliced | batch 1: CSR / bitmap / sliced | batch 64: CSR / bitmap / sliced
+///   50 %     | 25.1 / 13.3 / 19.3                | 1620 /  550 /  390            | 14 000 / 11 000 / 14 800
+///   75 %     | 12.6 /  7.1 / 11.0                |  680 /  440 /  184            |  6 300 /  6 000 /  7 750
+///   90 %     |  5.0 /  3.3 /  5.4                |  243 /  411 /   87            |  2 400 /  2 900 /  3 400
+/// (batch-64 CSR / bitmap columns from the previous table, same machine.)
+///
+/// Why CSR's batch 1 was slow: not bandwidth (5 MB in 243 µs is ~20 GB/s) but the gather. Zen 5 runs a
+/// 16-lane vgatherdps at about the rate of 16 scalar loads (~25 cycles per 16 kept values): a scalar loop
+/// over 16-bit columns, 16-bit columns with four accumulators, and SELL-16 with gathers (no reduction, no
+/// tail) all measured within 3 % of the int32 CSR kernel (228–235 µs against 231 µs in a standalone test),
+/// so neither the index width, nor the per-row reduction and tail, nor accumulator chains matter. Removing
+/// the gather does: SlicedMatrix reads x from four registers with two vpermt2ps per 16 kept values, 2.8×
+/// CSR and 6.6× dense at 90 % with one thread (windows of 32 columns: 92 µs; of 128: 117 µs; one window id
+/// per step instead of per block, reloading x: 133 µs). It pays at every sparsity measured, even at 50 %
+/// where 19 % of its lanes are padding. At batch N it has no kernel of its own (rows are decoded through
+/// for_each_in_row), so CSR / bitmap stay the batch-N formats.
 ///
 /// Choice: the bitmap is the storage format (the smallest at every sparsity, 1 bit per element + 4 bytes per
-/// kept value against 8 for CSR, and the only one that keeps sparse + int8 under 0.06× of fp32), and the
-/// fastest at batch 1 up to ~85 % and at batch N up to ~75 %. Its batch-1 cost is one expand per 16 columns
-/// whatever the sparsity (≈ 0.4 ms here), so above ~90 % CSR's one gather per 16 *kept* values wins at
-/// batch 1 (4× dense at 90 % against the bitmap's 2.4×): choose_format() picks CSR there. At batch N both
-/// run one broadcast FMA per kept value over the transposed input (the bitmap decodes a row's columns with a
-/// branch-free compress first) and stay within ~25 %. Blocked 1×16 storage only pays for block-structured
-/// masks: with an unstructured mask at 90 %, 1 − 0.9¹⁶ = 81 % of the blocks hold a kept value, so it stores
-/// and multiplies most of the dense matrix (slower than dense at every sparsity measured).
+/// kept value against 8 for CSR, and the base of the int8 format in sparse_int8.hpp that keeps sparse + int8
+/// under 0.06× of fp32); SlicedMatrix is the batch-1 compute format from 50 % up (choose_format). At batch N
+/// CSR and bitmap run one broadcast FMA per kept value over the transposed input (the bitmap decodes a
+/// row's columns with a branch-free compress first) and stay within ~25 %. Blocked 1×16 storage only pays
+/// for block-structured masks: with an unstructured mask at 90 %, 1 − 0.9¹⁶ = 81 % of the blocks hold a kept
+/// value, so it stores and multiplies most of the dense matrix (slower than dense at every sparsity measured).
 ///
 /// Only float: the kernels are AVX-512 where the compiler targets it (`__AVX512F__`) and scalar otherwise;
 /// `gemv_reference` / `gemm_reference` are the scalar twins the tests compare against.
@@ -373,6 +385,155 @@ class BlockedMatrix {
   std::vector<std::int32_t> row_ptr_;
 };
 
+/// @brief Sliced ELL in 64-column windows, lanes = rows: the batch-1 format that avoids gathers.
+///
+/// Rows are cut into slices of 16 (one AVX-512 lane per row) and columns into windows of 64. Within one
+/// (slice, window) block, step j holds for every lane the j-th kept value of that lane's row in the window
+/// and its column inside the window (uint8, 0xFF for a lane whose row has fewer kept values there); the
+/// block has as many steps as its fullest row. The batch-1 kernel loads the window's 64 inputs into four
+/// registers once per slice, and each step is two `vpermt2ps` lookups, one blend and one FMA for 16 rows:
+/// no gather (Zen 5 runs a 16-lane gather at about the rate of 16 scalar loads), no horizontal reduction
+/// (the accumulator *is* 16 outputs), no per-row tail. The price is padding: an unstructured mask at 90 %
+/// keeps on average 6.4 values per row per window, and the fullest of 16 rows ~11, so ~58 % of the lanes
+/// hold a kept value (~71 % at 75 %, ~81 % at 50 %).
+class SlicedMatrix {
+ public:
+  static constexpr index_t kSlice = 16;    ///< rows per slice (lanes of a 512-bit float vector)
+  static constexpr index_t kWindow = 64;   ///< columns per window (four 512-bit vectors of x)
+  static constexpr std::uint8_t kPadding = 0xFF;
+
+  SlicedMatrix() = default;
+  /// Keeps W[r, c] where mask[r, c] = 1. @throws shape_error / value_error (see detail::check_mask).
+  SlicedMatrix(TensorView<const float, 2> weights, TensorView<const float, 2> mask)
+      : rows_(weights.dim(0)), cols_(weights.dim(1)), slices_((rows_ + kSlice - 1) / kSlice),
+        windows_((cols_ + kWindow - 1) / kWindow) {
+    detail::check_mask(weights, mask, "infer::SlicedMatrix");
+    counts_.assign(static_cast<std::size_t>(slices_ * windows_), 0);
+    slice_ptr_.assign(static_cast<std::size_t>(slices_) + 1, 0);
+    index_t steps = 0;
+    for (index_t s = 0; s < slices_; ++s) {
+      const index_t r0 = s * kSlice, r1 = std::min(rows_, r0 + kSlice);
+      for (index_t w = 0; w < windows_; ++w) {
+        const index_t c0 = w * kWindow, c1 = std::min(cols_, c0 + kWindow);
+        index_t most = 0;
+        for (index_t r = r0; r < r1; ++r) {
+          index_t kept = 0;
+          for (index_t c = c0; c < c1; ++c) kept += mask(r, c) != 0.0f ? 1 : 0;
+          most = std::max(most, kept);
+        }
+        counts_[static_cast<std::size_t>(s * windows_ + w)] = static_cast<std::uint8_t>(most);
+        values_.resize(static_cast<std::size_t>((steps + most) * kSlice), 0.0f);
+        lanes_.resize(static_cast<std::size_t>((steps + most) * kSlice), kPadding);
+        for (index_t r = r0; r < r1; ++r) {
+          index_t j = steps;
+          for (index_t c = c0; c < c1; ++c) {
+            if (mask(r, c) == 0.0f) continue;
+            const auto at = static_cast<std::size_t>(j++ * kSlice + (r - r0));
+            values_[at] = weights(r, c);
+            lanes_[at] = static_cast<std::uint8_t>(c - c0);
+          }
+        }
+        steps += most;
+      }
+      slice_ptr_[static_cast<std::size_t>(s) + 1] = static_cast<std::int32_t>(steps);
+    }
+  }
+
+  [[nodiscard]] index_t rows() const noexcept { return rows_; }
+  [[nodiscard]] index_t cols() const noexcept { return cols_; }
+  /// Stored lanes, padding included (16 per step).
+  [[nodiscard]] index_t stored() const noexcept { return static_cast<index_t>(values_.size()); }
+  /// Bytes of the four buffers.
+  [[nodiscard]] std::size_t bytes() const noexcept {
+    return values_.size() * sizeof(float) + lanes_.size() + counts_.size() + slice_ptr_.size() * sizeof(std::int32_t);
+  }
+
+  /// `y[r] = Σ_c W[r, c]·x[c]` for r in [begin, end); whole slices are computed, only [begin, end) stored.
+  void gemv(const float* x, float* y, index_t begin, index_t end) const noexcept {
+    if (begin >= end) return;
+    for (index_t s = begin / kSlice; s * kSlice < end; ++s) {
+      const index_t r0 = std::max(begin, s * kSlice), r1 = std::min(end, s * kSlice + kSlice);
+      const std::size_t first = static_cast<std::size_t>(slice_ptr_[static_cast<std::size_t>(s)]);
+      const float* v = values_.data() + first * kSlice;
+      const std::uint8_t* lane = lanes_.data() + first * kSlice;
+      const std::uint8_t* count = counts_.data() + s * windows_;
+#if defined(__AVX512F__)
+      __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+      const __m512i bit5 = _mm512_set1_epi32(32), bit7 = _mm512_set1_epi32(0x80);
+      // One step: x[column] for 16 rows from the window's registers; padding lanes leave acc unchanged
+      // (a masked FMA, so an inf or NaN input does not reach rows that never read it, as in CSR).
+      const auto step = [&](const __m512 (&xw)[4], const float* vs, const std::uint8_t* ls, __m512& acc) {
+        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ls)));
+        const __mmask16 high = _mm512_test_epi32_mask(idx, bit5), kept = _mm512_testn_epi32_mask(idx, bit7);
+        const __m512 xs = _mm512_mask_blend_ps(high, _mm512_permutex2var_ps(xw[0], idx, xw[1]),
+                                               _mm512_permutex2var_ps(xw[2], idx, xw[3]));
+        acc = _mm512_mask3_fmadd_ps(_mm512_loadu_ps(vs), xs, acc, kept);
+      };
+      for (index_t w = 0; w < windows_; ++w) {
+        const float* xp = x + w * kWindow;
+        __m512 xw[4];
+        if (w + 1 < windows_ || cols_ % kWindow == 0) {
+          for (int i = 0; i < 4; ++i) xw[i] = _mm512_loadu_ps(xp + i * 16);
+        } else {  // the last, partial window must not read x past its end
+          const index_t left = cols_ - w * kWindow;
+          for (int i = 0; i < 4; ++i) {
+            xw[i] = _mm512_maskz_loadu_ps(detail::first_lanes(std::clamp<index_t>(left - i * 16, 0, 16)), xp + i * 16);
+          }
+        }
+        const index_t n = count[w];
+        index_t j = 0;
+        for (; j + 2 <= n; j += 2) {  // two accumulators: the FMA latency is not on the critical path
+          step(xw, v, lane, acc0);
+          step(xw, v + kSlice, lane + kSlice, acc1);
+          v += 2 * kSlice;
+          lane += 2 * kSlice;
+        }
+        if (j < n) {
+          step(xw, v, lane, acc0);
+          v += kSlice;
+          lane += kSlice;
+        }
+      }
+      alignas(64) float out[kSlice];
+      _mm512_store_ps(out, _mm512_add_ps(acc0, acc1));
+      std::copy(out + (r0 - s * kSlice), out + (r1 - s * kSlice), y + r0);
+#else
+      float out[kSlice] = {};
+      for (index_t w = 0; w < windows_; ++w) {
+        for (index_t j = 0; j < count[w]; ++j, v += kSlice, lane += kSlice) {
+          for (index_t l = 0; l < kSlice; ++l) {
+            if (lane[l] != kPadding) out[l] += v[l] * x[w * kWindow + lane[l]];
+          }
+        }
+      }
+      std::copy(out + (r0 - s * kSlice), out + (r1 - s * kSlice), y + r0);
+#endif
+    }
+  }
+
+  /// Calls `f(column, value)` for every stored value of row r, in column order (padding skipped).
+  template <class F>
+  void for_each_in_row(index_t r, F&& f) const {
+    const index_t s = r / kSlice, l = r % kSlice;
+    const std::size_t first = static_cast<std::size_t>(slice_ptr_[static_cast<std::size_t>(s)]);
+    const float* v = values_.data() + first * kSlice + l;
+    const std::uint8_t* lane = lanes_.data() + first * kSlice + l;
+    const std::uint8_t* count = counts_.data() + s * windows_;
+    for (index_t w = 0; w < windows_; ++w) {
+      for (index_t j = 0; j < count[w]; ++j, v += kSlice, lane += kSlice) {
+        if (*lane != kPadding) f(w * kWindow + *lane, *v);
+      }
+    }
+  }
+
+ private:
+  index_t rows_ = 0, cols_ = 0, slices_ = 0, windows_ = 0;
+  std::vector<float> values_;        // [step][lane]
+  std::vector<std::uint8_t> lanes_;  // [step][lane]: column inside the window, or kPadding
+  std::vector<std::uint8_t> counts_; // [slice][window]: steps of the block
+  std::vector<std::int32_t> slice_ptr_;
+};
+
 /// @brief What every format above provides to SparseLinear.
 template <class M>
 concept SparseFormat = requires(const M& m, const float* x, float* y, index_t i) {
@@ -511,23 +672,25 @@ class SparseLinear {
 };
 
 /// @brief How to run a Linear layer's weights.
-enum class WeightFormat { dense, bitmap, csr };
+enum class WeightFormat { dense, bitmap, csr, sliced };
 
 /// @brief The crossover rule, from `bench_infer_sparse` (table in the file comment): sparsity (fraction of
-/// pruned weights) at which a sparse format starts to beat the dense Linear forward, and at which CSR
-/// overtakes the bitmap at batch 1. Between the measured points (50 / 75 / 90 %) the crossovers are
-/// interpolated and rounded towards dense: sparse must win clearly, a tie keeps the simpler dense layer.
+/// pruned weights) at which a sparse format starts to beat the dense Linear forward. Between the measured
+/// points (50 / 75 / 90 %) the crossovers are rounded towards dense: sparse must win clearly, a tie keeps the
+/// simpler dense layer.
 struct SparseCrossover {
-  double batch1_sparse = 0.6;   ///< batch 1: bitmap 0.8× dense at 50 %, 1.9× at 75 %
+  double batch1_sparse = 0.5;   ///< batch 1: sliced 1.4× dense at 50 %, 3.0× at 75 %, 6.6× at 90 %
   double batched_sparse = 0.6;  ///< batch ≥ 4: bitmap 1.1× dense at 50 % (a tie under noise), 2.1× at 75 %
-  double batch1_csr = 0.9;      ///< batch 1: CSR 0.6× bitmap at 75 %, 1.7× at 90 %, 3.2× at 95 %
+  double batched_csr = 0.9;     ///< batch ≥ 4: CSR 0.95× bitmap at 75 %, 1.2× at 90 %
 };
 
-/// The format a layer with this sparsity should use at this batch size (see SparseCrossover).
+/// The format a layer with this sparsity should use at this batch size (see SparseCrossover): SlicedMatrix
+/// at batch < 4 (SparseLinear's batch-1 path), bitmap or CSR above.
 [[nodiscard]] inline WeightFormat choose_format(double sparsity, index_t batch, SparseCrossover rule = {}) noexcept {
   const bool small = batch < 4;  // SparseLinear's batch-1 path
   if (sparsity < (small ? rule.batch1_sparse : rule.batched_sparse)) return WeightFormat::dense;
-  return small && sparsity >= rule.batch1_csr ? WeightFormat::csr : WeightFormat::bitmap;
+  if (small) return WeightFormat::sliced;
+  return sparsity >= rule.batched_csr ? WeightFormat::csr : WeightFormat::bitmap;
 }
 
 }  // namespace minnow::infer

@@ -353,7 +353,9 @@ class IntegerNetwork {
   /// A Linear on float: dequantize the uint8 input, multiply, ReLU, quantize (or keep float at the end).
   struct FloatLinearStage {
     std::string name;
-    std::variant<DenseFloatLinear, infer::SparseLinear<infer::CsrMatrix>, infer::SparseLinear<infer::BitmapMatrix>> fc;
+    std::variant<DenseFloatLinear, infer::SparseLinear<infer::CsrMatrix>, infer::SparseLinear<infer::BitmapMatrix>,
+                 infer::SparseLinear<infer::SlicedMatrix>>
+        fc;
     quant::AffineParams in, out;
     bool relu, requantize;
     std::size_t bias_count;
@@ -370,7 +372,8 @@ class IntegerNetwork {
     }
     [[nodiscard]] std::size_t bias_bytes() const noexcept { return bias_count * sizeof(float); }
     [[nodiscard]] const char* kind() const noexcept {
-      return fc.index() == 0 ? "dense fp32" : (fc.index() == 1 ? "sparse csr" : "sparse bitmap");
+      constexpr const char* kinds[] = {"dense fp32", "sparse csr", "sparse bitmap", "sparse sliced"};
+      return kinds[fc.index()];
     }
     [[nodiscard]] std::string describe() const {
       return minnow::detail::concat(kind(), " linear(", name, ")", output_text(relu, requantize, out));
@@ -431,7 +434,11 @@ class IntegerNetwork {
     }
     const double sparsity = w.size() ? static_cast<double>(zeros) / static_cast<double>(w.size()) : 0.0;
     const TensorView<const float, 1> bias_view(b.data(), {static_cast<index_t>(b.size())});
-    if (infer::choose_format(sparsity, batch) == infer::WeightFormat::csr) {
+    // The sparse format choose_format() picks at this batch size; where it would pick dense (the plan asked
+    // for sparse anyway), the batch-N default, bitmap.
+    if (batch < infer::SparseLinear<infer::SlicedMatrix>::kSmallBatch) {
+      stage.fc.emplace<3>(infer::SlicedMatrix(w.view(), mask.view()), bias_view);
+    } else if (infer::choose_format(sparsity, batch) == infer::WeightFormat::csr) {
       stage.fc.emplace<1>(infer::CsrMatrix(w.view(), mask.view()), bias_view);
     } else {
       stage.fc.emplace<2>(infer::BitmapMatrix(w.view(), mask.view()), bias_view);

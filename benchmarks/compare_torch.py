@@ -15,9 +15,22 @@ PyTorch is timed in its strongest configuration on this machine:
   * torch.set_num_threads(T) and, because torch does not forward it to OpenBLAS, the OpenBLAS thread
     count set to T as well (--openblas-threads overrides it); set_num_interop_threads(1).
 
+Section `int8-linear` (run alone with `--only int8-linear`): the teacher's fc1 (x [B × 6272] by
+W [1000 × 6272], per-output-channel int8 weights, bias) as an integer Linear in both libraries, from
+minnow's bench_infer binary (--minnow-infer) and PyTorch's quantized engine (oneDNN when the build has
+it, else fbgemm, x86 or qnnpack; the table says which):
+  * quantized: quint8 input already quantized, quint8 output (torch.ao.nn.quantized.Linear on a quantized
+    tensor; minnow infer/int8_u8_in_u8_out);
+  * end to end: fp32 in, fp32 out (torch.quantize_per_tensor → quantized.Linear → dequantize; minnow
+    QuantizedLinear, infer/int8_f32_in_f32_out);
+  * dynamic: fp32 in, fp32 out with the input range measured per call
+    (torch.ao.nn.quantized.dynamic.Linear; minnow MinMax → Affine → quantize → qgemm, infer/int8_dynamic_f32);
+  * fp32: nn.Linear (OpenBLAS) against minnow's fp32 GEMM (infer/fp32_minnow_gemm), for scale.
+
 Must be run with Debian's interpreter (torch 1.13 is packaged for it):
-  /usr/bin/python3 benchmarks/compare_torch.py [--arch teacher|student|all] [--threads 1,2]
-      [--quick] [--json OUT] [--minnow build/release/benchmarks/bench_cnn] [--openblas-threads N|match]
+  /usr/bin/python3 benchmarks/compare_torch.py [--only cnn|int8-linear] [--arch teacher|student|all]
+      [--threads 1,2] [--quick] [--json OUT] [--minnow build/release/benchmarks/bench_cnn]
+      [--minnow-infer build/release/benchmarks/bench_infer] [--openblas-threads N|match]
 """
 import argparse
 import ctypes
@@ -43,6 +56,22 @@ ARCHS = ("teacher", "student")
 ARCH_SHAPES = {"teacher": (64, 128, 1000), "student": (16, 32, 64)}
 TRAIN_BATCHES = (64, 256)
 INFER_BATCH = 256
+SECTIONS = ("cnn", "int8-linear")
+# fc1 of the teacher: in features, out features; the batches of the int8-linear section.
+FC1_SHAPE = (6272, 1000)
+LINEAR_BATCHES = (256, 1)
+# (case, minnow benchmark, description) of the int8-linear section.
+LINEAR_CASES = (
+    ("quantized", "int8_u8_in_u8_out", "int8 Linear, quint8 in → quint8 out"),
+    ("end_to_end", "int8_f32_in_f32_out", "int8 Linear end to end, fp32 in → fp32 out"),
+    ("dynamic", "int8_dynamic_f32", "dynamic int8 Linear, fp32 in → fp32 out"),
+    ("fp32", "fp32_minnow_gemm", "fp32 Linear"),
+)
+# The parameters bench_infer uses: input uint8 (scale 4/255, zero point 0), weights per channel
+# (scale 0.1/127, zero point 0), output uint8 (scale 0.05, zero point 128).
+LINEAR_INPUT_SCALE = 4.0 / 255.0
+LINEAR_WEIGHT_SCALE = 0.1 / 127.0
+LINEAR_OUTPUT = (0.05, 128)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -364,6 +393,167 @@ def run_pytorch(torch, blas, archs, threads, quick, openblas_threads):
 
 
 # ----------------------------------------------------------------------------------------------------
+# int8-linear section: fc1 as an integer Linear.
+
+
+def linear_key(case, batch, threads):
+    return "linear/%s/batch:%d/threads:%d" % (case, batch, threads)
+
+
+def linear_keys(threads):
+    return [linear_key(case, b, t) for b in LINEAR_BATCHES for t in threads for case, _, _ in LINEAR_CASES]
+
+
+def linear_gops(batch):
+    return 2.0 * batch * FC1_SHAPE[0] * FC1_SHAPE[1] / 1e9
+
+
+def run_minnow_linear(binary, threads, quick, env):
+    """Returns ({linear key: median ms per call}, error message or None)."""
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        return {}, ("minnow benchmark binary not found: build it with "
+                    "`cmake --build --preset release --target bench_infer`")
+    names = {bench: case for case, bench, _ in LINEAR_CASES}
+    regex = "^infer/(%s)/(%s)/(%s)(/|$)" % ("|".join(names), "|".join(str(b) for b in LINEAR_BATCHES),
+                                             "|".join(str(t) for t in threads))
+    cmd = [binary, "--benchmark_format=json",
+           "--benchmark_repetitions=%d" % (3 if quick else 7),
+           "--benchmark_report_aggregates_only=true",
+           "--benchmark_min_time=%s" % ("0.05" if quick else "0.2"),
+           "--benchmark_filter=" + regex]
+    print("running: " + " ".join(cmd), file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        return {}, "minnow bench_infer failed with exit code %d" % proc.returncode
+    try:
+        rows = json.loads(proc.stdout)["benchmarks"]
+    except (ValueError, KeyError) as e:
+        return {}, "could not parse bench_infer's JSON output (%s); stderr: %s" % (e, proc.stderr.strip()[:200])
+    pattern = re.compile(r"infer/(%s)/([0-9]+)/([0-9]+)" % "|".join(names))
+    results = {}
+    for row in rows:
+        match = pattern.match(row.get("run_name", row.get("name", "")))
+        if row.get("aggregate_name") != "median" or not match:
+            continue
+        ms = float(row["real_time"]) * TIME_UNIT_TO_US[row.get("time_unit", "ns")] / 1e3
+        results[linear_key(names[match.group(1)], int(match.group(2)), int(match.group(3)))] = ms
+    print("minnow bench_infer run took %.0f s" % (time.perf_counter() - start), file=sys.stderr, flush=True)
+    return results, None
+
+
+def choose_quantized_engine(torch):
+    """The strongest int8 engine this torch build has for x86: oneDNN, then fbgemm, x86, qnnpack."""
+    supported = list(torch.backends.quantized.supported_engines)
+    for engine in ("onednn", "fbgemm", "x86", "qnnpack"):
+        if engine in supported:
+            return engine, supported
+    return None, supported
+
+
+class FnWorkload:
+    """One call of `fn` per iteration, under inference_mode (the interface time_variants expects)."""
+
+    def __init__(self, torch, fn):
+        self.torch = torch
+        self.fn = fn
+        self.loss = None
+
+    def run(self, iterations):
+        with self.torch.inference_mode():
+            for _ in range(iterations):
+                self.fn()
+
+    def timed(self, iterations):
+        start = time.perf_counter()
+        self.run(iterations)
+        return (time.perf_counter() - start) / iterations
+
+
+def linear_workloads(torch, batch):
+    """{case: FnWorkload} for fc1 at `batch`, with identical weights across the cases."""
+    nnq = torch.ao.nn.quantized if hasattr(torch, "ao") else torch.nn.quantized
+    in_f, out_f = FC1_SHAPE
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(out_f, in_f, generator=gen) * 0.02
+    b = torch.randn(out_f, generator=gen) * 0.02
+    x = torch.rand(batch, in_f, generator=gen) * 4.0
+    qw = torch.quantize_per_channel(w, torch.full((out_f,), LINEAR_WEIGHT_SCALE, dtype=torch.double),
+                                    torch.zeros(out_f, dtype=torch.long), 0, torch.qint8)
+    static = nnq.Linear(in_f, out_f, dtype=torch.qint8)
+    static.set_weight_bias(qw, b)
+    static.scale, static.zero_point = LINEAR_OUTPUT
+    dynamic = nnq.dynamic.Linear(in_f, out_f, dtype=torch.qint8)
+    dynamic.set_weight_bias(qw, b)
+    fp32 = torch.nn.Linear(in_f, out_f)
+    with torch.no_grad():
+        fp32.weight.copy_(w)
+        fp32.bias.copy_(b)
+    fp32.eval()
+    xq = torch.quantize_per_tensor(x, LINEAR_INPUT_SCALE, 0, torch.quint8)
+    return {
+        "quantized": FnWorkload(torch, lambda: static(xq)),
+        "end_to_end": FnWorkload(torch, lambda: static(torch.quantize_per_tensor(
+            x, LINEAR_INPUT_SCALE, 0, torch.quint8)).dequantize()),
+        "dynamic": FnWorkload(torch, lambda: dynamic(x)),
+        "fp32": FnWorkload(torch, lambda: fp32(x)),
+    }
+
+
+def run_pytorch_linear(torch, blas, threads, quick, openblas_threads):
+    """Returns {linear key: median ms per call}; the four cases are timed interleaved."""
+    reps = 3 if quick else 9
+    block_s = 0.05 if quick else 0.2
+    warmup_s = 0.05 if quick else 0.3
+    results = {}
+    for batch in LINEAR_BATCHES:
+        for t in threads:
+            torch.set_num_threads(t)
+            blas.set_threads(t if openblas_threads == "match" else int(openblas_threads))
+            start = time.perf_counter()
+            sec = time_variants(linear_workloads(torch, batch), reps, block_s, warmup_s)
+            for case, s in sec.items():
+                results[linear_key(case, batch, t)] = s * 1e3
+            print("pytorch linear batch:%d threads:%d %s  (%.1f s)" % (
+                batch, t, "  ".join("%s=%.3f ms" % (c, s * 1e3) for c, s in sec.items()),
+                time.perf_counter() - start), file=sys.stderr, flush=True)
+    return results
+
+
+def print_linear_table(keys, minnow, pytorch):
+    descriptions = {case: text for case, _, text in LINEAR_CASES}
+    print("| fc1 %d → %d | batch | threads | minnow | PyTorch | ratio |" % FC1_SHAPE)
+    print("|---|---:|---:|---:|---:|---:|")
+    for key in keys:
+        if key not in pytorch:
+            continue
+        _, case, batch, threads = key.split("/")
+        batch = int(batch.split(":")[1])
+
+        def cell(ms):
+            return "—" if ms is None else "%.3f ms (%.0f GOP/s)" % (ms, linear_gops(batch) / ms * 1e3)
+
+        m, p = minnow.get(key), pytorch[key]
+        ratio = "%.2f" % (p / m) if m else "—"
+        print("| %s | %d | %s | %s | %s | %s |" % (descriptions[case], batch, threads.split(":")[1], cell(m),
+                                                   cell(p), ratio))
+    # minnow's own int8 against its fp32 (the issue's "≥ 3× faster than fp32").
+    lines = []
+    for key in keys:
+        _, case, batch, threads = key.split("/")
+        if case != "end_to_end":
+            continue
+        fp32 = minnow.get(linear_key("fp32", int(batch.split(":")[1]), int(threads.split(":")[1])))
+        if minnow.get(key) and fp32:
+            lines.append("%s %s: %.2f×" % (batch.replace("batch:", "B="), threads.replace("threads:", "T="),
+                                           fp32 / minnow[key]))
+    if lines:
+        print()
+        print("minnow int8 end to end vs minnow fp32 (fp32 time / int8 time): " + ", ".join(lines))
+
+
+# ----------------------------------------------------------------------------------------------------
 # Report.
 
 
@@ -406,7 +596,12 @@ def main():
     minnow_env = reexec_if_needed()
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=SECTIONS, action="append",
+                        help="run only this section (repeatable; default: every section): cnn = the two "
+                             "Fashion-MNIST CNNs, int8-linear = fc1 as an int8 Linear")
     parser.add_argument("--minnow", default=DEFAULT_MINNOW, help="minnow's bench_cnn binary")
+    parser.add_argument("--minnow-infer", metavar="PATH",
+                        help="minnow's bench_infer binary (default: bench_infer next to --minnow)")
     parser.add_argument("--arch", choices=("teacher", "student", "all"), default="all")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--quick", action="store_true", help="fewer, shorter repetitions (smoke test)")
@@ -414,7 +609,9 @@ def main():
     parser.add_argument("--openblas-threads", default="match", metavar="N|match",
                         help="OpenBLAS threads in the PyTorch process (default: match --threads)")
     args = parser.parse_args()
+    sections = [s for s in SECTIONS if s in (args.only or SECTIONS)]
     archs = ARCHS if args.arch == "all" else (args.arch,)
+    minnow_infer = args.minnow_infer or os.path.join(os.path.dirname(args.minnow), "bench_infer")
     try:
         threads = [int(t) for t in args.threads.split(",") if t.strip()]
         assert threads and all(t > 0 for t in threads)
@@ -432,38 +629,69 @@ def main():
     model_name, nproc = machine_description()
     pytorch_env = {name: os.environ.get(name, "(unset)") for name in (*REQUIRED_UNSET, *REQUIRED_SET)}
     print("torch %s, BLAS: %s" % (torch.__version__, blas.describe()), file=sys.stderr, flush=True)
+    engine, engines = choose_quantized_engine(torch)
+    if "int8-linear" in sections and engine is None:
+        sys.exit("compare_torch.py: this torch has no quantized engine (supported: %s)" % engines)
 
-    # minnow first (a separate process with the original environment), then PyTorch.
-    minnow, minnow_error = run_minnow(args.minnow, archs, threads, args.quick, minnow_env)
-
-    torch_start = time.perf_counter()
-    pytorch = run_pytorch(torch, blas, archs, threads, args.quick, args.openblas_threads)
-    torch_elapsed = time.perf_counter() - torch_start
+    # Each section: minnow first (a separate process with the original environment), then PyTorch.
+    minnow, minnow_error, pytorch = {}, None, {}
+    linear_minnow, linear_error, linear_pytorch = {}, None, {}
+    torch_elapsed = 0.0
+    if "cnn" in sections:
+        minnow, minnow_error = run_minnow(args.minnow, archs, threads, args.quick, minnow_env)
+        torch_start = time.perf_counter()
+        pytorch = run_pytorch(torch, blas, archs, threads, args.quick, args.openblas_threads)
+        torch_elapsed += time.perf_counter() - torch_start
+    if "int8-linear" in sections:
+        torch.backends.quantized.engine = engine
+        linear_minnow, linear_error = run_minnow_linear(minnow_infer, threads, args.quick, minnow_env)
+        torch_start = time.perf_counter()
+        linear_pytorch = run_pytorch_linear(torch, blas, threads, args.quick, args.openblas_threads)
+        torch_elapsed += time.perf_counter() - torch_start
     load_end = load_average()
 
     print()
-    print("## minnow vs PyTorch (Fashion-MNIST CNNs)")
+    print("## minnow vs PyTorch (%s)" % ", ".join(
+        {"cnn": "Fashion-MNIST CNNs", "int8-linear": "int8 Linear at fc1's shape"}[s] for s in sections))
     print()
     print("- machine: %s, nproc %d" % (model_name, nproc))
     print("- torch %s (%s), interop threads 1, intra-op threads = `threads`, OpenBLAS threads = %s"
           % (torch.__version__, sys.executable,
              "`threads`" if args.openblas_threads == "match" else args.openblas_threads))
     print("- BLAS: %s" % blas.describe())
+    if "int8-linear" in sections:
+        print("- PyTorch quantized engine: %s (supported: %s)" % (engine, ", ".join(engines)))
     print("- PyTorch env: " + ", ".join("%s=%s" % kv for kv in pytorch_env.items()))
+    binaries = [b for s, b in (("cnn", args.minnow), ("int8-linear", minnow_infer)) if s in sections]
     print("- minnow: %s, run with the original environment (%s)" % (
-        args.minnow, ", ".join("%s=%s" % (n, minnow_env.get(n, "(unset)"))
-                               for n in (*REQUIRED_UNSET, *REQUIRED_SET))))
+        ", ".join(binaries), ", ".join("%s=%s" % (n, minnow_env.get(n, "(unset)"))
+                                       for n in (*REQUIRED_UNSET, *REQUIRED_SET))))
     print("- medians: minnow %d repetitions; PyTorch %d blocks of ≥%.2f s%s" % (
         3 if args.quick else 7, 3 if args.quick else 9, 0.05 if args.quick else 0.2,
         " (--quick)" if args.quick else ""))
     print("- load average (1/5/15 min) at start %s, at end %s; other busy processes skew the "
           "threads:%d numbers, PyTorch's OpenMP spin-waiting especially" % (load_start, load_end, nproc))
-    print("- ratio: throughput minnow/PyTorch, latency PyTorch/minnow (> 1 means minnow is faster)")
-    if minnow_error:
+    if "cnn" in sections:
         print()
-        print(minnow_error)
-    print()
-    print_table(keys, minnow, pytorch)
+        print("### Fashion-MNIST CNNs")
+        print()
+        print("ratio: throughput minnow/PyTorch, latency PyTorch/minnow (> 1 means minnow is faster)")
+        if minnow_error:
+            print()
+            print(minnow_error)
+        print()
+        print_table(keys, minnow, pytorch)
+    if "int8-linear" in sections:
+        print()
+        print("### int8 Linear at fc1's shape (x [B × %d] · Wᵀ, W [%d × %d] per-channel int8, bias)" % (
+            FC1_SHAPE[0], FC1_SHAPE[1], FC1_SHAPE[0]))
+        print()
+        print("median time per call; ratio = PyTorch time / minnow time (> 1 means minnow is faster)")
+        if linear_error:
+            print()
+            print(linear_error)
+        print()
+        print_linear_table(linear_keys(threads), linear_minnow, linear_pytorch)
     print()
     print("PyTorch part took %.0f s, total %.0f s" % (torch_elapsed, time.perf_counter() - wall_start))
 
@@ -471,12 +699,16 @@ def main():
         report = {
             "machine": {"model": model_name, "nproc": nproc},
             "torch": {"version": torch.__version__, "python": sys.executable, "blas": blas.describe(),
-                      "env": pytorch_env, "openblas_threads": args.openblas_threads},
+                      "env": pytorch_env, "openblas_threads": args.openblas_threads,
+                      "quantized_engine": engine},
             "quick": args.quick,
+            "sections": sections,
             "load_average": {"start": load_start, "end": load_end},
             "minnow": {"binary": args.minnow, "error": minnow_error, "results": minnow},
             "pytorch": pytorch,
-            "units": {"train": "images/s", "infer": "images/s", "latency": "us"},
+            "int8_linear": {"minnow_binary": minnow_infer, "minnow_error": linear_error,
+                            "minnow_ms": linear_minnow, "pytorch_ms": linear_pytorch},
+            "units": {"train": "images/s", "infer": "images/s", "latency": "us", "int8_linear": "ms per call"},
         }
         with open(args.json, "w") as out:
             json.dump(report, out, indent=2, sort_keys=True)

@@ -12,6 +12,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "conv_problem.hpp"
 #include "test_support.hpp"
 
 #include <cmath>
@@ -34,29 +35,10 @@ struct ConvCase {
   index_t n, c, h, w, o, k, stride, pad;
 };
 
-struct ConvProblem {
-  Tensor<std::uint8_t, 4> x;
-  AffineParams xp;
-  infer::Int8Weights w;
-  std::vector<float> bias;
-};
+using test_support::ConvProblem;
 
-// Random integers over the whole grid; weight zero points ≠ 0 on some channels (the row-sum term).
 ConvProblem make_conv_problem(const ConvCase& cc, std::mt19937& rng, bool zero_points) {
-  ConvProblem p;
-  p.x.resize({cc.n, cc.c, cc.h, cc.w});
-  std::uniform_int_distribution<int> u8(0, 255), s8(-128, 127), zp(-20, 20);
-  for (index_t i = 0; i < p.x.size(); ++i) p.x.data()[i] = static_cast<std::uint8_t>(u8(rng));
-  p.xp = {0.03f, u8(rng)};
-  p.w.name = "conv_test.weight";
-  p.w.values.resize({cc.o, cc.c * cc.k * cc.k});
-  for (index_t i = 0; i < p.w.values.size(); ++i) p.w.values.data()[i] = static_cast<std::int8_t>(s8(rng));
-  std::uniform_real_distribution<float> scale(0.0005f, 0.004f), bias(-1.0f, 1.0f);
-  for (index_t j = 0; j < cc.o; ++j) {
-    p.w.params.push_back({scale(rng), zero_points && j % 3 != 0 ? zp(rng) : 0});
-    p.bias.push_back(bias(rng));
-  }
-  return p;
+  return test_support::make_conv_problem(cc.n, cc.c, cc.h, cc.w, cc.o, cc.k, rng, zero_points);
 }
 
 template <class T, std::size_t R>

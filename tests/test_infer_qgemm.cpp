@@ -122,19 +122,69 @@ TEST_CASE("int4 weights kept at 4 bits give the same bits as the int8 kernels") 
   }
 }
 
-TEST_CASE("threads split channels without changing a bit") {
+TEST_CASE("threads split the work items without changing a bit") {
+  // 37 rows = 5 activation panels, 301 channels = 7 weight panels: 35 items, so two threads split the
+  // items inside weight panel 3 (both threads unpack that int4 panel) and the last row panel has 5 rows.
   std::mt19937 rng(3);
-  Problem p = make_problem(37, 301, 777, rng);
-  const auto packed = infer::pack_weights(p.w);
-  infer::QuantizedActivations a;
-  infer::pack_activations(p.x, p.xp, a);
-  Tensor<float, 2> one({37, 301}), two({37, 301});
+  for (const bool int4 : {false, true}) {
+    Problem p = make_problem(37, 301, 778, rng, int4);
+    const auto packed = int4 ? infer::pack_weights(infer::pack_int4(p.w), true) : infer::pack_weights(p.w);
+    infer::QuantizedActivations a;
+    infer::pack_activations(p.x, p.xp, a);
+    Tensor<float, 2> one({37, 301}), two({37, 301}), ref({37, 301});
+    minnow::set_threads(1);
+    infer::qgemm(a, packed, {{}, p.bias, true}, one.view());
+    minnow::set_threads(2);
+    infer::qgemm(a, packed, {{}, p.bias, true}, two.view());
+    minnow::set_threads(1);
+    infer::qgemm_reference<float>(p.x, p.xp, p.w, {{}, p.bias, true}, {}, ref.view());
+    INFO("int4 " << int4);
+    CHECK(same_bits(one, two));
+    CHECK(same_bits(one, ref));
+  }
+}
+
+TEST_CASE("packing on two threads gives the panels and row sums of one thread") {
+  // 67 × 4001 ≥ 2¹⁸ bytes: packing runs on both threads; 67 rows end in a 3-row panel, 4001 in a 1-byte group.
+  std::mt19937 rng(17);
+  Problem p = make_problem(67, 50, 4001, rng);
+  Tensor<float, 2> xf({67, 4001});
+  std::normal_distribution<float> dist(2.0f, 3.0f);
+  for (index_t i = 0; i < xf.size(); ++i) xf.data()[i] = dist(rng);
+  infer::QuantizedActivations a1, a2, f1, f2;
   minnow::set_threads(1);
-  infer::qgemm(a, packed, {{}, p.bias, true}, one.view());
+  infer::pack_activations(p.x, p.xp, a1);
+  infer::quantize_activations(xf, p.xp, f1);
   minnow::set_threads(2);
-  infer::qgemm(a, packed, {{}, p.bias, true}, two.view());
+  infer::pack_activations(p.x, p.xp, a2);
+  infer::quantize_activations(xf, p.xp, f2);
   minnow::set_threads(1);
-  CHECK(same_bits(one, two));
+  REQUIRE(a1.panels.size() == 9 * 1001 * 32);
+  CHECK(std::memcmp(a1.panels.data(), a2.panels.data(), static_cast<std::size_t>(a1.panels.size())) == 0);
+  CHECK(std::memcmp(f1.panels.data(), f2.panels.data(), static_cast<std::size_t>(f1.panels.size())) == 0);
+  CHECK(a1.rowsum == a2.rowsum);
+  CHECK(f1.rowsum == f2.rowsum);
+  // Every byte where the layout puts it; padding (rows 67–71, k 4001–4003) zero; row sums from the definition.
+  bool layout_ok = true, sums_ok = true;
+  for (index_t i = 0; i < 72; ++i) {
+    std::int32_t sum = 0;
+    for (index_t k = 0; k < 4004; ++k) {
+      const std::uint8_t expected = i < 67 && k < 4001 ? p.x(i, k) : 0;
+      sum += expected;
+      layout_ok = layout_ok && a2.panels.data()[(i / 8) * 1001 * 32 + (k / 4) * 32 + (i % 8) * 4 + k % 4] == expected;
+    }
+    if (i < 67) sums_ok = sums_ok && a2.rowsum[static_cast<std::size_t>(i)] == sum;
+  }
+  CHECK(layout_ok);
+  CHECK(sums_ok);
+  // And the product from them equals the oracle.
+  const auto packed = infer::pack_weights(p.w);
+  Tensor<std::int32_t, 2> acc({67, 50}), acc_ref({67, 50});
+  minnow::set_threads(2);
+  infer::qgemm(a2, packed, {p.bias32, {}, false}, acc.view());
+  minnow::set_threads(1);
+  infer::qgemm_reference<std::int32_t>(p.x, p.xp, p.w, {p.bias32, {}, false}, {}, acc_ref.view());
+  CHECK(same_bits(acc, acc_ref));
 }
 
 TEST_CASE("activation quantization is fake_quantize's formula on the uint8 grid, on every path") {
@@ -299,4 +349,194 @@ TEST_CASE("integer weights at fc1's shape take the bytes the issue asks for, cou
   CHECK(static_cast<double>(w4.bytes()) / fp32 <= 0.14);
   CHECK(static_cast<double>(infer::pack_weights(w8).bytes()) / fp32 <= 0.26);      // panels padded to 48 channels
   CHECK(static_cast<double>(infer::pack_weights(w4, true).bytes()) / fp32 <= 0.14);
+}
+
+// =====================================================================================================
+// Quantized conv / max pool kernels (infer/quantized_conv2d.hpp, infer/quantized_maxpool.hpp): the direct
+// small-K ("taps") and channel-group ("channels") conv kernels of the VNNI path and the AVX-512 2×2 pool
+// against their scalar integer oracles, bit for bit, on shapes that hit every tail.
+// =====================================================================================================
+#include <minnow/infer/quantized_conv2d.hpp>
+#include <minnow/infer/quantized_maxpool.hpp>
+
+#include "conv_problem.hpp"
+
+#include <cstring>
+
+namespace {
+
+struct DirectConvCase {
+  index_t n, c, h, w, o, k, stride, pad;
+  infer::detail::DirectKind kind;  ///< the kernel the VNNI path must pick
+};
+
+using DirectConvProblem = test_support::ConvProblem;
+
+DirectConvProblem make_direct_problem(const DirectConvCase& cc, std::mt19937& rng, bool zero_points, int xzp) {
+  return test_support::make_conv_problem(cc.n, cc.c, cc.h, cc.w, cc.o, cc.k, rng, zero_points, xzp);
+}
+
+template <class T, std::size_t R>
+bool same_tensor_bits(const Tensor<T, R>& a, const Tensor<T, R>& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(T)) == 0;
+}
+
+const std::vector<DirectConvCase> direct_conv_cases = {
+    {1, 1, 28, 28, 16, 3, 1, 1, infer::detail::DirectKind::taps},      // conv1 at batch 1: 28 = 16 + 12 lanes
+    {2, 1, 9, 33, 7, 3, 1, 0, infer::detail::DirectKind::taps},        // padding 0, width 31 = 16 + 15, 7 channels
+    {1, 2, 10, 17, 13, 3, 2, 1, infer::detail::DirectKind::taps},      // k = 18, stride 2, 13 = 8 + 5 channels
+    {3, 1, 6, 5, 9, 2, 2, 0, infer::detail::DirectKind::taps},         // even kernel, stride 2, two output columns
+    {1, 1, 12, 40, 3, 5, 1, 2, infer::detail::DirectKind::taps},       // 5 taps per row: two byte groups per row
+    {1, 4, 5, 9, 1, 1, 4, 0, infer::detail::DirectKind::taps},         // 1×1, stride 4: vpermb index up to 63
+    {2, 16, 14, 14, 32, 3, 1, 1, infer::detail::DirectKind::channels},  // conv2's shape
+    {1, 5, 11, 19, 17, 3, 1, 1, infer::detail::DirectKind::channels},   // 3 padding channels, 19 = 16 + 3, 17 = 16 + 1
+    {2, 6, 13, 21, 10, 3, 2, 0, infer::detail::DirectKind::channels},   // stride 2, padding 0
+    {1, 8, 7, 40, 9, 3, 2, 1, infer::detail::DirectKind::channels},     // stride 2: 20 = 16 + 4 output columns
+    {1, 4, 3, 3, 8, 3, 1, 1, infer::detail::DirectKind::channels},      // a 3×3 image, one full block
+    {1, 12, 9, 9, 5, 1, 1, 0, infer::detail::DirectKind::channels},     // 1×1 kernel
+    {1, 3, 9, 8, 7, 3, 1, 1, infer::detail::DirectKind::channels},      // 3 channels: a tie with taps (9 groups)
+    {1, 3, 9, 8, 7, 5, 2, 2, infer::detail::DirectKind::channels},      // 75 taps in 25 groups, stride 2
+    {1, 3, 11, 10, 7, 5, 3, 2, infer::detail::DirectKind::none},        // stride 3, 75 taps: im2col + qgemm
+};
+
+// The VNNI path (the direct kernel), uint8 and float output, against conv2d_reference.
+void check_direct_case(const DirectConvCase& cc, const DirectConvProblem& p, bool relu, AffineParams out) {
+  infer::QuantizedConv2d conv(p.w, cc.c, cc.k, cc.stride, cc.pad, p.bias, p.xp, relu);
+  if (infer::detail::has_direct_conv) CHECK(conv.direct_kind() == cc.kind);
+  const Shape<4> shape = conv.output_shape(p.x.shape());
+  Tensor<std::uint8_t, 4> q(shape), q_ref(shape);
+  conv.forward<infer::arch::best>(p.x.view(), out, q.view());
+  infer::conv2d_reference<std::uint8_t>(p.x.view(), p.xp, p.w, cc.k, cc.stride, cc.pad, p.bias, relu, out, q_ref.view());
+  CHECK(same_tensor_bits(q, q_ref));
+  Tensor<float, 4> y(shape), y_ref(shape);
+  conv.forward<infer::arch::best>(p.x.view(), y.view());
+  infer::conv2d_reference<float>(p.x.view(), p.xp, p.w, cc.k, cc.stride, cc.pad, p.bias, relu, {}, y_ref.view());
+  CHECK(same_tensor_bits(y, y_ref));
+  // The im2col + qgemm paths (VNNI and AVX2) give the same bits too.
+  Tensor<std::uint8_t, 4> q_gemm(shape), q_avx2(shape);
+  conv.forward<avx2>(p.x.view(), out, q_avx2.view());
+  CHECK(same_tensor_bits(q, q_avx2));
+  conv.set_direct(false);
+  CHECK(conv.direct_kind() == infer::detail::DirectKind::none);
+  conv.forward<infer::arch::best>(p.x.view(), out, q_gemm.view());
+  CHECK(same_tensor_bits(q, q_gemm));
+}
+
+}  // namespace
+
+TEST_CASE("direct conv kernels equal the scalar integer reference bit for bit on every tail") {
+  std::mt19937 rng(23);
+  for (const auto& cc : direct_conv_cases) {
+    INFO("case n=" << cc.n << " c=" << cc.c << " h=" << cc.h << " w=" << cc.w << " o=" << cc.o << " k=" << cc.k
+                   << " stride=" << cc.stride << " pad=" << cc.pad);
+    for (const bool zero_points : {false, true}) {
+      for (const int xzp : {0, 255, 131}) {
+        const auto p = make_direct_problem(cc, rng, zero_points, xzp);
+        for (const bool relu : {false, true}) {
+          // A wide output scale (few clamps) and a narrow one (many values clamp at 0 and 255).
+          check_direct_case(cc, p, relu, AffineParams{0.05f, relu ? 0 : 120});
+          check_direct_case(cc, p, relu, AffineParams{0.002f, 77});
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("direct conv: samples, threads and the cached output stage change no bit") {
+  std::mt19937 rng(29);
+  for (const auto& cc : {DirectConvCase{6, 1, 28, 28, 16, 3, 1, 1, infer::detail::DirectKind::taps},
+                         DirectConvCase{5, 16, 14, 14, 32, 3, 1, 1, infer::detail::DirectKind::channels}}) {
+    const auto p = make_direct_problem(cc, rng, true, 97);
+    infer::QuantizedConv2d conv(p.w, cc.c, cc.k, cc.stride, cc.pad, p.bias, p.xp, true);
+    const Shape<4> shape = conv.output_shape(p.x.shape());
+    const AffineParams a{0.02f, 0}, b{0.07f, 3};
+    Tensor<std::uint8_t, 4> two(shape), one(shape), ref_a(shape), ref_b(shape), again_b(shape);
+    infer::conv2d_reference<std::uint8_t>(p.x.view(), p.xp, p.w, cc.k, cc.stride, cc.pad, p.bias, true, a, ref_a.view());
+    infer::conv2d_reference<std::uint8_t>(p.x.view(), p.xp, p.w, cc.k, cc.stride, cc.pad, p.bias, true, b, ref_b.view());
+    set_threads(2);
+    conv.forward(p.x.view(), a, two.view());
+    set_threads(1);
+    conv.forward(p.x.view(), a, one.view());
+    set_threads(2);
+    CHECK(same_tensor_bits(one, ref_a));
+    CHECK(same_tensor_bits(two, ref_a));
+    conv.forward(p.x.view(), b, again_b.view());  // new output parameters: the output stage is rebuilt
+    CHECK(same_tensor_bits(again_b, ref_b));
+    CHECK_FALSE(same_tensor_bits(ref_a, ref_b));  // the two output stages do differ
+    // Each sample alone (batch 1) equals its slice of the batch.
+    const index_t in_plane = cc.c * cc.h * cc.w, out_plane = shape[1] * shape[2] * shape[3];
+    Tensor<std::uint8_t, 4> single({1, shape[1], shape[2], shape[3]});
+    for (index_t s = 0; s < cc.n; ++s) {
+      const TensorView<const std::uint8_t, 4> xs(p.x.data() + s * in_plane, {1, cc.c, cc.h, cc.w});
+      conv.forward(xs, b, single.view());
+      CHECK(std::memcmp(single.data(), ref_b.data() + s * out_plane, static_cast<std::size_t>(out_plane)) == 0);
+    }
+  }
+}
+
+TEST_CASE("the vector 2x2 uint8 pool equals the scalar pool on every width and height tail") {
+  std::mt19937 rng(31);
+  std::uniform_int_distribution<int> u8(0, 255);
+  const infer::QuantizedMaxPool2d pool(2);
+  for (const index_t h : {2, 3, 5, 28}) {
+    for (index_t w = 2; w <= 130; w += (w < 70 ? 1 : 13)) {
+      Tensor<std::uint8_t, 4> x({2, 3, h, w});
+      for (index_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<std::uint8_t>(u8(rng));
+      const Shape<4> shape = pool.output_shape(x.shape());
+      Tensor<std::uint8_t, 4> ref(shape), avx(shape), best(shape);
+      // The oracle: max of each window by its definition.
+      for (index_t p = 0; p < shape[0] * shape[1]; ++p) {
+        for (index_t i = 0; i < shape[2]; ++i) {
+          for (index_t j = 0; j < shape[3]; ++j) {
+            const std::uint8_t* r0 = x.data() + (p * h + 2 * i) * w + 2 * j;
+            ref.data()[(p * shape[2] + i) * shape[3] + j] = std::max({r0[0], r0[1], r0[w], r0[w + 1]});
+          }
+        }
+      }
+      pool.forward<avx2>(x.view(), avx.view());
+      pool.forward<infer::arch::best>(x.view(), best.view());
+      INFO("h=" << h << " w=" << w);
+      CHECK(same_tensor_bits(avx, ref));
+      CHECK(same_tensor_bits(best, ref));
+    }
+  }
+}
+
+TEST_CASE("the fused conv + 2x2 max pool equals the pool of the conv output bit for bit on every path") {
+  std::mt19937 rng(37);
+  const infer::QuantizedMaxPool2d pool(2);
+  for (const auto& cc : direct_conv_cases) {
+    INFO("case n=" << cc.n << " c=" << cc.c << " h=" << cc.h << " w=" << cc.w << " o=" << cc.o << " k=" << cc.k
+                   << " stride=" << cc.stride << " pad=" << cc.pad);
+    for (const bool zero_points : {false, true}) {
+      const auto p = make_direct_problem(cc, rng, zero_points, zero_points ? 200 : 0);
+      for (const bool relu : {false, true}) {
+        infer::QuantizedConv2d conv(p.w, cc.c, cc.k, cc.stride, cc.pad, p.bias, p.xp, relu);
+        const Shape<4> full = conv.output_shape(p.x.shape());
+        if (full[2] < 2 || full[3] < 2) {
+          Tensor<std::uint8_t, 4> y({full[0], full[1], 1, 1});
+          CHECK_THROWS_AS(conv.forward_pooled(p.x.view(), {0.05f, 0}, y.view()), shape_error);
+          continue;
+        }
+        for (const AffineParams out : {AffineParams{0.05f, relu ? 0 : 120}, AffineParams{0.002f, 77}}) {
+          Tensor<std::uint8_t, 4> conv_ref(full);
+          infer::conv2d_reference<std::uint8_t>(p.x.view(), p.xp, p.w, cc.k, cc.stride, cc.pad, p.bias, relu, out,
+                                                conv_ref.view());
+          const Shape<4> pooled = pool.output_shape(full);
+          Tensor<std::uint8_t, 4> ref(pooled), fused(pooled), im2col(pooled), scalar_path(pooled);
+          pool.forward<infer::arch::scalar>(conv_ref.view(), ref.view());
+          conv.forward_pooled(p.x.view(), out, fused.view());
+          CHECK(same_tensor_bits(fused, ref));
+          conv.forward_pooled<infer::arch::scalar>(p.x.view(), out, scalar_path.view());
+          CHECK(same_tensor_bits(scalar_path, ref));
+          conv.set_direct(false);
+          conv.forward_pooled(p.x.view(), out, im2col.view());
+          conv.set_direct(true);
+          CHECK(same_tensor_bits(im2col, ref));
+        }
+        Tensor<std::uint8_t, 4> wrong({full[0], full[1], full[2] / 2 + 1, full[3] / 2});
+        CHECK_THROWS_AS(conv.forward_pooled(p.x.view(), {0.05f, 0}, wrong.view()), shape_error);
+      }
+    }
+  }
 }

@@ -14,3 +14,4 @@
 #include <minnow/prune.hpp>
 #include <minnow/quant.hpp>
 #include <minnow/tensor.hpp>
+#include <minnow/threads.hpp>

@@ -6,20 +6,9 @@
 #include <omp.h>
 #endif
 
+#include <minnow/threads.hpp>
+
 #include <Eigen/Core>
-
-namespace minnow {
-
-/// Sets the threads minnow's kernels and Eigen use (OpenMP's thread count when OpenMP is on).
-/// The same seed and thread count give bit-identical results.
-inline void set_threads(int threads) {
-#if defined(_OPENMP)
-  omp_set_num_threads(threads);
-#endif
-  Eigen::setNbThreads(threads);
-}
-
-}  // namespace minnow
 
 namespace minnow::detail {
 

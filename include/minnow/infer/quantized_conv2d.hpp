@@ -23,11 +23,32 @@
 /// paths, a scalar loop on the scalar path. Building the panels directly would scatter every byte to
 /// an address 4 apart; two streaming passes are cheaper. The product's `[rows × O]` output (NHWC) is
 /// transposed into NCHW.
+///
+/// ## Direct kernels (AVX-512 VNNI + VBMI path)
+/// Small convolutions waste most of that path: conv1 of the networks has k = 9 taps (12 after padding to
+/// groups of 4), 16 of 48 panel channels in use, and im2col + transpose + NCHW scatter cost more than the
+/// product. The VNNI path therefore computes the same accumulators directly, vectorized across 16 output
+/// pixels of one output row (lane p = pixel p), with one vpdpbusd per (group of 4 input bytes, channel):
+/// - `DirectKind::taps` (in·k·k < 32): a group is up to 4 neighbouring taps (i, j…j+3) of one kernel row;
+///   one 64-byte load of the padded input row and one vpermb (lane 4p + t ← byte p·stride + j + t) give
+///   every pixel's 4 bytes;
+/// - `DirectKind::channels` (stride ≤ 2): a group is one tap (i, j) of 4 input channels; the input is
+///   first interleaved per sample into 4-channel dwords (NC/4·H·W·4), so a group is one plain load
+///   (stride 2: two loads and a vpermt2d).
+/// The layer picks the kind with fewer groups (channels on a tie); stride > 2 with ≥ 32 taps keeps im2col.
+/// Each sample is padded once with the input zero point (as the im2col path does), the weights are packed
+/// once into dword groups of 8 output channels (zero weights for padding taps and channels), and a tile of
+/// 2 vectors × 8 channels accumulates over all groups. The exact accumulator is then qgemm's
+/// `Σ x·w + colterm[o] − zw[o]·Σx` (Σx by vpdpbusd with ones, only when some zw ≠ 0) and the output
+/// stage repeats qgemm's AVX-512 operations, so every path gives the same bits (tested against
+/// conv2d_reference). Samples run in parallel; batch 1 runs on one thread (no OpenMP region).
+/// forward_pooled() adds a fused 2×2 max pool on the int32 accumulators (see there).
 
 #include <minnow/detail/parallel.hpp>
 #include <minnow/error.hpp>
 #include <minnow/infer/int_tensor.hpp>
 #include <minnow/infer/qgemm.hpp>
+#include <minnow/infer/quantized_maxpool.hpp>
 #include <minnow/quant/concepts.hpp>
 #include <minnow/quant/fake_quantize.hpp>
 #include <minnow/tensor.hpp>
@@ -119,6 +140,310 @@ inline void fill_bytes(arch::avx512_vnni, std::uint8_t* dst, std::uint8_t v, ind
 }
 #endif
 
+// ---- direct convolution for the VNNI path: no im2col, the output written NCHW by the kernel ----
+
+/// Which direct kernel a layer uses (see QuantizedConv2d's "Direct kernels" comment).
+enum class DirectKind {
+  none,      ///< im2col + qgemm
+  taps,      ///< up to 4 neighbouring taps of one kernel row per byte group (in·k·k < 32)
+  channels,  ///< 4 input channels of one tap per byte group (in ≥ 4, stride ≤ 2)
+};
+
+/// The weights of a direct kernel: G byte groups per output channel, channels in blocks of 8 (zero padded),
+/// and for each group where its 4 bytes come from.
+struct DirectWeights {
+  DirectKind kind = DirectKind::none;
+  index_t groups = 0, blocks = 0;
+  Tensor<std::int32_t, 1> w;          ///< [blocks × G × 8] dwords of 4 int8 weights (0 for padding taps/channels)
+  Tensor<std::int32_t, 1> ones;       ///< [G] dwords with byte 1 where the tap is real: Σ x over the window
+  Tensor<std::uint8_t, 1> index;      ///< taps: [G × 64] vpermb indices (lane 4p + t ← byte p·stride + j)
+  std::vector<index_t> c, i, j;       ///< group g reads channel (group) c[g], kernel row i[g], column j[g]
+
+  [[nodiscard]] std::size_t bytes() const noexcept {
+    return static_cast<std::size_t>(w.size() + ones.size()) * sizeof(std::int32_t) + static_cast<std::size_t>(index.size());
+  }
+};
+
+/// Chooses and packs the direct kernel for a layer, or returns kind none.
+[[nodiscard]] inline DirectWeights make_direct_weights(const Int8Weights& weights, index_t in, index_t k, index_t stride) {
+  DirectWeights d;
+  const index_t n = weights.rows(), taps = in * k * k, jg = (k + 3) / 4;
+  // Each kernel needs its vector loads to cover 16 output pixels; the one with fewer byte groups (less
+  // zero padding) wins, channels on a tie (no byte permute).
+  const bool taps_ok = taps < 32 && 15 * stride + 4 * jg <= 64, channels_ok = stride <= 2;
+  if (taps_ok && (!channels_ok || in * k * jg < (in + 3) / 4 * k * k)) {
+    d.kind = DirectKind::taps;
+  } else if (channels_ok) {
+    d.kind = DirectKind::channels;
+  } else {
+    return d;
+  }
+  const auto pack = [](const std::int8_t* b) {  // 4 bytes → one dword, byte t in bits 8t…8t+7
+    std::uint32_t v = 0;
+    for (int t = 0; t < 4; ++t) v |= static_cast<std::uint32_t>(static_cast<std::uint8_t>(b[t])) << (8 * t);
+    return static_cast<std::int32_t>(v);
+  };
+  // tap(o, g, t): the weight in byte t of group g (and whether it is a real tap).
+  std::vector<std::int8_t> bytes;
+  if (d.kind == DirectKind::taps) {
+    for (index_t c = 0; c < in; ++c) {
+      for (index_t i = 0; i < k; ++i) {
+        for (index_t g = 0; g < jg; ++g) {
+          d.c.push_back(c);
+          d.i.push_back(i);
+          d.j.push_back(4 * g);
+        }
+      }
+    }
+  } else {
+    for (index_t c = 0; c < (in + 3) / 4; ++c) {
+      for (index_t i = 0; i < k; ++i) {
+        for (index_t j = 0; j < k; ++j) {
+          d.c.push_back(c);
+          d.i.push_back(i);
+          d.j.push_back(j);
+        }
+      }
+    }
+  }
+  d.groups = static_cast<index_t>(d.c.size());
+  d.blocks = (n + 7) / 8;
+  const auto real = [&](index_t g, index_t t) {
+    return d.kind == DirectKind::taps ? d.j[static_cast<std::size_t>(g)] + t < k : 4 * d.c[static_cast<std::size_t>(g)] + t < in;
+  };
+  const auto tap = [&](index_t o, index_t g, index_t t) -> std::int8_t {
+    const auto s = static_cast<std::size_t>(g);
+    if (o >= n || !real(g, t)) return 0;
+    if (d.kind == DirectKind::taps) return weights.values(o, (d.c[s] * k + d.i[s]) * k + d.j[s] + t);
+    return weights.values(o, ((4 * d.c[s] + t) * k + d.i[s]) * k + d.j[s]);
+  };
+  d.w.resize({d.blocks * d.groups * 8});
+  for (index_t b = 0; b < d.blocks; ++b) {
+    for (index_t g = 0; g < d.groups; ++g) {
+      for (index_t l = 0; l < 8; ++l) {
+        const std::int8_t q[4] = {tap(b * 8 + l, g, 0), tap(b * 8 + l, g, 1), tap(b * 8 + l, g, 2), tap(b * 8 + l, g, 3)};
+        d.w.data()[(b * d.groups + g) * 8 + l] = pack(q);
+      }
+    }
+  }
+  d.ones.resize({d.groups});
+  for (index_t g = 0; g < d.groups; ++g) {
+    const std::int8_t q[4] = {real(g, 0) ? std::int8_t{1} : std::int8_t{0}, real(g, 1) ? std::int8_t{1} : std::int8_t{0},
+                              real(g, 2) ? std::int8_t{1} : std::int8_t{0}, real(g, 3) ? std::int8_t{1} : std::int8_t{0}};
+    d.ones.data()[g] = pack(q);
+  }
+  if (d.kind == DirectKind::taps) {
+    d.index.resize({d.groups * 64});
+    for (index_t g = 0; g < d.groups; ++g) {
+      for (index_t p = 0; p < 16; ++p) {
+        for (index_t t = 0; t < 4; ++t) {
+          // Lanes of padding taps read any in-range byte: their weight is 0.
+          d.index.data()[g * 64 + p * 4 + t] = static_cast<std::uint8_t>((p * stride + d.j[static_cast<std::size_t>(g)] + t) & 63);
+        }
+      }
+    }
+  }
+  return d;
+}
+
+/// Bytes read past the end of a direct kernel's padded input (masked-off lanes of the last vectors).
+inline constexpr index_t kDirectSlack = 192;
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VBMI__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512F__)
+inline constexpr bool has_direct_conv = true;
+
+/// The geometry a direct kernel runs over: one sample's padded input, 16 output pixels of a row per vector.
+struct DirectGeometry {
+  index_t out_h, out_w, stride, row_bytes, pixel_bytes, channels;
+  const index_t* offsets;  ///< byte offset of group g from a vector's base
+};
+
+/// Group g of the 16 pixels starting at `base`, as vpdpbusd's unsigned operand (lane p = pixel p's 4 bytes).
+struct TapLoader {
+  const std::uint8_t* index;
+  const index_t* offsets;
+  [[nodiscard]] __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
+    return _mm512_permutexvar_epi8(_mm512_loadu_si512(index + g * 64), _mm512_loadu_si512(base + offsets[g]));
+  }
+};
+struct ChannelLoader {
+  const index_t* offsets;
+  [[nodiscard]] __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
+    return _mm512_loadu_si512(base + offsets[g]);
+  }
+};
+struct ChannelLoader2 {  // stride 2: the even dwords of 32
+  const index_t* offsets;
+  __m512i even;
+  [[nodiscard]] __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
+    const std::uint8_t* p = base + offsets[g];
+    return _mm512_permutex2var_epi32(_mm512_loadu_si512(p), even, _mm512_loadu_si512(p + 64));
+  }
+};
+
+/// qgemm's `corrected`: Σ x·w + colterm[j] − zw[j]·Σx, the exact accumulator (mod 2³², as qgemm computes it).
+inline __m512i direct_correct(const Epilogue& e, __m512i acc, __m512i rowsum, index_t j) noexcept {
+  acc = _mm512_add_epi32(acc, _mm512_set1_epi32(e.colterm[static_cast<std::size_t>(j)]));
+  if (e.zw) acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(e.zw[j]), rowsum));
+  return acc;
+}
+
+/// qgemm's output stage (finish_row, AVX-512) on 16 exact accumulators of channel j: the same operations,
+/// so the same bits.
+inline void direct_store(const Epilogue& e, __m512i acc, index_t j, __mmask16 m, std::uint8_t* out) noexcept {
+  const auto c = static_cast<std::size_t>(j);
+  const __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(e.s[c]), _mm512_set1_ps(e.o[c]));
+  __m512 q = _mm512_add_ps(_mm512_roundscale_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), _mm512_set1_ps(e.zo));
+  q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(e.lo)), _mm512_set1_ps(e.hi));
+  // q is already in [0, 255]: the low byte of each dword is vpmovusdb's result. vpermb + a masked store
+  // instead of vpmovusdb to memory, which is microcoded (slow) on AMD Zen 4/5.
+  const __m512i low_bytes = _mm512_set_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 60, 56, 52, 48, 44,
+                                            40, 36, 32, 28, 24, 20, 16, 12, 8, 4, 0);
+  _mm_mask_storeu_epi8(out, m, _mm512_castsi512_si128(_mm512_permutexvar_epi8(low_bytes, _mm512_cvtps_epi32(q))));
+}
+inline void direct_store(const Epilogue& e, __m512i acc, index_t j, __mmask16 m, float* out) noexcept {
+  const auto c = static_cast<std::size_t>(j);
+  const __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(e.s[c]), _mm512_set1_ps(e.o[c]));
+  _mm512_mask_storeu_ps(out, m, e.relu ? _mm512_max_ps(r, _mm512_setzero_ps()) : r);
+}
+
+/// The 2×2 max of two output rows' exact accumulators (16 columns each): lane p < 8 holds the max of
+/// columns 2p, 2p + 1 of both rows.
+inline __m512i direct_pool2(__m512i row0, __m512i row1) noexcept {
+  const __m512i v = _mm512_max_epi32(row0, row1);
+  const __m512i h = _mm512_max_epi32(v, _mm512_shuffle_epi32(v, _MM_PERM_CDAB));  // swap neighbours
+  return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0), h);
+}
+
+/// R vectors × 8 channels of block `block` (G groups × 8 dwords): Σ x·w over every group, then the output
+/// stage into planes of `plane` outputs. With Pool (R = 2: two output rows, same columns) the 2×2 max of the
+/// exact accumulators goes through the output stage once (see QuantizedConv2d::forward_pooled).
+template <int R, bool Pool, class Load, class OutT>
+void direct_tile(const Load& load, const DirectWeights& dw, index_t block, index_t channels, index_t plane,
+                 const Epilogue& e, const std::uint8_t* const* base, const index_t* out_offset, const __mmask16* mask,
+                 const __m512i* rowsum, OutT* y) noexcept {
+  static_assert(!Pool || R == 2, "pooling takes two output rows");
+  __m512i acc[R][8];
+#pragma GCC unroll 8
+  for (int l = 0; l < 8; ++l) {
+    for (int r = 0; r < R; ++r) acc[r][l] = _mm512_setzero_si512();
+  }
+  const std::int32_t* w = dw.w.data() + block * dw.groups * 8;
+  for (index_t g = 0; g < dw.groups; ++g, w += 8) {
+    __m512i a[R];
+    for (int r = 0; r < R; ++r) a[r] = load(base[r], g);
+#pragma GCC unroll 8
+    for (int l = 0; l < 8; ++l) {
+      const __m512i wl = _mm512_set1_epi32(w[l]);
+      for (int r = 0; r < R; ++r) acc[r][l] = _mm512_dpbusd_epi32(acc[r][l], a[r], wl);
+    }
+  }
+  const index_t lanes = std::min<index_t>(8, channels - block * 8);
+#pragma GCC unroll 8
+  for (int l = 0; l < 8; ++l) {  // constant indices keep acc in registers
+    if (l >= lanes) break;
+    const index_t j = block * 8 + l;
+    if constexpr (Pool) {
+      const __m512i pooled = direct_pool2(direct_correct(e, acc[0][l], rowsum[0], j), direct_correct(e, acc[1][l], rowsum[1], j));
+      direct_store(e, pooled, j, mask[0], y + j * plane + out_offset[0]);
+    } else {
+      for (int r = 0; r < R; ++r) direct_store(e, direct_correct(e, acc[r][l], rowsum[r], j), j, mask[r], y + j * plane + out_offset[r]);
+    }
+  }
+}
+
+/// One sample: `in` is its padded input (layout of the kind), `y` its output planes [channels × out_h × out_w],
+/// or with Pool the 2×2-pooled planes [channels × ⌊out_h/2⌋ × ⌊out_w/2⌋].
+template <bool Pool, class Load, class OutT>
+void direct_sample(const Load& load, const DirectGeometry& d, const DirectWeights& dw, const Epilogue& e,
+                   const std::uint8_t* in, std::int32_t* rowsums, OutT* y) noexcept {
+  const index_t per_row = (d.out_w + 15) / 16, vectors = d.out_h * per_row;
+  const auto base = [&](index_t v) {
+    return in + (v / per_row) * d.stride * d.row_bytes + (v % per_row) * 16 * d.stride * d.pixel_bytes;
+  };
+  const auto lane_mask = [](index_t left) {
+    return static_cast<__mmask16>(left >= 16 ? 0xFFFF : (left <= 0 ? 0 : (1u << left) - 1));
+  };
+  // Σ x over each output pixel's window, for weights with a zero point (the row-sum term of qgemm).
+  std::fill_n(rowsums, vectors * 16, 0);
+  if (e.zw) {
+    for (index_t v = 0; v < vectors; ++v) {
+      __m512i s = _mm512_setzero_si512();
+      for (index_t g = 0; g < dw.groups; ++g) s = _mm512_dpbusd_epi32(s, load(base(v), g), _mm512_set1_epi32(dw.ones.data()[g]));
+      _mm512_storeu_si512(rowsums + v * 16, s);
+    }
+  }
+  const auto rowsum = [&](index_t v) { return _mm512_loadu_si512(rowsums + v * 16); };
+  if constexpr (Pool) {
+    // Output rows 2i and 2i + 1 of a 16-column block → 8 pooled columns of pooled row i (floor mode: an odd
+    // last row or column of the conv output is not computed).
+    const index_t pooled_h = d.out_h / 2, pooled_w = d.out_w / 2, plane = pooled_h * pooled_w;
+    for (index_t block = 0; block < dw.blocks; ++block) {
+      for (index_t i = 0; i < pooled_h; ++i) {
+        for (index_t c = 0; c < per_row && c * 8 < pooled_w; ++c) {
+          const index_t v = 2 * i * per_row + c;
+          const std::uint8_t* b[2] = {base(v), base(v + per_row)};
+          const index_t o[1] = {i * pooled_w + c * 8};
+          const __mmask16 m[1] = {lane_mask(std::min<index_t>(8, pooled_w - c * 8))};
+          const __m512i rs[2] = {rowsum(v), rowsum(v + per_row)};
+          direct_tile<2, true>(load, dw, block, d.channels, plane, e, b, o, m, rs, y);
+        }
+      }
+    }
+  } else {
+    const index_t plane = d.out_h * d.out_w;
+    const auto out_offset = [&](index_t v) { return (v / per_row) * d.out_w + (v % per_row) * 16; };
+    const auto mask = [&](index_t v) { return lane_mask(d.out_w - (v % per_row) * 16); };
+    for (index_t block = 0; block < dw.blocks; ++block) {
+      index_t v = 0;
+      for (; v + 2 <= vectors; v += 2) {
+        const std::uint8_t* b[2] = {base(v), base(v + 1)};
+        const index_t o[2] = {out_offset(v), out_offset(v + 1)};
+        const __mmask16 m[2] = {mask(v), mask(v + 1)};
+        const __m512i rs[2] = {rowsum(v), rowsum(v + 1)};
+        direct_tile<2, false>(load, dw, block, d.channels, plane, e, b, o, m, rs, y);
+      }
+      if (v < vectors) {
+        const std::uint8_t* b[1] = {base(v)};
+        const index_t o[1] = {out_offset(v)};
+        const __mmask16 m[1] = {mask(v)};
+        const __m512i rs[1] = {rowsum(v)};
+        direct_tile<1, false>(load, dw, block, d.channels, plane, e, b, o, m, rs, y);
+      }
+    }
+  }
+}
+
+/// Fills `n` dwords with `value` (AVX-512 stores: the buffer is bytes).
+inline void fill_dwords(std::uint8_t* dst, std::int32_t value, index_t n) noexcept {
+  const __m512i v = _mm512_set1_epi32(value);
+  for (; n >= 16; n -= 16, dst += 64) _mm512_storeu_si512(dst, v);
+  _mm512_mask_storeu_epi32(dst, static_cast<__mmask16>((1u << n) - 1), v);
+}
+
+/// Channels c0…c0+3 of one input row (W pixels; `rows[t]` null for a channel past the last) interleaved
+/// into W dwords: byte t of dword p is rows[t][p].
+inline void interleave4(const std::uint8_t* const* rows, index_t width, std::uint8_t* dst) noexcept {
+  for (index_t w0 = 0; w0 < width; w0 += 16) {
+    const index_t n = std::min<index_t>(16, width - w0);
+    const auto m = static_cast<__mmask16>(n == 16 ? 0xFFFF : (1u << n) - 1);
+    __m128i r[4];
+    for (int t = 0; t < 4; ++t) r[t] = rows[t] ? _mm_maskz_loadu_epi8(m, rows[t] + w0) : _mm_setzero_si128();
+    const __m128i a_lo = _mm_unpacklo_epi8(r[0], r[1]), a_hi = _mm_unpackhi_epi8(r[0], r[1]);
+    const __m128i b_lo = _mm_unpacklo_epi8(r[2], r[3]), b_hi = _mm_unpackhi_epi8(r[2], r[3]);
+    __m512i v = _mm512_castsi128_si512(_mm_unpacklo_epi16(a_lo, b_lo));  // pixels 0–3
+    v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(a_lo, b_lo), 1);        // 4–7
+    v = _mm512_inserti32x4(v, _mm_unpacklo_epi16(a_hi, b_hi), 2);        // 8–11
+    v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(a_hi, b_hi), 3);        // 12–15
+    _mm512_mask_storeu_epi32(dst + w0 * 4, m, v);
+  }
+}
+#else
+inline constexpr bool has_direct_conv = false;
+#endif
+
 /// One output row (or the part of it inside a chunk) of one sample.
 struct ConvSegment {
   index_t sample;  ///< offset of the sample in the input
@@ -134,6 +459,8 @@ struct ConvWorkspace {
   Tensor<std::uint8_t, 1> col;   ///< column-major im2col, [k4·4 × ld]
   Tensor<std::uint8_t, 1> out8;  ///< the product's [rows × O] output
   Tensor<float, 1> outf;
+  Tensor<std::uint8_t, 1> padded;      ///< direct kernels: one sample's padded input
+  Tensor<std::int32_t, 1> rowsums;     ///< direct kernels: Σ x per output pixel (weights with zero points)
 };
 
 }  // namespace detail
@@ -171,6 +498,7 @@ class QuantizedConv2d {
     }
     quant::detail::check_params(input, quant::QRange{0, 255}, (layer + " (input)").c_str());
     packed_ = pack_weights(weights);
+    direct_ = detail::make_direct_weights(weights, in_, kernel_, stride_);
     bias_.assign(bias.begin(), bias.end());
     input_ = input;
     relu_ = relu;
@@ -185,7 +513,16 @@ class QuantizedConv2d {
   [[nodiscard]] bool relu() const noexcept { return relu_; }
   [[nodiscard]] quant::AffineParams input_params() const noexcept { return input_; }
   /// Bytes of the weights as the layer holds them (packed panels with their padding, per-channel data, bias).
-  [[nodiscard]] std::size_t bytes() const noexcept { return packed_.bytes() + bias_.size() * sizeof(float); }
+  /// The direct kernel's copy (tens of bytes to tens of KB) is counted too.
+  [[nodiscard]] std::size_t bytes() const noexcept {
+    return packed_.bytes() + direct_.bytes() + bias_.size() * sizeof(float);
+  }
+  /// The kernel the AVX-512 VNNI path runs (the other paths always use im2col + qgemm).
+  [[nodiscard]] detail::DirectKind direct_kind() const noexcept {
+    return detail::has_direct_conv && direct_enabled_ ? direct_.kind : detail::DirectKind::none;
+  }
+  /// For benchmarks and tests: `false` makes the VNNI path run im2col + qgemm, as the other paths do.
+  void set_direct(bool enabled) noexcept { direct_enabled_ = enabled; }
 
   /// The output shape for an NCHW input shape. @throws shape_error naming the layer when it does not fit.
   [[nodiscard]] Shape<4> output_shape(const Shape<4>& input) const {
@@ -213,6 +550,33 @@ class QuantizedConv2d {
   void forward(TensorView<const std::uint8_t, 4> x, TensorView<float, 4> y) {
     check_output(x.shape(), y.shape());
     run<Arch>(x, y.data(), {});
+  }
+
+  /// @brief uint8 in, uint8 out, followed by a 2×2 stride-2 max pool (floor mode, nn::MaxPool2d(2)):
+  /// `y` is `[N, out, ⌊OH/2⌋, ⌊OW/2⌋]`, bit for bit the pool of forward()'s output.
+  ///
+  /// The output stage is non-decreasing in the accumulator (every scale is > 0, then round and clamp), so the
+  /// max of four requantized outputs is the requantized max of their exact accumulators: the direct kernels
+  /// take the 2×2 max of the int32 sums and run the output stage once per pooled value (a quarter of the
+  /// epilogue work, no uint8 conv output written and read back). Other paths run forward() and the pool.
+  /// @throws as forward(), and shape_error when the conv output is smaller than 2×2 or `y` has the wrong shape.
+  template <class Arch = arch::best>
+  void forward_pooled(TensorView<const std::uint8_t, 4> x, quant::AffineParams out, TensorView<std::uint8_t, 4> y) {
+    const Shape<4> full = output_shape(x.shape());
+    if (full[2] < 2 || full[3] < 2 || y.shape() != Shape<4>{full[0], full[1], full[2] / 2, full[3] / 2}) {
+      throw shape_error(minnow::detail::concat("QuantizedConv2d '", packed_.name, "': pooled output is ", to_string(y.shape()),
+                                               ", expected the 2x2 pool of ", to_string(full)));
+    }
+    quant::detail::check_params(out, quant::QRange{0, 255}, ("QuantizedConv2d '" + packed_.name + "' (output)").c_str());
+    if constexpr (detail::has_direct_conv && std::is_base_of_v<arch::avx512_vnni, Arch>) {
+      if (direct_enabled_ && direct_.kind != detail::DirectKind::none) {
+        run_direct<std::uint8_t, true>(x, y.data(), out);
+        return;
+      }
+    }
+    unpooled_.resize(full);
+    run<Arch>(x, unpooled_.data(), out);
+    QuantizedMaxPool2d(2).forward<Arch>(unpooled_.view(), y);
   }
 
   /// @brief Float in: quantized on the fly with input_params() (fake_quantize's formula), uint8 out.
@@ -273,6 +637,12 @@ class QuantizedConv2d {
 
   template <class Arch, class OutT>
   void run(TensorView<const std::uint8_t, 4> x, OutT* y, quant::AffineParams out) {
+    if constexpr (detail::has_direct_conv && std::is_base_of_v<arch::avx512_vnni, Arch>) {
+      if (direct_enabled_ && direct_.kind != detail::DirectKind::none) {
+        run_direct(x, y, out);
+        return;
+      }
+    }
     const Plan plan = plan_for(x.shape());
     if (plan.total == 0) return;
     if (workspaces_.size() < static_cast<std::size_t>(plan.threads)) workspaces_.resize(static_cast<std::size_t>(plan.threads));
@@ -292,6 +662,94 @@ class QuantizedConv2d {
         scatter_nchw(ws.outf.data(), plan, r0, r1, y);
       }
     });
+  }
+
+  /// qgemm's output-stage constants for this layer and `out`, rebuilt only when the output changes.
+  const detail::Epilogue& epilogue_for(detail::Out kind, quant::AffineParams out) {
+    const bool same = epilogue_ready_ && kind == epilogue_kind_ &&
+                      (kind != detail::Out::requantize ||
+                       (out.scale == epilogue_out_.scale && out.zero_point == epilogue_out_.zero_point));
+    if (!same) {
+      QuantizedActivations shape_only;  // make_epilogue reads the inner length and the input parameters
+      shape_only.k = packed_.k;
+      shape_only.params = input_;
+      epilogue_ = detail::make_epilogue(shape_only, packed_, OutputStage{{}, bias_, relu_}, kind, out);
+      epilogue_kind_ = kind;
+      epilogue_out_ = out;
+      epilogue_ready_ = true;
+    }
+    return epilogue_;
+  }
+
+  /// The direct kernels (AVX-512 VNNI + VBMI): samples in parallel, each padded once into the kernel's layout.
+  template <class OutT, bool Pool = false>
+  void run_direct([[maybe_unused]] TensorView<const std::uint8_t, 4> x, [[maybe_unused]] OutT* y,
+                  [[maybe_unused]] quant::AffineParams out) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VBMI__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512F__)
+    const Shape<4> o = output_shape(x.shape());
+    const index_t batch = o[0], n = packed_.n, height = x.dim(2), width = x.dim(3);
+    const index_t plane_out = o[2] * o[3];
+    if (batch == 0 || plane_out == 0) return;
+    const bool taps = direct_.kind == detail::DirectKind::taps;
+    const index_t ph = height + 2 * padding_, pw = width + 2 * padding_, pixel_bytes = taps ? 1 : 4;
+    const index_t row_bytes = pw * pixel_bytes, plane_bytes = ph * row_bytes, groups_c = taps ? in_ : (in_ + 3) / 4;
+    const index_t buffer = groups_c * plane_bytes + detail::kDirectSlack;
+    const index_t vectors = o[2] * ((o[3] + 15) / 16);
+    direct_offsets_.resize(static_cast<std::size_t>(direct_.groups));
+    for (std::size_t g = 0; g < direct_offsets_.size(); ++g) {
+      direct_offsets_[g] = direct_.c[g] * plane_bytes + direct_.i[g] * row_bytes + (taps ? 0 : direct_.j[g] * 4);
+    }
+    const detail::Epilogue& e =
+        epilogue_for(std::is_same_v<OutT, float> ? detail::Out::dequantize : detail::Out::requantize, out);
+    // One sample is 10–1000 µs of work: threads only for batches (a region costs µs at batch 1).
+    const double work = static_cast<double>(batch * plane_out) * static_cast<double>(n * packed_.k);
+    const int threads = static_cast<int>(batch < 2 || work < 2e6 ? 1 : std::min<index_t>(minnow::detail::max_threads(), batch));
+    if (workspaces_.size() < static_cast<std::size_t>(threads)) workspaces_.resize(static_cast<std::size_t>(threads));
+    const detail::DirectGeometry d{o[2], o[3], stride_, row_bytes, pixel_bytes, n, direct_offsets_.data()};
+    const auto zp = static_cast<std::uint8_t>(input_.zero_point);
+    minnow::detail::parallel_for(batch, threads, [&](long sample, int thread) {
+      auto& ws = workspaces_[static_cast<std::size_t>(thread)];
+      ws.padded.resize({buffer});
+      ws.rowsums.resize({vectors * 16});
+      std::uint8_t* pad = ws.padded.data();
+      const std::uint8_t* xs = x.data() + sample * in_ * height * width;
+      // Padding holds the input zero point, so padded taps contribute (za − za)·w = 0, as in the gemm path.
+      if (taps) {
+        std::fill_n(pad, buffer, zp);
+        for (index_t c = 0; c < in_; ++c) {
+          for (index_t h = 0; h < height; ++h) {
+            std::memcpy(pad + c * plane_bytes + (h + padding_) * row_bytes + padding_, xs + (c * height + h) * width,
+                        static_cast<std::size_t>(width));
+          }
+        }
+      } else {
+        for (index_t cg = 0; cg < groups_c; ++cg) {
+          std::uint32_t pattern = 0;  // zp in the bytes of real channels, 0 for the padding channels
+          for (index_t t = 0; t < 4 && 4 * cg + t < in_; ++t) pattern |= std::uint32_t{zp} << (8 * t);
+          std::uint8_t* plane = pad + cg * plane_bytes;
+          detail::fill_dwords(plane, static_cast<std::int32_t>(pattern), ph * pw);
+          for (index_t h = 0; h < height; ++h) {
+            const std::uint8_t* rows[4];
+            for (index_t t = 0; t < 4; ++t) {
+              rows[t] = 4 * cg + t < in_ ? xs + ((4 * cg + t) * height + h) * width : nullptr;
+            }
+            detail::interleave4(rows, width, plane + ((h + padding_) * pw + padding_) * 4);
+          }
+        }
+        std::fill_n(pad + groups_c * plane_bytes, detail::kDirectSlack, std::uint8_t{0});
+      }
+      OutT* ys = y + sample * n * (Pool ? (o[2] / 2) * (o[3] / 2) : plane_out);
+      if (taps) {
+        detail::direct_sample<Pool>(detail::TapLoader{direct_.index.data(), d.offsets}, d, direct_, e, pad, ws.rowsums.data(), ys);
+      } else if (stride_ == 1) {
+        detail::direct_sample<Pool>(detail::ChannelLoader{d.offsets}, d, direct_, e, pad, ws.rowsums.data(), ys);
+      } else {
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        detail::direct_sample<Pool>(detail::ChannelLoader2{d.offsets, even}, d, direct_, e, pad, ws.rowsums.data(), ys);
+      }
+    });
+#endif
   }
 
   /// Rows [r0, r1) of the im2col matrix → ws.act (panels and row sums).
@@ -383,7 +841,15 @@ class QuantizedConv2d {
   std::vector<float> bias_;
   quant::AffineParams input_;
   bool relu_ = false;
+  detail::DirectWeights direct_;
+  std::vector<index_t> direct_offsets_;  // byte offset of each group in the padded input (per input size)
+  detail::Epilogue epilogue_;            // cached output stage of the direct kernels
+  detail::Out epilogue_kind_ = detail::Out::int32;
+  quant::AffineParams epilogue_out_{};
+  bool epilogue_ready_ = false;
+  bool direct_enabled_ = true;
   Tensor<std::uint8_t, 4> quantized_input_;
+  Tensor<std::uint8_t, 4> unpooled_;  // forward_pooled on the im2col paths: the conv output before the pool
   std::vector<detail::ConvWorkspace> workspaces_;  // one per thread; buffers grow once
 };
 

@@ -9,8 +9,9 @@
 ///   requantization to that quantizer's parameters fused into the output stage (infer/qgemm.hpp);
 ///   weights become int8 per output channel from the float copy and the weight quantizer's parameters,
 ///   exactly the integers the fake-quant network computes with;
-/// - MaxPool2d → pooling on uint8 (infer/quantized_maxpool.hpp); Flatten → nothing (NCHW is already the
-///   flattened order);
+/// - MaxPool2d → pooling on uint8 (infer/quantized_maxpool.hpp), or, for a 2×2 stride-2 pool right after
+///   a requantized conv, fused into the conv's output stage (QuantizedConv2d::forward_pooled); Flatten →
+///   nothing (NCHW is already the flattened order);
 /// - the last Conv2d / Linear, with no quantizer after it → dequantized to float (the logits).
 /// @code
 ///   pipeline::QuantizedModel<quant::Int8PerChannelSymmetric, quant::Uint8PerTensorAffine> qmodel(model);
@@ -218,10 +219,19 @@ class IntegerNetwork {
           storage_bytes_ -= weights.bytes();
           storage_bytes_ += std::get<FloatLinearStage>(stages_.back()).weight_bytes();
         } else if (conv) {
+          // A 2×2 stride-2 MaxPool2d right after a requantized conv is fused into it (forward_pooled).
+          bool pool2 = false;
+          if (requantize && next < model.size()) {
+            const auto* p = dynamic_cast<const nn::MaxPool2d<float>*>(&model.layer(next));
+            if (p != nullptr && p->kernel() == 2 && p->stride() == 2) {
+              pool2 = true;
+              next += 1;
+            }
+          }
           stages_.push_back(ConvStage{std::make_unique<infer::QuantizedConv2d>(weights, conv->in_channels(), conv->kernel(),
                                                                                conv->stride(), conv->padding(), bias_span,
                                                                                current, relu),
-                                      out, requantize});
+                                      out, requantize, pool2});
         } else {
           stages_.push_back(LinearStage{std::make_unique<infer::QuantizedLinear>(weights, bias_span, current, relu), out,
                                         requantize, relu});
@@ -312,8 +322,9 @@ class IntegerNetwork {
     std::unique_ptr<infer::QuantizedConv2d> conv;  // pointer: the layer owns per-thread workspaces
     quant::AffineParams out;
     bool requantize;
+    bool pool2 = false;  ///< a fused 2×2 stride-2 max pool follows
     [[nodiscard]] std::string describe() const {
-      return "conv(" + conv->name() + ")" + output_text(conv->relu(), requantize, out);
+      return "conv(" + conv->name() + ")" + output_text(conv->relu(), requantize, out) + (pool2 ? " + maxpool(2) fused" : "");
     }
   };
   struct LinearStage {
@@ -336,18 +347,16 @@ class IntegerNetwork {
     quant::AffineParams params;
     [[nodiscard]] std::string describe() const { return "dequantize"; }
   };
-  /// Ŵ in fp32 (dense) for the float formats; y = x·Ŵᵀ + b over the whole batch.
+  /// Ŵ in fp32, dense: an nn::Linear holding the fake-quantized weight (its batch-1 GEMV and batch-N GEMM).
   struct DenseFloatLinear {
-    Tensor<float, 2> w;
-    std::vector<float> bias;
-    [[nodiscard]] index_t out_features() const noexcept { return w.dim(0); }
-    void forward(TensorView<const float, 2> x, TensorView<float, 2> y) const {
-      const index_t n = x.dim(0), in = w.dim(1), out = w.dim(0);
-      simd::gemm_parallel<float>(n, out, in, simd::row_major<float>(x.data(), in),
-                                 simd::row_major<float>(w.data(), in).transposed(), y.data(), out, false);
-      for (index_t s = 0; s < n; ++s) {
-        for (index_t r = 0; r < out; ++r) y(s, r) += bias[static_cast<std::size_t>(r)];
-      }
+    std::unique_ptr<nn::Linear<float>> fc;
+    [[nodiscard]] index_t out_features() const noexcept { return fc->out_features(); }
+    [[nodiscard]] std::size_t weight_bytes() const noexcept {
+      return static_cast<std::size_t>(fc->in_features() * fc->out_features()) * sizeof(float);
+    }
+    void forward(TensorView<const float, 2> x, TensorView<float, 2> y) {
+      const auto out = fc->forward(TensorView<const float, 4>(x.data(), {x.dim(0), x.dim(1), 1, 1}), nn::Mode::eval);
+      std::copy(out.data(), out.data() + out.size(), y.data());
     }
   };
   /// A Linear on float: dequantize the uint8 input, multiply, ReLU, quantize (or keep float at the end).
@@ -363,7 +372,7 @@ class IntegerNetwork {
       return std::visit(
           [](const auto& f) -> std::size_t {
             if constexpr (std::is_same_v<std::decay_t<decltype(f)>, DenseFloatLinear>) {
-              return static_cast<std::size_t>(f.w.size()) * sizeof(float);
+              return f.weight_bytes();
             } else {
               return f.weights().bytes();
             }
@@ -423,7 +432,10 @@ class IntegerNetwork {
     FloatLinearStage stage{weights.name.substr(0, weights.name.rfind('.')), DenseFloatLinear{}, in, out, relu, requantize,
                            bias.size()};
     if (format == LayerFormat::dense_float) {
-      stage.fc = DenseFloatLinear{std::move(w), b};
+      auto fc = std::make_unique<nn::Linear<float>>(w.dim(1), w.dim(0));
+      fc->weight().copy_from(w.view());
+      std::copy(b.begin(), b.end(), fc->bias().data());
+      stage.fc = DenseFloatLinear{std::move(fc)};
       return stage;
     }
     Tensor<float, 2> mask(w.shape());
@@ -449,11 +461,16 @@ class IntegerNetwork {
   TensorView<const std::uint8_t, 4> current(const Shape<4>& shape) const { return {a_.data(), shape}; }
 
   void run(ConvStage& s, Shape<4>& shape) {
-    const Shape<4> out_shape = s.conv->output_shape(shape);
+    Shape<4> out_shape = s.conv->output_shape(shape);
+    if (s.pool2) out_shape = {out_shape[0], out_shape[1], out_shape[2] / 2, out_shape[3] / 2};
     const index_t count = out_shape[0] * out_shape[1] * out_shape[2] * out_shape[3];
     if (s.requantize) {
       b_.resize({std::max<index_t>(1, count)});
-      s.conv->forward(current(shape), s.out, TensorView<std::uint8_t, 4>(b_.data(), out_shape));
+      if (s.pool2) {
+        s.conv->forward_pooled(current(shape), s.out, TensorView<std::uint8_t, 4>(b_.data(), out_shape));
+      } else {
+        s.conv->forward(current(shape), s.out, TensorView<std::uint8_t, 4>(b_.data(), out_shape));
+      }
       std::swap(a_, b_);
     } else {
       out_.resize({std::max<index_t>(1, count)});

@@ -6,7 +6,7 @@
 //                                               qgemm → dequantize (+ bias), all inside the timed call
 //   infer/int4_kept_f32/<batch>/<threads>       the same with int4 weights unpacked per cache block
 //   infer/int4_once_f32/<batch>/<threads>       the same with int4 weights unpacked to int8 at build time
-//   infer/fp32_minnow_gemm/<batch>/<threads>    simd::gemm_parallel, x · Wᵀ, the fp32 baseline
+//   infer/fp32_minnow_linear/<batch>/<threads>  nn::Linear forward (GEMV below batch 4, GEMM above), the fp32 baseline
 //   infer/vnni_peak/<threads>                   register-only vpdpbusd zmm loop: this machine's int8 peak
 //   infer/vnni_peak_ymm/<threads>               the same with ymm operands (half the work per instruction)
 // Measured on this Zen 5 with thread CPU time and hand-written asm (16–24 chains, register or broadcast
@@ -19,7 +19,7 @@
 #include <minnow/infer/quantized_linear.hpp>
 #include <minnow/quant/mappings.hpp>
 #include <minnow/quant/observers.hpp>
-#include <minnow/simd/gemm.hpp>
+#include <minnow/nn/linear.hpp>
 
 #include <random>
 #include <vector>
@@ -133,11 +133,11 @@ void fp32(benchmark::State& state) {
   bench::set_threads(static_cast<int>(state.range(1)));
   const auto& fc1 = Fc1::get();
   const auto x = input(batch);
-  minnow::Tensor<float, 2> y({batch, kOut});
+  minnow::nn::Linear<float> linear(kIn, kOut);
+  linear.weight().copy_from(fc1.w.view());
+  std::copy(fc1.bias.begin(), fc1.bias.end(), linear.bias().data());
   for (auto _ : state) {
-    minnow::simd::gemm_parallel<float>(batch, kOut, kIn, minnow::simd::row_major(x.data(), kIn),
-                                       minnow::simd::row_major(fc1.w.data(), kIn).transposed(), y.data(), kOut, false);
-    benchmark::DoNotOptimize(y.data());
+    benchmark::DoNotOptimize(linear.forward(x.view().reshape<4>(batch, kIn, 1, 1), minnow::nn::Mode::eval).data());
   }
   count(state, batch);
 }
@@ -188,7 +188,7 @@ void register_all() {
            {"infer/int8_dynamic_f32", int8_dynamic},
            {"infer/int4_kept_f32", linear_f32<1>},
            {"infer/int4_once_f32", linear_f32<2>},
-           {"infer/fp32_minnow_gemm", fp32}}) {
+           {"infer/fp32_minnow_linear", fp32}}) {
     benchmark::RegisterBenchmark(name, fn)->ArgsProduct({{1, 256}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
   }
 #if defined(__AVX512VNNI__)

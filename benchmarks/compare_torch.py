@@ -25,7 +25,7 @@ it, else fbgemm, x86 or qnnpack; the table says which):
     QuantizedLinear, infer/int8_f32_in_f32_out);
   * dynamic: fp32 in, fp32 out with the input range measured per call
     (torch.ao.nn.quantized.dynamic.Linear; minnow MinMax → Affine → quantize → qgemm, infer/int8_dynamic_f32);
-  * fp32: nn.Linear (OpenBLAS) against minnow's fp32 GEMM (infer/fp32_minnow_gemm), for scale.
+  * fp32: nn.Linear (OpenBLAS) against minnow's nn::Linear (infer/fp32_minnow_linear), for scale.
 
 Must be run with Debian's interpreter (torch 1.13 is packaged for it):
   /usr/bin/python3 benchmarks/compare_torch.py [--only cnn|int8-linear] [--arch teacher|student|all]
@@ -65,7 +65,7 @@ LINEAR_CASES = (
     ("quantized", "int8_u8_in_u8_out", "int8 Linear, quint8 in → quint8 out"),
     ("end_to_end", "int8_f32_in_f32_out", "int8 Linear end to end, fp32 in → fp32 out"),
     ("dynamic", "int8_dynamic_f32", "dynamic int8 Linear, fp32 in → fp32 out"),
-    ("fp32", "fp32_minnow_gemm", "fp32 Linear"),
+    ("fp32", "fp32_minnow_linear", "fp32 Linear"),
 )
 # The parameters bench_infer uses: input uint8 (scale 4/255, zero point 0), weights per channel
 # (scale 0.1/127, zero point 0), output uint8 (scale 0.05, zero point 128).

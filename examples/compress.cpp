@@ -136,14 +136,6 @@ std::size_t float_bytes(minnow::nn::Sequential<float>& model) {
   return static_cast<std::size_t>(minnow::parameter_count(model.parameters())) * sizeof(float);
 }
 
-std::vector<minnow::Parameter<float>> weights_of(minnow::nn::Sequential<float>& model) {
-  std::vector<minnow::Parameter<float>> out;
-  for (const auto& p : model.parameters()) {
-    if (p.shape.size() > 1) out.push_back(p);
-  }
-  return out;
-}
-
 void print_table(const std::vector<Row>& rows) {
   std::printf("\n%-58s %9s %12s %14s %12s\n", "stage", "test acc", "weights", "batch-1 (µs)", "batch-256/s");
   for (const auto& r : rows) {
@@ -252,7 +244,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     minnow::nn::Sgd<float> sgd(student.parameters(), o.student_lr, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
     minnow::prune::Pruner<float> pruner;
-    for (const auto& w : weights_of(student)) pruner.track(w, sgd.state(w.name));
+    for (const auto& w : minnow::weight_parameters(student.parameters())) pruner.track(w, sgd.state(w.name));
     minnow::data::BatchSampler sampler(data.train.size(), 64, o.seed + 1);
     const std::int64_t steps_per_epoch = sampler.num_batches();
     {

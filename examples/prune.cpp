@@ -66,15 +66,6 @@ Options parse(int argc, char** argv) {
 using Model = minnow::nn::Sequential<float>;
 using Data = minnow::data::TrainTest<float>;
 
-// Weight tensors only: biases are few and pruning them saves nothing.
-std::vector<minnow::Parameter<float>> weights_of(Model& model) {
-  std::vector<minnow::Parameter<float>> out;
-  for (const auto& p : model.parameters()) {
-    if (p.shape.size() > 1) out.push_back(p);
-  }
-  return out;
-}
-
 struct Run {
   std::string label;
   double accuracy;
@@ -93,7 +84,7 @@ Run prune_and_finetune(const std::string& label, double target, const Criterion&
   minnow::nn::load_parameters(dense_path, o.arch, model);
   minnow::nn::Sgd<float> sgd(model.parameters(), o.finetune_lr, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
   minnow::prune::Pruner<float> pruner;
-  for (const auto& w : weights_of(model)) pruner.track(w, sgd.state(w.name));
+  for (const auto& w : minnow::weight_parameters(model.parameters())) pruner.track(w, sgd.state(w.name));
   minnow::data::BatchSampler sampler(data.train.size(), o.recipe.batch, o.recipe.seed + 1);
   const std::int64_t steps_per_epoch = sampler.num_batches();
   // Ramp the sparsity over all but the last fine-tuning epoch, pruning every 50 steps.
@@ -123,12 +114,12 @@ void sensitivity(const Data& data, const Options& o, const std::string& dense_pa
   for (const double s : grid) std::printf(" %7.0f%%", s * 100);
   std::printf("\n");
   auto model = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
-  for (const auto& w : weights_of(model)) {
+  for (const auto& w : minnow::weight_parameters(model.parameters())) {
     std::printf("%-14s", w.name.c_str());
     for (const double s : grid) {
       minnow::nn::load_parameters(dense_path, o.arch, model);
       minnow::prune::Pruner<float> pruner;
-      pruner.track(minnow::find_parameter(weights_of(model), w.name));
+      pruner.track(minnow::find_parameter(minnow::weight_parameters(model.parameters()), w.name));
       pruner.l1_unstructured(w.name, minnow::prune::Fraction{s});
       pruner.apply();
       std::printf(" %8.2f", 100.0 * minnow::nn::evaluate(model, data.test).accuracy);
@@ -168,7 +159,7 @@ int main(int argc, char** argv) {
     if (o.structured) {
       // Whole convolution filters (dim 0 of [out, in, kh, kw]); the classifier's rows stay.
       std::vector<std::string> filters;
-      for (const auto& w : weights_of(dense)) {
+      for (const auto& w : minnow::weight_parameters(dense.parameters())) {
         if (w.shape.size() == 4) filters.push_back(w.name);
       }
       for (const double s : {0.25, 0.5}) {

@@ -147,6 +147,10 @@ TEST_CASE("Sequential names parameters like PyTorch and checks shapes") {
   CHECK(params[0].name == "conv1.weight");
   CHECK(params[0].shape == std::vector<index_t>{64, 1, 3, 3});
   CHECK(params[5].name == "fc1.bias");
+  const auto weights = weight_parameters(params);
+  REQUIRE(weights.size() == 4);
+  CHECK(weights[1].name == "conv2.weight");
+  CHECK(weights[3].name == "fc2.weight");
   CHECK(parameter_count(params) == 64 * 9 + 64 + 128 * 64 * 9 + 128 + 6272 * 1000 + 1000 + 1000 * 10 + 10);
   CHECK(parameter_count(nn::make_student<float>(1).parameters()) == 16 * 9 + 16 + 32 * 16 * 9 + 32 + 1568 * 64 + 64 + 64 * 10 + 10);
   CHECK(teacher.output_shape({7, 1, 28, 28}) == Shape<4>{7, 10, 1, 1});

@@ -77,4 +77,15 @@ template <class T>
   return n;
 }
 
+/// The weight matrices and kernels among `parameters` (rank ≥ 2; biases are rank 1): what pruning
+/// usually ranks and what weight quantizers act on.
+template <class T>
+[[nodiscard]] std::vector<Parameter<T>> weight_parameters(const std::vector<Parameter<T>>& parameters) {
+  std::vector<Parameter<T>> weights;
+  for (const auto& p : parameters) {
+    if (p.shape.size() > 1) weights.push_back(p);
+  }
+  return weights;
+}
+
 }  // namespace minnow

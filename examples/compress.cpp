@@ -196,14 +196,15 @@ int main(int argc, char** argv) {
         std::printf("   teacher %zu epoch %d: train loss %.4f, %.1f s\n", slot[k] + 1, s.epoch + 1, s.train.loss, s.seconds);
         std::fflush(stdout);
       };
-      auto trained = pipeline::train_ensemble<float>(to_train, data.train, all_train, options);
-      for (std::size_t i = 0; i < trained.size(); ++i) {
-        if (!o.save_dir.empty()) {
-          fs::create_directories(o.save_dir);
-          minnow::nn::save_training_state(checkpoint(o.save_dir, trained[i].spec), "teacher", trained[i].model);
-        }
-        teachers[slot[i]] = std::move(trained[i]);
-      }
+      // Each teacher is saved as soon as it is trained: a long run that is cut off keeps the finished ones.
+      auto trained = pipeline::train_ensemble<float>(to_train, data.train, all_train, options,
+                                                     [&](std::size_t, pipeline::Member<float>& member) {
+                                                       if (o.save_dir.empty()) return;
+                                                       fs::create_directories(o.save_dir);
+                                                       minnow::nn::save_training_state(checkpoint(o.save_dir, member.spec), "teacher",
+                                                                                       member.model);
+                                                     });
+      for (std::size_t i = 0; i < trained.size(); ++i) teachers[slot[i]] = std::move(trained[i]);
     }
     const auto models = pipeline::models<float>(teachers);
     const auto test_logits = pipeline::ensemble_logits<float>(models, data.test, schedule, o.threads);

@@ -185,19 +185,23 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
                   s.train.loss, s.train.accuracy, s.seconds);
       std::fflush(stdout);
     };
-    auto trained = pipeline::train_ensemble<float>(to_train, data.train, pool, options);
+    // Each teacher is saved as soon as it is trained: a long run that is cut off keeps the finished ones.
+    auto trained = pipeline::train_ensemble<float>(to_train, data.train, pool, options,
+                                                   [&](std::size_t k, pipeline::Member<float>& member) {
+                                                     if (o.save_dir.empty()) return;
+                                                     fs::create_directories(o.save_dir);
+                                                     const fs::path path = teacher_path(o.save_dir, member.spec, o.teacher_epochs,
+                                                                                        static_cast<index_t>(pool.size()));
+                                                     minnow::nn::save_training_state(path, member.spec.architecture, member.model);
+                                                     std::printf("teacher %zu: saved %s\n", train_slot[k] + 1, path.c_str());
+                                                     std::fflush(stdout);
+                                                   });
     double epoch_seconds = 0.0;
     int epochs = 0;
     for (std::size_t i = 0; i < trained.size(); ++i) {
       for (const auto& e : trained[i].epochs) {
         epoch_seconds += e.seconds;
         ++epochs;
-      }
-      if (!o.save_dir.empty()) {
-        fs::create_directories(o.save_dir);
-        const fs::path path = teacher_path(o.save_dir, trained[i].spec, o.teacher_epochs, static_cast<index_t>(pool.size()));
-        minnow::nn::save_training_state(path, trained[i].spec.architecture, trained[i].model);
-        std::printf("teacher %zu: saved %s\n", train_slot[i] + 1, path.c_str());
       }
       teachers[train_slot[i]] = std::move(trained[i]);
     }

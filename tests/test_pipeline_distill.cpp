@@ -3,6 +3,7 @@
 // soft targets and distillation through nn::Trainer (pipeline/ensemble_training.hpp).
 #include "test_support.hpp"
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -315,9 +316,17 @@ TEST_CASE("parallel and sequential member training give bit-identical members", 
   options.threads = 2;
   std::vector<std::size_t> reported;
   options.on_epoch = [&](std::size_t k, const nn::EpochStats&) { reported.push_back(k); };
-  auto parallel = pipeline::train_ensemble<float>(specs, data, pool, options);
+  std::vector<std::size_t> finished;
+  auto parallel = pipeline::train_ensemble<float>(specs, data, pool, options,
+                                                  [&](std::size_t k, const pipeline::Member<float>& member) {
+                                                    finished.push_back(k);
+                                                    CHECK(member.spec.seed == specs[k].seed);
+                                                    CHECK(member.epochs.size() == 2);  // reported once trained
+                                                  });
   REQUIRE(parallel.size() == 3);
   CHECK(reported.size() == 6);  // 3 members × 2 epochs
+  std::sort(finished.begin(), finished.end());
+  CHECK(finished == std::vector<std::size_t>{0, 1, 2});  // each member once
   for (std::size_t k = 0; k < 3; ++k) {
     CHECK(parallel[k].spec.seed == specs[k].seed);
     CHECK(parallel[k].epochs.size() == 2);

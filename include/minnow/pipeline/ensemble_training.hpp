@@ -214,11 +214,14 @@ std::vector<nn::EpochStats> train_model(nn::Sequential<T>& model, const data::Da
 /// @brief Trains the members `specs` on the training pool `pool` (sample indices of `data`): member k is
 /// `nn::make_architecture(spec.architecture, spec.seed)` trained by train_model() with `options.recipe`
 /// and seed `spec.seed`, on `pool` itself or, with bagging, on `select(pool, bootstrap_indices(|pool|, seed))`.
-/// Returns the members in the order of `specs`, whatever the schedule.
+/// Returns the members in the order of `specs`, whatever the schedule. `on_member(k, member)` runs as soon
+/// as member k has finished (serialized with options.on_epoch), e.g. to save it at once, so that a long run
+/// that is cut off keeps the members it finished.
 /// @throws value_error for no members, a bad recipe or thread count, an unknown architecture, an empty pool.
 template <class T>
-[[nodiscard]] std::vector<Member<T>> train_ensemble(std::span<const MemberSpec> specs, const data::Dataset<T>& data,
-                                                    std::span<const index_t> pool, const EnsembleOptions& options) {
+[[nodiscard]] std::vector<Member<T>> train_ensemble(
+    std::span<const MemberSpec> specs, const data::Dataset<T>& data, std::span<const index_t> pool,
+    const EnsembleOptions& options, const std::function<void(std::size_t k, Member<T>&)>& on_member = {}) {
   constexpr const char* what = "train_ensemble";
   if (specs.empty()) throw value_error(minnow::detail::concat(what, ": the ensemble has no members"));
   if (pool.empty()) throw value_error(minnow::detail::concat(what, ": the training pool is empty"));
@@ -246,6 +249,10 @@ template <class T>
                                      options.on_epoch(k, stats);
                                    });
     member.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (on_member) {
+      const std::lock_guard<std::mutex> lock(report);
+      on_member(k, member);
+    }
   });
   return members;
 }

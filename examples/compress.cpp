@@ -18,6 +18,7 @@
 #include <minnow/ensemble.hpp>
 #include <minnow/nn.hpp>
 #include <minnow/nn/train.hpp>
+#include <minnow/pipeline/ensemble_checkpoints.hpp>
 #include <minnow/pipeline/ensemble_training.hpp>
 #include <minnow/pipeline/integer_network.hpp>
 #include <minnow/pipeline/quantize_model.hpp>
@@ -167,45 +168,28 @@ int main(int argc, char** argv) {
     // ---- 1. teachers and their ensemble
     std::vector<pipeline::MemberSpec> specs;
     for (int k = 0; k < o.teachers; ++k) specs.push_back({"teacher", 1000 * o.seed + static_cast<unsigned long long>(k), false});
-    const auto checkpoint = [&](const std::string& dir, const pipeline::MemberSpec& spec) {
-      return fs::path(dir) / minnow::detail::concat("teacher-s", spec.seed, "-e", o.teacher_epochs, "-n", data.train.size(), ".ckpt");
-    };
-    std::vector<pipeline::Member<float>> teachers(specs.size());
-    std::vector<pipeline::MemberSpec> to_train;
-    std::vector<std::size_t> slot;
-    for (std::size_t k = 0; k < specs.size(); ++k) {
-      if (!o.load_dir.empty() && fs::exists(checkpoint(o.load_dir, specs[k]))) {
-        teachers[k].spec = specs[k];
-        teachers[k].model = minnow::nn::make_architecture<float>("teacher", specs[k].seed);
-        minnow::nn::load_parameters(checkpoint(o.load_dir, specs[k]), "teacher", teachers[k].model);
-        std::printf("teacher %zu: loaded %s\n", k + 1, checkpoint(o.load_dir, specs[k]).c_str());
-      } else {
-        to_train.push_back(specs[k]);
-        slot.push_back(k);
-      }
-    }
-    if (!to_train.empty()) {
-      std::printf("1. training %zu teacher(s) for %d epoch(s) on %td images\n", to_train.size(), o.teacher_epochs,
-                  data.train.size());
+    pipeline::EnsembleOptions options;
+    options.recipe = {.epochs = o.teacher_epochs, .batch = 64, .learning_rate = o.teacher_lr};
+    options.schedule = schedule;
+    options.threads = o.threads;
+    options.on_epoch = [&](std::size_t k, const minnow::nn::EpochStats& s) {
+      std::printf("   teacher %zu epoch %d: train loss %.4f, %.1f s\n", k + 1, s.epoch + 1, s.train.loss, s.seconds);
       std::fflush(stdout);
-      pipeline::EnsembleOptions options;
-      options.recipe = {.epochs = o.teacher_epochs, .batch = 64, .learning_rate = o.teacher_lr};
-      options.schedule = schedule;
-      options.threads = o.threads;
-      options.on_epoch = [&](std::size_t k, const minnow::nn::EpochStats& s) {
-        std::printf("   teacher %zu epoch %d: train loss %.4f, %.1f s\n", slot[k] + 1, s.epoch + 1, s.train.loss, s.seconds);
-        std::fflush(stdout);
-      };
-      // Each teacher is saved as soon as it is trained: a long run that is cut off keeps the finished ones.
-      auto trained = pipeline::train_ensemble<float>(to_train, data.train, all_train, options,
-                                                     [&](std::size_t, pipeline::Member<float>& member) {
-                                                       if (o.save_dir.empty()) return;
-                                                       fs::create_directories(o.save_dir);
-                                                       minnow::nn::save_training_state(checkpoint(o.save_dir, member.spec), "teacher",
-                                                                                       member.model);
-                                                     });
-      for (std::size_t i = 0; i < trained.size(); ++i) teachers[slot[i]] = std::move(trained[i]);
-    }
+    };
+    const pipeline::MemberCheckpoints files{.load_dir = o.load_dir, .save_dir = o.save_dir,
+                                            .file_name = [&](const pipeline::MemberSpec& spec) {
+                                              return pipeline::member_file_name(spec, o.teacher_epochs,
+                                                                                static_cast<std::size_t>(data.train.size()));
+                                            }};
+    std::printf("1. %d teacher(s) of %d epoch(s) on %td images (saved ones are loaded)\n", o.teachers, o.teacher_epochs,
+                data.train.size());
+    std::fflush(stdout);
+    auto teachers = pipeline::load_or_train_ensemble<float>(
+        specs, data.train, all_train, options, files,
+        [](std::size_t k, const pipeline::Member<float>&, const pipeline::MemberOrigin& origin) {
+          if (origin.loaded) std::printf("   teacher %zu: loaded %s\n", k + 1, origin.path.c_str());
+          std::fflush(stdout);
+        });
     const auto models = pipeline::models<float>(teachers);
     const auto test_logits = pipeline::ensemble_logits<float>(models, data.test, schedule, o.threads);
     for (std::size_t k = 0; k < teachers.size(); ++k) {

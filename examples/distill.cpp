@@ -17,6 +17,7 @@
 #include <minnow/ensemble.hpp>
 #include <minnow/nn.hpp>
 #include <minnow/nn/train.hpp>
+#include <minnow/pipeline/ensemble_checkpoints.hpp>
 #include <minnow/pipeline/ensemble_training.hpp>
 
 #include "cli.hpp"
@@ -122,11 +123,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-fs::path teacher_path(const std::string& dir, const pipeline::MemberSpec& spec, int epochs, index_t pool) {
-  return fs::path(dir) / minnow::detail::concat(spec.architecture, "-s", spec.seed, "-e", epochs, "-n", pool,
-                                                spec.bagging ? "-bag" : "", ".ckpt");
-}
-
 std::string format_weights(const std::vector<double>& w) {
   std::string out;
   char buffer[32];
@@ -154,59 +150,39 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
     const unsigned long long teacher_seed = o.teacher_seed != 0 ? o.teacher_seed : seed;
     specs.push_back({o.teacher_arch[k % o.teacher_arch.size()], 1000 * teacher_seed + k, o.bagging});
   }
-  pipeline::Recipe teacher_recipe{.epochs = o.teacher_epochs, .batch = o.batch, .learning_rate = o.lr};
-  std::vector<pipeline::Member<float>> teachers(k_count);
-  std::vector<pipeline::MemberSpec> to_train;
-  std::vector<std::size_t> train_slot;
-  for (std::size_t k = 0; k < k_count; ++k) {
-    const fs::path path = teacher_path(o.load_dir, specs[k], o.teacher_epochs, static_cast<index_t>(pool.size()));
-    if (!o.load_dir.empty() && fs::exists(path)) {
-      teachers[k].spec = specs[k];
-      teachers[k].model = minnow::nn::make_architecture<float>(specs[k].architecture, specs[k].seed);
-      minnow::nn::load_parameters(path, specs[k].architecture, teachers[k].model);
-      std::printf("teacher %zu: loaded %s\n", k + 1, path.c_str());
-    } else {
-      to_train.push_back(specs[k]);
-      train_slot.push_back(k);
-    }
-  }
-  if (!to_train.empty()) {
-    std::printf("training %zu teacher(s) (%s) for %d epoch(s) on %zu images%s, %s\n", to_train.size(),
-                to_train[0].architecture.c_str(), o.teacher_epochs, pool.size(), o.bagging ? " (bootstrap samples)" : "",
-                o.parallel ? "in parallel, one thread each" : minnow::detail::concat("one at a time, ", o.threads, " thread(s)").c_str());
+  pipeline::EnsembleOptions options;
+  options.recipe = {.epochs = o.teacher_epochs, .batch = o.batch, .learning_rate = o.lr};
+  options.schedule = schedule;
+  options.threads = o.threads;
+  options.progress = o.progress;
+  options.on_epoch = [&](std::size_t k, const minnow::nn::EpochStats& s) {
+    std::printf("  teacher %zu epoch %d: loss %.4f train acc %.4f, %.1f s\n", k + 1, s.epoch + 1, s.train.loss,
+                s.train.accuracy, s.seconds);
     std::fflush(stdout);
-    pipeline::EnsembleOptions options;
-    options.recipe = teacher_recipe;
-    options.schedule = schedule;
-    options.threads = o.threads;
-    options.progress = o.progress;
-    options.on_epoch = [&](std::size_t k, const minnow::nn::EpochStats& s) {
-      std::printf("  teacher %zu epoch %d: loss %.4f train acc %.4f, %.1f s\n", train_slot[k] + 1, s.epoch + 1,
-                  s.train.loss, s.train.accuracy, s.seconds);
-      std::fflush(stdout);
-    };
-    // Each teacher is saved as soon as it is trained: a long run that is cut off keeps the finished ones.
-    auto trained = pipeline::train_ensemble<float>(to_train, data.train, pool, options,
-                                                   [&](std::size_t k, pipeline::Member<float>& member) {
-                                                     if (o.save_dir.empty()) return;
-                                                     fs::create_directories(o.save_dir);
-                                                     const fs::path path = teacher_path(o.save_dir, member.spec, o.teacher_epochs,
-                                                                                        static_cast<index_t>(pool.size()));
-                                                     minnow::nn::save_training_state(path, member.spec.architecture, member.model);
-                                                     std::printf("teacher %zu: saved %s\n", train_slot[k] + 1, path.c_str());
-                                                     std::fflush(stdout);
-                                                   });
-    double epoch_seconds = 0.0;
-    int epochs = 0;
-    for (std::size_t i = 0; i < trained.size(); ++i) {
-      for (const auto& e : trained[i].epochs) {
-        epoch_seconds += e.seconds;
-        ++epochs;
-      }
-      teachers[train_slot[i]] = std::move(trained[i]);
+  };
+  const pipeline::MemberCheckpoints files{.load_dir = o.load_dir, .save_dir = o.save_dir,
+                                          .file_name = [&](const pipeline::MemberSpec& spec) {
+                                            return pipeline::member_file_name(spec, o.teacher_epochs, pool.size());
+                                          }};
+  std::printf("teachers: %zu × %d epoch(s) on %zu images%s; missing ones train %s\n", k_count, o.teacher_epochs,
+              pool.size(), o.bagging ? " (bootstrap samples)" : "",
+              o.parallel ? "in parallel, one thread each" : minnow::detail::concat("one at a time, ", o.threads, " thread(s)").c_str());
+  std::fflush(stdout);
+  auto teachers = pipeline::load_or_train_ensemble<float>(
+      specs, data.train, pool, options, files,
+      [](std::size_t k, const pipeline::Member<float>&, const pipeline::MemberOrigin& origin) {
+        if (!origin.path.empty()) std::printf("teacher %zu: %s %s\n", k + 1, origin.loaded ? "loaded" : "saved", origin.path.c_str());
+        std::fflush(stdout);
+      });
+  double epoch_seconds = 0.0;
+  int epochs = 0;
+  for (const auto& teacher : teachers) {
+    for (const auto& e : teacher.epochs) {
+      epoch_seconds += e.seconds;
+      ++epochs;
     }
-    result.teacher_epoch_seconds = epoch_seconds / epochs;
   }
+  if (epochs > 0) result.teacher_epoch_seconds = epoch_seconds / epochs;
 
   // ---- teacher outputs: test set, held-out images, and (cached mode) the whole training set
   auto start = Clock::now();

@@ -11,8 +11,10 @@
 #include <minnow/distill.hpp>
 #include <minnow/ensemble.hpp>
 #include <minnow/nn.hpp>
+#include <minnow/pipeline/ensemble_checkpoints.hpp>
 #include <minnow/pipeline/ensemble_training.hpp>
 #include <random>
+#include <utility>
 #include <vector>
 
 using namespace minnow;
@@ -347,6 +349,94 @@ TEST_CASE("parallel and sequential member training give bit-identical members", 
   CHECK_THROWS_WITH(pipeline::train_ensemble<float>(unknown, data, pool, options), Contains("unknown architecture 'resnet'"));
   options.recipe.epochs = 0;
   CHECK_THROWS_WITH(pipeline::train_ensemble<float>(specs, data, pool, options), Contains("epochs 0"));
+}
+
+TEST_CASE("load_or_train_ensemble loads saved members and trains only the missing ones", "[pipeline][ensemble]") {
+  const auto data = synthetic_data(128, 8);
+  const auto pool = data::range_indices(0, 128);
+  const std::vector<pipeline::MemberSpec> specs{{"student", 21, false}, {"student", 22, true}};
+  pipeline::EnsembleOptions options;
+  options.recipe = {.epochs = 1, .batch = 64, .learning_rate = 0.02};
+  options.threads = 1;
+  const auto dir = std::filesystem::temp_directory_path() / "minnow_test_member_checkpoints";
+  std::filesystem::remove_all(dir);
+  const pipeline::MemberCheckpoints files{.load_dir = dir, .save_dir = dir, .file_name = [](const pipeline::MemberSpec& spec) {
+                                            return pipeline::member_file_name(spec, 1, 128);
+                                          }};
+  CHECK(pipeline::member_file_name(specs[1], 1, 128) == "student-s22-e1-n128-bag.ckpt");
+  std::vector<std::pair<std::size_t, bool>> events;
+  const auto record = [&](std::size_t k, const pipeline::Member<float>& member, const pipeline::MemberOrigin& origin) {
+    CHECK(member.spec.seed == specs[k].seed);
+    CHECK(origin.path == dir / files.file_name(specs[k]));
+    events.emplace_back(k, origin.loaded);
+  };
+  auto trained = pipeline::load_or_train_ensemble<float>(specs, data, pool, options, files, record);
+  CHECK(events == std::vector<std::pair<std::size_t, bool>>{{0, false}, {1, false}});
+  CHECK(std::filesystem::exists(dir / "student-s21-e1-n128.ckpt"));
+
+  // Everything saved: both load, bit-identical, no training.
+  events.clear();
+  auto loaded = pipeline::load_or_train_ensemble<float>(specs, data, pool, options, files, record);
+  CHECK(events == std::vector<std::pair<std::size_t, bool>>{{0, true}, {1, true}});
+  for (std::size_t k = 0; k < 2; ++k) {
+    CHECK(loaded[k].epochs.empty());
+    CHECK(same_parameters(loaded[k].model, trained[k].model));
+  }
+  // Member 0's file gone: only it trains, and its epochs are reported under its own index.
+  std::filesystem::remove(dir / "student-s21-e1-n128.ckpt");
+  events.clear();
+  std::vector<std::size_t> epoch_reports;
+  options.on_epoch = [&](std::size_t k, const nn::EpochStats&) { epoch_reports.push_back(k); };
+  auto mixed = pipeline::load_or_train_ensemble<float>(specs, data, pool, options, files, record);
+  CHECK(events == std::vector<std::pair<std::size_t, bool>>{{1, true}, {0, false}});
+  CHECK(epoch_reports == std::vector<std::size_t>{0});
+  CHECK(same_parameters(mixed[0].model, trained[0].model));
+  std::filesystem::remove_all(dir);
+
+  CHECK_THROWS_WITH(pipeline::load_or_train_ensemble<float>(specs, data, pool, options, {.load_dir = dir}),
+                    Contains("no file_name"));
+}
+
+TEST_CASE("train_model with an augmentation is the Trainer loop with a BatchAugmenter", "[pipeline][augment]") {
+  const auto data = synthetic_data(192, 6);
+  const auto pool = data::range_indices(0, 192);
+  set_threads(1);
+  pipeline::Recipe recipe{.epochs = 2, .batch = 64, .learning_rate = 0.02};
+  recipe.augmentation = data::Augmentation{.max_shift = 2, .horizontal_flip = true, .fill = -0.4};
+  auto augmented = nn::make_student<float>(5);
+  (void)pipeline::train_model<float>(augmented, data, pool, recipe, 9);
+
+  // By hand: the same sampler, schedule and optimizer, each batch transformed by draw_view(seed 9, step, index).
+  auto by_hand = nn::make_student<float>(5);
+  nn::Sgd<float> sgd(by_hand.parameters(), recipe.learning_rate,
+                     {.momentum = recipe.momentum, .weight_decay = recipe.weight_decay, .nesterov = true});
+  nn::Trainer<float> trainer(by_hand, sgd);
+  trainer.set_progress(false);
+  trainer.set_batch_transform([&](TensorView<float, 4> images, std::span<const index_t> indices, std::int64_t step) {
+    std::vector<float> copy(static_cast<std::size_t>(images[0].size()));
+    for (index_t n = 0; n < images.dim(0); ++n) {
+      std::copy_n(images[n].data(), copy.size(), copy.data());
+      data::apply_view<float>(TensorView<const float, 3>(copy.data(), images[n].shape()), images[n],
+                              data::draw_view(*recipe.augmentation, 9, static_cast<std::uint64_t>(step), indices[static_cast<std::size_t>(n)]),
+                              -0.4f);
+    }
+  });
+  data::SubsetBatchSampler sampler(pool, recipe.batch, 9);
+  const nn::CosineAnnealingLR schedule{recipe.epochs};
+  for (int epoch = 0; epoch < recipe.epochs; ++epoch) {
+    sgd.set_learning_rate(schedule(epoch, recipe.learning_rate));
+    sampler.set_epoch(static_cast<std::uint64_t>(epoch));
+    (void)trainer.train_epoch(data, sampler);
+  }
+  CHECK(same_parameters(augmented, by_hand));
+  // And the augmentation changed the training.
+  auto plain = nn::make_student<float>(5);
+  recipe.augmentation.reset();
+  (void)pipeline::train_model<float>(plain, data, pool, recipe, 9);
+  CHECK_FALSE(same_parameters(augmented, plain));
+  recipe.augmentation = data::Augmentation{.max_shift = -3};
+  CHECK_THROWS_WITH(pipeline::train_model<float>(plain, data, pool, recipe, 9), Contains("max_shift") && Contains("-3"));
+  set_threads(2);
 }
 
 TEST_CASE("end to end on 1000 Fashion-MNIST images: the ensemble of 3 beats its mean member", "[pipeline][e2e]") {

@@ -51,7 +51,8 @@ template <class T>
 
 /// @brief Trains a Sequential with an optimizer on a data set, one epoch at a time.
 ///
-/// A step is: gather the batch → forward → loss → backward → gradient hooks (STE masks, clipping) →
+/// A step is: gather the batch → batch transform (augmentation) → forward → loss → backward → gradient
+/// hooks (STE masks, clipping) →
 /// optimizer step → hooks (pruning masks, observers, ...). The batch, logit-gradient and layer buffers are reused,
 /// so after the first step a training step allocates no tensors.
 template <class T>
@@ -59,6 +60,11 @@ class Trainer {
  public:
   /// Called after every optimizer step with the global step number (0-based).
   using Hook = std::function<void(std::int64_t step)>;
+  /// Edits a gathered batch in place before the forward pass (e.g. data::BatchAugmenter); gets the batch's
+  /// sample indices and the global step. A loss that looks samples up by index (a cached teacher table,
+  /// OnlineTeacherLoss) still sees the untransformed sample: for distillation on augmented images, train on
+  /// data::with_augmented_copies() and cache the teacher on those.
+  using BatchTransform = std::function<void(TensorView<T, 4> images, std::span<const index_t> indices, std::int64_t step)>;
 
   Trainer(Sequential<T>& model, Optimizer<T>& optimizer, LossFunction<T> loss = cross_entropy<T>())
       : model_(model), optimizer_(optimizer), loss_(std::move(loss)) {}
@@ -69,6 +75,7 @@ class Trainer {
   /// where gradients are edited (a straight-through estimator's clamp mask, clipping).
   void add_gradient_hook(Hook hook) { gradient_hooks_.push_back(std::move(hook)); }
   void set_loss(LossFunction<T> loss) { loss_ = std::move(loss); }
+  void set_batch_transform(BatchTransform transform) { transform_ = std::move(transform); }
   void set_progress(bool enabled) noexcept { progress_ = enabled; }
 
   /// @brief One pass over `data` in the sampler's order for its current epoch.
@@ -105,6 +112,7 @@ class Trainer {
   /// One training step on the samples `indices` of `data`; returns the batch loss.
   double step(const data::Dataset<T>& data, std::span<const index_t> indices) {
     data::gather(data, indices, images_, labels_);
+    if (transform_) transform_(images_.view(), indices, steps_);
     const index_t n = images_.dim(0);
     const auto output = model_.forward(images_.view(), Mode::train);
     const index_t classes = output.size() / std::max<index_t>(n, 1);
@@ -126,6 +134,7 @@ class Trainer {
   Sequential<T>& model_;
   Optimizer<T>& optimizer_;
   LossFunction<T> loss_;
+  BatchTransform transform_;
   std::vector<Hook> hooks_;
   std::vector<Hook> gradient_hooks_;
   bool progress_ = true;

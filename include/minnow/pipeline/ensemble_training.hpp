@@ -18,6 +18,7 @@
 /// or competing regions. A member's result depends only on its seed and its own thread count, so the
 /// parallel schedule (1 thread per member) and the sequential one with 1 thread give bit-identical members.
 
+#include <minnow/data/augment.hpp>
 #include <minnow/data/batches.hpp>
 #include <minnow/data/bootstrap.hpp>
 #include <minnow/data/dataset.hpp>
@@ -42,6 +43,7 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -62,6 +64,8 @@ struct Recipe {
   double learning_rate = 0.05;  ///< > 0, the base of the cosine schedule
   double momentum = 0.9;        ///< > 0 (Nesterov)
   double weight_decay = 5e-4;   ///< ≥ 0
+  /// When set, every batch is augmented on the fly (data::BatchAugmenter seeded with the training seed).
+  std::optional<data::Augmentation> augmentation{};
 };
 
 /// @brief One ensemble member: its architecture (nn::make_architecture), its seed (initialisation, batch
@@ -109,6 +113,7 @@ inline void check_recipe(const char* what, const Recipe& r) {
                                              ", learning_rate ", r.learning_rate, ", momentum ", r.momentum,
                                              ", weight_decay ", r.weight_decay));
   }
+  if (r.augmentation) data::detail::check_augmentation(what, *r.augmentation);
 }
 
 inline void check_threads(const char* what, int threads) {
@@ -186,7 +191,9 @@ void run_members(std::size_t count, Schedule schedule, int threads, Body&& body)
 ///
 /// Epoch e uses the batches of `data::SubsetBatchSampler(indices, recipe.batch, seed)` at epoch e and the
 /// learning rate `CosineAnnealingLR{epochs}(e, learning_rate)`; with indices 0..N−1 this is exactly
-/// examples/train.cpp. Runs on the calling thread's OpenMP threads (set them with minnow::set_threads).
+/// examples/train.cpp. With `recipe.augmentation`, step s's batch is augmented by
+/// `data::BatchAugmenter(*recipe.augmentation, seed)`. Runs on the calling thread's OpenMP threads (set
+/// them with minnow::set_threads).
 /// @throws value_error for a bad recipe or an index outside the data set; what `loss` throws.
 template <class T>
 std::vector<nn::EpochStats> train_model(nn::Sequential<T>& model, const data::Dataset<T>& data,
@@ -199,6 +206,7 @@ std::vector<nn::EpochStats> train_model(nn::Sequential<T>& model, const data::Da
                  {.momentum = recipe.momentum, .weight_decay = recipe.weight_decay, .nesterov = true});
   nn::Trainer<T> trainer(model, sgd, std::move(loss));
   trainer.set_progress(progress);
+  if (recipe.augmentation) trainer.set_batch_transform(data::BatchAugmenter<T>(*recipe.augmentation, seed));
   data::SubsetBatchSampler sampler(std::vector<index_t>(indices.begin(), indices.end()), recipe.batch, seed);
   const nn::CosineAnnealingLR schedule{recipe.epochs};
   std::vector<nn::EpochStats> history;

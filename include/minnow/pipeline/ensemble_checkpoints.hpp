@@ -1,0 +1,96 @@
+#pragma once
+/// @file pipeline/ensemble_checkpoints.hpp
+/// @brief Ensemble members kept as checkpoint files between runs: load_or_train_ensemble() loads the
+/// members whose files exist and trains only the others, saving each as soon as it is trained. Teachers
+/// take most of a distillation experiment's time, so reruns (another student, T or α) become cheap, and a
+/// run that is cut off keeps the members it finished.
+///
+///     pipeline::MemberCheckpoints files{.load_dir = "teachers", .save_dir = "teachers",
+///                                       .file_name = [&](const pipeline::MemberSpec& s) {
+///                                         return pipeline::member_file_name(s, epochs, pool.size()); }};
+///     auto teachers = pipeline::load_or_train_ensemble<float>(specs, data.train, pool, options, files);
+
+#include <minnow/error.hpp>
+#include <minnow/nn/models.hpp>
+#include <minnow/nn/train.hpp>
+#include <minnow/pipeline/ensemble_training.hpp>
+
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace minnow::pipeline {
+
+/// @brief Where members are loaded from and saved to. A member's file is `dir / file_name(spec)`; the
+/// name must tell apart everything that makes two members differ (seed, epochs, training data, ...).
+struct MemberCheckpoints {
+  std::filesystem::path load_dir{};  ///< members whose file exists here are loaded; empty: train every member
+  std::filesystem::path save_dir{};  ///< each trained member is saved here at once (created if needed); empty: no saving
+  std::function<std::string(const MemberSpec&)> file_name{};
+};
+
+/// @brief `<architecture>-s<seed>-e<epochs>-n<pool size>[-bag].ckpt`, e.g. `teacher-s1000-e8-n55000.ckpt`.
+[[nodiscard]] inline std::string member_file_name(const MemberSpec& spec, int epochs, std::size_t pool_size) {
+  return minnow::detail::concat(spec.architecture, "-s", spec.seed, "-e", epochs, "-n", pool_size,
+                                spec.bagging ? "-bag" : "", ".ckpt");
+}
+
+/// @brief What happened to member k: loaded from `path`, or trained (and saved to `path` when saving).
+struct MemberOrigin {
+  bool loaded = false;
+  std::filesystem::path path{};  ///< the file loaded or written; empty when trained and not saved
+};
+
+/// @brief The members `specs`: loaded from `files.load_dir` when their checkpoint exists there, trained by
+/// train_ensemble() otherwise (on `pool` of `data`, with `options`; `options.on_epoch` gets the index k in
+/// `specs`). Each trained member is saved to `files.save_dir` as soon as it is trained. `on_ready(k, member,
+/// origin)` runs once per member, when it is loaded or trained (serialized; it may print). Loaded members
+/// have no epoch statistics.
+/// @throws value_error when a directory is given without `files.file_name`; what train_ensemble() and the
+/// checkpoint reader and writer throw (io_error, format_error naming the file).
+template <class T>
+[[nodiscard]] std::vector<Member<T>> load_or_train_ensemble(
+    std::span<const MemberSpec> specs, const data::Dataset<T>& data, std::span<const index_t> pool,
+    EnsembleOptions options, const MemberCheckpoints& files,
+    const std::function<void(std::size_t k, const Member<T>&, const MemberOrigin&)>& on_ready = {}) {
+  if ((!files.load_dir.empty() || !files.save_dir.empty()) && !files.file_name) {
+    throw value_error("load_or_train_ensemble: a checkpoint directory is given but no file_name");
+  }
+  std::vector<Member<T>> members(specs.size());
+  std::vector<MemberSpec> to_train;
+  std::vector<std::size_t> slot;  // to_train[i] is specs[slot[i]]
+  for (std::size_t k = 0; k < specs.size(); ++k) {
+    const auto path = files.load_dir.empty() ? std::filesystem::path{} : files.load_dir / files.file_name(specs[k]);
+    if (!path.empty() && std::filesystem::exists(path)) {
+      members[k].spec = specs[k];
+      members[k].model = nn::make_architecture<T>(specs[k].architecture, specs[k].seed);
+      nn::load_parameters(path, specs[k].architecture, members[k].model);
+      if (on_ready) on_ready(k, members[k], {true, path});
+    } else {
+      to_train.push_back(specs[k]);
+      slot.push_back(k);
+    }
+  }
+  if (to_train.empty()) return members;
+  if (options.on_epoch) {
+    options.on_epoch = [report = std::move(options.on_epoch), &slot](std::size_t i, const nn::EpochStats& stats) {
+      report(slot[i], stats);
+    };
+  }
+  auto trained = train_ensemble<T>(to_train, data, pool, options, [&](std::size_t i, Member<T>& member) {
+    MemberOrigin origin;
+    if (!files.save_dir.empty()) {
+      std::filesystem::create_directories(files.save_dir);
+      origin.path = files.save_dir / files.file_name(member.spec);
+      nn::save_training_state(origin.path, member.spec.architecture, member.model);
+    }
+    if (on_ready) on_ready(slot[i], member, origin);
+  });
+  for (std::size_t i = 0; i < trained.size(); ++i) members[slot[i]] = std::move(trained[i]);
+  return members;
+}
+
+}  // namespace minnow::pipeline

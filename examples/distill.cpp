@@ -6,9 +6,11 @@
 //   distill --teachers 3 --teacher-epochs 3 --student-epochs 10 --seeds 1
 //
 // Split: teachers train on the first N − H training images; the last H (--holdout, 5,000 by default,
-// at most N/10) are held out to fit the ensemble weights. Students train on all N images, from labels
-// or from soft targets `α·KD(T) + (1 − α)·CE`. Teacher k of seed s has seed 1000·s + k (or 1000·S + k
-// for every s with --teacher-seed S, which shares one teacher set); the students of seed s have seed s. Every model uses the recipe of examples/train.cpp (SGD, Nesterov 0.9, weight
+// at most N/10) are held out to fit the ensemble weights. Students train on all N images (with
+// --augment-copies V, on N·(1 + V): the originals and V randomly shifted and flipped copies, the teachers'
+// outputs cached on each), from labels or from soft targets `α·KD(T) + (1 − α)·CE`. Teacher k of seed s
+// has seed 1000·s + k (or 1000·S + k for every s with --teacher-seed S, which shares one teacher set); the
+// students of seed s have seed s. Every model uses the recipe of examples/train.cpp (SGD, Nesterov 0.9, weight
 // decay 5e-4, batch 64, cosine annealing), with learning rate 0.05 for teachers and 0.02 for all three
 // students: at 0.05, KD at T >= 2 kills the student in its first steps (its gradient T·(q − p) starts
 // up to T times larger than cross-entropy's, and this CNN has no normalisation to absorb it).
@@ -51,6 +53,7 @@ struct Options {
   std::vector<unsigned long long> seeds{1};
   unsigned long long teacher_seed = 0;  // 0: each experiment seed trains its own teachers
   bool bagging = false;
+  bool teacher_augment = false;  // teachers train on randomly shifted and flipped batches
   bool parallel = false;
   bool per_epoch = false;  // --teacher-outputs per-epoch
   int threads = 2;
@@ -58,6 +61,7 @@ struct Options {
   double lr = 0.05;          // teachers
   double student_lr = 0.02;  // all three students
   long holdout = 5000;
+  int augment_copies = 0;  // students train on the training set plus this many augmented copies
   std::string data_dir = minnow::data::default_fashion_mnist_dir().string();
   long train_limit = -1;
   bool progress = true;
@@ -78,6 +82,8 @@ Options parse(int argc, char** argv) {
       .option("--teacher-seed", o.teacher_seed,
               "one teacher set (seeds 1000·S + k) for every experiment seed; with --save/--load-teachers it trains once")
       .flag("--bagging", o.bagging, true, "train each teacher on a bootstrap sample")
+      .flag("--teacher-augment", o.teacher_augment, true,
+            "teachers train on batches shifted by up to 2 pixels and flipped at random (as --augment-copies' copies)")
       .flag("--parallel", o.parallel, true, "train the teachers in parallel threads, one thread each")
       .option("--teacher-outputs", [&o](const std::string& mode) {
         if (mode != "cached" && mode != "per-epoch") throw minnow::value_error("expected cached or per-epoch");
@@ -87,6 +93,9 @@ Options parse(int argc, char** argv) {
       .option("--batch", o.batch, "batch size (default 64)")
       .option("--lr", o.lr, "teachers' learning rate (default 0.05)")
       .option("--student-lr", o.student_lr, "all three students' learning rate (default 0.02)")
+      .option("--augment-copies", o.augment_copies,
+              "students train on the training images plus this many copies shifted by up to 2 pixels and "
+              "flipped at random, with the teachers' outputs cached on every copy (default 0)")
       .option("--holdout", o.holdout, "training images held out from the teachers to fit ensemble weights (default 5000)")
       .option("--data", o.data_dir, "Fashion-MNIST directory")
       .option("--train-limit", o.train_limit, "use only the first N training images")
@@ -98,6 +107,9 @@ Options parse(int argc, char** argv) {
     throw minnow::value_error(minnow::detail::concat("teachers, epochs, batch and threads must be positive, got teachers ",
                                                      o.teachers, ", teacher epochs ", o.teacher_epochs, ", student epochs ",
                                                      o.student_epochs, ", batch ", o.batch, ", threads ", o.threads));
+  }
+  if (o.augment_copies < 0) {
+    throw minnow::value_error(minnow::detail::concat("--augment-copies must be >= 0, got ", o.augment_copies));
   }
   if (o.holdout < 0) throw minnow::value_error(minnow::detail::concat("--holdout must be >= 0, got ", o.holdout));
   return o;
@@ -133,6 +145,12 @@ std::string format_weights(const std::vector<double>& w) {
   return out;
 }
 
+/// The views of --teacher-augment and --augment-copies: shifts of up to 2 pixels, filled with black, and
+/// left-right flips.
+minnow::data::Augmentation fashion_mnist_views() {
+  return {.max_shift = 2, .horizontal_flip = true, .fill = minnow::data::black_level(minnow::data::fashion_mnist_normalization)};
+}
+
 SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::data::TrainTest<float>& data) {
   using Clock = std::chrono::steady_clock;
   SeedResult result;
@@ -140,7 +158,6 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
   const index_t held = std::min<index_t>(o.holdout, n / 10);
   const auto pool = minnow::data::range_indices(0, n - held);
   const auto held_out = minnow::data::range_indices(n - held, n);
-  const auto all_train = minnow::data::range_indices(0, n);
   const auto schedule = o.parallel ? pipeline::Schedule::parallel : pipeline::Schedule::sequential;
   const auto k_count = static_cast<std::size_t>(o.teachers);
 
@@ -152,6 +169,7 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
   }
   pipeline::EnsembleOptions options;
   options.recipe = {.epochs = o.teacher_epochs, .batch = o.batch, .learning_rate = o.lr};
+  if (o.teacher_augment) options.recipe.augmentation = fashion_mnist_views();
   options.schedule = schedule;
   options.threads = o.threads;
   options.progress = o.progress;
@@ -162,10 +180,12 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
   };
   const pipeline::MemberCheckpoints files{.load_dir = o.load_dir, .save_dir = o.save_dir,
                                           .file_name = [&](const pipeline::MemberSpec& spec) {
-                                            return pipeline::member_file_name(spec, o.teacher_epochs, pool.size());
+                                            auto name = pipeline::member_file_name(spec, o.teacher_epochs, pool.size());
+                                            if (o.teacher_augment) name.insert(name.size() - 5, "-aug");  // before ".ckpt"
+                                            return name;
                                           }};
   std::printf("teachers: %zu × %d epoch(s) on %zu images%s; missing ones train %s\n", k_count, o.teacher_epochs,
-              pool.size(), o.bagging ? " (bootstrap samples)" : "",
+              pool.size(), o.bagging ? (o.teacher_augment ? " (bootstrap samples, augmented)" : " (bootstrap samples)") : (o.teacher_augment ? " (augmented)" : ""),
               o.parallel ? "in parallel, one thread each" : minnow::detail::concat("one at a time, ", o.threads, " thread(s)").c_str());
   std::fflush(stdout);
   auto teachers = pipeline::load_or_train_ensemble<float>(
@@ -189,8 +209,16 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
   const auto models = pipeline::models<float>(teachers);
   const auto test_logits = pipeline::ensemble_logits<float>(models, data.test, schedule, o.threads);
   const auto held_logits = pipeline::ensemble_logits<float>(models, data.train, held_out, schedule, o.threads);
+  // The students' training images: the training set, plus augmented copies whose teacher outputs are
+  // cached like the originals' (each copy image is fixed, so teacher and student see the same view).
+  minnow::data::Dataset<float> augmented;
+  if (o.augment_copies > 0) {
+    augmented = minnow::data::with_augmented_copies<float>(data.train, fashion_mnist_views(), o.augment_copies, seed);
+  }
+  const auto& student_train = o.augment_copies > 0 ? augmented : data.train;
+  const auto all_student = minnow::data::range_indices(0, student_train.size());
   std::vector<Tensor<float, 2>> train_logits;
-  if (!o.per_epoch) train_logits = pipeline::ensemble_logits<float>(models, data.train, schedule, o.threads);
+  if (!o.per_epoch) train_logits = pipeline::ensemble_logits<float>(models, student_train, schedule, o.threads);
   result.teacher_logits_seconds = seconds_since(start);
 
   const auto test_labels = pipeline::labels_of(data.test, minnow::data::range_indices(0, data.test.size()));
@@ -247,7 +275,7 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
     if (variant == 0) {
       loss = minnow::nn::cross_entropy<float>();
     } else if (o.per_epoch) {
-      loss = pipeline::OnlineTeacherLoss<float>(variant == 1 ? first_teacher : models, data.train, o.temperature, o.alpha);
+      loss = pipeline::OnlineTeacherLoss<float>(variant == 1 ? first_teacher : models, student_train, o.temperature, o.alpha);
     } else if (variant == 1) {
       loss = minnow::distill::SoftTargetLoss<float>(minnow::distill::TeacherLogits<float>(train_logits[0]), o.temperature, o.alpha);
     } else {
@@ -255,9 +283,10 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
                                                     o.alpha);
     }
     auto student = minnow::nn::make_architecture<float>(o.student_arch, seed);
-    std::printf("student (%s), %s: %d epoch(s) on %td images\n", o.student_arch.c_str(), names[variant], o.student_epochs, n);
+    std::printf("student (%s), %s: %d epoch(s) on %td images\n", o.student_arch.c_str(), names[variant], o.student_epochs,
+                student_train.size());
     std::fflush(stdout);
-    const auto history = pipeline::train_model<float>(student, data.train, all_train, student_recipe, seed, loss, o.progress,
+    const auto history = pipeline::train_model<float>(student, student_train, all_student, student_recipe, seed, loss, o.progress,
                                                        [](const minnow::nn::EpochStats& s) {
                                                          std::printf("  epoch %d: loss %.4f train acc %.4f, %.1f s\n",
                                                                      s.epoch + 1, s.train.loss, s.train.accuracy, s.seconds);

@@ -215,6 +215,7 @@ TEST_CASE("augmentation rejects bad settings with typed errors", "[augment]") {
   using minnow::value_error;
   CHECK_THAT(test_support::message_of<value_error>([] { minnow::data::BatchAugmenter<float>(Augmentation{.max_shift = -1}, 1); }),
              Contains("max_shift") && Contains("-1"));
+  CHECK_THROWS_AS(minnow::data::BatchAugmenter<float>(Augmentation{.max_shift = index_t{1} << 21}, 1), value_error);
   CHECK_THAT(test_support::message_of<value_error>([] {
                minnow::data::BatchAugmenter<float>(Augmentation{.fill = std::numeric_limits<double>::quiet_NaN()}, 1);
              }),

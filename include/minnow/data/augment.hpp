@@ -25,7 +25,7 @@ namespace minnow::data {
 
 /// @brief What a random view may do to an image.
 struct Augmentation {
-  index_t max_shift = 2;        ///< ≥ 0: shift by (dy, dx), each uniform in [−max_shift, max_shift]
+  index_t max_shift = 2;        ///< in [0, 2²⁰]: shift by (dy, dx), each uniform in [−max_shift, max_shift]
   bool horizontal_flip = true;  ///< mirror left–right with probability 1/2
   double fill = 0.0;            ///< value of the pixels shifted in (use black_level() for normalised data)
 };
@@ -57,8 +57,8 @@ namespace detail {
 }
 
 inline void check_augmentation(const char* what, const Augmentation& a) {
-  if (a.max_shift < 0 || !std::isfinite(a.fill)) {
-    throw value_error(minnow::detail::concat(what, ": max_shift must be >= 0 and fill finite, got max_shift ",
+  if (a.max_shift < 0 || a.max_shift > (index_t{1} << 20) || !std::isfinite(a.fill)) {
+    throw value_error(minnow::detail::concat(what, ": max_shift must be in [0, 2^20] and fill finite, got max_shift ",
                                              a.max_shift, ", fill ", a.fill));
   }
 }

@@ -180,12 +180,11 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
   };
   const pipeline::MemberCheckpoints files{.load_dir = o.load_dir, .save_dir = o.save_dir,
                                           .file_name = [&](const pipeline::MemberSpec& spec) {
-                                            auto name = pipeline::member_file_name(spec, o.teacher_epochs, pool.size());
-                                            if (o.teacher_augment) name.insert(name.size() - 5, "-aug");  // before ".ckpt"
-                                            return name;
+                                            return pipeline::member_file_name(spec, o.teacher_epochs, pool.size(),
+                                                                              o.teacher_augment ? "aug" : "");
                                           }};
-  std::printf("teachers: %zu × %d epoch(s) on %zu images%s; missing ones train %s\n", k_count, o.teacher_epochs,
-              pool.size(), o.bagging ? (o.teacher_augment ? " (bootstrap samples, augmented)" : " (bootstrap samples)") : (o.teacher_augment ? " (augmented)" : ""),
+  std::printf("teachers: %zu × %d epoch(s) on %zu images%s%s; missing ones train %s\n", k_count, o.teacher_epochs,
+              pool.size(), o.bagging ? ", bootstrap samples" : "", o.teacher_augment ? ", augmented" : "",
               o.parallel ? "in parallel, one thread each" : minnow::detail::concat("one at a time, ", o.threads, " thread(s)").c_str());
   std::fflush(stdout);
   auto teachers = pipeline::load_or_train_ensemble<float>(

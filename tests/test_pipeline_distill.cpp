@@ -364,6 +364,7 @@ TEST_CASE("load_or_train_ensemble loads saved members and trains only the missin
                                             return pipeline::member_file_name(spec, 1, 128);
                                           }};
   CHECK(pipeline::member_file_name(specs[1], 1, 128) == "student-s22-e1-n128-bag.ckpt");
+  CHECK(pipeline::member_file_name(specs[0], 8, 55000, "aug") == "student-s21-e8-n55000-aug.ckpt");
   std::vector<std::pair<std::size_t, bool>> events;
   const auto record = [&](std::size_t k, const pipeline::Member<float>& member, const pipeline::MemberOrigin& origin) {
     CHECK(member.spec.seed == specs[k].seed);

@@ -20,6 +20,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace minnow::pipeline {
@@ -32,10 +33,12 @@ struct MemberCheckpoints {
   std::function<std::string(const MemberSpec&)> file_name{};
 };
 
-/// @brief `<architecture>-s<seed>-e<epochs>-n<pool size>[-bag].ckpt`, e.g. `teacher-s1000-e8-n55000.ckpt`.
-[[nodiscard]] inline std::string member_file_name(const MemberSpec& spec, int epochs, std::size_t pool_size) {
+/// @brief `<architecture>-s<seed>-e<epochs>-n<pool size>[-bag][-<tag>].ckpt`, e.g.
+/// `teacher-s1000-e8-n55000.ckpt`; `tag` names what else sets the member apart (e.g. "aug").
+[[nodiscard]] inline std::string member_file_name(const MemberSpec& spec, int epochs, std::size_t pool_size,
+                                                  std::string_view tag = {}) {
   return minnow::detail::concat(spec.architecture, "-s", spec.seed, "-e", epochs, "-n", pool_size,
-                                spec.bagging ? "-bag" : "", ".ckpt");
+                                spec.bagging ? "-bag" : "", tag.empty() ? "" : "-", tag, ".ckpt");
 }
 
 /// @brief What happened to member k: loaded from `path`, or trained (and saved to `path` when saving).

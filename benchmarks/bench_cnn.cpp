@@ -3,6 +3,8 @@
 //   train/<arch>/batch:<B>/threads:<T>    images/s of forward + CE + backward + SGD-momentum step
 //   infer/<arch>/batch:256/threads:<T>    images/s of forward (eval)
 //   latency/<arch>/batch:1/threads:<T>    time of one forward of one image
+//   conv/<layer>/batch:<B>/<algorithm>     one Conv2d's forward (and forward + backward: conv_train/), direct
+//                                         kernel against im2col + GEMM, one thread
 // The counter `allocations_per_step` counts heap allocations (every malloc, whoever calls it) inside
 // warmed-up training steps; it should be 0.
 #include <minnow/nn.hpp>
@@ -14,6 +16,7 @@
 #include <cstdlib>
 #include <random>
 #include <string>
+#include <utility>
 
 namespace {
 
@@ -59,7 +62,47 @@ void infer(benchmark::State& state, const std::string& arch, minnow::index_t bat
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * batch);
 }
 
+struct ConvLayer {
+  const char* name;
+  minnow::index_t in, out, size;
+};
+
+// One layer of the reference networks on random input, forward (and backward when `train`).
+void conv(benchmark::State& state, ConvLayer layer, minnow::index_t batch, minnow::nn::ConvAlgorithm algorithm, bool train) {
+  bench::set_threads(1);
+  minnow::nn::Conv2d<float> conv(layer.in, layer.out, 3, 1, 1);
+  std::mt19937_64 rng(5);
+  conv.reset_parameters(rng);
+  conv.set_algorithm(algorithm);
+  conv.set_needs_input_grad(true);
+  minnow::Tensor<float, 4> x({batch, layer.in, layer.size, layer.size}), dy({batch, layer.out, layer.size, layer.size});
+  for (minnow::index_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(minnow::nn::uniform01(rng) - 0.5);
+  for (minnow::index_t i = 0; i < dy.size(); ++i) dy.data()[i] = static_cast<float>(minnow::nn::uniform01(rng) - 0.5);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(conv.forward(x.view(), minnow::nn::Mode::train).data());
+    if (train) benchmark::DoNotOptimize(conv.backward(dy.view()).data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * batch);
+}
+
 void register_all() {
+  for (const ConvLayer layer : {ConvLayer{"student.conv1", 1, 16, 28}, ConvLayer{"student.conv2", 16, 32, 14},
+                                ConvLayer{"teacher.conv1", 1, 64, 28}, ConvLayer{"teacher.conv2", 64, 128, 14}}) {
+    for (const auto& [algorithm, label] : {std::pair{minnow::nn::ConvAlgorithm::direct, "direct"},
+                                           std::pair{minnow::nn::ConvAlgorithm::im2col_gemm, "im2col"}}) {
+      for (const minnow::index_t batch : {1, 64}) {
+        const std::string suffix = std::string(layer.name) + "/batch:" + std::to_string(batch) + "/" + label;
+        benchmark::RegisterBenchmark(("conv/" + suffix).c_str(),
+                                     [=](benchmark::State& s) { conv(s, layer, batch, algorithm, false); })
+            ->Unit(benchmark::kMicrosecond)->UseRealTime();
+        if (batch > 1) {
+          benchmark::RegisterBenchmark(("conv_train/" + suffix).c_str(),
+                                       [=](benchmark::State& s) { conv(s, layer, batch, algorithm, true); })
+              ->Unit(benchmark::kMicrosecond)->UseRealTime();
+        }
+      }
+    }
+  }
   for (const std::string arch : {"teacher", "student"}) {
     for (const int threads : {1, 2}) {
       const std::string suffix = "/threads:" + std::to_string(threads);

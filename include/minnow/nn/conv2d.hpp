@@ -1,18 +1,26 @@
 #pragma once
 /// @file nn/conv2d.hpp
-/// @brief 2-D convolution over NCHW batches, as im2col + Eigen GEMM, parallel over the samples.
+/// @brief 2-D convolution over NCHW batches, parallel over the samples: float stride-1 products run the
+/// direct kernel of simd/direct_conv.hpp, everything else im2col + GEMM.
 
 #include <minnow/detail/parallel.hpp>
 #include <minnow/nn/init.hpp>
 #include <minnow/nn/layer.hpp>
+#include <minnow/simd/direct_conv.hpp>
 #include <minnow/simd/gemm.hpp>
 
 #include <algorithm>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace minnow::nn {
+
+/// How Conv2d<float> computes a stride-1 layer. `automatic` takes the direct kernel for the forward pass
+/// and, where bench_cnn's `conv_train/` benchmarks found it faster, for the input gradient; `direct` takes
+/// it for both. Other scalar types and strides always use im2col + GEMM.
+enum class ConvAlgorithm { automatic, direct, im2col_gemm };
 
 /// @brief `y[n, o] = bias[o] + Σ_c weight[o, c] ⋆ x[n, c]` with a square kernel, stride and zero padding
 /// (PyTorch's nn.Conv2d with groups = dilation = 1). Weight [out, in, k, k], bias [out].
@@ -54,6 +62,12 @@ class Conv2d final : public Layer<T> {
   Activations<T> forward(Activations<T> x, Mode /*mode*/) override {
     y_.resize(output_shape(x.shape()));
     x_ = x;
+    if constexpr (std::is_same_v<T, float>) {
+      if (uses_direct_forward()) {
+        forward_direct(x);
+        return y_.view();
+      }
+    }
     const Plan plan = prepare_workspace(x.dim(0));
     minnow::detail::parallel_for(plan.chunks, plan.threads, [&](index_t chunk, int thread) {
       const auto t = static_cast<std::size_t>(thread);
@@ -73,6 +87,8 @@ class Conv2d final : public Layer<T> {
     detail::check_backward_shape("Conv2d", y_.shape(), dy.shape());
     const Plan plan = prepare_workspace(dy.dim(0));
     const bool want_dx = this->needs_input_grad_;
+    bool direct_dx = false;
+    if constexpr (std::is_same_v<T, float>) direct_dx = uses_direct_input_grad();
     if (want_dx) dx_.resize(x_.shape());
     for (std::size_t t = 0; t < static_cast<std::size_t>(plan.threads); ++t) {
       weight_partials_[t].fill(T(0));
@@ -91,13 +107,16 @@ class Conv2d final : public Layer<T> {
       simd::gemm_parallel<T>(out_, plan.rows, cols, simd::row_major<T>(g, plan.ld),
                              simd::row_major<T>(col, plan.ld).transposed(), weight_partials_[t].data(), plan.rows, true);
       for (index_t o = 0; o < out_; ++o) db(o) += ArrayMap<const T>(g + o * plan.ld, cols).sum();
-      if (want_dx) {
+      if (want_dx && !direct_dx) {
         // dcol[C·k·k × cols] = Wᵀ · g; the column buffer now holds dL/dcol
         simd::gemm_parallel<T>(plan.rows, cols, out_, simd::row_major<T>(weight_.data(), plan.rows).transposed(),
                                simd::row_major<T>(g, plan.ld), col, plan.ld, false);
         for (index_t s = 0; s < count; ++s) col2im(col + s * plan.plane, plan.ld, dx_.view()[first + s]);
       }
     });
+    if constexpr (std::is_same_v<T, float>) {
+      if (want_dx && direct_dx) input_grad_direct(dy);
+    }
     // Reduce the per-thread partial sums in thread order: deterministic for a given thread count.
     auto dw = flat(weight_grad_).array();
     auto db = flat(bias_grad_).array();
@@ -114,6 +133,15 @@ class Conv2d final : public Layer<T> {
     out.push_back({prefix + "weight", {out_, in_, kernel_, kernel_}, flat(weight_), flat(weight_grad_)});
     out.push_back({prefix + "bias", {out_}, flat(bias_), flat(bias_grad_)});
   }
+
+  /// @throws value_error for `direct` with a stride other than 1.
+  void set_algorithm(ConvAlgorithm algorithm) {
+    if (algorithm == ConvAlgorithm::direct && stride_ != 1) {
+      throw value_error(minnow::detail::concat(describe(), ": the direct algorithm needs stride 1"));
+    }
+    algorithm_ = algorithm;
+  }
+  [[nodiscard]] ConvAlgorithm algorithm() const noexcept { return algorithm_; }
 
   [[nodiscard]] TensorView<T, 4> weight() noexcept { return weight_.view(); }
   [[nodiscard]] TensorView<T, 1> bias() noexcept { return bias_.view(); }
@@ -142,6 +170,65 @@ class Conv2d final : public Layer<T> {
   };
 
   static constexpr index_t kColumnsPerChunk = 2048;
+
+  [[nodiscard]] bool uses_direct_forward() const noexcept {
+    return stride_ == 1 && algorithm_ != ConvAlgorithm::im2col_gemm;
+  }
+  // The input gradient of a stride-1 convolution is itself one (below); padding beyond k − 1 is not.
+  // bench_cnn's conv_train/ benchmarks decide the rest: with few input channels most of each 8-channel
+  // tile would be padding, and with many output channels (teacher.conv2: 128) a padded gradient sample
+  // outgrows L1 and GEMM + col2im is faster.
+  [[nodiscard]] bool uses_direct_input_grad() const noexcept {
+    if (!uses_direct_forward() || padding_ > kernel_ - 1) return false;
+    return algorithm_ == ConvAlgorithm::direct || (in_ >= 8 && out_ <= 64);
+  }
+
+  void forward_direct(Activations<T> x) {
+    direct_conv({in_, out_, kernel_, padding_, x.dim(2), x.dim(3)}, x, weight_.data(), bias_.data(), y_.view());
+  }
+
+  // dx[c] = Σ_o dy[o] ⋆ W[o, c] rotated by 180°, over dy padded by k − 1 − p: a stride-1 convolution with
+  // in and out swapped and no bias.
+  void input_grad_direct(Activations<T> dy) {
+    const index_t taps = kernel_ * kernel_;
+    flipped_weight_.resize({in_, out_, kernel_, kernel_});
+    zero_bias_.resize({in_});
+    zero_bias_.fill(T(0));
+    const T* w = weight_.data();
+    T* flipped = flipped_weight_.data();
+    for (index_t o = 0; o < out_; ++o) {
+      for (index_t c = 0; c < in_; ++c) {
+        for (index_t t = 0; t < taps; ++t) flipped[(c * out_ + o) * taps + taps - 1 - t] = w[(o * in_ + c) * taps + t];
+      }
+    }
+    direct_conv({out_, in_, kernel_, kernel_ - 1 - padding_, dy.dim(2), dy.dim(3)}, dy, flipped, zero_bias_.data(), dx_.view());
+  }
+
+  // Work items are (sample, channel tile) pairs, sample-major, so with the static schedule a thread pads
+  // each of its samples once into its own buffer.
+  void direct_conv(const simd::DirectConvGeometry& g, Activations<T> x, const T* weight, const T* bias, TensorView<T, 4> y) {
+    const index_t tiles = simd::direct_conv_tiles(g), items = x.dim(0) * tiles;
+    // Below about half a million multiply-adds (the student's conv1 on one image) a second thread costs
+    // more than it saves: the next layer would then read half the output from the other core's cache.
+    const index_t macs = x.dim(0) * g.out_channels * g.out_height() * g.out_width() * simd::direct_conv_tap_count(g);
+    const index_t max_threads = macs < (index_t{1} << 19) ? 1 : minnow::detail::max_threads();
+    const int threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(max_threads, items)));
+    tap_offsets_.resize(static_cast<std::size_t>(simd::direct_conv_tap_count(g)));
+    simd::direct_conv_tap_offsets(g, tap_offsets_.data());
+    if (padded_.size() < static_cast<std::size_t>(threads)) padded_.resize(static_cast<std::size_t>(threads));
+    for (int t = 0; t < threads; ++t) padded_[static_cast<std::size_t>(t)].resize({simd::direct_conv_padded_size(g)});
+    padded_sample_.assign(padded_.size(), -1);
+    minnow::detail::parallel_for(items, threads, [&](index_t item, int thread) {
+      const auto t = static_cast<std::size_t>(thread);
+      const index_t sample = item / tiles;
+      T* padded = padded_[t].data();
+      if (padded_sample_[t] != sample) {
+        simd::pad_direct_conv_input(g, x[sample].data(), padded);
+        padded_sample_[t] = sample;
+      }
+      simd::direct_conv_tile(g, padded, weight, bias, tap_offsets_.data(), item % tiles, y[sample].data());
+    });
+  }
 
   // One column buffer, GEMM output and set of gradient partial sums per thread; resized, never
   // reallocated once the largest batch has been seen.
@@ -261,12 +348,18 @@ class Conv2d final : public Layer<T> {
   }
 
   index_t in_, out_, kernel_, stride_, padding_;
+  ConvAlgorithm algorithm_ = ConvAlgorithm::automatic;
   Tensor<T, 4> weight_, weight_grad_;
   Tensor<T, 1> bias_, bias_grad_;
   Activations<T> x_;
   Tensor<T, 4> y_, dx_;
   std::vector<Tensor<T, 2>> columns_, gemm_out_, weight_partials_;
   std::vector<Tensor<T, 1>> bias_partials_;
+  // The direct kernel's padded sample per thread, which sample it holds, and the taps' offsets in it.
+  std::vector<Tensor<T, 1>> padded_;
+  std::vector<index_t> padded_sample_, tap_offsets_;
+  Tensor<T, 4> flipped_weight_;  // the direct input gradient's weights [in, out, k, k], rotated
+  Tensor<T, 1> zero_bias_;
 };
 
 }  // namespace minnow::nn

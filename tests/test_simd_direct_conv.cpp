@@ -1,0 +1,145 @@
+// The direct stride-1 convolution (forward, and the input gradient as a convolution with rotated weights)
+// against im2col + GEMM in double, on shapes that exercise every tail: channel counts that are not a
+// multiple of the 8-channel tile, rows shorter and longer than a vector and not a multiple of it, kernels
+// 1 to 5, padding 0 up to k − 1 and beyond (which falls back to col2im for the input gradient).
+#include <minnow/nn/conv2d.hpp>
+#include <minnow/threads.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+#include <utility>
+
+using namespace minnow;
+
+namespace {
+
+struct ConvCase {
+  index_t n, in, out, kernel, padding, height, width;
+};
+
+template <class T>
+void fill_normal(T* data, index_t size, std::mt19937& rng) {
+  std::normal_distribution<double> normal;
+  for (index_t i = 0; i < size; ++i) data[i] = static_cast<T>(normal(rng));
+}
+
+// max |a − b| / (1 + |b|) over all elements.
+template <class A, class B>
+double max_error(const A* a, const B* b, index_t size) {
+  double worst = 0;
+  for (index_t i = 0; i < size; ++i) {
+    worst = std::max(worst, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])) / (1.0 + std::abs(static_cast<double>(b[i]))));
+  }
+  return worst;
+}
+
+// A float Conv2d with random parameters, its random input and output gradient.
+struct FloatConv {
+  nn::Conv2d<float> conv;
+  Tensor<float, 4> x, dy;
+  FloatConv(index_t n, index_t in, index_t out, index_t height, index_t width, std::mt19937& rng)
+      : conv(in, out, 3, 1, 1), x({n, in, height, width}), dy({n, out, height, width}) {
+    fill_normal(conv.weight().data(), conv.weight().size(), rng);
+    fill_normal(conv.bias().data(), conv.bias().size(), rng);
+    conv.set_needs_input_grad(true);
+    fill_normal(x.data(), x.size(), rng);
+    fill_normal(dy.data(), dy.size(), rng);
+  }
+  // Copies of y and dL/dx after a forward and a backward pass.
+  std::pair<Tensor<float, 4>, Tensor<float, 4>> run() {
+    std::pair<Tensor<float, 4>, Tensor<float, 4>> out;
+    const auto y = conv.forward(x.view(), nn::Mode::train);
+    out.first.resize(y.shape());
+    out.first.view().copy_from(y);
+    const auto dx = conv.backward(dy.view());
+    out.second.resize(dx.shape());
+    out.second.view().copy_from(dx);
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("direct stride-1 Conv2d (float) equals im2col + GEMM in double, forward and backward") {
+  std::mt19937 rng(42);
+  const ConvCase cases[] = {
+      {1, 16, 32, 3, 1, 14, 14},  // the student's conv2 at batch 1
+      {3, 2, 16, 3, 1, 28, 28},   // rows of 28: one full vector and a partial one
+      {2, 5, 11, 3, 0, 9, 13},    // partial channel tiles, no padding
+      {2, 3, 9, 1, 0, 7, 33},     // 1×1 kernel, rows over two vectors
+      {2, 4, 7, 5, 2, 12, 17},    // 5×5 kernel
+      {2, 6, 17, 5, 1, 11, 6},    // padding below k − 1
+      {2, 3, 4, 3, 3, 6, 5},      // padding beyond k − 1: the input gradient goes through col2im
+      {5, 16, 8, 2, 1, 8, 8},     // even kernel: output larger than the input
+  };
+  for (const auto& c : cases) {
+    INFO("n " << c.n << " in " << c.in << " out " << c.out << " k " << c.kernel << " p " << c.padding << " "
+              << c.height << "×" << c.width);
+    nn::Conv2d<float> direct(c.in, c.out, c.kernel, 1, c.padding);
+    nn::Conv2d<double> reference(c.in, c.out, c.kernel, 1, c.padding);
+    fill_normal(direct.weight().data(), direct.weight().size(), rng);
+    fill_normal(direct.bias().data(), direct.bias().size(), rng);
+    for (index_t i = 0; i < direct.weight().size(); ++i) reference.weight().data()[i] = direct.weight().data()[i];
+    for (index_t i = 0; i < direct.bias().size(); ++i) reference.bias().data()[i] = direct.bias().data()[i];
+    direct.set_algorithm(nn::ConvAlgorithm::direct);
+    direct.set_needs_input_grad(true);
+    reference.set_needs_input_grad(true);
+
+    Tensor<float, 4> x({c.n, c.in, c.height, c.width});
+    fill_normal(x.data(), x.size(), rng);
+    Tensor<double, 4> xd(x.shape());
+    for (index_t i = 0; i < x.size(); ++i) xd.data()[i] = x.data()[i];
+    const auto y = direct.forward(x.view(), nn::Mode::train);
+    const auto yd = reference.forward(xd.view(), nn::Mode::train);
+    REQUIRE(y.shape() == yd.shape());
+    CHECK(max_error(y.data(), yd.data(), y.size()) < 1e-5);
+
+    Tensor<float, 4> dy(y.shape());
+    fill_normal(dy.data(), dy.size(), rng);
+    Tensor<double, 4> dyd(dy.shape());
+    for (index_t i = 0; i < dy.size(); ++i) dyd.data()[i] = dy.data()[i];
+    const auto dx = direct.backward(dy.view());
+    const auto dxd = reference.backward(dyd.view());
+    REQUIRE(dx.shape() == x.shape());
+    CHECK(max_error(dx.data(), dxd.data(), dx.size()) < 1e-5);
+    std::vector<Parameter<float>> p;
+    std::vector<Parameter<double>> pd;
+    direct.collect_parameters("", p);
+    reference.collect_parameters("", pd);
+    CHECK(max_error(p[0].grad.data(), pd[0].grad.data(), p[0].grad.size()) < 1e-4);
+  }
+}
+
+#if defined(_OPENMP)
+TEST_CASE("direct Conv2d gives bit-identical outputs and input gradients on 1 and 2 threads") {
+  std::mt19937 rng(7);
+  FloatConv problem(3, 16, 32, 14, 14, rng);
+  const int saved = omp_get_max_threads();
+  set_threads(1);
+  const auto [y1, dx1] = problem.run();
+  set_threads(2);
+  const auto [y2, dx2] = problem.run();
+  set_threads(saved);
+  for (index_t i = 0; i < y1.size(); ++i) REQUIRE(y1.data()[i] == y2.data()[i]);
+  for (index_t i = 0; i < dx1.size(); ++i) REQUIRE(dx1.data()[i] == dx2.data()[i]);
+}
+#endif
+
+TEST_CASE("Conv2d::set_algorithm: both float algorithms agree; direct needs stride 1") {
+  std::mt19937 rng(3);
+  FloatConv problem(2, 3, 10, 10, 19, rng);
+  problem.conv.set_algorithm(nn::ConvAlgorithm::direct);
+  CHECK(problem.conv.algorithm() == nn::ConvAlgorithm::direct);
+  const auto [y_direct, dx_direct] = problem.run();
+  problem.conv.set_algorithm(nn::ConvAlgorithm::im2col_gemm);
+  CHECK(problem.conv.algorithm() == nn::ConvAlgorithm::im2col_gemm);
+  const auto [y_gemm, dx_gemm] = problem.run();
+  CHECK(max_error(y_direct.data(), y_gemm.data(), y_gemm.size()) < 1e-5);
+  CHECK(max_error(dx_direct.data(), dx_gemm.data(), dx_gemm.size()) < 1e-5);
+
+  nn::Conv2d<float> strided(3, 4, 3, 2, 1);
+  CHECK_THROWS_AS(strided.set_algorithm(nn::ConvAlgorithm::direct), value_error);
+  CHECK_NOTHROW(strided.set_algorithm(nn::ConvAlgorithm::im2col_gemm));
+}

@@ -13,7 +13,9 @@
 // students of seed s have seed s. Every model uses the recipe of examples/train.cpp (SGD, Nesterov 0.9, weight
 // decay 5e-4, batch 64, cosine annealing), with learning rate 0.05 for teachers and 0.02 for all three
 // students: at 0.05, KD at T >= 2 kills the student in its first steps (its gradient T·(q − p) starts
-// up to T times larger than cross-entropy's, and this CNN has no normalisation to absorb it).
+// up to T times larger than cross-entropy's, and this CNN has no normalisation to absorb it). Teachers
+// may train on shifted and flipped batches: all of them (--teacher-augment) or some (--augmented-teachers),
+// which makes a recipe-diverse ensemble.
 #include <minnow/data.hpp>
 #include <minnow/distill.hpp>
 #include <minnow/ensemble.hpp>
@@ -24,6 +26,7 @@
 
 #include "cli.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -53,7 +56,8 @@ struct Options {
   std::vector<unsigned long long> seeds{1};
   unsigned long long teacher_seed = 0;  // 0: each experiment seed trains its own teachers
   bool bagging = false;
-  bool teacher_augment = false;  // teachers train on randomly shifted and flipped batches
+  bool teacher_augment = false;        // every teacher trains on randomly shifted and flipped batches
+  std::vector<int> augmented_teachers;  // or only these (1-based)
   bool parallel = false;
   bool per_epoch = false;  // --teacher-outputs per-epoch
   int threads = 2;
@@ -84,6 +88,9 @@ Options parse(int argc, char** argv) {
       .flag("--bagging", o.bagging, true, "train each teacher on a bootstrap sample")
       .flag("--teacher-augment", o.teacher_augment, true,
             "teachers train on batches shifted by up to 2 pixels and flipped at random (as --augment-copies' copies)")
+      .option("--augmented-teachers", o.augmented_teachers,
+              "comma list of the teachers (1-based) that train augmented, the others plainly: a recipe-diverse "
+              "ensemble, e.g. 2,4 (default: none, or all with --teacher-augment)")
       .flag("--parallel", o.parallel, true, "train the teachers in parallel threads, one thread each")
       .option("--teacher-outputs", [&o](const std::string& mode) {
         if (mode != "cached" && mode != "per-epoch") throw minnow::value_error("expected cached or per-epoch");
@@ -112,6 +119,15 @@ Options parse(int argc, char** argv) {
     throw minnow::value_error(minnow::detail::concat("--augment-copies must be >= 0, got ", o.augment_copies));
   }
   if (o.holdout < 0) throw minnow::value_error(minnow::detail::concat("--holdout must be >= 0, got ", o.holdout));
+  for (const int k : o.augmented_teachers) {
+    if (k < 1 || k > o.teachers) {
+      throw minnow::value_error(minnow::detail::concat("--augmented-teachers: teacher ", k, " is not in 1..", o.teachers));
+    }
+  }
+  if (o.teacher_augment) {
+    o.augmented_teachers.resize(static_cast<std::size_t>(o.teachers));
+    std::iota(o.augmented_teachers.begin(), o.augmented_teachers.end(), 1);
+  }
   return o;
 }
 
@@ -151,6 +167,14 @@ minnow::data::Augmentation fashion_mnist_views() {
   return {.max_shift = 2, .horizontal_flip = true, .fill = minnow::data::black_level(minnow::data::fashion_mnist_normalization)};
 }
 
+std::string augmented_note(const Options& o) {
+  if (o.augmented_teachers.empty()) return "";
+  if (static_cast<int>(o.augmented_teachers.size()) == o.teachers) return ", augmented";
+  std::string out = ", augmented: teacher";
+  for (std::size_t i = 0; i < o.augmented_teachers.size(); ++i) out += (i ? ", " : " ") + std::to_string(o.augmented_teachers[i]);
+  return out;
+}
+
 SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::data::TrainTest<float>& data) {
   using Clock = std::chrono::steady_clock;
   SeedResult result;
@@ -162,14 +186,19 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
   const auto k_count = static_cast<std::size_t>(o.teachers);
 
   // ---- teachers: load what is saved, train the rest
+  pipeline::EnsembleOptions options;
+  options.recipe = {.epochs = o.teacher_epochs, .batch = o.batch, .learning_rate = o.lr};
+  pipeline::Recipe augmented_recipe = options.recipe;
+  augmented_recipe.augmentation = fashion_mnist_views();
   std::vector<pipeline::MemberSpec> specs;
   for (std::size_t k = 0; k < k_count; ++k) {
     const unsigned long long teacher_seed = o.teacher_seed != 0 ? o.teacher_seed : seed;
     specs.push_back({o.teacher_arch[k % o.teacher_arch.size()], 1000 * teacher_seed + k, o.bagging});
+    if (std::find(o.augmented_teachers.begin(), o.augmented_teachers.end(), static_cast<int>(k + 1)) !=
+        o.augmented_teachers.end()) {
+      specs.back().recipe = augmented_recipe;
+    }
   }
-  pipeline::EnsembleOptions options;
-  options.recipe = {.epochs = o.teacher_epochs, .batch = o.batch, .learning_rate = o.lr};
-  if (o.teacher_augment) options.recipe.augmentation = fashion_mnist_views();
   options.schedule = schedule;
   options.threads = o.threads;
   options.progress = o.progress;
@@ -181,10 +210,10 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
   const pipeline::MemberCheckpoints files{.load_dir = o.load_dir, .save_dir = o.save_dir,
                                           .file_name = [&](const pipeline::MemberSpec& spec) {
                                             return pipeline::member_file_name(spec, o.teacher_epochs, pool.size(),
-                                                                              o.teacher_augment ? "aug" : "");
+                                                                              spec.recipe ? "aug" : "");
                                           }};
   std::printf("teachers: %zu × %d epoch(s) on %zu images%s%s; missing ones train %s\n", k_count, o.teacher_epochs,
-              pool.size(), o.bagging ? ", bootstrap samples" : "", o.teacher_augment ? ", augmented" : "",
+              pool.size(), o.bagging ? ", bootstrap samples" : "", augmented_note(o).c_str(),
               o.parallel ? "in parallel, one thread each" : minnow::detail::concat("one at a time, ", o.threads, " thread(s)").c_str());
   std::fflush(stdout);
   auto teachers = pipeline::load_or_train_ensemble<float>(

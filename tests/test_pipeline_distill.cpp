@@ -351,6 +351,34 @@ TEST_CASE("parallel and sequential member training give bit-identical members", 
   CHECK_THROWS_WITH(pipeline::train_ensemble<float>(specs, data, pool, options), Contains("epochs 0"));
 }
 
+TEST_CASE("a member's own recipe overrides the ensemble's", "[pipeline][ensemble]") {
+  const auto data = synthetic_data(192, 5);
+  const auto pool = data::range_indices(0, 192);
+  pipeline::EnsembleOptions options;
+  options.recipe = {.epochs = 1, .batch = 64, .learning_rate = 0.02};
+  options.threads = 1;
+  pipeline::Recipe own = options.recipe;
+  own.epochs = 2;
+  own.augmentation = data::Augmentation{.max_shift = 1, .horizontal_flip = true, .fill = 0.0F};
+  std::vector<pipeline::MemberSpec> specs{{"student", 31, false}, {"student", 32, false}};
+  specs[1].recipe = own;
+  set_threads(1);
+  auto members = pipeline::train_ensemble<float>(specs, data, pool, options);
+  CHECK(members[0].epochs.size() == 1);
+  CHECK(members[1].epochs.size() == 2);
+  // Member 1 is train_model() with its own recipe, member 0 with the ensemble's.
+  auto by_hand = nn::make_student<float>(32);
+  (void)pipeline::train_model<float>(by_hand, data, pool, own, 32);
+  CHECK(same_parameters(by_hand, members[1].model));
+  by_hand = nn::make_student<float>(31);
+  (void)pipeline::train_model<float>(by_hand, data, pool, options.recipe, 31);
+  CHECK(same_parameters(by_hand, members[0].model));
+  set_threads(2);
+  // A bad override fails before anything trains.
+  specs[1].recipe->learning_rate = -1.0;
+  CHECK_THROWS_WITH(pipeline::train_ensemble<float>(specs, data, pool, options), Contains("learning_rate -1"));
+}
+
 TEST_CASE("load_or_train_ensemble loads saved members and trains only the missing ones", "[pipeline][ensemble]") {
   const auto data = synthetic_data(128, 8);
   const auto pool = data::range_indices(0, 128);

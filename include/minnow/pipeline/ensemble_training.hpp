@@ -69,11 +69,13 @@ struct Recipe {
 };
 
 /// @brief One ensemble member: its architecture (nn::make_architecture), its seed (initialisation, batch
-/// order and bootstrap sample) and whether it trains on a bootstrap sample of the training pool.
+/// order and bootstrap sample), whether it trains on a bootstrap sample of the training pool, and its own
+/// recipe when it should not train with the ensemble's (e.g. half the members augmented: recipe diversity).
 struct MemberSpec {
   std::string architecture = "teacher";
   std::uint64_t seed = 1;
   bool bagging = false;
+  std::optional<Recipe> recipe{};  ///< overrides EnsembleOptions::recipe for this member
 };
 
 /// @brief How K independent trainings share the machine.
@@ -220,7 +222,7 @@ std::vector<nn::EpochStats> train_model(nn::Sequential<T>& model, const data::Da
 }
 
 /// @brief Trains the members `specs` on the training pool `pool` (sample indices of `data`): member k is
-/// `nn::make_architecture(spec.architecture, spec.seed)` trained by train_model() with `options.recipe`
+/// `nn::make_architecture(spec.architecture, spec.seed)` trained by train_model() with `spec.recipe` or else `options.recipe`
 /// and seed `spec.seed`, on `pool` itself or, with bagging, on `select(pool, bootstrap_indices(|pool|, seed))`.
 /// Returns the members in the order of `specs`, whatever the schedule. `on_member(k, member)` runs as soon
 /// as member k has finished (serialized with options.on_epoch), e.g. to save it at once, so that a long run
@@ -235,7 +237,10 @@ template <class T>
   if (pool.empty()) throw value_error(minnow::detail::concat(what, ": the training pool is empty"));
   detail::check_recipe(what, options.recipe);
   detail::check_threads(what, options.threads);
-  for (const auto& spec : specs) (void)nn::make_architecture<T>(spec.architecture, 0);  // fail before any training
+  for (const auto& spec : specs) {  // fail before any training
+    (void)nn::make_architecture<T>(spec.architecture, 0);
+    if (spec.recipe) detail::check_recipe(what, *spec.recipe);
+  }
 
   std::vector<Member<T>> members(specs.size());
   std::mutex report;
@@ -250,7 +255,8 @@ template <class T>
     }
     const std::span<const index_t> indices = member.spec.bagging ? std::span<const index_t>(bag) : pool;
     const auto start = std::chrono::steady_clock::now();
-    member.epochs = train_model<T>(member.model, data, indices, options.recipe, member.spec.seed, nn::cross_entropy<T>(),
+    const Recipe& recipe = member.spec.recipe ? *member.spec.recipe : options.recipe;
+    member.epochs = train_model<T>(member.model, data, indices, recipe, member.spec.seed, nn::cross_entropy<T>(),
                                    progress, [&](const nn::EpochStats& stats) {
                                      if (!options.on_epoch) return;
                                      const std::lock_guard<std::mutex> lock(report);

@@ -124,6 +124,13 @@ Options parse(int argc, char** argv) {
       throw minnow::value_error(minnow::detail::concat("--augmented-teachers: teacher ", k, " is not in 1..", o.teachers));
     }
   }
+  std::sort(o.augmented_teachers.begin(), o.augmented_teachers.end());
+  if (std::adjacent_find(o.augmented_teachers.begin(), o.augmented_teachers.end()) != o.augmented_teachers.end()) {
+    throw minnow::value_error("--augmented-teachers names a teacher twice");
+  }
+  if (o.teacher_augment && !o.augmented_teachers.empty()) {
+    throw minnow::value_error("--teacher-augment (every teacher) and --augmented-teachers exclude each other");
+  }
   if (o.teacher_augment) {
     o.augmented_teachers.resize(static_cast<std::size_t>(o.teachers));
     std::iota(o.augmented_teachers.begin(), o.augmented_teachers.end(), 1);

@@ -5,6 +5,8 @@
 #include <minnow/nn/conv2d.hpp>
 #include <minnow/threads.hpp>
 
+#include "test_support.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -12,28 +14,14 @@
 #include <utility>
 
 using namespace minnow;
+using test_support::fill_normal;
+using test_support::max_error;
 
 namespace {
 
 struct ConvCase {
   index_t n, in, out, kernel, padding, height, width;
 };
-
-template <class T>
-void fill_normal(T* data, index_t size, std::mt19937& rng) {
-  std::normal_distribution<double> normal;
-  for (index_t i = 0; i < size; ++i) data[i] = static_cast<T>(normal(rng));
-}
-
-// max |a − b| / (1 + |b|) over all elements.
-template <class A, class B>
-double max_error(const A* a, const B* b, index_t size) {
-  double worst = 0;
-  for (index_t i = 0; i < size; ++i) {
-    worst = std::max(worst, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])) / (1.0 + std::abs(static_cast<double>(b[i]))));
-  }
-  return worst;
-}
 
 // A float Conv2d with random parameters, its random input and output gradient.
 struct FloatConv {

@@ -2,8 +2,11 @@
 // Helpers shared by the tests.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <exception>
 #include <functional>
+#include <random>
 #include <string>
 
 namespace test_support {
@@ -22,6 +25,23 @@ std::string message_of(const std::function<void()>& f) {
   }
   FAIL("did not throw");
   return {};
+}
+
+/// Fills `data` with samples of N(mean, 1).
+template <class T>
+void fill_normal(T* data, long size, std::mt19937& rng, double mean = 0.0) {
+  std::normal_distribution<double> normal(mean, 1.0);
+  for (long i = 0; i < size; ++i) data[i] = static_cast<T>(normal(rng));
+}
+
+/// max |a − b| / (1 + |b|) over `size` elements: relative for large values, absolute near zero.
+template <class A, class B>
+double max_error(const A* a, const B* b, long size) {
+  double worst = 0;
+  for (long i = 0; i < size; ++i) {
+    worst = std::max(worst, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])) / (1.0 + std::abs(static_cast<double>(b[i]))));
+  }
+  return worst;
 }
 
 }  // namespace test_support

@@ -145,6 +145,9 @@ class Conv2d final : public Layer<T> {
 
   [[nodiscard]] TensorView<T, 4> weight() noexcept { return weight_.view(); }
   [[nodiscard]] TensorView<T, 1> bias() noexcept { return bias_.view(); }
+  /// The gradients the last backward wrote (or a fused step that ran this layer, nn/conv_relu_pool.hpp).
+  [[nodiscard]] TensorView<T, 4> weight_grad() noexcept { return weight_grad_.view(); }
+  [[nodiscard]] TensorView<T, 1> bias_grad() noexcept { return bias_grad_.view(); }
   [[nodiscard]] index_t in_channels() const noexcept { return in_; }
   [[nodiscard]] index_t out_channels() const noexcept { return out_; }
   [[nodiscard]] index_t kernel() const noexcept { return kernel_; }
@@ -204,30 +207,8 @@ class Conv2d final : public Layer<T> {
     direct_conv({out_, in_, kernel_, kernel_ - 1 - padding_, dy.dim(2), dy.dim(3)}, dy, flipped, zero_bias_.data(), dx_.view());
   }
 
-  // Work items are (sample, channel tile) pairs, sample-major, so with the static schedule a thread pads
-  // each of its samples once into its own buffer.
   void direct_conv(const simd::DirectConvGeometry& g, Activations<T> x, const T* weight, const T* bias, TensorView<T, 4> y) {
-    const index_t tiles = simd::direct_conv_tiles(g), items = x.dim(0) * tiles;
-    // Below about half a million multiply-adds (the student's conv1 on one image) a second thread costs
-    // more than it saves: the next layer would then read half the output from the other core's cache.
-    const index_t macs = x.dim(0) * g.out_channels * g.out_height() * g.out_width() * simd::direct_conv_tap_count(g);
-    const index_t max_threads = macs < (index_t{1} << 19) ? 1 : minnow::detail::max_threads();
-    const int threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(max_threads, items)));
-    tap_offsets_.resize(static_cast<std::size_t>(simd::direct_conv_tap_count(g)));
-    simd::direct_conv_tap_offsets(g, tap_offsets_.data());
-    if (padded_.size() < static_cast<std::size_t>(threads)) padded_.resize(static_cast<std::size_t>(threads));
-    for (int t = 0; t < threads; ++t) padded_[static_cast<std::size_t>(t)].resize({simd::direct_conv_padded_size(g)});
-    padded_sample_.assign(padded_.size(), -1);
-    minnow::detail::parallel_for(items, threads, [&](index_t item, int thread) {
-      const auto t = static_cast<std::size_t>(thread);
-      const index_t sample = item / tiles;
-      T* padded = padded_[t].data();
-      if (padded_sample_[t] != sample) {
-        simd::pad_direct_conv_input(g, x[sample].data(), padded);
-        padded_sample_[t] = sample;
-      }
-      simd::direct_conv_tile(g, padded, weight, bias, tap_offsets_.data(), item % tiles, y[sample].data());
-    });
+    direct_.run(g, x.data(), x.dim(0), weight, bias, [&](index_t sample, int) { return y[sample].data(); }, [](index_t, index_t, int) {});
   }
 
   // One column buffer, GEMM output and set of gradient partial sums per thread; resized, never
@@ -355,9 +336,7 @@ class Conv2d final : public Layer<T> {
   Tensor<T, 4> y_, dx_;
   std::vector<Tensor<T, 2>> columns_, gemm_out_, weight_partials_;
   std::vector<Tensor<T, 1>> bias_partials_;
-  // The direct kernel's padded sample per thread, which sample it holds, and the taps' offsets in it.
-  std::vector<Tensor<T, 1>> padded_;
-  std::vector<index_t> padded_sample_, tap_offsets_;
+  simd::DirectConvBatch direct_;  // the direct kernel's buffers
   Tensor<T, 4> flipped_weight_;  // the direct input gradient's weights [in, out, k, k], rotated
   Tensor<T, 1> zero_bias_;
 };

@@ -2,13 +2,18 @@
 /// @file nn/sequential.hpp
 /// @brief A chain of named layers with the model-level seam: `parameters()`.
 
+#include <minnow/nn/activations.hpp>
+#include <minnow/nn/conv2d.hpp>
+#include <minnow/nn/conv_relu_pool.hpp>
 #include <minnow/nn/layer.hpp>
+#include <minnow/nn/maxpool2d.hpp>
 
 #include <concepts>
 #include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -16,6 +21,10 @@ namespace minnow::nn {
 
 /// @brief Layers applied in order. Each layer has a name ("conv1"); its parameters are exposed as
 /// "conv1.weight", "conv1.bias", so hooks and checkpoints address them without knowing the layer types.
+///
+/// For float, `forward` and `backward` run each Conv2d → ReLU → 2×2 MaxPool2d triple as one fused step
+/// (nn/conv_relu_pool.hpp) when the convolution allows it; the layers, their names and parameters stay as
+/// they are. Call `forward`/`backward` on the Sequential, not on its layers, after a fused forward.
 template <class T>
 class Sequential {
  public:
@@ -29,8 +38,8 @@ class Sequential {
     }
     auto owned = std::make_unique<L>(std::move(layer));
     L& ref = *owned;
-    layers_.push_back({std::move(name), std::move(owned)});
-    for (std::size_t i = 0; i < layers_.size(); ++i) layers_[i].layer->set_needs_input_grad(i != 0);
+    layers_.push_back(Entry{std::move(name), std::move(owned)});
+    layers_changed();
     return ref;
   }
 
@@ -49,7 +58,7 @@ class Sequential {
     auto owned = std::make_unique<L>(std::move(layer));
     L& ref = *owned;
     layers_.insert(layers_.begin() + static_cast<std::ptrdiff_t>(position), Entry{std::move(name), std::move(owned)});
-    for (std::size_t i = 0; i < layers_.size(); ++i) layers_[i].layer->set_needs_input_grad(i != 0);
+    layers_changed();
     return ref;
   }
 
@@ -75,13 +84,47 @@ class Sequential {
 
   /// Runs every layer; the returned view lives in the last layer's buffer until the next forward.
   Activations<T> forward(Activations<T> x, Mode mode = Mode::eval) {
-    for (auto& entry : layers_) x = entry.layer->forward(x, mode);
+    for (std::size_t i = 0; i < layers_.size();) {
+      Entry& entry = layers_[i];
+      entry.ran_fused = fusion_ && entry.fused && entry.fused->applicable();
+      if constexpr (std::is_same_v<T, float>) {
+        if (entry.ran_fused) {
+          x = entry.fused->forward(x);
+          i += 3;
+          continue;
+        }
+      }
+      x = entry.layer->forward(x, mode);
+      ++i;
+    }
     return x;
   }
 
   /// Backpropagates dL/d(output) of the last forward; writes every parameter's gradient.
   void backward(Activations<T> dy) {
-    for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) dy = it->layer->backward(dy);
+    for (std::size_t i = layers_.size(); i-- > 0;) {
+      if constexpr (std::is_same_v<T, float>) {
+        // Layer i is the pool of a triple that ran fused.
+        if (i >= 2 && layers_[i - 2].ran_fused) {
+          Entry& conv = layers_[i - 2];
+          dy = conv.fused->backward(dy, conv.layer->needs_input_grad());
+          i -= 2;
+          continue;
+        }
+      }
+      dy = layers_[i].layer->backward(dy);
+    }
+  }
+
+  /// Fusion of Conv2d → ReLU → 2×2 MaxPool2d triples (float only; on by default). Off, every layer runs
+  /// on its own, as the reference the fused step is tested against.
+  void set_fusion(bool enabled) noexcept { fusion_ = enabled; }
+  [[nodiscard]] bool fusion() const noexcept { return fusion_; }
+  /// Triples the next forward will fuse.
+  [[nodiscard]] std::size_t fused_steps() const noexcept {
+    std::size_t n = 0;
+    for (const auto& entry : layers_) n += fusion_ && entry.fused && entry.fused->applicable() ? 1 : 0;
+    return n;
   }
 
   /// Every parameter as `{name, shape, value view, gradient view}`, in layer order.
@@ -106,8 +149,29 @@ class Sequential {
   struct Entry {
     std::string name;
     std::unique_ptr<Layer<T>> layer;
+    std::unique_ptr<ConvReluPool> fused{};  // set on a Conv2d<float> that a ReLU and a MaxPool2d follow
+    bool ran_fused = false;                 // whether the last forward ran this layer's triple fused
   };
+
+  // After an add or insert: only the first layer skips its input gradient, and the triples are found anew.
+  void layers_changed() {
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      layers_[i].layer->set_needs_input_grad(i != 0);
+      layers_[i].fused.reset();
+      layers_[i].ran_fused = false;
+    }
+    if constexpr (std::is_same_v<T, float>) {
+      for (std::size_t i = 0; i + 2 < layers_.size(); ++i) {
+        auto* conv = dynamic_cast<Conv2d<float>*>(layers_[i].layer.get());
+        auto* relu = dynamic_cast<ReLU<float>*>(layers_[i + 1].layer.get());
+        auto* pool = dynamic_cast<MaxPool2d<float>*>(layers_[i + 2].layer.get());
+        if (conv != nullptr && relu != nullptr && pool != nullptr) layers_[i].fused = std::make_unique<ConvReluPool>(*conv, *pool);
+      }
+    }
+  }
+
   std::vector<Entry> layers_;
+  bool fusion_ = true;
 };
 
 }  // namespace minnow::nn

@@ -11,6 +11,7 @@
 /// FMAs. Each output value is one sum in a fixed order (bias first, then input channels, kernel rows and
 /// columns in order), so results do not depend on the thread count.
 
+#include <minnow/detail/parallel.hpp>
 #include <minnow/tensor.hpp>
 
 #include <xsimd/xsimd.hpp>
@@ -21,6 +22,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 namespace minnow::simd {
 
@@ -110,6 +113,12 @@ void direct_tile(index_t tap_count, const index_t* taps, const float* const* in,
   return (g.out_channels + detail::kChannels - 1) / detail::kChannels;
 }
 
+/// The output channels [first, first + count) that tile `tile` of `g` computes.
+[[nodiscard]] inline std::pair<index_t, index_t> direct_conv_tile_channels(const DirectConvGeometry& g, index_t tile) noexcept {
+  const index_t first = tile * detail::kChannels;
+  return {first, std::min(detail::kChannels, g.out_channels - first)};
+}
+
 /// Taps (input channel, kernel row, kernel column) of `g`.
 [[nodiscard]] inline index_t direct_conv_tap_count(const DirectConvGeometry& g) noexcept {
   return g.in_channels * g.kernel * g.kernel;
@@ -145,8 +154,7 @@ inline void direct_conv_tile(const DirectConvGeometry& g, const float* padded, c
   const index_t out_w = g.out_width(), plane = g.out_height() * out_w;
   const index_t vectors = vectors_per_row(g), row = padded_row(g);
   const index_t units = g.out_height() * vectors, tap_count = direct_conv_tap_count(g);
-  const index_t first = tile * kChannels;
-  const index_t channels = std::min(kChannels, g.out_channels - first);
+  const auto [first, channels] = direct_conv_tile_channels(g, tile);
   // A partial tile repeats its last channel in the spare accumulators, which are never stored.
   const float* w[kChannels];
   alignas(64) float tile_bias[kChannels];
@@ -180,5 +188,51 @@ inline void direct_conv_tile(const DirectConvGeometry& g, const float* padded, c
     direct_tile<1>(tap_count, taps, in, w, tile_bias, out, lanes, channels, plane);
   }
 }
+
+/// @brief Runs a batch through the direct kernel: work items are (sample, channel tile) pairs, sample-major,
+/// so with the static schedule a thread pads each of its samples once, into its own buffer. Keeps the
+/// buffers between calls: resized, never reallocated once the largest geometry has been seen.
+class DirectConvBatch {
+ public:
+  /// Threads `run` uses: below about half a million multiply-adds (the student's conv1 on one image) a
+  /// second thread costs more than it saves, as the next layer would read half the output from the other
+  /// core's cache.
+  [[nodiscard]] static int threads_for(const DirectConvGeometry& g, index_t samples) noexcept {
+    const index_t items = samples * direct_conv_tiles(g);
+    const index_t macs = samples * g.out_channels * g.out_height() * g.out_width() * direct_conv_tap_count(g);
+    const index_t max_threads = macs < (index_t{1} << 19) ? 1 : minnow::detail::max_threads();
+    return static_cast<int>(std::max<index_t>(1, std::min<index_t>(max_threads, items)));
+  }
+
+  /// For every sample s < `samples` of `x` ([in, H, W] each, contiguous) and tile t: computes the tile into
+  /// `output(s, thread)` (that sample's [out, Ho, Wo]), then calls `tile_done(s, t, thread)`.
+  template <class Output, class TileDone>
+  void run(const DirectConvGeometry& g, const float* x, index_t samples, const float* weight, const float* bias,
+           Output&& output, TileDone&& tile_done) {
+    const index_t tiles = direct_conv_tiles(g), sample_size = g.in_channels * g.height * g.width;
+    const int threads = threads_for(g, samples);
+    taps_.resize(static_cast<std::size_t>(direct_conv_tap_count(g)));
+    direct_conv_tap_offsets(g, taps_.data());
+    if (padded_.size() < static_cast<std::size_t>(threads)) padded_.resize(static_cast<std::size_t>(threads));
+    for (int t = 0; t < threads; ++t) padded_[static_cast<std::size_t>(t)].resize({direct_conv_padded_size(g)});
+    padded_sample_.assign(padded_.size(), -1);
+    minnow::detail::parallel_for(samples * tiles, threads, [&](index_t item, int thread) {
+      const auto t = static_cast<std::size_t>(thread);
+      const index_t sample = item / tiles, tile = item % tiles;
+      float* padded = padded_[t].data();
+      if (padded_sample_[t] != sample) {
+        pad_direct_conv_input(g, x + sample * sample_size, padded);
+        padded_sample_[t] = sample;
+      }
+      direct_conv_tile(g, padded, weight, bias, taps_.data(), tile, output(sample, thread));
+      tile_done(sample, tile, thread);
+    });
+  }
+
+ private:
+  std::vector<Tensor<float, 1>> padded_;  // per thread: the padded sample
+  std::vector<index_t> padded_sample_;    // which sample each thread's buffer holds
+  std::vector<index_t> taps_;             // the taps' offsets in a padded sample
+};
 
 }  // namespace minnow::simd

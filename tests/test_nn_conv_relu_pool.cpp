@@ -1,0 +1,213 @@
+// The fused Conv2d → ReLU → MaxPool2d(2, 2) step against the three layers run one by one: the forward
+// must match bit for bit, the gradients (weight, bias and input, from the sparse channels-last kernels) to
+// float rounding, and the unfused double network bounds both. Shapes exercise every tail: channel counts
+// that are not a multiple of the 8-channel tile or of a vector, odd maps (the pool drops the last row and
+// column), kernels 1 to 5, padding 0 and 2, and receptive fields longer than the 8-vector register block.
+#include <minnow/nn/activations.hpp>
+#include <minnow/nn/conv2d.hpp>
+#include <minnow/nn/conv_relu_pool.hpp>
+#include <minnow/nn/maxpool2d.hpp>
+#include <minnow/nn/models.hpp>
+#include <minnow/nn/sequential.hpp>
+#include <minnow/threads.hpp>
+
+#include "test_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+#include <type_traits>
+#include <vector>
+
+using namespace minnow;
+using test_support::fill_normal;
+using test_support::max_error;
+
+namespace {
+
+struct BlockCase {
+  index_t n, in, out, kernel, padding, height, width;
+};
+
+template <class T, std::size_t R>
+std::vector<std::remove_const_t<T>> copy_of(TensorView<T, R> v) {
+  return {v.data(), v.data() + v.size()};
+}
+
+// conv → ReLU → pool as three layers of type T, with the same parameters as `source`.
+template <class T>
+struct Block {
+  nn::Conv2d<T> conv;
+  nn::ReLU<T> relu;
+  nn::MaxPool2d<T> pool{2};
+  explicit Block(nn::Conv2d<float>& source)
+      : conv(source.in_channels(), source.out_channels(), source.kernel(), 1, source.padding()) {
+    for (index_t i = 0; i < conv.weight().size(); ++i) conv.weight().data()[i] = static_cast<T>(source.weight().data()[i]);
+    for (index_t i = 0; i < conv.bias().size(); ++i) conv.bias().data()[i] = static_cast<T>(source.bias().data()[i]);
+    conv.set_needs_input_grad(true);
+  }
+  nn::Activations<T> forward(nn::Activations<T> x) {
+    return pool.forward(relu.forward(conv.forward(x, nn::Mode::train), nn::Mode::train), nn::Mode::train);
+  }
+  nn::Activations<T> backward(nn::Activations<T> dy) { return conv.backward(relu.backward(pool.backward(dy))); }
+};
+
+template <class T>
+Tensor<T, 4> cast(const Tensor<float, 4>& t) {
+  Tensor<T, 4> out(t.shape());
+  for (index_t i = 0; i < t.size(); ++i) out.data()[i] = static_cast<T>(t.data()[i]);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("fused Conv2d+ReLU+MaxPool2d equals the three layers: forward bit for bit, gradients to rounding") {
+  std::mt19937 rng(11);
+  const BlockCase cases[] = {
+      {3, 1, 16, 3, 1, 28, 28},   // the student's conv1: one input channel
+      {2, 16, 32, 3, 1, 14, 14},  // the student's conv2
+      {2, 3, 20, 3, 1, 9, 11},    // odd map: the pool drops a row and a column; a partial channel tile
+      {2, 4, 9, 5, 2, 12, 10},    // 5×5 kernel, padding 2
+      {2, 2, 5, 3, 0, 10, 10},    // no padding
+      {2, 20, 6, 1, 0, 6, 8},     // 1×1 kernel: a receptive-field row of 20 floats (a vector and a tail)
+      {2, 64, 12, 3, 1, 6, 6},    // a field of 576 floats: several 8-vector blocks
+  };
+  for (const auto& c : cases) {
+    INFO("n " << c.n << " in " << c.in << " out " << c.out << " k " << c.kernel << " p " << c.padding << " "
+              << c.height << "×" << c.width);
+    nn::Conv2d<float> conv(c.in, c.out, c.kernel, 1, c.padding);
+    fill_normal(conv.weight().data(), conv.weight().size(), rng);
+    fill_normal(conv.bias().data(), conv.bias().size(), rng);
+    nn::MaxPool2d<float> pool(2);
+    nn::ConvReluPool fused(conv, pool);
+    REQUIRE(fused.applicable());
+    Block<float> layers(conv);
+    Block<double> reference(conv);
+
+    Tensor<float, 4> x({c.n, c.in, c.height, c.width});
+    fill_normal(x.data(), x.size(), rng);
+    // Some exact zeros and a constant patch: ReLU's zero gradient at 0 and ties inside pooling windows.
+    for (index_t i = 0; i < x.size(); i += 7) x.data()[i] = 0.0f;
+    const Tensor<double, 4> xd = cast<double>(x);
+
+    const auto y = copy_of(fused.forward(x.view()));
+    const auto y_layers = layers.forward(x.view());
+    const auto y_reference = reference.forward(xd.view());
+    REQUIRE(y.size() == static_cast<std::size_t>(y_layers.size()));
+    for (std::size_t i = 0; i < y.size(); ++i) REQUIRE(y[i] == y_layers.data()[i]);
+    CHECK(max_error(y.data(), y_reference.data(), y_reference.size()) < 1e-5);
+
+    Tensor<float, 4> dy(y_layers.shape());
+    fill_normal(dy.data(), dy.size(), rng);
+    const Tensor<double, 4> dyd = cast<double>(dy);
+    const auto dx = copy_of(fused.backward(dy.view(), true));
+    const auto dw = copy_of(conv.weight_grad());
+    const auto db = copy_of(conv.bias_grad());
+    const auto dx_layers = layers.backward(dy.view());
+    const auto dx_reference = reference.backward(dyd.view());
+    REQUIRE(dx.size() == static_cast<std::size_t>(x.size()));
+    CHECK(max_error(dx.data(), dx_layers.data(), x.size()) < 1e-5);
+    CHECK(max_error(dx.data(), dx_reference.data(), x.size()) < 1e-5);
+    CHECK(max_error(dw.data(), layers.conv.weight_grad().data(), conv.weight().size()) < 1e-4);
+    CHECK(max_error(dw.data(), reference.conv.weight_grad().data(), conv.weight().size()) < 1e-4);
+    CHECK(max_error(db.data(), reference.conv.bias_grad().data(), conv.bias().size()) < 1e-5);
+
+    // Without the input gradient: the same parameter gradients, an empty view.
+    conv.weight_grad().fill(0.0f);
+    CHECK(fused.backward(dy.view(), false).size() == 0);
+    CHECK(copy_of(conv.weight_grad()) == dw);
+  }
+}
+
+TEST_CASE("fused step: where every window is negative nothing flows back, exactly") {
+  std::mt19937 rng(5);
+  nn::Conv2d<float> conv(3, 10, 3, 1, 1);
+  fill_normal(conv.weight().data(), conv.weight().size(), rng);
+  conv.bias().fill(-1e3f);  // every convolution output < 0, so ReLU gives 0 and the pool ties at 0
+  nn::MaxPool2d<float> pool(2);
+  nn::ConvReluPool fused(conv, pool);
+  Tensor<float, 4> x({2, 3, 8, 8}), dy({2, 10, 4, 4});
+  fill_normal(x.data(), x.size(), rng);
+  fill_normal(dy.data(), dy.size(), rng);
+  const auto y = fused.forward(x.view());
+  for (index_t i = 0; i < y.size(); ++i) REQUIRE(y.data()[i] == 0.0f);
+  const auto dx = fused.backward(dy.view(), true);
+  for (index_t i = 0; i < dx.size(); ++i) REQUIRE(dx.data()[i] == 0.0f);
+  for (index_t i = 0; i < conv.weight_grad().size(); ++i) REQUIRE(conv.weight_grad().data()[i] == 0.0f);
+  for (index_t i = 0; i < conv.bias_grad().size(); ++i) REQUIRE(conv.bias_grad().data()[i] == 0.0f);
+}
+
+TEST_CASE("Sequential fuses Conv2d → ReLU → MaxPool2d(2) triples, and only those") {
+  auto student = nn::make_student<float>(1);
+  CHECK(student.fused_steps() == 2);
+  student.set_fusion(false);
+  CHECK(student.fused_steps() == 0);
+  student.set_fusion(true);
+  // A layer between ReLU and the pool breaks the triple; a GEMM-only convolution cannot run fused.
+  student.insert_after("relu1", "relu1b", nn::ReLU<float>());
+  CHECK(student.fused_steps() == 1);
+  dynamic_cast<nn::Conv2d<float>&>(student.layer(student.index_of("conv2"))).set_algorithm(nn::ConvAlgorithm::im2col_gemm);
+  CHECK(student.fused_steps() == 0);
+  // Other pools and scalar types are not fused.
+  nn::Sequential<float> other;
+  other.add("conv", nn::Conv2d<float>(1, 4, 3, 1, 1));
+  other.add("relu", nn::ReLU<float>());
+  other.add("pool", nn::MaxPool2d<float>(3));
+  CHECK(other.fused_steps() == 0);
+  CHECK(nn::make_student<double>(1).fused_steps() == 0);
+}
+
+TEST_CASE("a fused network trains like the unfused one and reports shape errors the same way") {
+  std::mt19937 rng(9);
+  auto fused = nn::make_student<float>(3), plain = nn::make_student<float>(3);
+  plain.set_fusion(false);
+  Tensor<float, 4> x({4, 1, 28, 28}), dy({4, 10, 1, 1});
+  fill_normal(x.data(), x.size(), rng);
+  fill_normal(dy.data(), dy.size(), rng);
+  const auto y = copy_of(fused.forward(x.view(), nn::Mode::train));
+  const auto y_plain = plain.forward(x.view(), nn::Mode::train);
+  for (std::size_t i = 0; i < y.size(); ++i) REQUIRE(y[i] == y_plain.data()[i]);
+  fused.backward(dy.view());
+  plain.backward(dy.view());
+  const auto p = fused.parameters(), q = plain.parameters();
+  REQUIRE(p.size() == q.size());
+  for (std::size_t k = 0; k < p.size(); ++k) {
+    INFO(p[k].name);
+    CHECK(max_error(p[k].grad.data(), q[k].grad.data(), p[k].grad.size()) < 1e-4);
+  }
+  Tensor<float, 4> wrong({4, 3, 28, 28});
+  CHECK_THROWS_AS(fused.forward(wrong.view(), nn::Mode::train), shape_error);
+  CHECK(test_support::message_of<shape_error>([&] { (void)fused.forward(wrong.view(), nn::Mode::train); }).find("Conv2d(1, 16") != std::string::npos);
+  (void)fused.forward(x.view(), nn::Mode::train);
+  Tensor<float, 4> wrong_grad({4, 9, 1, 1});
+  CHECK_THROWS_AS(fused.backward(wrong_grad.view()), shape_error);
+}
+
+#if defined(_OPENMP)
+TEST_CASE("fused step: bit-identical for a given thread count, the forward for any") {
+  std::mt19937 rng(13);
+  nn::Conv2d<float> conv(16, 32, 3, 1, 1);
+  fill_normal(conv.weight().data(), conv.weight().size(), rng);
+  fill_normal(conv.bias().data(), conv.bias().size(), rng);
+  nn::MaxPool2d<float> pool(2);
+  nn::ConvReluPool fused(conv, pool);
+  Tensor<float, 4> x({5, 16, 14, 14}), dy({5, 32, 7, 7});
+  fill_normal(x.data(), x.size(), rng);
+  fill_normal(dy.data(), dy.size(), rng);
+  const int saved = omp_get_max_threads();
+  const auto run = [&](int threads) {
+    set_threads(threads);
+    std::vector<std::vector<float>> out;
+    out.push_back(copy_of(fused.forward(x.view())));
+    out.push_back(copy_of(fused.backward(dy.view(), true)));
+    out.push_back(copy_of(conv.weight_grad()));
+    return out;
+  };
+  const auto one = run(1), two = run(2), again = run(2);
+  set_threads(saved);
+  CHECK(one[0] == two[0]);
+  CHECK(two == again);
+  CHECK(max_error(one[2].data(), two[2].data(), static_cast<index_t>(one[2].size())) < 1e-5);
+}
+#endif

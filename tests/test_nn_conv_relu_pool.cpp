@@ -75,7 +75,7 @@ TEST_CASE("fused Conv2d+ReLU+MaxPool2d equals the three layers: forward bit for 
       {2, 64, 12, 3, 1, 6, 6},    // a field of 576 floats: several 8-vector blocks
       {2, 12, 20, 3, 1, 9, 11},   // Winograd: channels not a multiple of a vector, odd map (partial tiles dropped)
       {2, 8, 7, 3, 0, 10, 9},     // Winograd without padding, fewer output channels than a vector
-      {1, 16, 40, 3, 1, 14, 14},  // Winograd on one sample: blocks of 16 output channels, the last one partial
+      {1, 16, 40, 3, 1, 14, 14},  // Winograd on one sample: a block of 32 output channels and a partial one
   };
   for (const auto& c : cases) {
    for (const auto algorithm : {nn::ConvAlgorithm::direct, nn::ConvAlgorithm::automatic}) {

@@ -200,11 +200,12 @@ class ConvReluPool {
 #if defined(__AVX512F__)
     const simd::DirectConvGeometry& d = geometry_;
     const simd::WinogradGeometry g{d.in_channels, d.out_channels, d.padding, d.height, d.width};
-    // As the direct kernel: below about half a million multiply-adds one thread is faster. With fewer
-    // samples than threads (a batch of one), blocks of 16 channels give every thread work.
-    const index_t macs = x.dim(0) * g.out_channels * g.tiles() * 4 * 9 * g.in_channels;
+    // As the direct kernel: below about half a million multiply-adds (here the transformed domain's 16
+    // per tile, channel and output channel; the student's conv2 on one image has 0.4 M) one thread is
+    // faster, as a second costs its wake-up and the next layer's reads from the other core's cache.
+    const index_t macs = x.dim(0) * g.out_channels * g.tiles() * 16 * g.in_channels;
     const index_t max_threads = macs < (index_t{1} << 19) ? 1 : minnow::detail::max_threads();
-    const index_t width = x.dim(0) < max_threads ? 16 : 32;
+    const index_t width = 32;
     const index_t blocks = (g.out_channels + width - 1) / width, items = x.dim(0) * blocks;
     const int threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(max_threads, items)));
     winograd_.set_weights(g, conv_->weight().data());

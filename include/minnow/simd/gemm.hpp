@@ -156,12 +156,19 @@ void with_eigen_map(Strided<T> x, index_t rows, index_t cols, Fn&& fn) {
   }
 }
 
+// `lazy` takes Eigen's coefficient-based product: no blocking buffers and no threads of its own. Its
+// blocked product, when it parallelizes, mallocs a blocking buffer on every call, which a warmed-up
+// training step must not do.
 template <class T>
-void eigen_gemm(index_t m, index_t n, index_t k, Strided<T> a, Strided<T> b, T* c, index_t ldc, bool accumulate) {
+void eigen_gemm(index_t m, index_t n, index_t k, Strided<T> a, Strided<T> b, T* c, index_t ldc, bool accumulate, bool lazy) {
   Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Eigen::OuterStride<>> mc(c, m, n, Eigen::OuterStride<>(ldc));
   with_eigen_map(a, m, k, [&](const auto& ma) {
     with_eigen_map(b, k, n, [&](const auto& mb) {
-      if (accumulate) {
+      if (lazy && accumulate) {
+        mc.noalias() += ma.lazyProduct(mb);
+      } else if (lazy) {
+        mc.noalias() = ma.lazyProduct(mb);
+      } else if (accumulate) {
         mc.noalias() += ma * mb;
       } else {
         mc.noalias() = ma * mb;
@@ -178,9 +185,10 @@ template <class T>
 void gemm(index_t m, index_t n, index_t k, Strided<T> a, Strided<T> b, T* c, index_t ldc, bool accumulate) {
   if (m == 0 || n == 0) return;
   // Products too narrow for the register tile (n well below NR, e.g. a 3×3 single-channel kernel's
-  // weight gradient) would mostly multiply padding: Eigen handles those, and every non-float type.
+  // weight gradient, or fc2's 10 outputs) would mostly multiply padding: Eigen's coefficient-based
+  // product handles those; Eigen's blocked product every non-float type.
   if (!std::is_same_v<T, float> || 2 * n < detail::kNR) {
-    detail::eigen_gemm<T>(m, n, k, a, b, c, ldc, accumulate);
+    detail::eigen_gemm<T>(m, n, k, a, b, c, ldc, accumulate, std::is_same_v<T, float>);
     return;
   }
   if constexpr (std::is_same_v<T, float>) {

@@ -5,6 +5,9 @@
 //   latency/<arch>/batch:1/threads:<T>    time of one forward of one image
 //   conv/<layer>/batch:<B>/<algorithm>     one Conv2d's forward (and forward + backward: conv_train/), direct
 //                                         kernel against im2col + GEMM, one thread
+//   block/<layer>/batch:<B>/<variant>      conv → ReLU → 2×2 pool forward (and forward + backward: block_train/),
+//                                         one thread: the fused step with Winograd or the direct kernel, or the
+//                                         three layers one by one
 // The counter `allocations_per_step` counts heap allocations (every malloc, whoever calls it) inside
 // warmed-up training steps; it should be 0.
 #include <minnow/nn.hpp>
@@ -85,6 +88,36 @@ void conv(benchmark::State& state, ConvLayer layer, minnow::index_t batch, minno
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * batch);
 }
 
+// A reference layer's conv → ReLU → pool block on random input, as Sequential runs it (fused: Winograd
+// where eligible, or forced direct) or as three layers one by one; forward (and backward when `train`).
+void block(benchmark::State& state, ConvLayer layer, minnow::index_t batch, const std::string& variant, bool train) {
+  bench::set_threads(1);
+  minnow::nn::Conv2d<float> conv(layer.in, layer.out, 3, 1, 1);
+  minnow::nn::ReLU<float> relu;
+  minnow::nn::MaxPool2d<float> pool(2);
+  minnow::nn::ConvReluPool fused(conv, pool);
+  std::mt19937_64 rng(5);
+  conv.reset_parameters(rng);
+  conv.set_algorithm(variant == "winograd" ? minnow::nn::ConvAlgorithm::automatic : minnow::nn::ConvAlgorithm::direct);
+  conv.set_needs_input_grad(true);
+  minnow::Tensor<float, 4> x({batch, layer.in, layer.size, layer.size}), dy({batch, layer.out, layer.size / 2, layer.size / 2});
+  for (minnow::index_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(minnow::nn::uniform01(rng) - 0.5);
+  for (minnow::index_t i = 0; i < dy.size(); ++i) dy.data()[i] = static_cast<float>(minnow::nn::uniform01(rng) - 0.5);
+  const bool layers = variant == "layers";
+  for (auto _ : state) {
+    if (layers) {
+      const auto y = pool.forward(relu.forward(conv.forward(x.view(), minnow::nn::Mode::train), minnow::nn::Mode::train),
+                                  minnow::nn::Mode::train);
+      benchmark::DoNotOptimize(y.data());
+      if (train) benchmark::DoNotOptimize(conv.backward(relu.backward(pool.backward(dy.view()))).data());
+    } else {
+      benchmark::DoNotOptimize(fused.forward(x.view()).data());
+      if (train) benchmark::DoNotOptimize(fused.backward(dy.view(), true).data());
+    }
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * batch);
+}
+
 void register_all() {
   for (const ConvLayer layer : {ConvLayer{"student.conv1", 1, 16, 28}, ConvLayer{"student.conv2", 16, 32, 14},
                                 ConvLayer{"teacher.conv1", 1, 64, 28}, ConvLayer{"teacher.conv2", 64, 128, 14}}) {
@@ -98,6 +131,23 @@ void register_all() {
         if (batch > 1) {
           benchmark::RegisterBenchmark(("conv_train/" + suffix).c_str(),
                                        [=](benchmark::State& s) { conv(s, layer, batch, algorithm, true); })
+              ->Unit(benchmark::kMicrosecond)->UseRealTime();
+        }
+      }
+    }
+  }
+  for (const ConvLayer layer : {ConvLayer{"student.conv1", 1, 16, 28}, ConvLayer{"student.conv2", 16, 32, 14},
+                                ConvLayer{"teacher.conv1", 1, 64, 28}, ConvLayer{"teacher.conv2", 64, 128, 14}}) {
+    for (const std::string variant : {"winograd", "direct", "layers"}) {
+      // Winograd needs ≥ 8 input channels: for conv1 "winograd" would repeat "direct".
+      if (variant == "winograd" && layer.in < 8) continue;
+      for (const minnow::index_t batch : {1, 64}) {
+        const std::string suffix = std::string(layer.name) + "/batch:" + std::to_string(batch) + "/" + variant;
+        benchmark::RegisterBenchmark(("block/" + suffix).c_str(), [=](benchmark::State& s) { block(s, layer, batch, variant, false); })
+            ->Unit(benchmark::kMicrosecond)->UseRealTime();
+        if (batch > 1) {
+          benchmark::RegisterBenchmark(("block_train/" + suffix).c_str(),
+                                       [=](benchmark::State& s) { block(s, layer, batch, variant, true); })
               ->Unit(benchmark::kMicrosecond)->UseRealTime();
         }
       }

@@ -76,6 +76,7 @@ TEST_CASE("fused Conv2d+ReLU+MaxPool2d equals the three layers: forward bit for 
       {2, 12, 20, 3, 1, 9, 11},   // Winograd: channels not a multiple of a vector, odd map (partial tiles dropped)
       {2, 8, 7, 3, 0, 10, 9},     // Winograd without padding, fewer output channels than a vector
       {1, 16, 40, 3, 1, 14, 14},  // Winograd on one sample: a block of 32 output channels and a partial one
+      {2, 24, 16, 3, 1, 8, 8},    // Winograd: a full 16-channel chunk of the input transform, then a partial one
   };
   for (const auto& c : cases) {
    for (const auto algorithm : {nn::ConvAlgorithm::direct, nn::ConvAlgorithm::automatic}) {
@@ -95,7 +96,7 @@ TEST_CASE("fused Conv2d+ReLU+MaxPool2d equals the three layers: forward bit for 
 
     Tensor<float, 4> x({c.n, c.in, c.height, c.width});
     fill_normal(x.data(), x.size(), rng);
-    // Some exact zeros and a constant patch: ReLU's zero gradient at 0 and ties inside pooling windows.
+    // Some exact zeros: ReLU's zero gradient at 0.
     for (index_t i = 0; i < x.size(); i += 7) x.data()[i] = 0.0f;
     const Tensor<double, 4> xd = cast<double>(x);
 
@@ -148,6 +149,48 @@ TEST_CASE("fused step: where every window is negative nothing flows back, exactl
   for (index_t i = 0; i < dx.size(); ++i) REQUIRE(dx.data()[i] == 0.0f);
   for (index_t i = 0; i < conv.weight_grad().size(); ++i) REQUIRE(conv.weight_grad().data()[i] == 0.0f);
   for (index_t i = 0; i < conv.bias_grad().size(); ++i) REQUIRE(conv.bias_grad().data()[i] == 0.0f);
+}
+
+TEST_CASE("fused step: equal maxima go to the first of the window, on both forward algorithms") {
+  std::mt19937 rng(17);
+  for (const auto algorithm : {nn::ConvAlgorithm::direct, nn::ConvAlgorithm::automatic}) {
+    // Zero weights and a positive bias: every convolution output equals its bias, so each window is a
+    // four-way tie, and only the pool's rule decides where the gradient goes (into dW through x).
+    nn::Conv2d<float> conv(16, 8, 3, 1, 1);
+    conv.set_algorithm(algorithm);
+    conv.weight().fill(0.0f);
+    for (index_t o = 0; o < 8; ++o) conv.bias().data()[o] = 0.5f + static_cast<float>(o);
+    nn::MaxPool2d<float> pool(2);
+    nn::ConvReluPool fused(conv, pool);
+    Block<float> layers(conv);
+    Tensor<float, 4> x({2, 16, 6, 6}), dy({2, 8, 3, 3});
+    fill_normal(x.data(), x.size(), rng);
+    fill_normal(dy.data(), dy.size(), rng);
+    const auto y = copy_of(fused.forward(x.view()));
+    const auto y_layers = layers.forward(x.view());
+    for (std::size_t i = 0; i < y.size(); ++i) REQUIRE(y[i] == y_layers.data()[i]);
+    (void)fused.backward(dy.view(), true);
+    (void)layers.backward(dy.view());
+    CHECK(max_error(conv.weight_grad().data(), layers.conv.weight_grad().data(), conv.weight().size()) < 1e-5);
+  }
+}
+
+TEST_CASE("fused step: weights changed in place between forwards are used (the Winograd transform is redone)") {
+  std::mt19937 rng(19);
+  nn::Conv2d<float> conv(16, 32, 3, 1, 1);
+  fill_normal(conv.weight().data(), conv.weight().size(), rng);
+  fill_normal(conv.bias().data(), conv.bias().size(), rng);
+  nn::MaxPool2d<float> pool(2);
+  nn::ConvReluPool fused(conv, pool);
+  Tensor<float, 4> x({1, 16, 14, 14});
+  fill_normal(x.data(), x.size(), rng);
+  (void)fused.forward(x.view());
+  // As an optimizer step or a pruning mask would: one weight changes, in place.
+  conv.weight().data()[5] += 3.0f;
+  const auto y = copy_of(fused.forward(x.view()));
+  Block<float> layers(conv);
+  const auto y_layers = layers.forward(x.view());
+  CHECK(max_error(y.data(), y_layers.data(), y_layers.size()) < 1e-5);
 }
 
 TEST_CASE("Sequential fuses Conv2d → ReLU → MaxPool2d(2) triples, and only those") {
@@ -217,10 +260,13 @@ TEST_CASE("fused step: bit-identical for a given thread count, the forward for a
     out.push_back(copy_of(conv.weight_grad()));
     return out;
   };
-  const auto one = run(1), two = run(2), again = run(2);
+  for (const auto algorithm : {nn::ConvAlgorithm::direct, nn::ConvAlgorithm::automatic}) {
+    conv.set_algorithm(algorithm);
+    const auto one = run(1), two = run(2), again = run(2);
+    CHECK(one[0] == two[0]);
+    CHECK(two == again);
+    CHECK(max_error(one[2].data(), two[2].data(), static_cast<index_t>(one[2].size())) < 1e-5);
+  }
   set_threads(saved);
-  CHECK(one[0] == two[0]);
-  CHECK(two == again);
-  CHECK(max_error(one[2].data(), two[2].data(), static_cast<index_t>(one[2].size())) < 1e-5);
 }
 #endif

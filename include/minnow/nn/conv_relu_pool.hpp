@@ -8,11 +8,14 @@
 /// behind the pool at most one output in four has a gradient, so the dense backward multiplies mostly
 /// zeros. Sequential runs every such triple through this step (Sequential::set_fusion turns it off). The
 /// layers keep their parameters and names; the step reads the convolution's weights and writes its
-/// gradients. Its forward equals the three layers' bit for bit (the same direct kernel, ReLU and pooling
-/// rule, so the same winner among equal maxima); its backward equals theirs up to the order of the float
-/// sums, except that a gradient the layers multiply by zero is skipped, so an infinite or NaN input under a
-/// zero gradient leaves no NaN here. The three layers' own buffers are not touched: a fused forward pairs
-/// with a fused backward.
+/// gradients. With the direct kernel its forward equals the three layers' bit for bit (the same kernel,
+/// ReLU and pooling rule, so the same winner among equal maxima). With Winograd (`uses_winograd`) it
+/// equals them up to float rounding, which can move a value near 0 across ReLU or change the winner of a
+/// nearly tied window; and an infinite input gives NaN in its 2×2 tile (∞ − ∞ in the transforms) where
+/// the layers give ±∞ — set the convolution's algorithm to `direct` for such data. The backward equals
+/// the layers' up to the order of the float sums, except that a gradient the layers multiply by zero is
+/// skipped, so an infinite or NaN input under a zero gradient leaves no NaN here. The three layers' own
+/// buffers are not touched: a fused forward pairs with a fused backward.
 
 #include <minnow/detail/parallel.hpp>
 #include <minnow/nn/conv2d.hpp>
@@ -43,10 +46,11 @@ class ConvReluPool {
   /// The pooled activations; the view lives until the next forward. @throws shape_error as the layers do.
   Activations<float> forward(Activations<float> x) {
     const Shape<4> out_shape = pool_->output_shape(conv_->output_shape(x.shape()));
-    geometry_ = {conv_->in_channels(), conv_->out_channels(), conv_->kernel(), conv_->padding(), x.dim(2), x.dim(3)};
-    x_ = x;
+    // Allocate first: if that throws, the state still describes the last forward.
     y_.resize(out_shape);
     argmax_.resize(out_shape);
+    geometry_ = {conv_->in_channels(), conv_->out_channels(), conv_->kernel(), conv_->padding(), x.dim(2), x.dim(3)};
+    x_ = x;
     if (uses_winograd()) {
       forward_winograd(x);
       return y_.view();

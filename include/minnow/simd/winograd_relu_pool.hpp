@@ -12,7 +12,7 @@
 /// leaves the transform as one pooled value and its winner.
 ///
 /// The transforms add rounding: results differ from a direct convolution by a few float ulps of the
-/// largest term. AVX-512 only; `kWinogradAvailable` is false elsewhere and callers use the direct kernel.
+/// largest term, and an infinite input becomes NaN in its tile (∞ − ∞). AVX-512 only; `kWinogradAvailable` is false elsewhere and callers use the direct kernel.
 
 #include <minnow/simd/sparse_conv_grad.hpp>
 #include <minnow/tensor.hpp>
@@ -111,9 +111,8 @@ class WinogradReluPool {
     const auto n = static_cast<std::size_t>(out * in * 9);
     // Comparing costs far less than transforming (a batch-1 forward would otherwise transform every call).
     if (in == cached_in_ && out == cached_out_ && std::memcmp(weight, cached_weight_.data(), n * sizeof(float)) == 0) return;
+    cached_in_ = -1;  // no valid cache until the transform below has completed
     cached_weight_.assign(weight, weight + n);
-    cached_in_ = in;
-    cached_out_ = out;
     u_.resize({16 * in * stride});
     u_.fill(0.0f);
     float* u = u_.data();
@@ -134,6 +133,8 @@ class WinogradReluPool {
         }
       }
     }
+    cached_in_ = in;
+    cached_out_ = out;
   }
 
   /// Per-thread buffers for `threads` threads.

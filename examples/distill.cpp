@@ -58,6 +58,7 @@ struct Options {
   bool bagging = false;
   bool teacher_augment = false;        // every teacher trains on randomly shifted and flipped batches
   std::vector<int> augmented_teachers;  // or only these (1-based)
+  int augmented_epochs = 0;             // epochs of the augmented teachers; 0: --teacher-epochs
   bool parallel = false;
   bool per_epoch = false;  // --teacher-outputs per-epoch
   int threads = 2;
@@ -76,7 +77,8 @@ Options parse(int argc, char** argv) {
   Options o;
   example::CommandLine cli("distill", "Trains K teachers, evaluates them and their ensembles, and distils a student three ways.");
   cli.option("--teachers", o.teachers, "ensemble size K (default 3)")
-      .option("--teacher-arch", o.teacher_arch, "comma list of architectures, cycled over the members (default teacher)")
+      .option("--teacher-arch", o.teacher_arch,
+              "comma list of architectures (teacher, teacher5x5, student), cycled over the members (default teacher)")
       .option("--teacher-epochs", o.teacher_epochs, "epochs per teacher (default 3)")
       .option("--student-arch", o.student_arch, "student | teacher (teacher: a born-again network; default student)")
       .option("--student-epochs", o.student_epochs, "epochs per student (default 10)")
@@ -91,6 +93,8 @@ Options parse(int argc, char** argv) {
       .option("--augmented-teachers", o.augmented_teachers,
               "comma list of the teachers (1-based) that train augmented, the others plainly: a recipe-diverse "
               "ensemble, e.g. 2,4 (default: none, or all with --teacher-augment)")
+      .option("--augmented-epochs", o.augmented_epochs,
+              "epochs of the augmented teachers, which converge more slowly (default: --teacher-epochs)")
       .flag("--parallel", o.parallel, true, "train the teachers in parallel threads, one thread each")
       .option("--teacher-outputs", [&o](const std::string& mode) {
         if (mode != "cached" && mode != "per-epoch") throw minnow::value_error("expected cached or per-epoch");
@@ -110,6 +114,16 @@ Options parse(int argc, char** argv) {
       .option("--load-teachers", o.load_dir, "load the teacher checkpoints found in DIR, train the missing ones")
       .option("--save-teachers", o.save_dir, "save every trained teacher to DIR");
   cli.parse(argc, argv);
+  if (o.augmented_epochs < 0) {
+    throw minnow::value_error(minnow::detail::concat("--augmented-epochs must be >= 0, got ", o.augmented_epochs));
+  }
+  if (o.augmented_epochs > 0 && o.augmented_teachers.empty() && !o.teacher_augment) {
+    throw minnow::value_error("--augmented-epochs needs augmented teachers (--augmented-teachers or --teacher-augment)");
+  }
+  if (o.augmented_epochs == 0) o.augmented_epochs = o.teacher_epochs;
+  // An unknown architecture must stop the run before the data set loads.
+  for (const auto& name : o.teacher_arch) (void)minnow::nn::make_architecture<float>(name, 0);
+  (void)minnow::nn::make_architecture<float>(o.student_arch, 0);
   if (o.teachers <= 0 || o.teacher_epochs <= 0 || o.student_epochs <= 0 || o.batch <= 0 || o.threads <= 0) {
     throw minnow::value_error(minnow::detail::concat("teachers, epochs, batch and threads must be positive, got teachers ",
                                                      o.teachers, ", teacher epochs ", o.teacher_epochs, ", student epochs ",
@@ -179,6 +193,7 @@ std::string augmented_note(const Options& o) {
   if (static_cast<int>(o.augmented_teachers.size()) == o.teachers) return ", augmented";
   std::string out = ", augmented: teacher";
   for (std::size_t i = 0; i < o.augmented_teachers.size(); ++i) out += (i ? ", " : " ") + std::to_string(o.augmented_teachers[i]);
+  if (o.augmented_epochs != o.teacher_epochs) out += minnow::detail::concat(" (", o.augmented_epochs, " epochs)");
   return out;
 }
 
@@ -197,6 +212,7 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
   options.recipe = {.epochs = o.teacher_epochs, .batch = o.batch, .learning_rate = o.lr};
   pipeline::Recipe augmented_recipe = options.recipe;
   augmented_recipe.augmentation = fashion_mnist_views();
+  augmented_recipe.epochs = o.augmented_epochs;
   std::vector<pipeline::MemberSpec> specs;
   for (std::size_t k = 0; k < k_count; ++k) {
     const unsigned long long teacher_seed = o.teacher_seed != 0 ? o.teacher_seed : seed;
@@ -216,7 +232,8 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
   };
   const pipeline::MemberCheckpoints files{.load_dir = o.load_dir, .save_dir = o.save_dir,
                                           .file_name = [&](const pipeline::MemberSpec& spec) {
-                                            return pipeline::member_file_name(spec, o.teacher_epochs, pool.size(),
+                                            const int epochs = spec.recipe ? spec.recipe->epochs : o.teacher_epochs;
+                                            return pipeline::member_file_name(spec, epochs, pool.size(),
                                                                               spec.recipe ? "aug" : "");
                                           }};
   std::printf("teachers: %zu × %d epoch(s) on %zu images%s%s; missing ones train %s\n", k_count, o.teacher_epochs,
@@ -354,9 +371,11 @@ int main(int argc, char** argv) {
     minnow::set_threads(o.threads);
     const auto data =
         minnow::data::load_fashion_mnist<float>(o.data_dir, minnow::data::fashion_mnist_normalization, o.train_limit);
+    std::string architectures;
+    for (const auto& a : o.teacher_arch) architectures += (architectures.empty() ? "" : ", ") + a;
     std::printf("%d teacher(s) (%s), student %s, T = %g, alpha = %g, teacher outputs %s, %td training / %td test images, "
                 "%d thread(s)\n",
-                o.teachers, o.teacher_arch[0].c_str(), o.student_arch.c_str(), o.temperature, o.alpha,
+                o.teachers, architectures.c_str(), o.student_arch.c_str(), o.temperature, o.alpha,
                 o.per_epoch ? "per epoch" : "cached", data.train.size(), data.test.size(), o.threads);
     std::vector<SeedResult> results;
     const auto start = std::chrono::steady_clock::now();
@@ -394,9 +413,11 @@ int main(int argc, char** argv) {
       }
     }
     std::printf("\ntotal %.1f min\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60.0);
-    // 5 × 15 teacher epochs × 3 seeds at ~55 s per epoch (uncontended) is ≈ 3.5 h; saved teachers make reruns cheap.
-    std::printf("full-size comparison (5 teachers of 15 epochs, 3 seeds; about 4 hours on 2 idle cores):\n"
-                "  distill --teachers 5 --teacher-epochs 15 --student-epochs 15 --seeds 1,2,3 --parallel "
+    // Per seed: three plain teachers of 8 epochs and two augmented ones of 15 (about 25 min of teacher
+    // training on 2 cores), then three 40-epoch students; saved teachers make reruns cheap.
+    std::printf("full-size comparison (docs/results.md; about 1.5 hours on 2 idle cores):\n"
+                "  distill --teachers 5 --teacher-epochs 8 --augmented-teachers 2,4 --augmented-epochs 15 "
+                "--student-epochs 40 --seeds 1,2,3 --temperature 2 --alpha 0.5 --parallel "
                 "--save-teachers teachers --load-teachers teachers\n");
     return 0;
   } catch (const std::exception& e) {

@@ -1,6 +1,7 @@
 // Forward and backward of Conv2d, MaxPool2d, Linear, ReLU, softmax cross-entropy and a small Sequential,
 // against PyTorch 1.13 (fixtures from tests/fixtures/generate_nn.py), to 1e-5 relative.
 #include "fixtures.hpp"
+#include "test_support.hpp"
 
 #include <minnow/nn.hpp>
 
@@ -138,6 +139,32 @@ TEST_CASE("a small Sequential CNN matches PyTorch end to end") {
     INFO(p.name);
     CHECK(max_rel_error(p.grad, fixtures::flat<float>(c, "grad." + p.name)) < kTolerance);
   }
+}
+
+TEST_CASE("teacher5x5: 5x5 kernels with same padding, fused like the teacher, and named by make_architecture") {
+  auto net = nn::make_architecture<float>("teacher5x5", 3);
+  const auto params = net.parameters();
+  REQUIRE(params.size() == 8);
+  CHECK(params[0].shape == std::vector<index_t>{32, 1, 5, 5});
+  CHECK(params[2].shape == std::vector<index_t>{64, 32, 5, 5});
+  CHECK(params[4].shape == std::vector<index_t>{1024, 3136});
+  CHECK(parameter_count(params) == 32 * 25 + 32 + 64 * 32 * 25 + 64 + 3136 * 1024 + 1024 + 1024 * 10 + 10);
+  CHECK(net.output_shape({3, 1, 28, 28}) == Shape<4>{3, 10, 1, 1});
+  CHECK(net.fused_steps() == 2);
+  // The fused steps run the direct kernel (no Winograd for 5×5), so they equal the layers one by one exactly.
+  Tensor<float, 4> x({3, 1, 28, 28});
+  std::mt19937 rng(5);
+  test_support::fill_normal(x.data(), x.size(), rng);
+  const Tensor<float, 4> fused(net.forward(x));
+  net.set_fusion(false);
+  const Tensor<float, 4> layered(net.forward(x));
+  CHECK(std::equal(fused.data(), fused.data() + fused.size(), layered.data(), layered.data() + layered.size()));
+  // The seed alone decides the initial weights.
+  CHECK(nn::make_teacher5x5<float>(3).parameters()[2].value(7) == params[2].value(7));
+  CHECK(nn::make_teacher5x5<float>(4).parameters()[2].value(7) != params[2].value(7));
+  CHECK_THROWS_WITH(nn::make_cnn<float>(8, 8, 8, 0, 4), "make_cnn: kernel must be odd and positive, got 4");
+  CHECK_THROWS_WITH(nn::make_architecture<float>("resnet", 0),
+                    "unknown architecture 'resnet' (expected teacher, teacher5x5 or student)");
 }
 
 TEST_CASE("Sequential names parameters like PyTorch and checks shapes") {

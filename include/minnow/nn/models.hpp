@@ -1,7 +1,9 @@
 #pragma once
 /// @file nn/models.hpp
-/// @brief The two reference architectures for Fashion-MNIST (1×28×28 inputs, 10 classes).
+/// @brief The reference architectures for Fashion-MNIST (1×28×28 inputs, 10 classes): the teacher, the
+/// student, and a second teacher with 5×5 kernels for ensembles of mixed architectures.
 
+#include <minnow/error.hpp>
 #include <minnow/nn/activations.hpp>
 #include <minnow/nn/conv2d.hpp>
 #include <minnow/nn/linear.hpp>
@@ -14,16 +16,19 @@
 
 namespace minnow::nn {
 
-/// Two conv blocks (3×3, padding 1, ReLU, 2×2 max pool) and two linear layers, PyTorch-initialised from `seed`.
-/// Parameter names: conv1, conv2, fc1, fc2 (each .weight and .bias).
+/// Two conv blocks (k×k kernels with "same" padding, ReLU, 2×2 max pool) and two linear layers,
+/// PyTorch-initialised from `seed`. Parameter names: conv1, conv2, fc1, fc2 (each .weight and .bias).
 template <class T>
-[[nodiscard]] Sequential<T> make_cnn(index_t c1, index_t c2, index_t hidden, std::uint64_t seed) {
+[[nodiscard]] Sequential<T> make_cnn(index_t c1, index_t c2, index_t hidden, std::uint64_t seed, index_t kernel = 3) {
+  if (kernel < 1 || kernel % 2 == 0) {
+    throw value_error(minnow::detail::concat("make_cnn: kernel must be odd and positive, got ", kernel));
+  }
   std::mt19937_64 rng(seed);
   Sequential<T> net;
-  net.add("conv1", Conv2d<T>(1, c1, 3, 1, 1)).reset_parameters(rng);
+  net.add("conv1", Conv2d<T>(1, c1, kernel, 1, kernel / 2)).reset_parameters(rng);
   net.add("relu1", ReLU<T>());
   net.add("pool1", MaxPool2d<T>(2));
-  net.add("conv2", Conv2d<T>(c1, c2, 3, 1, 1)).reset_parameters(rng);
+  net.add("conv2", Conv2d<T>(c1, c2, kernel, 1, kernel / 2)).reset_parameters(rng);
   net.add("relu2", ReLU<T>());
   net.add("pool2", MaxPool2d<T>(2));
   net.add("flatten", Flatten<T>());
@@ -45,12 +50,22 @@ template <class T>
   return make_cnn<T>(16, 32, 64, seed);
 }
 
-/// "teacher" or "student". @throws value_error naming the unknown architecture.
+/// A second teacher that sees the image through 5×5 kernels: conv 1→32, conv 32→64, fc 3136→1024→10
+/// (3.3 M parameters): a member of another architecture for mixed ensembles (`--teacher-arch
+/// teacher,teacher5x5` in examples/distill.cpp; docs/results.md measures what it adds).
+template <class T>
+[[nodiscard]] Sequential<T> make_teacher5x5(std::uint64_t seed) {
+  return make_cnn<T>(32, 64, 1024, seed, 5);
+}
+
+/// "teacher", "teacher5x5" or "student". @throws value_error naming the unknown architecture.
 template <class T>
 [[nodiscard]] Sequential<T> make_architecture(std::string_view name, std::uint64_t seed) {
   if (name == "teacher") return make_teacher<T>(seed);
+  if (name == "teacher5x5") return make_teacher5x5<T>(seed);
   if (name == "student") return make_student<T>(seed);
-  throw value_error(minnow::detail::concat("unknown architecture '", name, "' (expected teacher or student)"));
+  throw value_error(
+      minnow::detail::concat("unknown architecture '", name, "' (expected teacher, teacher5x5 or student)"));
 }
 
 }  // namespace minnow::nn

@@ -15,7 +15,7 @@
 // students: at 0.05, KD at T >= 2 kills the student in its first steps (its gradient T·(q − p) starts
 // up to T times larger than cross-entropy's, and this CNN has no normalisation to absorb it). Teachers
 // may train on shifted and flipped batches: all of them (--teacher-augment) or some (--augmented-teachers),
-// which makes a recipe-diverse ensemble.
+// which makes a recipe-diverse ensemble; --augmented-epochs gives them the longer training they need.
 #include <minnow/data.hpp>
 #include <minnow/distill.hpp>
 #include <minnow/ensemble.hpp>
@@ -80,7 +80,7 @@ Options parse(int argc, char** argv) {
       .option("--teacher-arch", o.teacher_arch,
               "comma list of architectures (teacher, teacher5x5, student), cycled over the members (default teacher)")
       .option("--teacher-epochs", o.teacher_epochs, "epochs per teacher (default 3)")
-      .option("--student-arch", o.student_arch, "student | teacher (teacher: a born-again network; default student)")
+      .option("--student-arch", o.student_arch, "student | teacher | teacher5x5 (a teacher: a born-again network; default student)")
       .option("--student-epochs", o.student_epochs, "epochs per student (default 10)")
       .option("--temperature", o.temperature, "distillation temperature T (default 4)")
       .option("--alpha", o.alpha, "weight of the KD term against cross-entropy (default 0.9)")
@@ -190,9 +190,11 @@ minnow::data::Augmentation fashion_mnist_views() {
 
 std::string augmented_note(const Options& o) {
   if (o.augmented_teachers.empty()) return "";
-  if (static_cast<int>(o.augmented_teachers.size()) == o.teachers) return ", augmented";
-  std::string out = ", augmented: teacher";
-  for (std::size_t i = 0; i < o.augmented_teachers.size(); ++i) out += (i ? ", " : " ") + std::to_string(o.augmented_teachers[i]);
+  std::string out = ", augmented";
+  if (static_cast<int>(o.augmented_teachers.size()) != o.teachers) {
+    out += ": teacher";
+    for (std::size_t i = 0; i < o.augmented_teachers.size(); ++i) out += (i ? ", " : " ") + std::to_string(o.augmented_teachers[i]);
+  }
   if (o.augmented_epochs != o.teacher_epochs) out += minnow::detail::concat(" (", o.augmented_epochs, " epochs)");
   return out;
 }

@@ -45,7 +45,7 @@ struct Options {
 Options parse(int argc, char** argv) {
   Options o;
   example::CommandLine cli("prune", "Prunes a trained network with AGP schedules during fine-tuning.");
-  cli.option("--arch", o.arch, "teacher | student (default student)")
+  cli.option("--arch", o.arch, "teacher | teacher5x5 | student (default student)")
       .option("--load", o.load, "dense checkpoint (default: train one with the train example's recipe)")
       .option("--data", o.data_dir, "Fashion-MNIST directory")
       .option("--finetune-epochs", o.finetune_epochs, "fine-tuning epochs per target, >= 2 (default 3)")

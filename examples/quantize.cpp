@@ -59,7 +59,7 @@ struct Options {
 Options parse(int argc, char** argv) {
   Options o;
   example::CommandLine cli("quantize", "Quantizes a trained network: PTQ, QAT (8 and 4 bits), k-means weight sharing.");
-  cli.option("--arch", o.arch, "teacher | student (default student)")
+  cli.option("--arch", o.arch, "teacher | teacher5x5 | student (default student)")
       .option("--load", o.load, "float checkpoint (default: train one with the train example's recipe)")
       .option("--data", o.data_dir, "Fashion-MNIST directory")
       .option("--qat-epochs", o.qat_epochs, "fine-tuning epochs of QAT and k-means sharing (default 2)")

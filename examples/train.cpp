@@ -31,7 +31,7 @@ Options parse(int argc, char** argv) {
   Options o;
   example::CommandLine cli("train", "Trains the teacher or the student on Fashion-MNIST and prints a per-epoch table.");
   example::add_recipe_options(cli, o.recipe, "the training");
-  cli.option("--arch", o.arch, "teacher | student (default student)")
+  cli.option("--arch", o.arch, "teacher | teacher5x5 | student (default student)")
       .option("--weight-decay", o.recipe.weight_decay, "weight decay (default 5e-4)")
       .option("--threads", o.threads, "threads (default 2)")
       .option("--data", o.data_dir, "Fashion-MNIST directory")

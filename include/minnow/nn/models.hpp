@@ -18,6 +18,7 @@ namespace minnow::nn {
 
 /// Two conv blocks (k×k kernels with "same" padding, ReLU, 2×2 max pool) and two linear layers,
 /// PyTorch-initialised from `seed`. Parameter names: conv1, conv2, fc1, fc2 (each .weight and .bias).
+/// @throws value_error when `kernel` is even or not positive (no "same" padding exists).
 template <class T>
 [[nodiscard]] Sequential<T> make_cnn(index_t c1, index_t c2, index_t hidden, std::uint64_t seed, index_t kernel = 3) {
   if (kernel < 1 || kernel % 2 == 0) {

@@ -122,8 +122,8 @@ Options parse(int argc, char** argv) {
   }
   if (o.augmented_epochs == 0) o.augmented_epochs = o.teacher_epochs;
   // An unknown architecture must stop the run before the data set loads.
-  for (const auto& name : o.teacher_arch) (void)minnow::nn::make_architecture<float>(name, 0);
-  (void)minnow::nn::make_architecture<float>(o.student_arch, 0);
+  for (const auto& name : o.teacher_arch) minnow::nn::check_architecture(name);
+  minnow::nn::check_architecture(o.student_arch);
   if (o.teachers <= 0 || o.teacher_epochs <= 0 || o.student_epochs <= 0 || o.batch <= 0 || o.threads <= 0) {
     throw minnow::value_error(minnow::detail::concat("teachers, epochs, batch and threads must be positive, got teachers ",
                                                      o.teachers, ", teacher epochs ", o.teacher_epochs, ", student epochs ",

@@ -165,6 +165,16 @@ TEST_CASE("teacher5x5: 5x5 kernels with same padding, fused like the teacher, an
   CHECK_THROWS_WITH(nn::make_cnn<float>(8, 8, 8, 0, 4), "make_cnn: kernel must be odd and positive, got 4");
   CHECK_THROWS_WITH(nn::make_architecture<float>("resnet", 0),
                     "unknown architecture 'resnet' (expected teacher, teacher5x5 or student)");
+  CHECK_THROWS_WITH(nn::check_architecture("Teacher"),
+                    "unknown architecture 'Teacher' (expected teacher, teacher5x5 or student)");
+  // Every listed name builds its own network (none falls through to another's).
+  std::vector<index_t> sizes;
+  for (const auto name : nn::architecture_names) {
+    CHECK_NOTHROW(nn::check_architecture(name));
+    sizes.push_back(parameter_count(nn::make_architecture<float>(name, 1).parameters()));
+  }
+  CHECK(sizes == std::vector<index_t>{parameter_count(nn::make_teacher<float>(1).parameters()),
+                                      parameter_count(params), parameter_count(nn::make_student<float>(1).parameters())});
 }
 
 TEST_CASE("Sequential names parameters like PyTorch and checks shapes") {

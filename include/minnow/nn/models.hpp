@@ -10,6 +10,8 @@
 #include <minnow/nn/maxpool2d.hpp>
 #include <minnow/nn/sequential.hpp>
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <random>
 #include <string_view>
@@ -59,14 +61,25 @@ template <class T>
   return make_cnn<T>(32, 64, 1024, seed, 5);
 }
 
+/// The names make_architecture() knows.
+inline constexpr std::array<std::string_view, 3> architecture_names{"teacher", "teacher5x5", "student"};
+
+/// Checks a name without building the network, so that a run can reject it before any work.
+/// @throws value_error naming the unknown architecture.
+inline void check_architecture(std::string_view name) {
+  if (std::find(architecture_names.begin(), architecture_names.end(), name) == architecture_names.end()) {
+    throw value_error(
+        minnow::detail::concat("unknown architecture '", name, "' (expected teacher, teacher5x5 or student)"));
+  }
+}
+
 /// "teacher", "teacher5x5" or "student". @throws value_error naming the unknown architecture.
 template <class T>
 [[nodiscard]] Sequential<T> make_architecture(std::string_view name, std::uint64_t seed) {
+  check_architecture(name);
   if (name == "teacher") return make_teacher<T>(seed);
   if (name == "teacher5x5") return make_teacher5x5<T>(seed);
-  if (name == "student") return make_student<T>(seed);
-  throw value_error(
-      minnow::detail::concat("unknown architecture '", name, "' (expected teacher, teacher5x5 or student)"));
+  return make_student<T>(seed);
 }
 
 }  // namespace minnow::nn

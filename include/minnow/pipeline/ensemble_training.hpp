@@ -238,7 +238,7 @@ template <class T>
   detail::check_recipe(what, options.recipe);
   detail::check_threads(what, options.threads);
   for (const auto& spec : specs) {  // fail before any training
-    (void)nn::make_architecture<T>(spec.architecture, 0);
+    nn::check_architecture(spec.architecture);
     if (spec.recipe) detail::check_recipe(what, *spec.recipe);
   }
 

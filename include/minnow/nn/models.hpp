@@ -14,6 +14,7 @@
 #include <array>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <string_view>
 
 namespace minnow::nn {
@@ -67,10 +68,13 @@ inline constexpr std::array<std::string_view, 3> architecture_names{"teacher", "
 /// Checks a name without building the network, so that a run can reject it before any work.
 /// @throws value_error naming the unknown architecture.
 inline void check_architecture(std::string_view name) {
-  if (std::find(architecture_names.begin(), architecture_names.end(), name) == architecture_names.end()) {
-    throw value_error(
-        minnow::detail::concat("unknown architecture '", name, "' (expected teacher, teacher5x5 or student)"));
+  if (std::find(architecture_names.begin(), architecture_names.end(), name) != architecture_names.end()) return;
+  std::string expected;  // "a, b or c", from the list itself so the message never lags behind it
+  for (std::size_t i = 0; i < architecture_names.size(); ++i) {
+    expected += i == 0 ? "" : (i + 1 == architecture_names.size() ? " or " : ", ");
+    expected += architecture_names[i];
   }
+  throw value_error(minnow::detail::concat("unknown architecture '", name, "' (expected ", expected, ")"));
 }
 
 /// "teacher", "teacher5x5" or "student". @throws value_error naming the unknown architecture.

@@ -1,23 +1,27 @@
-// The whole compression pipeline on Fashion-MNIST, ending in one table:
-//   1. K teachers (the 6.4 M-parameter CNN of examples/train.cpp), trained (in parallel with --parallel)
-//      or loaded, and their ensemble (mean of probabilities);
-//   2. the 106 k-parameter student distilled from the ensemble's cached soft targets, α·KD(T) + (1 − α)·CE;
-//   3. the student pruned by global magnitude on an AGP schedule while it fine-tunes (weights only; pruned
-//      weights, their gradients and momenta stay 0);
-//   4. quantization-aware fine-tuning to int8 weights (per channel, symmetric) and uint8 activations, the
-//      pruning mask kept;
-//   5. the result converted into an inference-only IntegerNetwork — int8 layers, and a Linear pruned past
-//      pipeline::NetworkPlan's sparsity rule in a sparse format — evaluated on the test set, its weight
-//      bytes counted from its buffers, its batch-1 latency and batch-256 throughput timed against the fp32
-//      student's.
+// The whole compression pipeline on Fashion-MNIST, ending in files and one table:
+//   1. K teachers (the 6.4 M-parameter CNN of examples/train.cpp), trained (in parallel with --parallel),
+//      loaded from checkpoints, or loaded from safetensors files a user trained elsewhere (--teacher-files);
+//      their ensemble (mean of probabilities);
+//   2. the 106 k-parameter student distilled from the ensemble's cached soft targets, α·KD(T) + (1 − α)·CE,
+//      beside the same student trained on labels alone with the same budget; written as student.safetensors;
+//      or, with --model-file, a model trained elsewhere taken as the student (no teachers, no distillation);
+//   3. the student pruned by global magnitude on an AGP schedule while it fine-tunes;
+//   4. quantization-aware fine-tuning (--weight-bits per channel, symmetric; uint8 activations), the mask kept;
+//   5. the integer network, written as student.minnow (only the surviving weights, Huffman-coded; see
+//      io/compressed_model.hpp), read back and evaluated: its logits must equal the in-memory network's.
+// Outputs in --out DIR: student.safetensors, student.minnow, results.json and results.svg (accuracy against
+// bytes on disk).
 //
-//   compress                                   # defaults: 3 teachers × 2 epochs, about 10 min on 2 cores
-//   compress --teachers 5 --teacher-epochs 15 --student-epochs 15 --parallel --save-teachers t --load-teachers t
+//   compress                     # defaults: 3 teachers × 2 epochs, about 10 min on 2 cores
+//   compress --quick             # the whole pipeline on 6,000 training images, about 2 min
+//   compress --model-file my.safetensors --arch student     # compress a model trained elsewhere
 #include <minnow/data.hpp>
 #include <minnow/distill.hpp>
 #include <minnow/ensemble.hpp>
 #include <minnow/nn.hpp>
 #include <minnow/nn/train.hpp>
+#include <minnow/io/sequential_safetensors.hpp>
+#include <minnow/pipeline/compressed_network.hpp>
 #include <minnow/pipeline/ensemble_checkpoints.hpp>
 #include <minnow/pipeline/ensemble_training.hpp>
 #include <minnow/pipeline/integer_network.hpp>
@@ -26,13 +30,17 @@
 #include <minnow/quant.hpp>
 
 #include "cli.hpp"
+#include "results_report.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,39 +60,71 @@ struct Options {
   int prune_epochs = 3;
   double sparsity = 0.8;
   int qat_epochs = 1;
+  int weight_bits = 8;
   double temperature = 4.0;
   double alpha = 0.9;
   double teacher_lr = 0.05;
   double student_lr = 0.02;
   unsigned long long seed = 1;
   bool parallel = false;
+  bool quick = false;
   int threads = 2;
   std::string data_dir = minnow::data::default_fashion_mnist_dir().string();
   long train_limit = -1;
-  std::string load_dir, save_dir;
+  std::string load_dir, save_dir, out_dir = "compress-out";
+  std::vector<std::string> teacher_files;
+  std::string teacher_arch = "teacher", model_file, arch = "student";
 };
+
+/// Fails unless `dir` exists (or can be made) and takes a new file: checked before any work.
+void check_writable_dir(const fs::path& dir, const char* option) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir)) {
+    throw minnow::io_error(minnow::detail::concat(option, " '", dir.string(), "' is not a directory that can be created: ",
+                                                  ec ? ec.message() : "a file is in the way"));
+  }
+  const fs::path probe = dir / ".compress-write-test";
+  std::ofstream out(probe);
+  const bool ok = static_cast<bool>(out << "x");
+  out.close();
+  fs::remove(probe, ec);
+  if (!ok) throw minnow::io_error(minnow::detail::concat(option, " '", dir.string(), "' is not writable"));
+}
 
 Options parse(int argc, char** argv) {
   Options o;
-  example::CommandLine cli("compress", "Distils an ensemble into a student, prunes it, quantizes it and runs it on integers.");
+  example::CommandLine cli("compress", "Distils an ensemble into a student, prunes it, quantizes it and writes it as a compressed file.");
   cli.option("--teachers", o.teachers, "ensemble size K (default 3)")
       .option("--teacher-epochs", o.teacher_epochs, "epochs per teacher (default 2)")
       .option("--student-epochs", o.student_epochs, "distillation epochs (default 8)")
       .option("--prune-epochs", o.prune_epochs, "fine-tuning epochs while pruning (default 3)")
       .option("--sparsity", o.sparsity, "final fraction of the student's weights pruned, global magnitude (default 0.8)")
       .option("--qat-epochs", o.qat_epochs, "quantization-aware fine-tuning epochs (default 1)")
+      .option("--weight-bits", o.weight_bits, "bits of the quantized weights, 4..8 (default 8)")
       .option("--temperature", o.temperature, "distillation temperature T (default 4)")
-      .option("--alpha", o.alpha, "weight of the KD term against cross-entropy (default 0.9)")
+      .option("--alpha", o.alpha, "weight of the KD term against cross-entropy, in [0, 1] (default 0.9)")
       .option("--teacher-lr", o.teacher_lr, "teachers' learning rate, cosine-annealed (default 0.05)")
       .option("--student-lr", o.student_lr, "the student's learning rate in every stage (default 0.02)")
       .option("--seed", o.seed, "seed of the student; teacher k gets 1000·seed + k (default 1)")
       .flag("--parallel", o.parallel, true, "train the teachers in parallel threads, one thread each")
+      .flag("--quick", o.quick, true, "the whole pipeline on 6,000 training images: 2 teachers × 1 epoch, 2 student epochs")
       .option("--threads", o.threads, "threads (default 2)")
       .option("--data", o.data_dir, "Fashion-MNIST directory")
       .option("--train-limit", o.train_limit, "use only the first N training images")
       .option("--load-teachers", o.load_dir, "load the teacher checkpoints found in DIR, train the missing ones")
-      .option("--save-teachers", o.save_dir, "save every trained teacher to DIR");
+      .option("--save-teachers", o.save_dir, "save every trained teacher to DIR")
+      .option("--teacher-files", o.teacher_files, "comma-separated safetensors files: the teachers, trained elsewhere")
+      .option("--teacher-arch", o.teacher_arch, "architecture of --teacher-files (default teacher)")
+      .option("--model-file", o.model_file, "a safetensors file to prune and quantize directly (no teachers, no distillation)")
+      .option("--arch", o.arch, "architecture of the student or of --model-file (default student)")
+      .option("--out", o.out_dir, "directory for the outputs (default compress-out)");
   cli.parse(argc, argv);
+  if (o.quick) {
+    o.teachers = 2, o.teacher_epochs = 1, o.student_epochs = 2, o.prune_epochs = 2, o.qat_epochs = 1;
+    if (o.train_limit < 0) o.train_limit = 6000;
+  }
+  if (!o.teacher_files.empty()) o.teachers = static_cast<int>(o.teacher_files.size());
   if (o.teachers <= 0 || o.teacher_epochs <= 0 || o.student_epochs <= 0 || o.prune_epochs <= 1 || o.qat_epochs <= 0 ||
       o.threads <= 0) {
     throw minnow::value_error(minnow::detail::concat(
@@ -95,19 +135,26 @@ Options parse(int argc, char** argv) {
   if (!(o.sparsity >= 0.0 && o.sparsity < 1.0)) {
     throw minnow::value_error(minnow::detail::concat("--sparsity must be in [0, 1), got ", o.sparsity));
   }
+  if (o.weight_bits < 4 || o.weight_bits > 8) {
+    throw minnow::value_error(minnow::detail::concat("--weight-bits must be in 4..8, got ", o.weight_bits));
+  }
+  if (!(o.temperature > 0.0 && o.temperature < 1e6)) {
+    throw minnow::value_error(minnow::detail::concat("--temperature must be in (0, 1e6), got ", o.temperature));
+  }
+  if (!(o.alpha >= 0.0 && o.alpha <= 1.0)) throw minnow::value_error(minnow::detail::concat("--alpha must be in [0, 1], got ", o.alpha));
+  minnow::nn::check_architecture(o.arch);
+  minnow::nn::check_architecture(o.teacher_arch);
+  for (const auto& file : o.teacher_files) {
+    if (!fs::is_regular_file(file)) throw minnow::io_error(minnow::detail::concat("--teacher-files: '", file, "' is not a file"));
+  }
+  if (!o.model_file.empty() && !fs::is_regular_file(o.model_file)) {
+    throw minnow::io_error(minnow::detail::concat("--model-file: '", o.model_file, "' is not a file"));
+  }
+  check_writable_dir(o.out_dir, "--out");
   return o;
 }
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-/// One line of the table.
-struct Row {
-  std::string stage;
-  double accuracy = 0.0;
-  double weight_bytes = 0.0;
-  double latency_us = 0.0;      // batch 1, median; 0: not timed
-  double images_per_s = 0.0;    // batch 256, median
-};
 
 /// Median seconds of `runs` calls of `f`, after one warm-up call.
 template <class F>
@@ -125,30 +172,73 @@ double median_seconds(int runs, F&& f) {
 
 /// Batch-1 latency (µs) and batch-256 throughput (images/s) of `forward` on the first test images.
 template <class Forward>
-void time_inference(const minnow::data::Dataset<float>& test, Forward&& forward, Row& row) {
+void time_inference(const minnow::data::Dataset<float>& test, Forward&& forward, example::StageResult& row) {
   const auto batch = [&](index_t n) {
     return TensorView<const float, 4>(test.images.data(), {n, test.images.dim(1), test.images.dim(2), test.images.dim(3)});
   };
-  row.latency_us = 1e6 * median_seconds(301, [&] { forward(batch(1)); });
-  row.images_per_s = 256.0 / median_seconds(21, [&] { forward(batch(std::min<index_t>(256, test.size()))); });
+  row.latency_batch1_us = 1e6 * median_seconds(301, [&] { forward(batch(1)); });
+  row.throughput_batch256 = 256.0 / median_seconds(21, [&] { forward(batch(std::min<index_t>(256, test.size()))); });
 }
 
-std::size_t float_bytes(minnow::nn::Sequential<float>& model) {
-  return static_cast<std::size_t>(minnow::parameter_count(model.parameters())) * sizeof(float);
-}
-
-void print_table(const std::vector<Row>& rows) {
-  std::printf("\n%-58s %9s %12s %14s %12s\n", "stage", "test acc", "weights", "batch-1 (µs)", "batch-256/s");
-  for (const auto& r : rows) {
-    std::printf("%-58s %8.2f %%", r.stage.c_str(), 100.0 * r.accuracy);
-    if (r.weight_bytes > 0) {
-      std::printf(" %9.1f kB", r.weight_bytes / 1000.0);
-    } else {
-      std::printf(" %12s", "");
-    }
-    if (r.latency_us > 0) std::printf(" %14.1f %12.0f", r.latency_us, r.images_per_s);
-    std::printf("\n");
+/// Bytes of the model's parameters as a safetensors file (fp32), without writing it.
+std::uint64_t safetensors_bytes(minnow::nn::Sequential<float>& model) {
+  std::vector<minnow::io::SafetensorsTensor> tensors;
+  for (const auto& p : model.parameters()) {
+    tensors.push_back(minnow::io::safetensors_tensor<float>(p.name, p.shape, {p.value.data(), static_cast<std::size_t>(p.value.size())}));
   }
+  return minnow::io::serialize_safetensors(tensors).size();
+}
+
+/// Parameters and non-zero parameters of a float model.
+std::pair<std::int64_t, std::int64_t> count_parameters(minnow::nn::Sequential<float>& model) {
+  std::int64_t all = 0, nonzero = 0;
+  for (const auto& p : model.parameters()) {
+    all += p.value.size();
+    for (index_t i = 0; i < p.value.size(); ++i) nonzero += p.value.data()[i] != 0.0f ? 1 : 0;
+  }
+  return {all, nonzero};
+}
+
+/// A row for a float model whose file is `bytes` long.
+example::StageResult float_row(std::string name, double accuracy, minnow::nn::Sequential<float>& model, std::uint64_t bytes) {
+  const auto [all, nonzero] = count_parameters(model);
+  return {std::move(name), 100.0 * accuracy, bytes, all, nonzero, 8.0 * static_cast<double>(bytes) / static_cast<double>(all), {}, {}, {}, {}};
+}
+
+/// What the quantization stages produce.
+struct QuantizedStages {
+  std::optional<pipeline::IntegerNetwork> network;
+};
+
+/// Stage 4: QAT with `Bits`-bit symmetric per-channel weights and uint8 activations, the mask kept; then the
+/// integer network (with its input shape, so that it can be written to a file).
+template <int Bits>
+QuantizedStages quantize(minnow::nn::Sequential<float>& student, minnow::nn::Sgd<float>& sgd, minnow::prune::Pruner<float>& pruner,
+                         const minnow::data::Dataset<float>& train, minnow::data::BatchSampler& sampler, const Options& o,
+                         const pipeline::NetworkPlan& plan) {
+  using WeightQ = minnow::quant::Quantizer<minnow::quant::Bits<Bits, true>, minnow::quant::MinMax, minnow::quant::Symmetric,
+                                           minnow::quant::PerChannel>;
+  pipeline::QuantizedModel<WeightQ, minnow::quant::Uint8PerTensorAffine> qmodel(student);
+  qmodel.calibrate(train, 2048);
+  qmodel.unfreeze_observers();
+  minnow::nn::Trainer<float> trainer(student, sgd);
+  trainer.set_progress(false);
+  trainer.add_hook([&](std::int64_t) { pruner.apply(); });  // the pruner's hook runs before the quantizer's
+  const std::int64_t steps = sampler.num_batches() * o.qat_epochs;
+  qmodel.attach(trainer, {.freeze_after_steps = steps - sampler.num_batches() / 2});
+  const minnow::nn::CosineAnnealingLR lr{o.qat_epochs};
+  for (int epoch = 0; epoch < o.qat_epochs; ++epoch) {
+    sgd.set_learning_rate(lr(epoch, o.student_lr / 4));
+    sampler.set_epoch(static_cast<std::uint64_t>(o.prune_epochs + epoch));
+    const auto s = trainer.train_epoch(train, sampler);
+    std::printf("   epoch %d: train loss %.4f, %.1f s\n", s.epoch + 1, s.train.loss, s.seconds);
+    std::fflush(stdout);
+  }
+  qmodel.freeze_observers();
+  QuantizedStages out;
+  const minnow::Shape<3> input{train.images.dim(1), train.images.dim(2), train.images.dim(3)};
+  out.network.emplace(pipeline::to_integer_model(student, qmodel, input), plan);
+  return out;
 }
 
 }  // namespace
@@ -158,83 +248,120 @@ int main(int argc, char** argv) {
     const Options o = parse(argc, argv);
     minnow::set_threads(o.threads);
     const auto total_start = Clock::now();
+    const fs::path out_dir = o.out_dir;
     const auto data =
         minnow::data::load_fashion_mnist<float>(o.data_dir, minnow::data::fashion_mnist_normalization, o.train_limit);
     const auto all_train = minnow::data::range_indices(0, data.train.size());
     const auto test_labels = pipeline::labels_of(data.test, minnow::data::range_indices(0, data.test.size()));
     const auto schedule = o.parallel ? pipeline::Schedule::parallel : pipeline::Schedule::sequential;
-    std::vector<Row> rows;
-
-    // ---- 1. teachers and their ensemble
-    std::vector<pipeline::MemberSpec> specs;
-    for (int k = 0; k < o.teachers; ++k) specs.push_back({"teacher", 1000 * o.seed + static_cast<unsigned long long>(k), false});
-    pipeline::EnsembleOptions options;
-    options.recipe = {.epochs = o.teacher_epochs, .batch = 64, .learning_rate = o.teacher_lr};
-    options.schedule = schedule;
-    options.threads = o.threads;
-    options.on_epoch = [&](std::size_t k, const minnow::nn::EpochStats& s) {
-      std::printf("   teacher %zu epoch %d: train loss %.4f, %.1f s\n", k + 1, s.epoch + 1, s.train.loss, s.seconds);
-      std::fflush(stdout);
-    };
-    const pipeline::MemberCheckpoints files{.load_dir = o.load_dir, .save_dir = o.save_dir,
-                                            .file_name = [&](const pipeline::MemberSpec& spec) {
-                                              return pipeline::member_file_name(spec, o.teacher_epochs,
-                                                                                static_cast<std::size_t>(data.train.size()));
-                                            }};
-    std::printf("1. %d teacher(s) of %d epoch(s) on %td images (saved ones are loaded)\n", o.teachers, o.teacher_epochs,
-                data.train.size());
-    std::fflush(stdout);
-    auto teachers = pipeline::load_or_train_ensemble<float>(
-        specs, data.train, all_train, options, files,
-        [](std::size_t k, const pipeline::Member<float>&, const pipeline::MemberOrigin& origin) {
-          if (origin.loaded) std::printf("   teacher %zu: loaded %s\n", k + 1, origin.path.c_str());
-          std::fflush(stdout);
-        });
-    const auto models = pipeline::models<float>(teachers);
-    const auto test_logits = pipeline::ensemble_logits<float>(models, data.test, schedule, o.threads);
-    for (std::size_t k = 0; k < teachers.size(); ++k) {
-      rows.push_back({minnow::detail::concat("teacher ", k + 1), pipeline::accuracy<float>(test_logits[k], test_labels),
-                      static_cast<double>(float_bytes(teachers[k].model))});
-    }
-    if (teachers.size() > 1) {
-      Tensor<float, 2> combined(test_logits[0].shape());
-      minnow::ensemble::mean_probabilities<float>(pipeline::views<float, 2>(test_logits), 1.0, combined);
-      rows.push_back({minnow::detail::concat("ensemble of ", teachers.size(), " (mean of probabilities)"),
-                      pipeline::accuracy<float>(combined, test_labels)});
-    }
-
-    // ---- 2. the student, distilled from the ensemble's soft targets over the whole training set
-    std::printf("2. distilling the student from the ensemble (T = %g, alpha = %g) for %d epoch(s)\n", o.temperature, o.alpha,
-                o.student_epochs);
-    std::fflush(stdout);
-    const auto train_logits = pipeline::ensemble_logits<float>(models, data.train, schedule, o.threads);
-    const Tensor<float, 2> soft_targets = pipeline::ensemble_soft_targets<float>(train_logits, o.temperature);
-    auto student = minnow::nn::make_architecture<float>("student", o.seed);
+    const bool own_model = !o.model_file.empty();
+    std::vector<example::StageResult> rows;
     const auto report_epoch = [](const minnow::nn::EpochStats& s) {
       std::printf("   epoch %d: train loss %.4f, %.1f s\n", s.epoch + 1, s.train.loss, s.seconds);
       std::fflush(stdout);
     };
-    (void)pipeline::train_model<float>(
-        student, data.train, all_train, {.epochs = o.student_epochs, .batch = 64, .learning_rate = o.student_lr}, o.seed,
-        minnow::distill::SoftTargetLoss<float>(minnow::distill::TeacherProbabilities<float>(soft_targets), o.temperature, o.alpha),
-        false, report_epoch);
-    Row distilled{"student, distilled from the ensemble (fp32)", minnow::nn::evaluate(student, data.test).accuracy,
-                  static_cast<double>(float_bytes(student))};
-    time_inference(data.test, [&](TensorView<const float, 4> x) { (void)student.forward(x, minnow::nn::Mode::eval); }, distilled);
-    rows.push_back(distilled);
+
+    // ---- 1. teachers and their ensemble
+    std::vector<minnow::nn::Sequential<float>> teacher_models;
+    std::optional<Tensor<float, 2>> soft_targets;
+    std::uint64_t teacher_bytes = 0;
+    if (!own_model) {
+      if (!o.teacher_files.empty()) {
+        std::printf("1. %zu teacher(s) from safetensors files\n", o.teacher_files.size());
+        for (const auto& file : o.teacher_files) {
+          teacher_models.push_back(minnow::nn::make_architecture<float>(o.teacher_arch, 0));
+          minnow::io::load_safetensors(teacher_models.back(), file);
+        }
+      } else {
+        std::vector<pipeline::MemberSpec> specs;
+        for (int k = 0; k < o.teachers; ++k) specs.push_back({"teacher", 1000 * o.seed + static_cast<unsigned long long>(k), false});
+        pipeline::EnsembleOptions options;
+        options.recipe = {.epochs = o.teacher_epochs, .batch = 64, .learning_rate = o.teacher_lr};
+        options.schedule = schedule;
+        options.threads = o.threads;
+        options.on_epoch = [&](std::size_t k, const minnow::nn::EpochStats& s) {
+          std::printf("   teacher %zu epoch %d: train loss %.4f, %.1f s\n", k + 1, s.epoch + 1, s.train.loss, s.seconds);
+          std::fflush(stdout);
+        };
+        const pipeline::MemberCheckpoints files{.load_dir = o.load_dir, .save_dir = o.save_dir,
+                                                .file_name = [&](const pipeline::MemberSpec& spec) {
+                                                  return pipeline::member_file_name(spec, o.teacher_epochs,
+                                                                                    static_cast<std::size_t>(data.train.size()));
+                                                }};
+        std::printf("1. %d teacher(s) of %d epoch(s) on %td images (saved ones are loaded)\n", o.teachers, o.teacher_epochs,
+                    data.train.size());
+        std::fflush(stdout);
+        auto teachers = pipeline::load_or_train_ensemble<float>(
+            specs, data.train, all_train, options, files,
+            [](std::size_t k, const pipeline::Member<float>&, const pipeline::MemberOrigin& origin) {
+              if (origin.loaded) std::printf("   teacher %zu: loaded %s\n", k + 1, origin.path.c_str());
+              std::fflush(stdout);
+            });
+        for (auto& t : teachers) teacher_models.push_back(std::move(t.model));
+      }
+      std::vector<minnow::nn::Sequential<float>*> models;
+      for (auto& m : teacher_models) models.push_back(&m);
+      const auto test_logits = pipeline::ensemble_logits<float>(models, data.test, schedule, o.threads);
+      teacher_bytes = safetensors_bytes(teacher_models[0]);
+      for (std::size_t k = 0; k < teacher_models.size(); ++k) {
+        rows.push_back(float_row(minnow::detail::concat("teacher ", k + 1), pipeline::accuracy<float>(test_logits[k], test_labels),
+                                 teacher_models[k], safetensors_bytes(teacher_models[k])));
+      }
+      if (teacher_models.size() > 1) {
+        Tensor<float, 2> combined(test_logits[0].shape());
+        minnow::ensemble::mean_probabilities<float>(pipeline::views<float, 2>(test_logits), 1.0, combined);
+        example::StageResult ensemble = rows.front();
+        ensemble.name = minnow::detail::concat("ensemble of ", teacher_models.size(), " (mean of probabilities)");
+        ensemble.accuracy = 100.0 * pipeline::accuracy<float>(combined, test_labels);
+        ensemble.bytes_on_disk = 0;
+        ensemble.parameters = ensemble.nonzeros = 0;
+        for (std::size_t k = 0; k < teacher_models.size(); ++k) {
+          *ensemble.bytes_on_disk += *rows[k].bytes_on_disk;
+          *ensemble.parameters += *rows[k].parameters;
+          *ensemble.nonzeros += *rows[k].nonzeros;
+        }
+        rows.push_back(ensemble);
+      }
+      const auto train_logits = pipeline::ensemble_logits<float>(models, data.train, schedule, o.threads);
+      soft_targets = pipeline::ensemble_soft_targets<float>(train_logits, o.temperature);
+    }
+
+    // ---- 2. the student: distilled from the ensemble's soft targets (beside one trained on labels alone), or given
+    auto student = minnow::nn::make_architecture<float>(o.arch, o.seed);
+    const pipeline::Recipe student_recipe{.epochs = o.student_epochs, .batch = 64, .learning_rate = o.student_lr};
+    if (own_model) {
+      std::printf("2. the model to compress: %s (%s)\n", o.model_file.c_str(), o.arch.c_str());
+      minnow::io::load_safetensors(student, o.model_file);
+    } else {
+      std::printf("2. the student on labels alone, then distilled from the ensemble (T = %g, alpha = %g), %d epoch(s) each\n",
+                  o.temperature, o.alpha, o.student_epochs);
+      std::fflush(stdout);
+      auto labels_only = minnow::nn::make_architecture<float>(o.arch, o.seed);
+      (void)pipeline::train_model<float>(labels_only, data.train, all_train, student_recipe, o.seed,
+                                         minnow::nn::cross_entropy<float>(), false, report_epoch);
+      rows.push_back(float_row("student, labels only (fp32)", minnow::nn::evaluate(labels_only, data.test).accuracy, labels_only,
+                               safetensors_bytes(labels_only)));
+      (void)pipeline::train_model<float>(
+          student, data.train, all_train, student_recipe, o.seed,
+          minnow::distill::SoftTargetLoss<float>(minnow::distill::TeacherProbabilities<float>(*soft_targets), o.temperature, o.alpha),
+          false, report_epoch);
+    }
+    minnow::io::save_safetensors(student, out_dir / "student.safetensors", {{"producer", "minnow compress"}, {"arch", o.arch}});
+    const std::uint64_t student_bytes = fs::file_size(out_dir / "student.safetensors");
+    auto fp32 = float_row("student fp32", minnow::nn::evaluate(student, data.test).accuracy, student, student_bytes);
+    time_inference(data.test, [&](TensorView<const float, 4> x) { (void)student.forward(x, minnow::nn::Mode::eval); }, fp32);
+    rows.push_back(fp32);
 
     // ---- 3. pruning while fine-tuning: global magnitude over the weights, AGP over all but the last epoch
-    std::printf("3. pruning %.0f %% of the student's weights (global L1, AGP) over %d epoch(s)\n", 100 * o.sparsity,
-                o.prune_epochs);
+    std::printf("3. pruning %.0f %% of the weights (global L1, AGP) over %d epoch(s)\n", 100 * o.sparsity, o.prune_epochs);
     std::fflush(stdout);
     minnow::nn::Sgd<float> sgd(student.parameters(), o.student_lr, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
     minnow::prune::Pruner<float> pruner;
     for (const auto& w : minnow::weight_parameters(student.parameters())) pruner.track(w, sgd.state(w.name));
     minnow::data::BatchSampler sampler(data.train.size(), 64, o.seed + 1);
-    const std::int64_t steps_per_epoch = sampler.num_batches();
     {
       // Ramp over all but the last epoch in up to 20 pruning steps, ending exactly on a pruning step.
-      const std::int64_t ramp = steps_per_epoch * (o.prune_epochs - 1), updates = std::min<std::int64_t>(20, ramp);
+      const std::int64_t ramp = sampler.num_batches() * (o.prune_epochs - 1), updates = std::min<std::int64_t>(20, ramp);
       const std::int64_t every = ramp / updates;
       minnow::prune::GradualPruner agp(minnow::prune::agp(0.0, o.sparsity, 0, every * updates, every));
       minnow::nn::Trainer<float> trainer(student, sgd);
@@ -248,52 +375,94 @@ int main(int argc, char** argv) {
       }
     }
     const auto pruned_report = minnow::prune::report(pruner);
-    char pruned_label[80];
-    std::snprintf(pruned_label, sizeof pruned_label, "+ pruned to %.1f %% of weights (fp32, zeros stored)",
-                  100.0 * pruned_report.total.sparsity());
-    rows.push_back({pruned_label,
-                    minnow::nn::evaluate(student, data.test).accuracy, static_cast<double>(float_bytes(student))});
+    rows.push_back(float_row(minnow::detail::concat("pruned to ", std::round(1000.0 * pruned_report.total.sparsity()) / 10.0,
+                                                    " % (fp32, zeros stored)"),
+                             minnow::nn::evaluate(student, data.test).accuracy, student, student_bytes));
 
-    // ---- 4. quantization-aware fine-tuning, the mask kept (the pruner's hook runs before the quantizer's)
-    std::printf("4. quantization-aware fine-tuning (int8 weights per channel, uint8 activations) for %d epoch(s)\n",
-                o.qat_epochs);
+    // ---- 4. quantization-aware fine-tuning; 5. the integer network
+    std::printf("4. quantization-aware fine-tuning (int%d weights per channel, uint8 activations) for %d epoch(s)\n",
+                o.weight_bits, o.qat_epochs);
     std::fflush(stdout);
-    pipeline::QuantizedModel<minnow::quant::Int8PerChannelSymmetric, minnow::quant::Uint8PerTensorAffine> qmodel(student);
-    qmodel.calibrate(data.train, 2048);
-    qmodel.unfreeze_observers();
-    {
-      minnow::nn::Trainer<float> trainer(student, sgd);
-      trainer.set_progress(false);
-      trainer.add_hook([&](std::int64_t) { pruner.apply(); });
-      const std::int64_t steps = steps_per_epoch * o.qat_epochs;
-      qmodel.attach(trainer, {.freeze_after_steps = steps - steps_per_epoch / 2});
-      const minnow::nn::CosineAnnealingLR lr{o.qat_epochs};
-      for (int epoch = 0; epoch < o.qat_epochs; ++epoch) {
-        sgd.set_learning_rate(lr(epoch, o.student_lr / 4));
-        sampler.set_epoch(static_cast<std::uint64_t>(o.prune_epochs + epoch));
-        report_epoch(trainer.train_epoch(data.train, sampler));
-      }
+    const pipeline::NetworkPlan plan{.batch = 1};
+    QuantizedStages q;
+    switch (o.weight_bits) {
+      case 4: q = quantize<4>(student, sgd, pruner, data.train, sampler, o, plan); break;
+      case 5: q = quantize<5>(student, sgd, pruner, data.train, sampler, o, plan); break;
+      case 6: q = quantize<6>(student, sgd, pruner, data.train, sampler, o, plan); break;
+      case 7: q = quantize<7>(student, sgd, pruner, data.train, sampler, o, plan); break;
+      default: q = quantize<8>(student, sgd, pruner, data.train, sampler, o, plan); break;
     }
-    qmodel.freeze_observers();
-    rows.push_back({"+ QAT int8 (fake-quantized fp32)", minnow::nn::evaluate(student, data.test).accuracy});
-
-    // ---- 5. the inference-only network
-    pipeline::IntegerNetwork net(student, qmodel, {.batch = 1});
-    std::string formats;
-    for (const auto& [name, format] : net.formats()) formats += minnow::detail::concat(formats.empty() ? "" : ", ", name, " ", to_string(format));
-    Row integer{"integer network (" + formats + ")", net.evaluate(data.test).accuracy, static_cast<double>(net.storage_bytes())};
+    rows.push_back(float_row(minnow::detail::concat("QAT int", o.weight_bits, " (fake-quantized fp32)"),
+                             minnow::nn::evaluate(student, data.test).accuracy, student, student_bytes));
+    pipeline::IntegerNetwork& net = *q.network;
+    const auto [parameters, nonzeros] = count_parameters(student);
+    example::StageResult integer{"integer network (in memory)", 100.0 * net.evaluate(data.test).accuracy, net.storage_bytes(),
+                                 parameters, nonzeros, 8.0 * static_cast<double>(net.storage_bytes()) / static_cast<double>(parameters),
+                                 {}, {}, {}, {}};
     time_inference(data.test, [&](TensorView<const float, 4> x) { (void)net.forward(x); }, integer);
     rows.push_back(integer);
-    std::printf("\n5. integer network:\n%s", net.describe().c_str());
 
-    print_table(rows);
-    std::printf("\nstudent: %.3fx smaller than fp32, batch 1 %.2fx and batch 256 %.2fx faster; %.1f min in all\n",
-                distilled.weight_bytes / integer.weight_bytes, distilled.latency_us / integer.latency_us,
-                integer.images_per_s / distilled.images_per_s, seconds_since(total_start) / 60.0);
+    // ---- the compressed file, written, read back, evaluated and compared logit for logit
+    const fs::path minnow_file = out_dir / "student.minnow";
+    const auto file_report = pipeline::save_compressed(minnow_file, net);
+    const auto load_start = Clock::now();
+    auto loaded = pipeline::load_compressed(minnow_file, plan);
+    const double load_ms = 1e3 * seconds_since(load_start);
+    index_t differing = 0;
+    for (index_t start = 0; start < data.test.size(); start += 256) {
+      const index_t n = std::min<index_t>(256, data.test.size() - start);
+      const auto shape = data.test.images.shape();
+      const TensorView<const float, 4> x(data.test.images.data() + start * shape[1] * shape[2] * shape[3], {n, shape[1], shape[2], shape[3]});
+      const auto a = net.forward(x);
+      const std::vector<float> expected(a.data(), a.data() + a.size());
+      const auto b = loaded.forward(x);
+      for (index_t i = 0; i < b.size(); ++i) differing += expected[static_cast<std::size_t>(i)] != b.data()[i] ? 1 : 0;
+    }
+    const std::uint64_t file_bytes = fs::file_size(minnow_file);
+    example::StageResult compressed{"compressed file", 100.0 * loaded.evaluate(data.test).accuracy, file_bytes, parameters, nonzeros,
+                                    8.0 * static_cast<double>(file_bytes) / static_cast<double>(parameters), {}, {}, {}, {}};
+    time_inference(data.test, [&](TensorView<const float, 4> x) { (void)loaded.forward(x); }, compressed);
+    rows.push_back(compressed);
+    std::printf("\n5. %s (%llu bytes, read back in %.2f ms):\n%s", minnow_file.string().c_str(),
+                static_cast<unsigned long long>(file_bytes), load_ms, file_report.describe().c_str());
+    std::printf("integer network:\n%s", net.describe().c_str());
+
+    // ---- the table and the files
+    for (auto& r : rows) {
+      if (!r.bytes_on_disk || *r.bytes_on_disk == 0) continue;
+      if (teacher_bytes > 0) r.ratio_vs_teacher = static_cast<double>(teacher_bytes) / static_cast<double>(*r.bytes_on_disk);
+      r.ratio_vs_student_fp32 = static_cast<double>(student_bytes) / static_cast<double>(*r.bytes_on_disk);
+    }
+    std::printf("\n%-46s %9s %12s %9s %9s %12s %10s\n", "stage", "test acc", "on disk", "nonzeros", "bits/par", "batch-1 (µs)", "batch-256/s");
+    for (const auto& r : rows) {
+      std::printf("%-46s %7.2f %% %9.1f kB %9lld %9.3f", r.name.c_str(), r.accuracy, static_cast<double>(r.bytes_on_disk.value_or(0)) / 1e3,
+                  static_cast<long long>(r.nonzeros.value_or(0)), r.bits_per_weight.value_or(0.0));
+      if (r.latency_batch1_us) std::printf(" %12.1f %10.0f", *r.latency_batch1_us, *r.throughput_batch256);
+      std::printf("\n");
+    }
+    std::printf("\ncompressed file: %.1fx smaller than the student's fp32 file (%+.2f pt)", static_cast<double>(student_bytes) / static_cast<double>(file_bytes),
+                compressed.accuracy - fp32.accuracy);
+    if (teacher_bytes > 0) std::printf(", %.0fx smaller than one teacher", static_cast<double>(teacher_bytes) / static_cast<double>(file_bytes));
+    std::printf("\nreload: %s (%td logits compared, accuracy %.2f %% in memory and %.2f %% from the file)\n",
+                differing == 0 ? "identical" : "DIFFERS", data.test.size() * 10, integer.accuracy, compressed.accuracy);
+    if (!own_model && rows.size() >= 2) {
+      const auto labels = std::find_if(rows.begin(), rows.end(), [](const auto& r) { return r.name.rfind("student, labels", 0) == 0; });
+      if (labels != rows.end()) {
+        std::printf("the compressed student %s the student trained on labels alone with the same budget (%.2f %% vs %.2f %%)\n",
+                    compressed.accuracy > labels->accuracy ? "beats" : "does NOT beat", compressed.accuracy, labels->accuracy);
+      }
+    }
+    std::string command = "compress";
+    for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
+    const double seconds = seconds_since(total_start);
+    example::write_results_json(out_dir / "results.json", rows, command, seconds);
+    example::write_results_svg(out_dir / "results.svg", rows, "minnow: test accuracy against bytes on disk (" + command + ")");
+    std::printf("wrote %s: student.safetensors, student.minnow, results.json, results.svg; %.1f min in all\n",
+                out_dir.string().c_str(), seconds / 60.0);
     std::printf("full size (5 teachers of 15 epochs, several hours on 2 cores; saved teachers make reruns cheap):\n"
                 "  compress --teachers 5 --teacher-epochs 15 --student-epochs 15 --parallel "
                 "--save-teachers teachers --load-teachers teachers\n");
-    return 0;
+    return differing == 0 ? 0 : 2;
   } catch (const std::exception& e) {
     std::cerr << "compress: " << e.what() << "\n";
     return 1;

@@ -8,6 +8,7 @@
 #include <minnow/ensemble.hpp>
 #include <minnow/error.hpp>
 #include <minnow/io/checkpoint.hpp>
+#include <minnow/io/compressed_model.hpp>
 #include <minnow/nn.hpp>
 #include <minnow/nn/train.hpp>
 #include <minnow/parameter.hpp>
@@ -15,3 +16,9 @@
 #include <minnow/quant.hpp>
 #include <minnow/tensor.hpp>
 #include <minnow/threads.hpp>
+
+// The safetensors reader and writer need nlohmann/json (linked by minnow::minnow when it is installed).
+#if __has_include(<nlohmann/json.hpp>)
+#include <minnow/io/safetensors.hpp>
+#include <minnow/io/sequential_safetensors.hpp>
+#endif

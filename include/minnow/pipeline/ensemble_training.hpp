@@ -373,7 +373,7 @@ template <class T>
 template <class T>
 [[nodiscard]] double accuracy(TensorView<const T, 2> scores, TensorView<const std::int32_t, 1> labels) {
   if (labels.size() != scores.dim(0)) {
-    throw shape_error(minnow::detail::concat("accuracy: ", labels.size(), " labels for scores ", to_string(scores.shape())));
+    throw shape_error(minnow::detail::concat("accuracy: ", labels.size(), " labels for scores ", minnow::to_string(scores.shape())));
   }
   if (scores.dim(0) == 0) return 0.0;
   index_t correct = 0;
@@ -436,7 +436,7 @@ class OnlineTeacherLoss {
     const index_t rows = static_cast<index_t>(indices.size());
     if (rows != logits.dim(0)) {
       throw shape_error(minnow::detail::concat("OnlineTeacherLoss: ", rows, " sample indices for logits ",
-                                               to_string(logits.shape())));
+                                               minnow::to_string(logits.shape())));
     }
     data::gather(*data_, indices, images_, labels_);
     teacher_logits_.resize(teachers_.size());
@@ -444,7 +444,7 @@ class OnlineTeacherLoss {
       const auto output = teachers_[k]->forward(images_.view(), nn::Mode::eval);
       if (output.size() != logits.size()) {
         throw shape_error(minnow::detail::concat("OnlineTeacherLoss: teacher ", k, " gives ", output.size(),
-                                                 " outputs for a batch whose student logits are ", to_string(logits.shape())));
+                                                 " outputs for a batch whose student logits are ", minnow::to_string(logits.shape())));
       }
       teacher_logits_[k].resize(logits.shape());
       std::copy_n(output.data(), output.size(), teacher_logits_[k].data());

@@ -44,6 +44,7 @@
 #include <minnow/data/dataset.hpp>
 #include <minnow/error.hpp>
 #include <minnow/infer/int_tensor.hpp>
+#include <minnow/infer/integer_model.hpp>
 #include <minnow/infer/qgemm.hpp>
 #include <minnow/infer/quantized_conv2d.hpp>
 #include <minnow/infer/quantized_linear.hpp>
@@ -66,6 +67,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -103,155 +105,197 @@ struct NetworkPlan {
   double sparse_from_batched = 0.95;
 };
 
-/// @brief An inference-only network on integers, converted from a fake-quantized Sequential
-/// (see the file comment). Not thread-safe: forward reuses its buffers.
+/// @brief The integer network a fake-quantized Sequential computes, as data (infer/integer_model.hpp):
+/// `model`, which `qmodel` wraps, read layer by layer as the file comment says. Its activation quantizers
+/// must have parameters. `input_shape` (`[C, H, W]` of one sample) is recorded and checked against the
+/// layers when given; a model written to a file needs it.
+/// @throws value_error naming the layer when an activation quantizer has no parameters yet (its observer
+/// never ran), has a grid other than uint8 [0, 255] or more than one scale, when the model is not the one
+/// `qmodel` wraps, or when a layer or a layer order is not supported (e.g. a ReLU without a quantizer);
+/// shape_error when `input_shape` does not fit the layers.
+template <class WeightQ, class ActivationQ>
+[[nodiscard]] infer::IntegerModel to_integer_model(nn::Sequential<float>& model, const QuantizedModel<WeightQ, ActivationQ>& qmodel,
+                                                   Shape<3> input_shape = {}) {
+  static_assert(!WeightQ::is_codebook, "IntegerNetwork needs uniform (scale, zero point) weight quantizers");
+  static_assert(!ActivationQ::is_codebook, "IntegerNetwork needs uniform (scale, zero point) activation quantizers");
+  using Fake = ActivationFakeQuant<ActivationQ>;
+  const auto& owned = qmodel.activation_layers();
+  const auto activation_params = [&](std::size_t i) {
+    const auto* fq = dynamic_cast<const Fake*>(&model.layer(i));
+    const std::string& name = model.layer_name(i);
+    if (std::find(owned.begin(), owned.end(), fq) == owned.end()) {
+      throw value_error(minnow::detail::concat("IntegerNetwork: activation quantizer '", name,
+                                               "' does not belong to the QuantizedModel given (convert the model it wraps)"));
+    }
+    const auto& q = fq->quantizer();
+    if (!q.observed() || q.params().empty()) {
+      throw value_error(minnow::detail::concat("IntegerNetwork: activation quantizer '", name, "' has no qparams yet ",
+                                               "(its observer never ran: calibrate or train the QuantizedModel first)"));
+    }
+    if (q.params().size() != 1) {
+      throw value_error(minnow::detail::concat("IntegerNetwork: activation quantizer '", name, "' has ",
+                                               q.params().size(), " scales; integer activations need one per tensor"));
+    }
+    const quant::QRange grid = q.grid();
+    if (grid.qmin != 0 || grid.qmax != 255) {
+      throw value_error(minnow::detail::concat("IntegerNetwork: activation quantizer '", name, "' has grid [", grid.qmin,
+                                               ", ", grid.qmax, "]; integer activations need uint8 [0, 255]"));
+    }
+    const quant::AffineParams p = q.params().front();
+    quant::detail::check_params(p, grid, minnow::detail::concat("IntegerNetwork: activation quantizer '", name, "'").c_str());
+    return p;
+  };
+  const auto is_fake = [&](std::size_t i) { return i < model.size() && dynamic_cast<const Fake*>(&model.layer(i)) != nullptr; };
+  const auto is_relu = [&](std::size_t i) {
+    return i < model.size() && dynamic_cast<const nn::ReLU<float>*>(&model.layer(i)) != nullptr;
+  };
+
+  if (model.size() == 0 || !is_fake(0)) {
+    throw value_error("IntegerNetwork: the model's first layer must be the input quantizer ('input.quant'); "
+                      "wrap it in a QuantizedModel with quantize_input = true");
+  }
+  infer::IntegerModel out{input_shape, activation_params(0), {}};
+  bool quantized = true;  // false once a layer produced the float output
+  std::string float_from;
+  for (std::size_t i = 1; i < model.size();) {
+    const std::string& name = model.layer_name(i);
+    nn::Layer<float>& layer = model.layer(i);
+    if (dynamic_cast<nn::Flatten<float>*>(&layer) != nullptr) {
+      out.layers.emplace_back(infer::IntegerFlatten{});
+      ++i;
+      continue;
+    }
+    if (!quantized) {
+      throw value_error(minnow::detail::concat("IntegerNetwork: layer '", name, "' follows '", float_from,
+                                               "', whose output has no activation quantizer; only the last layer may ",
+                                               "produce float output"));
+    }
+    auto* conv = dynamic_cast<nn::Conv2d<float>*>(&layer);
+    auto* linear = dynamic_cast<nn::Linear<float>*>(&layer);
+    if (conv != nullptr || linear != nullptr) {
+      const index_t out_channels = conv ? conv->out_channels() : linear->out_features();
+      const std::string weight_name = name + ".weight";
+      const auto& wq = qmodel.weight_quantizer(weight_name);
+      const auto flat = qmodel.float_weight(weight_name);
+      const auto& params = wq.params();
+      if (static_cast<index_t>(params.size()) != out_channels) {
+        throw value_error(minnow::detail::concat("IntegerNetwork: weight '", weight_name, "' has ", params.size(),
+                                                 " qparams for ", out_channels, " output channels (quantize weights per ",
+                                                 "output channel, axis 0)"));
+      }
+      auto weights = infer::quantize_int8(weight_name, flat.reshape(Shape<2>{out_channels, flat.size() / out_channels}),
+                                          std::span<const quant::AffineParams>(params), wq.grid());
+      const TensorView<const float, 1> bias_view = conv ? TensorView<const float, 1>(conv->bias()) : linear->bias();
+      std::vector<float> bias(bias_view.data(), bias_view.data() + bias_view.size());
+
+      // What follows decides the output stage: ReLU + quantizer (fused), a quantizer alone, or nothing (float).
+      bool relu = false;
+      std::optional<quant::AffineParams> output;
+      std::size_t next = i + 1;
+      if (is_relu(next)) {
+        if (!is_fake(next + 1)) {
+          throw value_error(minnow::detail::concat("IntegerNetwork: '", model.layer_name(next), "' after '", name,
+                                                   "' has no activation quantizer after it; integer activations need one"));
+        }
+        relu = true;
+        next += 1;
+      }
+      if (is_fake(next)) {
+        output = activation_params(next);
+        next += 1;
+      } else {
+        quantized = false;
+        float_from = name;
+      }
+      if (conv) {
+        // A 2×2 stride-2 MaxPool2d right after a requantized conv is fused into it (forward_pooled).
+        bool pool2 = false;
+        if (output && next < model.size()) {
+          const auto* p = dynamic_cast<const nn::MaxPool2d<float>*>(&model.layer(next));
+          if (p != nullptr && p->kernel() == 2 && p->stride() == 2) {
+            pool2 = true;
+            next += 1;
+          }
+        }
+        out.layers.emplace_back(infer::IntegerConv{std::move(weights), conv->in_channels(), conv->kernel(), conv->stride(),
+                                                   conv->padding(), std::move(bias), relu, output, pool2});
+      } else {
+        out.layers.emplace_back(infer::IntegerLinear{std::move(weights), std::move(bias), relu, output});
+      }
+      i = next;
+      continue;
+    }
+    if (auto* pool = dynamic_cast<nn::MaxPool2d<float>*>(&layer)) {
+      out.layers.emplace_back(infer::IntegerMaxPool{pool->kernel(), pool->stride()});
+      ++i;
+      continue;
+    }
+    throw value_error(minnow::detail::concat("IntegerNetwork: layer '", name, "' (", layer.describe(), ") is not supported ",
+                                             "here; expected Conv2d/Linear [+ ReLU + quantizer], MaxPool2d or Flatten"));
+  }
+  (void)infer::check_integer_model(out);
+  return out;
+}
+
+/// @brief An inference-only network on integers: an infer::IntegerModel made runnable (see the file
+/// comment), converted from a fake-quantized Sequential or read from a compressed model file
+/// (pipeline/compressed_network.hpp). Not thread-safe: forward reuses its buffers.
 class IntegerNetwork {
  public:
-  /// @brief Converts `model`, which `qmodel` wraps (its activation quantizers must have parameters).
-  /// @throws value_error naming the layer when an activation quantizer has no parameters yet (its observer
-  /// never ran), has a grid other than uint8 [0, 255] or more than one scale, when the model is not the one
-  /// `qmodel` wraps, or when a layer or a layer order is not supported (e.g. a ReLU without a quantizer);
+  /// @brief Runs `model` with the formats `plan` chooses.
+  /// @throws value_error or shape_error when the model is not well formed (infer::check_integer_model);
   /// value_error when the plan names a layer the model has no Conv2d / Linear of, asks a Conv2d for a float
   /// format, or has a batch ≤ 0.
-  template <class WeightQ, class ActivationQ>
-  IntegerNetwork(nn::Sequential<float>& model, const QuantizedModel<WeightQ, ActivationQ>& qmodel,
-                 const NetworkPlan& plan = {}) {
-    static_assert(!WeightQ::is_codebook, "IntegerNetwork needs uniform (scale, zero point) weight quantizers");
-    static_assert(!ActivationQ::is_codebook, "IntegerNetwork needs uniform (scale, zero point) activation quantizers");
-    using Fake = ActivationFakeQuant<ActivationQ>;
-    const auto& owned = qmodel.activation_layers();
-    const auto activation_params = [&](std::size_t i) {
-      const auto* fq = dynamic_cast<const Fake*>(&model.layer(i));
-      const std::string& name = model.layer_name(i);
-      if (std::find(owned.begin(), owned.end(), fq) == owned.end()) {
-        throw value_error(minnow::detail::concat("IntegerNetwork: activation quantizer '", name,
-                                                 "' does not belong to the QuantizedModel given (convert the model it wraps)"));
-      }
-      const auto& q = fq->quantizer();
-      if (!q.observed() || q.params().empty()) {
-        throw value_error(minnow::detail::concat("IntegerNetwork: activation quantizer '", name, "' has no qparams yet ",
-                                                 "(its observer never ran: calibrate or train the QuantizedModel first)"));
-      }
-      if (q.params().size() != 1) {
-        throw value_error(minnow::detail::concat("IntegerNetwork: activation quantizer '", name, "' has ",
-                                                 q.params().size(), " scales; integer activations need one per tensor"));
-      }
-      const quant::QRange grid = q.grid();
-      if (grid.qmin != 0 || grid.qmax != 255) {
-        throw value_error(minnow::detail::concat("IntegerNetwork: activation quantizer '", name, "' has grid [", grid.qmin,
-                                                 ", ", grid.qmax, "]; integer activations need uint8 [0, 255]"));
-      }
-      const quant::AffineParams p = q.params().front();
-      quant::detail::check_params(p, grid, minnow::detail::concat("IntegerNetwork: activation quantizer '", name, "'").c_str());
-      return p;
-    };
-    const auto is_fake = [&](std::size_t i) { return i < model.size() && dynamic_cast<const Fake*>(&model.layer(i)) != nullptr; };
-    const auto is_relu = [&](std::size_t i) {
-      return i < model.size() && dynamic_cast<const nn::ReLU<float>*>(&model.layer(i)) != nullptr;
-    };
-
-    if (model.size() == 0 || !is_fake(0)) {
-      throw value_error("IntegerNetwork: the model's first layer must be the input quantizer ('input.quant'); "
-                        "wrap it in a QuantizedModel with quantize_input = true");
-    }
-    check_plan(model, plan);
-    input_ = activation_params(0);
+  explicit IntegerNetwork(infer::IntegerModel model, const NetworkPlan& plan = {}) : model_(std::move(model)) {
+    (void)infer::check_integer_model(model_);
+    check_plan(model_, plan);
+    input_ = model_.input;
     quant::AffineParams current = input_;
-    bool quantized = true;  // false once a layer produced the float output
-    std::string float_from;
-    for (std::size_t i = 1; i < model.size();) {
-      const std::string& name = model.layer_name(i);
-      nn::Layer<float>& layer = model.layer(i);
-      if (dynamic_cast<nn::Flatten<float>*>(&layer) != nullptr) {
-        stages_.push_back(FlattenStage{});
-        ++i;
-        continue;
-      }
-      if (!quantized) {
-        throw value_error(minnow::detail::concat("IntegerNetwork: layer '", name, "' follows '", float_from,
-                                                 "', whose output has no activation quantizer; only the last layer may ",
-                                                 "produce float output"));
-      }
-      auto* conv = dynamic_cast<nn::Conv2d<float>*>(&layer);
-      auto* linear = dynamic_cast<nn::Linear<float>*>(&layer);
-      if (conv != nullptr || linear != nullptr) {
-        const index_t out_channels = conv ? conv->out_channels() : linear->out_features();
-        const std::string weight_name = name + ".weight";
-        const auto& wq = qmodel.weight_quantizer(weight_name);
-        const auto flat = qmodel.float_weight(weight_name);
-        const auto& params = wq.params();
-        if (static_cast<index_t>(params.size()) != out_channels) {
-          throw value_error(minnow::detail::concat("IntegerNetwork: weight '", weight_name, "' has ", params.size(),
-                                                   " qparams for ", out_channels, " output channels (quantize weights per ",
-                                                   "output channel, axis 0)"));
-        }
-        const auto weights = infer::quantize_int8(
-            weight_name, flat.reshape(Shape<2>{out_channels, flat.size() / out_channels}),
-            std::span<const quant::AffineParams>(params), wq.grid());
-        const TensorView<const float, 1> bias = conv ? TensorView<const float, 1>(conv->bias()) : linear->bias();
-        const std::span<const float> bias_span(bias.data(), static_cast<std::size_t>(bias.size()));
-        storage_bytes_ += weights.bytes() + bias_span.size() * sizeof(float);
-        float_bytes_ += static_cast<std::size_t>(flat.size() + bias.size()) * sizeof(float);
-
-        // What follows decides the output stage: ReLU + quantizer (fused), a quantizer alone, or nothing (float).
-        bool relu = false, requantize = false;
-        std::size_t next = i + 1;
-        if (is_relu(next)) {
-          if (!is_fake(next + 1)) {
-            throw value_error(minnow::detail::concat("IntegerNetwork: '", model.layer_name(next), "' after '", name,
-                                                     "' has no activation quantizer after it; integer activations need one"));
-          }
-          relu = requantize = true;
-          next += 1;
-        } else if (is_fake(next)) {
-          requantize = true;
-        }
-        quant::AffineParams out{};
-        if (requantize) {
-          out = activation_params(next);
-          next += 1;
-        } else {
-          quantized = false;
-          float_from = name;
-        }
-        const LayerFormat format = conv ? LayerFormat::int8 : choose(plan, name, weights);
+    bool quantized = true;
+    for (const auto& layer : model_.layers) {
+      if (const auto* c = std::get_if<infer::IntegerConv>(&layer)) {
+        stages_.push_back(ConvStage{std::make_unique<infer::QuantizedConv2d>(c->weights, c->in_channels, c->kernel, c->stride,
+                                                                             c->padding, c->bias, current, c->relu),
+                                    c->output.value_or(quant::AffineParams{}), c->output.has_value(), c->pool2});
+        storage_bytes_ += c->weights.bytes() + c->bias.size() * sizeof(float);
+        float_bytes_ += static_cast<std::size_t>(c->weights.values.size()) * sizeof(float) + c->bias.size() * sizeof(float);
+        formats_.emplace_back(infer::layer_name(layer), LayerFormat::int8);
+      } else if (const auto* l = std::get_if<infer::IntegerLinear>(&layer)) {
+        const std::string name = infer::layer_name(layer);
+        const LayerFormat format = choose(plan, name, l->weights);
+        const quant::AffineParams out = l->output.value_or(quant::AffineParams{});
+        float_bytes_ += static_cast<std::size_t>(l->weights.values.size()) * sizeof(float) + l->bias.size() * sizeof(float);
+        storage_bytes_ += l->bias.size() * sizeof(float);
         if (format != LayerFormat::int8) {
-          stages_.push_back(float_linear(weights, bias_span, format, plan.batch, current, out, relu, requantize));
-          storage_bytes_ -= weights.bytes();
+          stages_.push_back(float_linear(l->weights, l->bias, format, plan.batch, current, out, l->relu, l->output.has_value()));
           storage_bytes_ += std::get<FloatLinearStage>(stages_.back()).weight_bytes();
-        } else if (conv) {
-          // A 2×2 stride-2 MaxPool2d right after a requantized conv is fused into it (forward_pooled).
-          bool pool2 = false;
-          if (requantize && next < model.size()) {
-            const auto* p = dynamic_cast<const nn::MaxPool2d<float>*>(&model.layer(next));
-            if (p != nullptr && p->kernel() == 2 && p->stride() == 2) {
-              pool2 = true;
-              next += 1;
-            }
-          }
-          stages_.push_back(ConvStage{std::make_unique<infer::QuantizedConv2d>(weights, conv->in_channels(), conv->kernel(),
-                                                                               conv->stride(), conv->padding(), bias_span,
-                                                                               current, relu),
-                                      out, requantize, pool2});
         } else {
-          stages_.push_back(LinearStage{std::make_unique<infer::QuantizedLinear>(weights, bias_span, current, relu), out,
-                                        requantize, relu});
+          stages_.push_back(LinearStage{std::make_unique<infer::QuantizedLinear>(l->weights, l->bias, current, l->relu), out,
+                                        l->output.has_value(), l->relu});
+          storage_bytes_ += l->weights.bytes();
         }
         formats_.emplace_back(name, format);
-        if (requantize) current = out;
-        i = next;
-        continue;
+      } else if (const auto* p = std::get_if<infer::IntegerMaxPool>(&layer)) {
+        stages_.push_back(PoolStage{infer::QuantizedMaxPool2d(p->kernel, p->stride)});
+      } else {
+        stages_.push_back(FlattenStage{});
       }
-      if (auto* pool = dynamic_cast<nn::MaxPool2d<float>*>(&layer)) {
-        stages_.push_back(PoolStage{infer::QuantizedMaxPool2d(pool->kernel(), pool->stride())});
-        ++i;
-        continue;
-      }
-      throw value_error(minnow::detail::concat("IntegerNetwork: layer '", name, "' (", layer.describe(), ") is not supported ",
-                                               "here; expected Conv2d/Linear [+ ReLU + quantizer], MaxPool2d or Flatten"));
+      std::visit(
+          [&](const auto& l) {
+            if constexpr (requires { l.output; }) {
+              if (l.output) current = *l.output;
+              quantized = l.output.has_value();
+            }
+          },
+          layer);
     }
     if (quantized) stages_.push_back(DequantizeStage{current});  // ends on an activation quantizer
   }
+
+  /// @brief Converts `model`, which `qmodel` wraps: `IntegerNetwork(to_integer_model(model, qmodel), plan)`.
+  template <class WeightQ, class ActivationQ>
+  IntegerNetwork(nn::Sequential<float>& model, const QuantizedModel<WeightQ, ActivationQ>& qmodel, const NetworkPlan& plan = {})
+      : IntegerNetwork(to_integer_model(model, qmodel), plan) {}
 
   /// @brief Float NCHW batch in, float output `[N × features]` out (a view of a buffer reused by the next call).
   /// @throws shape_error naming the first layer the input does not fit.
@@ -304,6 +348,8 @@ class IntegerNetwork {
   [[nodiscard]] const std::vector<std::pair<std::string, LayerFormat>>& formats() const noexcept { return formats_; }
   /// The parameters the input is quantized with.
   [[nodiscard]] quant::AffineParams input_params() const noexcept { return input_; }
+  /// What the network computes, as data: what a compressed model file stores.
+  [[nodiscard]] const infer::IntegerModel& model() const noexcept { return model_; }
 
   /// One line per integer stage, e.g. "conv(conv1.weight) relu → uint8(scale 0.02, zp 0)".
   [[nodiscard]] std::string describe() const {
@@ -391,13 +437,13 @@ class IntegerNetwork {
   };
   using Stage = std::variant<ConvStage, LinearStage, FloatLinearStage, PoolStage, FlattenStage, DequantizeStage>;
 
-  static void check_plan(nn::Sequential<float>& model, const NetworkPlan& plan) {
+  static void check_plan(const infer::IntegerModel& model, const NetworkPlan& plan) {
     if (plan.batch <= 0) throw value_error(minnow::detail::concat("IntegerNetwork: the plan's batch must be > 0, got ", plan.batch));
     for (const auto& [name, format] : plan.layers) {
-      std::size_t i = 0;
-      while (i < model.size() && model.layer_name(i) != name) ++i;
-      const bool conv = i < model.size() && dynamic_cast<nn::Conv2d<float>*>(&model.layer(i)) != nullptr;
-      const bool linear = i < model.size() && dynamic_cast<nn::Linear<float>*>(&model.layer(i)) != nullptr;
+      const auto it = std::find_if(model.layers.begin(), model.layers.end(),
+                                   [&](const infer::IntegerLayer& l) { return infer::layer_name(l) == name; });
+      const bool conv = it != model.layers.end() && std::holds_alternative<infer::IntegerConv>(*it);
+      const bool linear = it != model.layers.end() && std::holds_alternative<infer::IntegerLinear>(*it);
       if (!conv && !linear) {
         throw value_error(minnow::detail::concat("IntegerNetwork: the plan names layer '", name,
                                                  "', which is not a Conv2d or Linear of the model"));
@@ -530,6 +576,7 @@ class IntegerNetwork {
     }
   }
 
+  infer::IntegerModel model_;
   quant::AffineParams input_;
   std::vector<Stage> stages_;
   std::size_t storage_bytes_ = 0, float_bytes_ = 0;

@@ -22,27 +22,29 @@ int main(int argc, char** argv) {
     const std::string labels_file = argc > 3 ? argv[3] : argc == 2 ? (dir / "t10k-labels-idx1-ubyte.gz").string() : "";
     auto net = minnow::pipeline::load_compressed(argv[1]);  // format_error naming the problem if the file is damaged
     const auto images = minnow::data::read_idx_images(images_file);
-    auto labels = labels_file.empty() ? minnow::Tensor<std::int32_t, 1>({images.dim(0)}, 0) : minnow::data::read_idx_labels(labels_file);
-    // The pixels are scaled as the model was trained: x / 255, then Fashion-MNIST's mean and deviation.
-    const auto data = minnow::data::make_dataset<float>(images.view(), labels.view(), minnow::data::fashion_mnist_normalization);
+    const auto labels =
+        labels_file.empty() ? minnow::Tensor<std::int32_t, 1>({images.dim(0)}, 0) : minnow::data::read_idx_labels(labels_file);
     static const char* const names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                         "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
-    const minnow::index_t per_image = data.images.size() / std::max<minnow::index_t>(1, data.size());
+    const minnow::index_t count = images.dim(0), rows = images.dim(1), cols = images.dim(2);
+    if (labels.dim(0) != count) throw minnow::shape_error(std::to_string(count) + " images but " + std::to_string(labels.dim(0)) + " labels");
     minnow::index_t correct = 0;
-    for (minnow::index_t start = 0; start < data.size(); start += 256) {
-      const minnow::index_t n = std::min<minnow::index_t>(256, data.size() - start);
-      const minnow::TensorView<const float, 4> batch(data.images.data() + start * per_image,
-                                                     {n, data.images.dim(1), data.images.dim(2), data.images.dim(3)});
-      const auto logits = net.forward(batch);
+    for (minnow::index_t start = 0; start < count; start += 256) {  // 256 images at a time: little memory
+      const minnow::index_t n = std::min<minnow::index_t>(256, count - start);
+      // Pixels scaled as in training: x / 255, then standardised with Fashion-MNIST's mean and deviation.
+      const minnow::TensorView<const std::uint8_t, 3> pixels(images.data() + start * rows * cols, {n, rows, cols});
+      const minnow::TensorView<const std::int32_t, 1> truth(labels.data() + start, {n});
+      const auto batch = minnow::data::make_dataset<float>(pixels, truth, minnow::data::fashion_mnist_normalization);
+      const auto logits = net.forward(batch.images.view());
       for (minnow::index_t i = 0; i < n; ++i) {
         const float* row = logits.data() + i * logits.dim(1);
         const auto predicted = std::max_element(row, row + logits.dim(1)) - row;
-        correct += predicted == data.labels(start + i) ? 1 : 0;
+        correct += predicted == batch.labels(i) ? 1 : 0;
         if (start + i < 10) std::printf("image %td: %s\n", start + i, predicted < 10 ? names[predicted] : "?");
       }
     }
     if (!labels_file.empty()) {
-      std::printf("accuracy: %.2f %% of %td images\n", 100.0 * static_cast<double>(correct) / static_cast<double>(data.size()), data.size());
+      std::printf("accuracy: %.2f %% of %td images\n", 100.0 * static_cast<double>(correct) / static_cast<double>(count), count);
     }
     return 0;
   } catch (const std::exception& e) {

@@ -4,8 +4,10 @@
 //      their ensemble (mean of probabilities);
 //   2. the 106 k-parameter student distilled from the ensemble's cached soft targets, α·KD(T) + (1 − α)·CE,
 //      beside the same student trained on labels alone with the same budget; written as student.safetensors;
-//      or, with --model-file, a model trained elsewhere taken as the student (no teachers, no distillation);
-//   3. the student pruned by global magnitude on an AGP schedule while it fine-tunes;
+//      or, with --model-file, a model trained elsewhere taken as the student (no distillation; teachers only
+//      when --teacher-files or --load-teachers name them);
+//   3. the student pruned by global magnitude on an AGP schedule while it fine-tunes (with the distillation loss
+//      when there are teachers);
 //   4. quantization-aware fine-tuning (--weight-bits per channel, symmetric; uint8 activations), the mask kept;
 //   5. the integer network, written as student.minnow (only the surviving weights, Huffman-coded; see
 //      io/compressed_model.hpp), read back and evaluated: its logits must equal the in-memory network's.
@@ -116,7 +118,9 @@ Options parse(int argc, char** argv) {
       .option("--save-teachers", o.save_dir, "save every trained teacher to DIR")
       .option("--teacher-files", o.teacher_files, "comma-separated safetensors files: the teachers, trained elsewhere")
       .option("--teacher-arch", o.teacher_arch, "architecture of --teacher-files (default teacher)")
-      .option("--model-file", o.model_file, "a safetensors file to prune and quantize directly (no teachers, no distillation)")
+      .option("--model-file", o.model_file,
+              "a safetensors file to prune and quantize instead of a distilled student; fine-tuned on labels, or with KD "
+              "when --teacher-files or --load-teachers give teachers")
       .option("--arch", o.arch, "architecture of the student or of --model-file (default student)")
       .option("--out", o.out_dir, "directory for the outputs (default compress-out)");
   cli.parse(argc, argv);
@@ -215,13 +219,13 @@ struct QuantizedStages {
 template <int Bits>
 QuantizedStages quantize(minnow::nn::Sequential<float>& student, minnow::nn::Sgd<float>& sgd, minnow::prune::Pruner<float>& pruner,
                          const minnow::data::Dataset<float>& train, minnow::data::BatchSampler& sampler, const Options& o,
-                         const pipeline::NetworkPlan& plan) {
+                         const minnow::nn::LossFunction<float>& loss, const pipeline::NetworkPlan& plan) {
   using WeightQ = minnow::quant::Quantizer<minnow::quant::Bits<Bits, true>, minnow::quant::MinMax, minnow::quant::Symmetric,
                                            minnow::quant::PerChannel>;
   pipeline::QuantizedModel<WeightQ, minnow::quant::Uint8PerTensorAffine> qmodel(student);
   qmodel.calibrate(train, 2048);
   qmodel.unfreeze_observers();
-  minnow::nn::Trainer<float> trainer(student, sgd);
+  minnow::nn::Trainer<float> trainer(student, sgd, loss);
   trainer.set_progress(false);
   trainer.add_hook([&](std::int64_t) { pruner.apply(); });  // the pruner's hook runs before the quantizer's
   const std::int64_t steps = sampler.num_batches() * o.qat_epochs;
@@ -255,6 +259,8 @@ int main(int argc, char** argv) {
     const auto test_labels = pipeline::labels_of(data.test, minnow::data::range_indices(0, data.test.size()));
     const auto schedule = o.parallel ? pipeline::Schedule::parallel : pipeline::Schedule::sequential;
     const bool own_model = !o.model_file.empty();
+    // A given model fine-tunes on labels alone, unless teachers are given too: then with KD from them.
+    const bool with_teachers = !own_model || !o.teacher_files.empty() || !o.load_dir.empty();
     std::vector<example::StageResult> rows;
     const auto report_epoch = [](const minnow::nn::EpochStats& s) {
       std::printf("   epoch %d: train loss %.4f, %.1f s\n", s.epoch + 1, s.train.loss, s.seconds);
@@ -265,7 +271,7 @@ int main(int argc, char** argv) {
     std::vector<minnow::nn::Sequential<float>> teacher_models;
     std::optional<Tensor<float, 2>> soft_targets;
     std::uint64_t teacher_bytes = 0;
-    if (!own_model) {
+    if (with_teachers) {
       if (!o.teacher_files.empty()) {
         std::printf("1. %zu teacher(s) from safetensors files\n", o.teacher_files.size());
         for (const auto& file : o.teacher_files) {
@@ -326,7 +332,12 @@ int main(int argc, char** argv) {
       soft_targets = pipeline::ensemble_soft_targets<float>(train_logits, o.temperature);
     }
 
-    // ---- 2. the student: distilled from the ensemble's soft targets (beside one trained on labels alone), or given
+    // ---- 2. the student: distilled from the ensemble's soft targets (beside one trained on labels alone), or given.
+    // Its loss is also the loss of pruning and QAT: KD + CE when there are teachers, else CE.
+    const minnow::nn::LossFunction<float> student_loss =
+        !soft_targets ? minnow::nn::cross_entropy<float>()
+                      : minnow::nn::LossFunction<float>(minnow::distill::SoftTargetLoss<float>(
+                            minnow::distill::TeacherProbabilities<float>(*soft_targets), o.temperature, o.alpha));
     auto student = minnow::nn::make_architecture<float>(o.arch, o.seed);
     const pipeline::Recipe student_recipe{.epochs = o.student_epochs, .batch = 64, .learning_rate = o.student_lr};
     if (own_model) {
@@ -341,10 +352,7 @@ int main(int argc, char** argv) {
                                          minnow::nn::cross_entropy<float>(), false, report_epoch);
       rows.push_back(float_row("student, labels only (fp32)", minnow::nn::evaluate(labels_only, data.test).accuracy, labels_only,
                                safetensors_bytes(labels_only)));
-      (void)pipeline::train_model<float>(
-          student, data.train, all_train, student_recipe, o.seed,
-          minnow::distill::SoftTargetLoss<float>(minnow::distill::TeacherProbabilities<float>(*soft_targets), o.temperature, o.alpha),
-          false, report_epoch);
+      (void)pipeline::train_model<float>(student, data.train, all_train, student_recipe, o.seed, student_loss, false, report_epoch);
     }
     minnow::io::save_safetensors(student, out_dir / "student.safetensors", {{"producer", "minnow compress"}, {"arch", o.arch}});
     const std::uint64_t student_bytes = fs::file_size(out_dir / "student.safetensors");
@@ -364,7 +372,7 @@ int main(int argc, char** argv) {
       const std::int64_t ramp = sampler.num_batches() * (o.prune_epochs - 1), updates = std::min<std::int64_t>(20, ramp);
       const std::int64_t every = ramp / updates;
       minnow::prune::GradualPruner agp(minnow::prune::agp(0.0, o.sparsity, 0, every * updates, every));
-      minnow::nn::Trainer<float> trainer(student, sgd);
+      minnow::nn::Trainer<float> trainer(student, sgd, student_loss);
       trainer.set_progress(false);
       trainer.add_hook([&](std::int64_t step) { agp.step_global(step, pruner); });
       const minnow::nn::CosineAnnealingLR lr{o.prune_epochs};
@@ -386,11 +394,11 @@ int main(int argc, char** argv) {
     const pipeline::NetworkPlan plan{.batch = 1};
     QuantizedStages q;
     switch (o.weight_bits) {
-      case 4: q = quantize<4>(student, sgd, pruner, data.train, sampler, o, plan); break;
-      case 5: q = quantize<5>(student, sgd, pruner, data.train, sampler, o, plan); break;
-      case 6: q = quantize<6>(student, sgd, pruner, data.train, sampler, o, plan); break;
-      case 7: q = quantize<7>(student, sgd, pruner, data.train, sampler, o, plan); break;
-      default: q = quantize<8>(student, sgd, pruner, data.train, sampler, o, plan); break;
+      case 4: q = quantize<4>(student, sgd, pruner, data.train, sampler, o, student_loss, plan); break;
+      case 5: q = quantize<5>(student, sgd, pruner, data.train, sampler, o, student_loss, plan); break;
+      case 6: q = quantize<6>(student, sgd, pruner, data.train, sampler, o, student_loss, plan); break;
+      case 7: q = quantize<7>(student, sgd, pruner, data.train, sampler, o, student_loss, plan); break;
+      default: q = quantize<8>(student, sgd, pruner, data.train, sampler, o, student_loss, plan); break;
     }
     rows.push_back(float_row(minnow::detail::concat("QAT int", o.weight_bits, " (fake-quantized fp32)"),
                              minnow::nn::evaluate(student, data.test).accuracy, student, student_bytes));

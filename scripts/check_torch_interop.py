@@ -21,8 +21,8 @@ import sys
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
-from generate_safetensors import Student  # noqa: E402  (the architecture, defined once)
+sys.path.insert(0, os.path.join(ROOT, "examples"))
+from torch_student import Student  # noqa: E402  (the architecture, defined once)
 
 DTYPES = {"F32": ("f", 4, torch.float32), "F64": ("d", 8, torch.float64)}
 

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <random>
 
+#include <sys/stat.h>
+
 using namespace minnow;
 namespace fs = std::filesystem;
 
@@ -20,6 +22,15 @@ fs::path temp_file(const std::string& name) {
   const fs::path dir = fs::temp_directory_path() / ("minnow_test_train_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   return dir / name;
+}
+
+// Files beside `path` whose name starts with its name + ".tmp": what an interrupted write would leave.
+int leftover_temporaries(const fs::path& path) {
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator(path.parent_path())) {
+    count += entry.path().filename().string().rfind(path.filename().string() + ".tmp", 0) == 0 ? 1 : 0;
+  }
+  return count;
 }
 
 // Trains the student for one epoch on the first `n` training images with the given thread count.
@@ -106,7 +117,7 @@ TEST_CASE("checkpoints restore parameters and optimizer state exactly") {
   trainer.step(tiny, all);
   const fs::path path = temp_file("student.ckpt");
   nn::save_training_state(path, "student", model, static_cast<nn::Optimizer<float>*>(&adam));
-  CHECK_FALSE(fs::exists(path.string() + ".tmp"));
+  CHECK(leftover_temporaries(path) == 0);
 
   auto restored = nn::make_student<float>(99);
   nn::Adam<float> restored_adam(restored.parameters(), 1e-3);
@@ -169,11 +180,58 @@ TEST_CASE("bad checkpoints are refused with typed errors and change nothing") {
   SECTION("a missing file") {
     CHECK_THROWS_AS(nn::load_training_state(temp_file("missing.ckpt"), "student", fresh), io_error);
   }
+  SECTION("a directory") {
+    CHECK_THROWS_AS(nn::load_training_state(path.parent_path(), "student", fresh), io_error);
+    CHECK_THROWS_WITH(nn::load_training_state(path.parent_path(), "student", fresh),
+                      Catch::Contains(path.parent_path().string()) && Catch::Contains("a directory"));
+  }
   SECTION("float checkpoint read as double") {
     auto as_double = nn::make_student<double>(1);
     CHECK_THROWS_WITH(nn::load_training_state(path, "student", as_double), Catch::Contains("stores 4-byte scalars, expected 8"));
   }
   CHECK(fresh.parameters()[0].value(0) == before);
+}
+
+TEST_CASE("checkpoint entries with negative or overflowing extents are refused") {
+  Tensor<float, 1> twelve({12});
+  const fs::path path = temp_file("extents.ckpt");
+  const std::vector<io::CheckpointEntry<float>> negative{{"w", {-3, -4}, twelve.view()}};
+  CHECK_THROWS_WITH(io::save_checkpoint<float>(path, "t", negative), Catch::Contains("'w' has a negative extent -3"));
+  CHECK_THROWS_WITH(io::load_checkpoint<float>(path, "t", negative), Catch::Contains("'w' has a negative extent -3"));
+  const std::vector<io::CheckpointEntry<float>> huge{{"w", {index_t{1} << 40, index_t{1} << 40}, twelve.view()}};
+  CHECK_THROWS_WITH(io::save_checkpoint<float>(path, "t", huge), Catch::Contains("'w'") && Catch::Contains("overflows"));
+  CHECK_FALSE(fs::exists(path));
+}
+
+TEST_CASE("saving a checkpoint keeps symlinks, refuses non-regular targets and leaves no temporary file") {
+  auto student = nn::make_student<float>(1);
+  const fs::path target = temp_file("target.ckpt"), link = temp_file("link.ckpt");
+  fs::remove(target);
+  fs::remove(link);
+  std::ofstream(target) << "old";
+  fs::create_symlink(target, link);
+  nn::save_training_state(link, "student", student);
+  CHECK(fs::is_symlink(link));
+  CHECK(fs::file_size(target) > 100);  // the target was replaced, through the link
+  auto restored = nn::make_student<float>(2);
+  nn::load_parameters(target, "student", restored);
+  CHECK(restored.parameters()[0].value(0) == student.parameters()[0].value(0));
+
+  const fs::path directory = temp_file("a-directory.ckpt");
+  fs::create_directories(directory);
+  CHECK_THROWS_WITH(nn::save_training_state(directory, "student", student),
+                    Catch::Contains(directory.string()) && Catch::Contains("it is a directory"));
+  CHECK(fs::is_directory(directory));
+  CHECK(leftover_temporaries(directory) == 0);
+  const fs::path fifo = temp_file("fifo.ckpt");
+  fs::remove(fifo);
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH(nn::save_training_state(fifo, "student", student), Catch::Contains("it is a FIFO"));
+  CHECK(fs::is_fifo(fifo));
+  CHECK(leftover_temporaries(fifo) == 0);
+  CHECK_THROWS_AS(nn::load_parameters(fifo, "student", student), io_error);
+  CHECK(leftover_temporaries(target) == 0);
+  CHECK_THROWS_AS(nn::save_training_state(temp_file("no-such-dir") / "x.ckpt", "student", student), io_error);
 }
 
 TEST_CASE("a batch whose shape does not fit the network is refused") {

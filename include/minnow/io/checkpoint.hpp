@@ -11,16 +11,19 @@
 /// per entry: u32 name length, name, u32 rank, rank × i64 extents, extents' product × scalar
 /// u64 FNV-1a hash of everything before it
 /// ```
-/// Writes go to `<path>.tmp` and are renamed into place, so a crash never leaves a half-written file.
-/// Loads read and check the whole file before writing any value, so a bad file changes nothing.
+/// Writes are atomic and durable (io/atomic_file.hpp): a crash never leaves a half-written file, a symlink
+/// keeps pointing at the file it names, a non-regular target is refused. Loads read and check the whole file
+/// before writing any value, so a bad file changes nothing.
 
 #include <minnow/error.hpp>
+#include <minnow/io/atomic_file.hpp>
 #include <minnow/tensor.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -38,14 +41,25 @@ struct CheckpointEntry {
 
 inline constexpr std::uint32_t checkpoint_version = 1;
 
+/// Larger files are refused before they are read (the whole file is read into memory).
+inline constexpr std::uint64_t checkpoint_max_bytes = std::uint64_t{1} << 36;
+
 namespace detail {
 
-/// Every entry's view must hold exactly the elements its shape names.
+/// Every entry's shape must be non-negative and its view must hold exactly the elements the shape names.
 template <class T>
 void check_entries(const std::vector<CheckpointEntry<T>>& entries) {
   for (const auto& e : entries) {
     index_t count = 1;
-    for (const index_t extent : e.shape) count *= extent;
+    for (const index_t extent : e.shape) {
+      if (extent < 0) {
+        throw shape_error(minnow::detail::concat("checkpoint entry '", e.name, "' has a negative extent ", extent));
+      }
+      if (extent != 0 && count > std::numeric_limits<index_t>::max() / extent) {
+        throw shape_error(minnow::detail::concat("checkpoint entry '", e.name, "': its shape's element count overflows"));
+      }
+      count *= extent;
+    }
     if (count != e.data.size()) {
       throw shape_error(minnow::detail::concat("checkpoint entry '", e.name, "' views ", e.data.size(),
                                                " elements but its shape holds ", count));
@@ -64,12 +78,13 @@ struct Fnv1a {
   }
 };
 
+/// Appends to a byte buffer and hashes what it appends.
 class Writer {
  public:
-  explicit Writer(std::ofstream& out) : out_(out) {}
   void bytes(const void* data, std::size_t n) {
     hash_.update(data, n);
-    out_.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
+    const auto* p = static_cast<const std::byte*>(data);
+    out_.insert(out_.end(), p, p + n);
   }
   template <class U>
   void value(U v) {
@@ -79,23 +94,29 @@ class Writer {
     value<std::uint64_t>(s.size());
     bytes(s.data(), s.size());
   }
-  [[nodiscard]] std::uint64_t hash() const noexcept { return hash_.state; }
+  /// The bytes written, followed by their hash.
+  [[nodiscard]] std::vector<std::byte> finish() && {
+    const std::uint64_t hash = hash_.state;
+    const auto* p = reinterpret_cast<const std::byte*>(&hash);
+    out_.insert(out_.end(), p, p + sizeof hash);
+    return std::move(out_);
+  }
 
  private:
-  std::ofstream& out_;
+  std::vector<std::byte> out_;
   Fnv1a hash_;
 };
 
 /// Reads from an in-memory copy of the file; every read is bounds-checked against its size.
 class Reader {
  public:
-  Reader(std::vector<char> data, std::string file) : data_(std::move(data)), file_(std::move(file)) {}
+  Reader(std::vector<std::byte> data, std::string file) : data_(std::move(data)), file_(std::move(file)) {}
   const char* bytes(std::size_t n, const char* what) {
     if (n > data_.size() - pos_) {
       throw format_error(minnow::detail::concat("checkpoint '", file_, "' is truncated: reading ", what, " needs ", n,
                                                 " bytes at offset ", pos_, ", the file has ", data_.size()));
     }
-    const char* p = data_.data() + pos_;
+    const char* p = reinterpret_cast<const char*>(data_.data()) + pos_;
     pos_ += n;
     return p;
   }
@@ -112,47 +133,36 @@ class Reader {
     return std::string(p, static_cast<std::size_t>(n));
   }
   [[nodiscard]] std::size_t position() const noexcept { return pos_; }
-  [[nodiscard]] const char* data() const noexcept { return data_.data(); }
   [[nodiscard]] const std::string& file() const noexcept { return file_; }
 
  private:
-  std::vector<char> data_;
+  std::vector<std::byte> data_;
   std::size_t pos_ = 0;
   std::string file_;
 };
 
 }  // namespace detail
 
-/// Writes `entries` under `tag` to `path` atomically (temporary file, then rename).
-/// @throws io_error when the file cannot be written.
+/// Writes `entries` under `tag` to `path` atomically and durably (io/atomic_file.hpp).
+/// @throws shape_error for an entry whose shape does not fit its view; io_error naming the path when the file
+/// cannot be written or `path` is not a regular file (nothing is then changed and no temporary file is left).
 template <class T>
 void save_checkpoint(const std::filesystem::path& path, std::string_view tag, const std::vector<CheckpointEntry<T>>& entries) {
   detail::check_entries(entries);
-  const std::filesystem::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) throw io_error(minnow::detail::concat("cannot write checkpoint '", temporary.string(), "'"));
-    detail::Writer w(out);
-    w.bytes(detail::checkpoint_magic, sizeof detail::checkpoint_magic);
-    w.value<std::uint32_t>(checkpoint_version);
-    w.value<std::uint32_t>(sizeof(T));
-    w.text(tag);
-    w.value<std::uint64_t>(entries.size());
-    for (const auto& e : entries) {
-      w.value<std::uint32_t>(static_cast<std::uint32_t>(e.name.size()));
-      w.bytes(e.name.data(), e.name.size());
-      w.value<std::uint32_t>(static_cast<std::uint32_t>(e.shape.size()));
-      for (const index_t extent : e.shape) w.value<std::int64_t>(extent);
-      w.bytes(e.data.data(), static_cast<std::size_t>(e.data.size()) * sizeof(T));
-    }
-    const std::uint64_t hash = w.hash();
-    out.write(reinterpret_cast<const char*>(&hash), sizeof hash);
-    out.flush();
-    if (!out) throw io_error(minnow::detail::concat("writing checkpoint '", temporary.string(), "' failed"));
+  detail::Writer w;
+  w.bytes(detail::checkpoint_magic, sizeof detail::checkpoint_magic);
+  w.value<std::uint32_t>(checkpoint_version);
+  w.value<std::uint32_t>(sizeof(T));
+  w.text(tag);
+  w.value<std::uint64_t>(entries.size());
+  for (const auto& e : entries) {
+    w.value<std::uint32_t>(static_cast<std::uint32_t>(e.name.size()));
+    w.bytes(e.name.data(), e.name.size());
+    w.value<std::uint32_t>(static_cast<std::uint32_t>(e.shape.size()));
+    for (const index_t extent : e.shape) w.value<std::int64_t>(extent);
+    w.bytes(e.data.data(), static_cast<std::size_t>(e.data.size()) * sizeof(T));
   }
-  std::error_code ec;
-  std::filesystem::rename(temporary, path, ec);
-  if (ec) throw io_error(minnow::detail::concat("cannot move '", temporary.string(), "' to '", path.string(), "': ", ec.message()));
+  write_file_atomically(path, std::move(w).finish());
 }
 
 /// What load_checkpoint accepts beyond the expected entries.
@@ -163,14 +173,13 @@ enum class ExtraEntries {
 
 /// Reads `path` into `entries`: the tag, the names, their order and shapes must all match.
 /// Nothing is written into `entries` unless the whole file is valid.
-/// @throws io_error when the file cannot be read; format_error naming the file and the first mismatch.
+/// @throws io_error naming the path when it is missing, a directory or unreadable; format_error naming the
+/// file and the first mismatch.
 template <class T>
 void load_checkpoint(const std::filesystem::path& path, std::string_view tag, const std::vector<CheckpointEntry<T>>& entries,
                      ExtraEntries extra = ExtraEntries::refuse) {
   detail::check_entries(entries);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw io_error(minnow::detail::concat("cannot open checkpoint '", path.string(), "'"));
-  std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> data = read_file(path, checkpoint_max_bytes, "checkpoint");
   const std::string file = path.string();
   if (data.size() < sizeof detail::checkpoint_magic || std::memcmp(data.data(), detail::checkpoint_magic, 8) != 0) {
     throw format_error(minnow::detail::concat("'", file, "' is not a minnow checkpoint (bad magic)"));

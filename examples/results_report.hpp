@@ -93,7 +93,7 @@ inline std::string bytes_label(int decade, int m = 1) {
   return printf_string("%.0f %s", m * std::pow(10.0, mantissa_exp), units[static_cast<std::size_t>(unit)]);
 }
 
-enum class Kind { teacher, ensemble, student, compressed };
+enum class Kind { teacher, ensemble, baseline, student, compressed };
 
 /// The kind decides the marker colour; it is read off the name so the caller need not say it twice.
 inline Kind kind_of(const std::string& name) {
@@ -101,6 +101,7 @@ inline Kind kind_of(const std::string& name) {
   if (starts("teacher")) return Kind::teacher;
   if (starts("ensemble")) return Kind::ensemble;
   if (starts("compressed")) return Kind::compressed;
+  if (name.find("labels only") != std::string::npos) return Kind::baseline;  // a comparison, off the compression path
   return Kind::student;
 }
 
@@ -109,6 +110,7 @@ inline const char* colour_of(Kind kind) {
     case Kind::teacher: return "#1f77b4";
     case Kind::ensemble: return "#9467bd";
     case Kind::compressed: return "#d62728";
+    case Kind::baseline: return "#7f7f7f";
     case Kind::student: break;
   }
   return "#2ca02c";
@@ -171,9 +173,9 @@ inline void write_results_json(const std::filesystem::path& path, const std::vec
 }
 
 /// Writes a scatter plot of test accuracy against bytes on disk (log scale), one labelled marker per stage
-/// that has a file size, coloured by kind (teacher / ensemble / student / compressed file, read off the
-/// name's prefix), with the student stages and the compressed file joined in the given order: the
-/// compression path. Stages without a positive size or with a non-finite accuracy are left out.
+/// that has a file size, coloured by kind (teacher / ensemble / labels-only baseline / student / compressed
+/// file, read off the name), with the student stages and the compressed file joined in the given order:
+/// the compression path. Stages without a positive size or with a non-finite accuracy are left out.
 /// @throws minnow::io_error naming `path` when it cannot be written.
 inline void write_results_svg(const std::filesystem::path& path, const std::vector<StageResult>& stages, const std::string& title) {
   using namespace report_detail;
@@ -230,8 +232,9 @@ inline void write_results_svg(const std::filesystem::path& path, const std::vect
 
   // Legend under the title, outside the plot so it never hides a point.
   {
-    constexpr std::array<std::pair<Kind, const char*>, 4> entries{{{Kind::teacher, "teacher"},
+    constexpr std::array<std::pair<Kind, const char*>, 5> entries{{{Kind::teacher, "teacher"},
                                                                    {Kind::ensemble, "ensemble"},
+                                                                   {Kind::baseline, "labels only"},
                                                                    {Kind::student, "student stage"},
                                                                    {Kind::compressed, "compressed file"}}};
     double total = 0;

@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
     static const char* const names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                         "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
     const minnow::index_t count = images.dim(0), rows = images.dim(1), cols = images.dim(2);
-    if (labels.dim(0) != count) throw minnow::shape_error(std::to_string(count) + " images but " + std::to_string(labels.dim(0)) + " labels");
+    if (labels.dim(0) != count) throw minnow::format_error(std::to_string(count) + " images but " + std::to_string(labels.dim(0)) + " labels");
     minnow::index_t correct = 0;
     for (minnow::index_t start = 0; start < count; start += 256) {  // 256 images at a time: little memory
       const minnow::index_t n = std::min<minnow::index_t>(256, count - start);
@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
         if (start + i < 10) std::printf("image %td: %s\n", start + i, predicted < 10 ? names[predicted] : "?");
       }
     }
-    if (!labels_file.empty()) {
+    if (!labels_file.empty() && count > 0) {
       std::printf("accuracy: %.2f %% of %td images\n", 100.0 * static_cast<double>(correct) / static_cast<double>(count), count);
     }
     return 0;

@@ -3,6 +3,7 @@
 // table) and one self-contained SVG scatter plot of accuracy against size (for a quick look, no plotting
 // dependency). Both take the same list of stages, in the order the pipeline produced them.
 #include <minnow/error.hpp>
+#include <minnow/io/atomic_file.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -12,8 +13,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -32,17 +33,9 @@ struct StageResult {
 
 namespace report_detail {
 
-/// Opens `path` for writing or throws naming it, so a bad --out fails before any work is lost silently.
-inline std::ofstream open_for_writing(const std::filesystem::path& path) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw minnow::io_error(minnow::detail::concat("cannot open ", path.string(), " for writing"));
-  return out;
-}
-
-/// Flushes and checks: a full disk shows up only here.
-inline void finish_writing(std::ofstream& out, const std::filesystem::path& path) {
-  out.flush();
-  if (!out) throw minnow::io_error(minnow::detail::concat("cannot write ", path.string()));
+/// Replaces `path` with `text` atomically (io/atomic_file.hpp), as every output of the examples.
+inline void write_text(const std::filesystem::path& path, const std::string& text) {
+  minnow::io::write_file_atomically(path, std::as_bytes(std::span(text.data(), text.size())));
 }
 
 template <class T>
@@ -166,10 +159,8 @@ inline void write_results_json(const std::filesystem::path& path, const std::vec
   doc["stages"] = std::move(rows);
   doc["command"] = command;
   doc["seconds"] = seconds;
-  auto out = report_detail::open_for_writing(path);
   // `replace`: a name or command line that is not valid UTF-8 must not cost the whole report.
-  out << doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << '\n';
-  report_detail::finish_writing(out, path);
+  report_detail::write_text(path, doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + '\n');
 }
 
 /// Writes a scatter plot of test accuracy against bytes on disk (log scale), one labelled marker per stage
@@ -380,9 +371,7 @@ inline void write_results_svg(const std::filesystem::path& path, const std::vect
   }
   svg << "</svg>\n";
 
-  auto out = open_for_writing(path);
-  out << svg.str();
-  finish_writing(out, path);
+  write_text(path, svg.str());
 }
 
 }  // namespace example

@@ -386,6 +386,9 @@ TEST_CASE("compressed model: bad files are format errors naming the file, the la
     HandFile g;
     g.bit_adjust = -1;  // two 1-bit values declared in one bit
     fails(g, {"'fc'", "values", "cannot fit"});
+    HandFile h;
+    h.bit_adjust = 1;  // two 1-bit values declared in three bits: one bit left over
+    fails(h, {"'fc'", "values stream has 1 bits after its last value"});
   }
   SECTION("a position past the end of the weight") {
     HandFile f;
@@ -430,4 +433,13 @@ TEST_CASE("compressed model: files — a directory or a missing file is an io_er
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     CHECK(entry.path().filename().string().find(".tmp") == std::string::npos);
   }
+}
+
+TEST_CASE("an integer model whose activations would overflow a size is refused") {
+  infer::IntegerModel model;
+  model.input_shape = {index_t{1} << 26, index_t{1} << 26, index_t{1} << 26};
+  model.input = {0.1f, 0};
+  model.layers.emplace_back(infer::IntegerFlatten{});
+  CHECK_THROWS_AS(infer::check_integer_model(model), shape_error);
+  CHECK_THROWS_WITH(infer::check_integer_model(model), Catch::Contains("the input") && Catch::Contains("more than 2^34 elements"));
 }

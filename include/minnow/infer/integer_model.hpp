@@ -12,6 +12,7 @@
 #include <minnow/quant/fake_quantize.hpp>
 #include <minnow/tensor.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <optional>
@@ -110,6 +111,18 @@ inline index_t check_integer_model(const IntegerModel& model) {
     throw shape_error(minnow::detail::concat("integer model: input shape ", to_string(model.input_shape), " must be positive"));
   }
   Shape<3> shape = model.input_shape;  // [C, H, W]; a flattened one is [C·H·W, 1, 1]
+  // Every activation's element count is bounded, so no product of its extents can overflow.
+  constexpr index_t max_elements = index_t{1} << 34;
+  const auto check_size = [&](const std::string& where) {
+    index_t count = 1;
+    for (const index_t extent : shape) {
+      if (extent > max_elements / std::max<index_t>(count, 1)) {
+        throw shape_error(minnow::detail::concat("integer model: ", where, " ", to_string(shape), " has more than 2^34 elements"));
+      }
+      count *= extent;
+    }
+  };
+  if (known) check_size("the input");
   bool float_output = false;
   for (std::size_t i = 0; i < model.layers.size(); ++i) {
     const IntegerLayer& layer = model.layers[i];
@@ -125,7 +138,7 @@ inline index_t check_integer_model(const IntegerModel& model) {
     if (const auto* c = std::get_if<IntegerConv>(&layer)) {
       const index_t out = c->weights.rows();
       if (c->in_channels <= 0 || c->kernel <= 0 || c->stride <= 0 || c->padding < 0 || out <= 0 ||
-          c->kernel > (index_t{1} << 16) || c->in_channels > (index_t{1} << 24)) {
+          c->kernel > (index_t{1} << 16) || c->padding > (index_t{1} << 16) || c->in_channels > (index_t{1} << 24)) {
         throw value_error(minnow::detail::concat("integer model: conv '", name, "' has an invalid geometry (in ", c->in_channels,
                                                  ", out ", out, ", kernel ", c->kernel, ", stride ", c->stride, ", padding ",
                                                  c->padding, ")"));
@@ -151,6 +164,7 @@ inline index_t check_integer_model(const IntegerModel& model) {
           if (shape[1] < 2 || shape[2] < 2) throw mismatch("an output of at least 2×2 for its fused pool");
           shape = {shape[0], shape[1] / 2, shape[2] / 2};
         }
+        check_size("the output of conv '" + name + "'");
       }
     } else if (const auto* l = std::get_if<IntegerLinear>(&layer)) {
       const index_t out = l->weights.rows();

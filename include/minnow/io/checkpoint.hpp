@@ -192,7 +192,7 @@ void load_checkpoint(const std::filesystem::path& path, std::string_view tag, co
   if (hash.state != stored_hash) {
     throw format_error(minnow::detail::concat("checkpoint '", file, "' is corrupt or truncated (checksum mismatch)"));
   }
-  data.resize(data.size() - sizeof stored_hash);
+  data.erase(data.end() - static_cast<std::ptrdiff_t>(sizeof stored_hash), data.end());  // not resize: GCC 12 warns on it
   detail::Reader r(std::move(data), file);
   (void)r.bytes(8, "magic");
   const auto version = r.value<std::uint32_t>("version");

@@ -371,16 +371,24 @@ inline void read_weights(ByteReader& r, const std::string& name, index_t rows, i
   const auto value_bytes = r.take((value_bits + 7) / 8, "values stream");
   BitReader value_reader(value_bytes, value_bits, minnow::detail::concat("compressed model '", r.file(), "', ", r.context(), ": values"));
   const auto values = huffman_decode(value_reader, value_lengths, surviving);
+  if (value_reader.position() != value_bits) {
+    throw r.error(minnow::detail::concat("the values stream has ", value_bits - value_reader.position(), " bits after its last value"));
+  }
 
   const auto escape = r.varint_in("positions escape", 1, 65535);
   const auto position_lengths = read_code(r, escape + 1, "positions");
-  const auto symbol_count = r.varint("positions symbol count");
+  // Each survivor is one symbol; escapes skip `escape` positions each, so more than total / escape are never needed.
+  const auto symbol_count = r.varint_in("positions symbol count", 0, surviving + total / escape);
   const auto position_bits = r.varint("positions bit count");
   if (position_bits > 8 * r.remaining()) throw r.error(minnow::detail::concat("positions stream of ", position_bits, " bits is truncated"));
   const auto position_bytes = r.take((position_bits + 7) / 8, "positions stream");
   BitReader position_reader(position_bytes, position_bits,
                             minnow::detail::concat("compressed model '", r.file(), "', ", r.context(), ": positions"));
   const auto gaps = huffman_decode(position_reader, position_lengths, symbol_count);
+  if (position_reader.position() != position_bits) {
+    throw r.error(minnow::detail::concat("the positions stream has ", position_bits - position_reader.position(),
+                                         " bits after its last position"));
+  }
 
   weights.values = Tensor<std::int8_t, 2>({rows, cols});
   for (index_t j = 0; j < rows; ++j) {
@@ -399,6 +407,7 @@ inline void read_weights(ByteReader& r, const std::string& name, index_t rows, i
     ++stored;
     next = p + 1;
   }
+  if (next > total) throw r.error(minnow::detail::concat("escapes in the positions stream skip past the weight's ", total, " elements"));
   if (stored != surviving) {
     throw r.error(minnow::detail::concat("the positions stream holds ", stored, " positions for ", surviving, " surviving weights"));
   }

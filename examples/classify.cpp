@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
       // Pixels scaled as in training: x / 255, then standardised with Fashion-MNIST's mean and deviation.
       const minnow::TensorView<const std::uint8_t, 3> pixels(images.data() + start * rows * cols, {n, rows, cols});
       const minnow::TensorView<const std::int32_t, 1> truth(labels.data() + start, {n});
-      const auto batch = minnow::data::make_dataset<float>(pixels, truth, minnow::data::fashion_mnist_normalization);
+      const auto batch = minnow::data::make_dataset<float>(pixels, truth, minnow::data::fashion_mnist_classes,
+                                                            minnow::data::fashion_mnist_normalization);
       const auto logits = net.forward(batch.images.view());
       for (minnow::index_t i = 0; i < n; ++i) {
         const float* row = logits.data() + i * logits.dim(1);

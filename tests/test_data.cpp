@@ -352,7 +352,7 @@ TEST_CASE("make_dataset scales, normalises and reshapes to [N, 1, H, W]", "[data
   labels(2) = 9;
   const Normalization norm{0.25, 0.5};
 
-  const Dataset<float> all = minnow::data::make_dataset<float>(images, labels, norm);
+  const Dataset<float> all = minnow::data::make_dataset<float>(images, labels, 10, norm);
   REQUIRE(all.images.shape() == minnow::Shape<4>{3, 1, 2, 2});
   CHECK(all.size() == 3);
   for (std::size_t i = 0; i < bytes.size(); ++i) {
@@ -363,38 +363,45 @@ TEST_CASE("make_dataset scales, normalises and reshapes to [N, 1, H, W]", "[data
   CHECK(as_vector(all.labels) == std::vector<std::int32_t>{7, 0, 9});
   CHECK(all.images.view().is_aligned());
 
-  const Dataset<double> first2 = minnow::data::make_dataset<double>(images, labels, norm, 2);
+  const Dataset<double> first2 = minnow::data::make_dataset<double>(images, labels, 10, norm, 2);
   CHECK(first2.images.shape() == minnow::Shape<4>{2, 1, 2, 2});
   CHECK(first2.images(1, 0, 1, 1) == (5 / 255.0 - 0.25) / 0.5);
   CHECK(as_vector(first2.labels) == std::vector<std::int32_t>{7, 0});
-  CHECK(minnow::data::make_dataset<float>(images, labels, norm, 0).size() == 0);
-  CHECK(minnow::data::make_dataset<float>(images, labels, norm, 100).size() == 3);  // at most N
+  CHECK(minnow::data::make_dataset<float>(images, labels, 10, norm, 0).size() == 0);
+  CHECK(minnow::data::make_dataset<float>(images, labels, 10, norm, 100).size() == 3);  // at most N
 
   // The view overload works on a user's own buffers.
   const minnow::TensorView<const std::uint8_t, 3> image_view(bytes.data(), {3, 2, 2});
-  CHECK(minnow::data::make_dataset<float>(image_view, labels.view(), Normalization{}).images(0, 0, 0, 1) == 1.0f);
+  CHECK(minnow::data::make_dataset<float>(image_view, labels.view(), 10, Normalization{}).images(0, 0, 0, 1) == 1.0f);
 }
 
 TEST_CASE("make_dataset errors name the counts and values", "[data][dataset][errors]") {
   Tensor<std::uint8_t, 3> images({4, 2, 2});
   Tensor<std::int32_t, 1> labels({3});
   std::string message =
-      test_support::message_of<minnow::shape_error>([&] { (void)minnow::data::make_dataset<float>(images, labels, {}); });
+      test_support::message_of<minnow::shape_error>([&] { (void)minnow::data::make_dataset<float>(images, labels, 10, {}); });
   CHECK_THAT(message, Contains("4 images") && Contains("3 labels"));
 
   Tensor<std::int32_t, 1> negative({4});
   negative(2) = -1;
-  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::make_dataset<float>(images, negative, {}); });
-  CHECK_THAT(message, Contains("label 2 is -1"));
+  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::make_dataset<float>(images, negative, 10, {}); });
+  CHECK_THAT(message, Contains("sample 2 has label -1") && Contains("[0, 10)"));
+  // A label past the last class is found here, naming its sample, not mid-epoch by the loss.
+  Tensor<std::int32_t, 1> too_big({4});
+  too_big(3) = 200;
+  message = test_support::message_of<minnow::format_error>([&] { (void)minnow::data::make_dataset<float>(images, too_big, 10, {}); });
+  CHECK_THAT(message, Contains("sample 3 has label 200; labels must lie in [0, 10)"));
+  CHECK(minnow::data::make_dataset<float>(images, too_big, 201, {}).size() == 4);
+  CHECK_THROWS_AS(minnow::data::make_dataset<float>(images, too_big, 0, {}), minnow::value_error);
   // Outside the limit, a bad label is not read.
-  CHECK(minnow::data::make_dataset<float>(images, negative, {}, 2).size() == 2);
+  CHECK(minnow::data::make_dataset<float>(images, negative, 10, {}, 2).size() == 2);
 
-  CHECK_THROWS_AS(minnow::data::make_dataset<float>(images, negative, {}, -2), minnow::value_error);
+  CHECK_THROWS_AS(minnow::data::make_dataset<float>(images, negative, 10, {}, -2), minnow::value_error);
   message = test_support::message_of<minnow::value_error>(
-      [&] { (void)minnow::data::make_dataset<float>(images, negative, Normalization{0.5, 0.0}); });
+      [&] { (void)minnow::data::make_dataset<float>(images, negative, 10, Normalization{0.5, 0.0}); });
   CHECK_THAT(message, Contains("stddev 0"));
-  CHECK_THROWS_AS(minnow::data::make_dataset<float>(images, negative, Normalization{NAN, 1.0}), minnow::value_error);
-  CHECK_THROWS_AS(minnow::data::make_dataset<float>(images, negative, Normalization{0.0, -1.0}), minnow::value_error);
+  CHECK_THROWS_AS(minnow::data::make_dataset<float>(images, negative, 10, Normalization{NAN, 1.0}), minnow::value_error);
+  CHECK_THROWS_AS(minnow::data::make_dataset<float>(images, negative, 10, Normalization{0.0, -1.0}), minnow::value_error);
 }
 
 // ------------------------------------------------------------------------------------ Fashion-MNIST
@@ -674,7 +681,7 @@ TEST_CASE("gather copies exactly the batch's samples", "[data][batches]") {
   for (index_t i = 0; i < images.size(); ++i) images.data()[i] = static_cast<std::uint8_t>(i);
   Tensor<std::int32_t, 1> labels({6});
   for (index_t i = 0; i < 6; ++i) labels(i) = static_cast<std::int32_t>(10 + i);
-  const Dataset<float> data = minnow::data::make_dataset<float>(images, labels, Normalization{0.0, 1.0 / 255.0});
+  const Dataset<float> data = minnow::data::make_dataset<float>(images, labels, 10, Normalization{0.0, 1.0 / 255.0});
   // With this normalisation every value is its byte: sample s holds 6s .. 6s+5.
 
   const std::vector<index_t> indices = {4, 0, 4};

@@ -362,6 +362,32 @@ TEST_CASE("distillation rejects bad input with messages naming the values", "[di
         Contains("combined_loss") && Contains("T = 0"));
   }
 
+  SECTION("temperatures whose 1/T or T² overflow are refused, the extremes that remain compute exactly") {
+    for (const double bad : {1e-39, 1e-45, 1e300, 1e38}) {
+      CHECK_THAT(test_support::message_of<value_error>([&] { (void)distill::kd_loss(s, TeacherLogits(t), bad, grad); }),
+                 Contains("kd_loss") && Contains("computable in float") && Contains(minnow::detail::concat("T = ", bad)));
+      CHECK_THAT(test_support::message_of<value_error>([&] { distill::softmax<float>(s, bad, out); }), Contains("softmax"));
+    }
+    // double has the wider range: 1e-39 and 1e38 compute there.
+    Tensor<double, 2> sd({3, 4}, 0.5), gd({3, 4});
+    CHECK(distill::kd_loss<double>(sd, TeacherLogits<double>(sd), 1e-39, gd) == 0.0);
+    CHECK(distill::kd_loss<double>(sd, TeacherLogits<double>(sd), 1e38, gd) == 0.0);
+    CHECK_THROWS_AS(distill::kd_loss<double>(sd, TeacherLogits<double>(sd), 1e300, gd), value_error);
+    // A student equal to its teacher: exactly 0 loss and gradient at the extremes float accepts.
+    for (const double extreme : {3e-39, 1e-30, 1e30, 8e37}) {
+      INFO("T = " << extreme);
+      CHECK(distill::kd_loss(s, TeacherLogits(s), extreme, grad) == 0.0);
+      CHECK((grad.array() == 0.0f).all());
+      const double loss = distill::kd_loss(s, TeacherLogits(t), extreme, grad);
+      CHECK(!std::isnan(loss));
+      CHECK(grad.array().isFinite().all());
+      Tensor<float, 2> p(s.shape());
+      distill::softmax<float>(t, 1.0, p);
+      CHECK(!std::isnan(distill::kd_loss(s, TeacherProbabilities(p), extreme, grad)));
+      CHECK(grad.array().isFinite().all());
+    }
+  }
+
   SECTION("shape mismatch") {
     const Tensor<float, 2> wide({3, 5});
     Tensor<float, 2> wide_grad({3, 5}), tall({4, 4});

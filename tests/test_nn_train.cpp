@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 
 #include <sys/stat.h>
@@ -192,6 +193,36 @@ TEST_CASE("bad checkpoints are refused with typed errors and change nothing") {
   CHECK(fresh.parameters()[0].value(0) == before);
 }
 
+TEST_CASE("an optimizer's step count is stored exactly and a corrupt one is refused before anything changes") {
+  auto model = nn::make_student<float>(3);
+  nn::Adam<float> adam(model.parameters(), 1e-3);
+  auto* optimizer = static_cast<nn::Optimizer<float>*>(&adam);
+  const fs::path path = temp_file("steps.ckpt");
+  // 2^40 + 1 has no exact float: a count stored as a tensor element would come back as 2^40.
+  const std::int64_t steps = (std::int64_t{1} << 40) + 1;
+  adam.set_step_count(steps);
+  nn::save_training_state(path, "student", model, optimizer);
+  auto restored = nn::make_student<float>(4);
+  nn::Adam<float> restored_adam(restored.parameters(), 1e-3);
+  nn::load_training_state(path, "student", restored, static_cast<nn::Optimizer<float>*>(&restored_adam));
+  CHECK(restored_adam.step_count() == steps);
+
+  CHECK_THROWS_WITH(adam.set_step_count(-1), Catch::Contains("step count must be >= 0"));
+  for (const std::int64_t bad : {std::numeric_limits<std::int64_t>::min(), std::int64_t{-1}, std::numeric_limits<std::int64_t>::max()}) {
+    // The same entries as save_training_state, with a counter the optimizer could never have.
+    std::int64_t value = bad;
+    io::save_checkpoint<float>(path, "student", nn::training_state(model, optimizer),
+                               {{"optimizer.steps", &value, std::numeric_limits<std::int64_t>::min()}});
+    auto target = nn::make_student<float>(5);
+    nn::Adam<float> target_adam(target.parameters(), 1e-3);
+    const float weight_before = target.parameters()[0].value(0);
+    CHECK_THROWS_WITH(nn::load_training_state(path, "student", target, static_cast<nn::Optimizer<float>*>(&target_adam)),
+                      Catch::Contains("counter 'optimizer.steps' is " + std::to_string(bad)) && Catch::Contains("outside"));
+    CHECK(target.parameters()[0].value(0) == weight_before);
+    CHECK(target_adam.step_count() == 0);
+  }
+}
+
 TEST_CASE("checkpoint entries with negative or overflowing extents are refused") {
   Tensor<float, 1> twelve({12});
   const fs::path path = temp_file("extents.ckpt");
@@ -239,4 +270,18 @@ TEST_CASE("a batch whose shape does not fit the network is refused") {
   Tensor<float, 4> wrong({2, 1, 32, 32});
   CHECK_THROWS_WITH(student.forward(wrong), "Linear(1568, 64): input [2, 2048, 1, 1] has 2048 features per sample, expected 1568");
   CHECK_THROWS_AS(student.forward(wrong), shape_error);
+}
+
+TEST_CASE("an empty batch to Trainer::step is refused as empty, and nothing changes") {
+  auto model = nn::make_student<float>(1);
+  nn::Sgd<float> sgd(model.parameters(), 0.1);
+  nn::Trainer<float> trainer(model, sgd);
+  data::Dataset<float> tiny;
+  tiny.images.resize({2, 1, 28, 28});
+  tiny.labels.resize({2});
+  const float before = model.parameters()[0].value(0);
+  CHECK_THROWS_WITH(trainer.step(tiny, std::span<const index_t>{}), "Trainer::step: the batch is empty (no sample indices)");
+  CHECK_THROWS_AS(trainer.step(tiny, std::span<const index_t>{}), value_error);
+  CHECK(model.parameters()[0].value(0) == before);
+  CHECK(trainer.steps() == 0);
 }

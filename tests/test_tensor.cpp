@@ -186,6 +186,25 @@ TEST_CASE("bad shapes and null data throw typed errors") {
         "Tensor: shape [1099511627776, 1099511627776, 1099511627776] has too many elements");
 }
 
+TEST_CASE("sizes whose bytes or products overflow are shape errors, never short buffers") {
+  using minnow::index_t;
+  // 2^62 floats are 2^64 bytes: the byte count would wrap to 0 and a 64-byte buffer would back size() 2^62.
+  CHECK(message_of([] { Tensor<float, 1> t({index_t{1} << 62}); }) ==
+        "Tensor: shape [4611686018427387904] has 4611686018427387904 elements of 4 bytes, more than any allocation can hold");
+  CHECK_THROWS_AS((Tensor<double, 2>({index_t{1} << 31, index_t{1} << 30})), minnow::shape_error);
+  Tensor<float, 1> kept({8}, 1.0f);
+  CHECK_THROWS_AS(kept.resize({index_t{1} << 61}), minnow::shape_error);
+  CHECK(kept.size() == 8);  // a refused resize changes nothing
+  CHECK(kept(7) == 1.0f);
+  // reshape with -1: the known extents' product overflows before the division.
+  Tensor<float, 1> t({12});
+  CHECK(message_of([&] { (void)t.view().reshape<3>(index_t{1} << 40, index_t{1} << 40, -1); }) ==
+        "reshape: target shape [1099511627776, 1099511627776, -1] has too many elements");
+  // matrix(rows, cols): rows·cols wraps to 12 without the check (2^62 + 3) · 4 = 12 mod 2^64.
+  CHECK_THROWS_AS(t.view().matrix((index_t{1} << 62) + 3, 4), minnow::shape_error);
+  CHECK_THROWS_AS(t.view().matrix(4, (index_t{1} << 62) + 3), minnow::shape_error);
+}
+
 TEST_CASE("clone copies, move transfers, resize reuses the buffer") {
   Tensor<float, 1> a({4}, 2.0f);
   Tensor<float, 1> b = a.clone();

@@ -174,6 +174,8 @@ class TensorView {
       } else if (dims[i] < 0) {
         throw shape_error(detail::concat("reshape: invalid target shape ", to_string(dims),
                                          " (extents must be >= 0, at most one -1)"));
+      } else if (dims[i] != 0 && known > std::numeric_limits<index_t>::max() / dims[i]) {
+        throw shape_error(detail::concat("reshape: target shape ", to_string(dims), " has too many elements"));
       } else {
         known *= dims[i];
       }
@@ -210,7 +212,7 @@ class TensorView {
   /// Any view as a row-major `rows x cols` Eigen matrix. @throws shape_error if rows*cols != size().
   template <int Options = Eigen::Unaligned>
   [[nodiscard]] MatrixMap<T, Options> matrix(index_t rows, index_t cols) const {
-    if (rows < 0 || cols < 0 || rows * cols != size_) {
+    if (rows < 0 || cols < 0 || (rows != 0 && cols > std::numeric_limits<index_t>::max() / rows) || rows * cols != size_) {
       throw shape_error(detail::concat("matrix: ", size_, " elements of ", to_string(shape_),
                                        " cannot be viewed as [", rows, ", ", cols, "]"));
     }
@@ -326,6 +328,12 @@ class Tensor {
   /// elements keep whatever values the buffer held (newly allocated storage is zero).
   void resize(const Shape<Rank>& shape) {
     const index_t count = detail::element_count(shape, "Tensor");
+    // The byte count, rounded up to whole lines, must fit a ptrdiff_t: no size_t wrap-around, no short buffer.
+    constexpr auto max_count = static_cast<index_t>((static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max()) - MINNOW_ALIGNMENT) / sizeof(T));
+    if (count > max_count) {
+      throw shape_error(detail::concat("Tensor: shape ", to_string(shape), " has ", count, " elements of ", sizeof(T),
+                                       " bytes, more than any allocation can hold"));
+    }
     if (count > capacity_) {
       const std::size_t bytes = round_up(static_cast<std::size_t>(count) * sizeof(T));
       void* raw = ::operator new[](bytes, std::align_val_t{MINNOW_ALIGNMENT});

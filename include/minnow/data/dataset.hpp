@@ -20,7 +20,7 @@ template <std::floating_point T>
 struct Dataset {
   /// Normalised pixels, shape [N, 1, H, W] (one channel, NCHW like the convolution layers expect).
   Tensor<T, 4> images;
-  /// Class index of each sample, shape [N]; every label is >= 0.
+  /// Class index of each sample, shape [N]; every label lies in [0, classes) of make_dataset.
   Tensor<std::int32_t, 1> labels;
 
   /// @brief Number of samples N.
@@ -37,15 +37,18 @@ struct Normalization {
   double stddev = 1.0;  ///< divided by last; must be finite and > 0
 };
 
-/// @brief Builds a Dataset from unsigned-byte images [N, H, W] and labels [N].
-/// @tparam T     floating-point element type of the result.
-/// @param limit  keep at most the first `limit` samples; -1 keeps all of them.
+/// @brief Builds a Dataset from unsigned-byte images [N, H, W] and labels [N] in [0, classes).
+/// @tparam T      floating-point element type of the result.
+/// @param classes the number of classes: every label kept must lie in [0, classes), so a bad label is found
+///                here, naming its sample, and not halfway through an epoch.
+/// @param limit   keep at most the first `limit` samples; -1 keeps all of them.
 /// @throws shape_error  when the image and label counts differ (the message gives both).
-/// @throws value_error  when `limit < -1` or `norm` has a non-finite mean or a stddev that is not > 0.
-/// @throws format_error when a label is negative (the message gives its index and value).
+/// @throws value_error  when `classes < 1`, `limit < -1` or `norm` has a non-finite mean or a stddev that is not > 0.
+/// @throws format_error when a label lies outside [0, classes) (the message gives its sample index and value).
 template <std::floating_point T>
 [[nodiscard]] Dataset<T> make_dataset(TensorView<const std::uint8_t, 3> images, TensorView<const std::int32_t, 1> labels,
-                                      Normalization norm, index_t limit = -1) {
+                                      index_t classes, Normalization norm, index_t limit = -1) {
+  if (classes < 1) throw value_error(minnow::detail::concat("make_dataset: classes must be >= 1, got ", classes));
   if (images.dim(0) != labels.dim(0)) {
     throw shape_error(minnow::detail::concat("make_dataset: ", images.dim(0), " images ", to_string(images.shape()),
                                              " but ", labels.dim(0), " labels"));
@@ -60,8 +63,9 @@ template <std::floating_point T>
   const index_t count = limit == -1 ? images.dim(0) : std::min(limit, images.dim(0));
   // Validate before allocating anything, so a bad label never leaves a half-built data set behind.
   for (index_t i = 0; i < count; ++i) {
-    if (labels(i) < 0) {
-      throw format_error(minnow::detail::concat("make_dataset: label ", i, " is ", labels(i), "; labels must be >= 0"));
+    if (labels(i) < 0 || labels(i) >= classes) {
+      throw format_error(minnow::detail::concat("make_dataset: sample ", i, " has label ", labels(i), "; labels must lie in [0, ",
+                                                classes, ")"));
     }
   }
 
@@ -87,8 +91,8 @@ template <std::floating_point T>
 /// passed directly (an exact match, so no conversion to views is needed).
 template <std::floating_point T>
 [[nodiscard]] Dataset<T> make_dataset(const Tensor<std::uint8_t, 3>& images, const Tensor<std::int32_t, 1>& labels,
-                                      Normalization norm, index_t limit = -1) {
-  return make_dataset<T>(images.view(), labels.view(), norm, limit);
+                                      index_t classes, Normalization norm, index_t limit = -1) {
+  return make_dataset<T>(images.view(), labels.view(), classes, norm, limit);
 }
 
 }  // namespace minnow::data

@@ -24,6 +24,8 @@ namespace minnow::data {
 /// (Exact values: mean 0.2860406, stddev 0.3530242; normalised, the training set then has mean
 /// 1.15e-4 and stddev 1.00007.)
 inline constexpr Normalization fashion_mnist_normalization{0.2860, 0.3530};
+/// Fashion-MNIST's ten classes (T-shirt/top … ankle boot).
+inline constexpr index_t fashion_mnist_classes = 10;
 
 /// @brief The directory Fashion-MNIST is loaded from by default:
 /// `$MINNOW_FASHION_MNIST_DIR` if set and not empty, else `/usr/share/datasets/fashion-mnist`.
@@ -65,7 +67,7 @@ template <std::floating_point T>
                                               " images but '", labels_path.string(), "' has ", labels.dim(0),
                                               " labels"));
   }
-  return make_dataset<T>(images, labels, norm, limit);
+  return make_dataset<T>(images, labels, fashion_mnist_classes, norm, limit);
 }
 
 }  // namespace detail

@@ -268,14 +268,11 @@ template <std::size_t Rank>
   // Gzip: the decompressed size is unknown until the end, so the buffer grows with what arrives
   // (a corrupt header then fails as "truncated" instead of allocating what it claims).
   std::vector<unsigned char> buffer;
-  buffer.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(data_bytes, std::uint64_t{1} << 26)));
-  constexpr std::uint64_t chunk = std::uint64_t{1} << 22;
+  std::vector<unsigned char> chunk(std::size_t{1} << 16);
   while (buffer.size() < data_bytes) {
-    const std::uint64_t want = std::min<std::uint64_t>(chunk, data_bytes - buffer.size());
-    const std::size_t old_size = buffer.size();
-    buffer.resize(old_size + static_cast<std::size_t>(want));
-    const std::uint64_t got = source.read(buffer.data() + old_size, want);
-    buffer.resize(old_size + static_cast<std::size_t>(got));
+    const std::uint64_t want = std::min<std::uint64_t>(chunk.size(), data_bytes - buffer.size());
+    const std::uint64_t got = source.read(chunk.data(), want);
+    buffer.insert(buffer.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(got));
     if (got < want) throw truncated(header_bytes + buffer.size());
   }
   std::array<unsigned char, 4096> extra{};

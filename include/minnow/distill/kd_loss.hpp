@@ -203,6 +203,12 @@ void finish_logs(T* scratch, index_t n, double* out) noexcept {
 /// the row sums and the KL taken in double. Student equal to teacher gives a == b bit for bit in buffers
 /// aligned alike, so Zs == Zt and every term is exactly 0: so are the loss and the gradient (Zs/Zt is
 /// exactly 1, even when the compiler fuses the multiply into the subtraction).
+/// Shifted, scaled logits are raised to this floor: with a tiny temperature (s − max s)/T overflows to −inf,
+/// and b − a would then be −inf − (−inf) = NaN. From the floor every difference b − a stays finite, and
+/// e^floor is 0, so the loss and gradient are what the exact values give (0 · anything = 0).
+template <class T>
+inline constexpr T scaled_logit_floor = -std::numeric_limits<T>::max() / 2;
+
 template <class T>
 void kd_block_logits(const T* s, const T* t, T* g, index_t n, index_t cols, T inv_t, double grad_scale,
                      KdWorkspace<T>& ws, int thread, double* kl) noexcept {
@@ -213,8 +219,8 @@ void kd_block_logits(const T* s, const T* t, T* g, index_t n, index_t cols, T in
     const T* si = s + i * cols;
     const T* ti = t + i * cols;
     const T ms = row_max(si, cols), mt = row_max(ti, cols);
-    RowMap<T>(wa + i * cols, cols) = (ConstRowMap<T>(si, cols) - ms) * inv_t;
-    RowMap<T>(wb + i * cols, cols) = (ConstRowMap<T>(ti, cols) - mt) * inv_t;
+    RowMap<T>(wa + i * cols, cols) = ((ConstRowMap<T>(si, cols) - ms) * inv_t).max(scaled_logit_floor<T>);
+    RowMap<T>(wb + i * cols, cols) = ((ConstRowMap<T>(ti, cols) - mt) * inv_t).max(scaled_logit_floor<T>);
   }
   const index_t len = n * cols;
   AlignedMap<T> a(wa, len), b(wb, len), d(wd, len);
@@ -237,8 +243,10 @@ namespace avx512 {
 
 /// e^x for 16 lanes of x ≤ 0 (the only exponents a max-shifted softmax takes): x = k·ln2 + r with
 /// |r| ≤ ln2/2, e^r by the Cephes expf polynomial (≈ 1 ulp), then vscalefps multiplies by 2^k and
-/// flushes k < −149 to 0, so no clamp is needed. e^0 is exactly 1.
+/// flushes k < −149 to 0. x is first raised to −104, where e^x already rounds to 0: the range reduction
+/// is exact only for |k| < 2^15, and a tiny temperature makes x as low as −inf. e^0 is exactly 1.
 inline __m512 exp_nonpositive(__m512 x) noexcept {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
   const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   // ln2 in two parts; the first has 9 significant bits, so k · part is exact for |k| < 2^15.
@@ -292,6 +300,7 @@ inline void kd_rows_logits(const float* s, const float* t, float* g, index_t n, 
   const index_t full = cols / lanes * lanes;
   const auto tail = static_cast<__mmask16>((1u << (cols - full)) - 1u);
   const __m512 scale = _mm512_set1_ps(inv_t);
+  const __m512 floor = _mm512_set1_ps(scaled_logit_floor<float>);
   const __m512 lowest = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   for (index_t i = 0; i < n; ++i) {
     const index_t row = i * cols;
@@ -313,8 +322,8 @@ inline void kd_rows_logits(const float* s, const float* t, float* g, index_t n, 
     RowSums zs, zt, cross;
     // Masked-off lanes load 0, and their exponentials are zeroed, so they add nothing.
     const auto step = [&](index_t j, __mmask16 mask) {
-      const __m512 a = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, si + j), shift_s), scale);
-      const __m512 b = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, ti + j), shift_t), scale);
+      const __m512 a = _mm512_max_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, si + j), shift_s), scale), floor);
+      const __m512 b = _mm512_max_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, ti + j), shift_t), scale), floor);
       const __m512 ea = _mm512_maskz_mov_ps(mask, exp_nonpositive(a));
       const __m512 eb = _mm512_maskz_mov_ps(mask, exp_nonpositive(b));
       _mm512_mask_storeu_ps(gi + j, mask, ea);
@@ -377,7 +386,7 @@ void kd_block_probabilities(const T* s, const T* p, T* g, index_t n, index_t col
   T* wb = ws.block(thread, 1);
   for (index_t i = 0; i < n; ++i) {
     const T* si = s + i * cols;
-    RowMap<T>(wa + i * cols, cols) = (ConstRowMap<T>(si, cols) - row_max(si, cols)) * inv_t;
+    RowMap<T>(wa + i * cols, cols) = ((ConstRowMap<T>(si, cols) - row_max(si, cols)) * inv_t).max(scaled_logit_floor<T>);
   }
   const index_t len = n * cols;
   AlignedMap<T> a(wa, len), b(wb, len);
@@ -483,7 +492,7 @@ double combined_unchecked(TensorView<const T, 2> student, TensorView<const T, 2>
 template <class T>
 void check_kd_inputs(const char* what, TensorView<const T, 2> student, TensorView<const T, 2> teacher, TeacherKind kind,
                      double temperature, TensorView<T, 2> dstudent) {
-  check_temperature(what, temperature);
+  check_temperature<T>(what, temperature);
   check_has_classes(what, "student logits", student.shape());
   check_same_shape(what, "student logits", student.shape(),
                    kind == TeacherKind::logits ? "teacher logits" : "teacher probabilities", teacher.shape());
@@ -645,7 +654,7 @@ class SoftTargetLoss {
  private:
   SoftTargetLoss(TensorView<const T, 2> table, detail::TeacherKind kind, double temperature, double alpha)
       : table_(table), kind_(kind), temperature_(temperature), alpha_(alpha) {
-    detail::check_temperature("SoftTargetLoss", temperature);
+    detail::check_temperature<T>("SoftTargetLoss", temperature);
     detail::check_alpha("SoftTargetLoss", alpha);
     detail::check_has_classes("SoftTargetLoss", "cached teacher outputs", table.shape());
     if (kind == detail::TeacherKind::probabilities) detail::check_probabilities("SoftTargetLoss", table);

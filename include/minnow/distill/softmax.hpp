@@ -9,6 +9,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <minnow/detail/parallel.hpp>
 #include <minnow/error.hpp>
 #include <minnow/tensor.hpp>
@@ -69,11 +70,18 @@ template <class Derived>
   }
 }
 
-/// Throws value_error unless `temperature` is finite and > 0 (NaN fails both tests).
-inline void check_temperature(const char* what, double temperature) {
-  if (!(temperature > 0.0) || !std::isfinite(temperature)) {
-    throw value_error(
-        minnow::detail::concat(what, ": temperature T must be a finite number > 0, got T = ", temperature));
+/// Throws value_error unless `temperature` can be computed with in scalar type S: finite and > 0, 1/T a
+/// finite normal S (the kernels scale logits by it) and T² finite (the loss is scaled by it). For float
+/// that is T in [2.9e-39, 8.5e37]; outside it the results would be NaN, not the limit.
+template <class S = double>
+void check_temperature(const char* what, double temperature) {
+  const double lowest = 1.0 / static_cast<double>(std::numeric_limits<S>::max());
+  const double highest = std::min(1.0 / static_cast<double>(std::numeric_limits<S>::min()),
+                                  std::sqrt(std::numeric_limits<double>::max()));
+  if (!(temperature >= lowest) || !(temperature <= highest)) {  // NaN fails both tests
+    throw value_error(minnow::detail::concat(what, ": temperature T must be a finite number > 0 with 1/T and T² computable in ",
+                                             sizeof(S) == 4 ? "float" : "double", ", i.e. in [", lowest, ", ", highest,
+                                             "], got T = ", temperature));
   }
 }
 
@@ -188,7 +196,7 @@ void log_softmax_rows(const T* z, index_t rows, index_t cols, T inv_t, T* out) n
 
 template <class T, class Kernel>
 void rowwise(const char* what, TensorView<const T, 2> logits, double temperature, TensorView<T, 2> out, Kernel kernel) {
-  check_temperature(what, temperature);
+  check_temperature<T>(what, temperature);
   check_same_shape(what, "logits", logits.shape(), "output", out.shape());
   check_has_classes(what, "logits", logits.shape());
   const index_t cols = logits.dim(1);

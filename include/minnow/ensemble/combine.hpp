@@ -123,7 +123,7 @@ void soft_combine(Members<T> members, std::span<const double> weights, double te
 
 template <class T>
 void check_soft(const char* what, Members<T> members, double temperature, TensorView<T, 2> out) {
-  distill::detail::check_temperature(what, temperature);
+  distill::detail::check_temperature<T>(what, temperature);
   const Shape<2> shape = check_members(what, members);
   distill::detail::check_same_shape(what, "member logits", shape, "output", out.shape());
 }

@@ -57,7 +57,7 @@ template <class T>
 /// @throws value_error for fewer than 2 members or a bad temperature; shape_error when member shapes differ.
 template <class T>
 [[nodiscard]] std::vector<double> kl_to_ensemble(Members<T> members, double temperature) {
-  distill::detail::check_temperature("kl_to_ensemble", temperature);
+  distill::detail::check_temperature<T>("kl_to_ensemble", temperature);
   const Shape<2> shape = detail::check_diverse("kl_to_ensemble", members);
   std::vector<double> out(members.size(), 0.0);
   const index_t rows = shape[0];

@@ -98,6 +98,24 @@ inline void check_bias(const std::vector<float>& bias, index_t rows, const std::
   }
 }
 
+/// The float multiplier and offset of each output channel, as the kernels' output stage computes them
+/// (s_in·s_w / s_out and bias / s_out; s_out = 1 for float output), must be finite: scales that are each
+/// valid can still overflow together.
+inline void check_output_stage(quant::AffineParams in, const Int8Weights& weights, const std::vector<float>& bias,
+                               const std::optional<quant::AffineParams>& output, const std::string& layer) {
+  const double divisor = output ? static_cast<double>(output->scale) : 1.0;
+  for (std::size_t j = 0; j < weights.params.size(); ++j) {
+    const auto multiplier = static_cast<float>(static_cast<double>(in.scale) * static_cast<double>(weights.params[j].scale) / divisor);
+    const auto offset = static_cast<float>(static_cast<double>(bias[j]) / divisor);
+    if (!std::isfinite(multiplier) || !std::isfinite(offset) || multiplier == 0.0f) {
+      throw value_error(minnow::detail::concat("integer layer '", layer, "': channel ", j, " has output multiplier ", multiplier,
+                                               " and offset ", offset, " (input scale ", in.scale, ", weight scale ",
+                                               weights.params[j].scale, ", output scale ", divisor,
+                                               "); both must be finite and the multiplier non-zero"));
+    }
+  }
+}
+
 }  // namespace detail
 
 /// @brief Checks that `model` is well formed and, when it declares its input shape, that the layers chain:
@@ -124,6 +142,7 @@ inline index_t check_integer_model(const IntegerModel& model) {
   };
   if (known) check_size("the input");
   bool float_output = false;
+  quant::AffineParams input = model.input;  // the quantizer of the current layer's input
   for (std::size_t i = 0; i < model.layers.size(); ++i) {
     const IntegerLayer& layer = model.layers[i];
     const std::string name = layer_name(layer);
@@ -151,6 +170,8 @@ inline index_t check_integer_model(const IntegerModel& model) {
       detail::check_weight_params(c->weights.name, out, c->weights.params, c->weights.grid);
       detail::check_bias(c->bias, out, name);
       if (c->output) detail::check_uint8_params(*c->output, "integer model: conv '" + name + "' output");
+      detail::check_output_stage(input, c->weights, c->bias, c->output, name);
+      if (c->output) input = *c->output;
       if (c->pool2 && !c->output) {
         throw value_error(minnow::detail::concat("integer model: conv '", name, "' fuses a pool but has float output"));
       }
@@ -174,6 +195,8 @@ inline index_t check_integer_model(const IntegerModel& model) {
       detail::check_weight_params(l->weights.name, out, l->weights.params, l->weights.grid);
       detail::check_bias(l->bias, out, name);
       if (l->output) detail::check_uint8_params(*l->output, "integer model: linear '" + name + "' output");
+      detail::check_output_stage(input, l->weights, l->bias, l->output, name);
+      if (l->output) input = *l->output;
       float_output = !l->output;
       if (known) {
         if (shape[0] * shape[1] * shape[2] != l->weights.cols()) {

@@ -52,7 +52,11 @@ class Optimizer {
   }
   /// Steps taken so far (restored by checkpoints, used by Adam's bias correction).
   [[nodiscard]] std::int64_t step_count() const noexcept { return steps_; }
-  void set_step_count(std::int64_t steps) noexcept { steps_ = steps; }
+  /// @throws value_error for a negative count.
+  void set_step_count(std::int64_t steps) {
+    if (steps < 0) throw value_error(minnow::detail::concat("optimizer: step count must be >= 0, got ", steps));
+    steps_ = steps;
+  }
 
  protected:
   /// One zero-filled buffer per parameter, shaped like it.

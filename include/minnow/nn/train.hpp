@@ -110,7 +110,9 @@ class Trainer {
   }
 
   /// One training step on the samples `indices` of `data`; returns the batch loss.
+  /// @throws value_error for an empty batch or an index outside `data` (nothing is changed).
   double step(const data::Dataset<T>& data, std::span<const index_t> indices) {
+    if (indices.empty()) throw value_error("Trainer::step: the batch is empty (no sample indices)");
     data::gather(data, indices, images_, labels_);
     if (transform_) transform_(images_.view(), indices, steps_);
     const index_t n = images_.dim(0);
@@ -166,10 +168,9 @@ template <class T>
 }
 
 /// Every parameter and every optimizer state buffer, as checkpoint entries ("fc1.weight",
-/// "fc1.weight.exp_avg", ...), plus the optimizer's step count.
+/// "fc1.weight.exp_avg", ...).
 template <class T>
-[[nodiscard]] std::vector<io::CheckpointEntry<T>> training_state(Sequential<T>& model, Optimizer<T>* optimizer,
-                                                                 Tensor<T, 1>& step_holder) {
+[[nodiscard]] std::vector<io::CheckpointEntry<T>> training_state(Sequential<T>& model, Optimizer<T>* optimizer) {
   std::vector<io::CheckpointEntry<T>> entries;
   const auto params = model.parameters();
   for (const auto& p : params) entries.push_back({p.name, p.shape, p.value});
@@ -178,37 +179,40 @@ template <class T>
       const auto& p = optimizer->parameters()[i];
       for (const auto& s : optimizer->state(i)) entries.push_back({p.name + "." + s.name, p.shape, s.view});
     }
-    step_holder.resize({1});
-    step_holder(0) = static_cast<T>(optimizer->step_count());
-    entries.push_back({"optimizer.steps", {1}, step_holder.view()});
   }
   return entries;
 }
 
-/// Saves the model's parameters (and the optimizer's state, when given) under `architecture`.
+/// Step counts above this are refused on load: a counter incremented from there never overflows.
+inline constexpr std::int64_t max_step_count = std::int64_t{1} << 62;
+
+/// Saves the model's parameters (and the optimizer's state and exact step count, when given) under `architecture`.
 template <class T>
 void save_training_state(const std::filesystem::path& path, std::string_view architecture, Sequential<T>& model,
                          Optimizer<T>* optimizer = nullptr) {
-  Tensor<T, 1> steps;
-  io::save_checkpoint<T>(path, architecture, training_state(model, optimizer, steps));
+  std::int64_t steps = optimizer != nullptr ? optimizer->step_count() : 0;
+  std::vector<io::CheckpointCounter> counters;
+  if (optimizer != nullptr) counters.push_back({"optimizer.steps", &steps, 0, max_step_count});
+  io::save_checkpoint<T>(path, architecture, training_state(model, optimizer), counters);
 }
 
-/// Loads what save_training_state wrote. A checkpoint of another architecture, or with other
-/// optimizer state, is refused with a format_error before anything is changed.
+/// Loads what save_training_state wrote. A checkpoint of another architecture, with other optimizer state
+/// or with a negative step count is refused with a format_error before anything is changed.
 template <class T>
 void load_training_state(const std::filesystem::path& path, std::string_view architecture, Sequential<T>& model,
                          Optimizer<T>* optimizer = nullptr) {
-  Tensor<T, 1> steps;
-  io::load_checkpoint<T>(path, architecture, training_state(model, optimizer, steps));
-  if (optimizer != nullptr) optimizer->set_step_count(static_cast<std::int64_t>(steps(0)));
+  std::int64_t steps = 0;
+  std::vector<io::CheckpointCounter> counters;
+  if (optimizer != nullptr) counters.push_back({"optimizer.steps", &steps, 0, max_step_count});
+  io::load_checkpoint<T>(path, architecture, training_state(model, optimizer), io::ExtraEntries::refuse, counters);
+  if (optimizer != nullptr) optimizer->set_step_count(steps);
 }
 
 /// Loads only the model's parameters from a checkpoint of save_training_state, with or without
 /// optimizer state in it (e.g. to fine-tune or compress a trained model with a fresh optimizer).
 template <class T>
 void load_parameters(const std::filesystem::path& path, std::string_view architecture, Sequential<T>& model) {
-  Tensor<T, 1> steps;
-  io::load_checkpoint<T>(path, architecture, training_state<T>(model, nullptr, steps), io::ExtraEntries::ignore);
+  io::load_checkpoint<T>(path, architecture, training_state<T>(model, nullptr), io::ExtraEntries::ignore);
 }
 
 }  // namespace minnow::nn

@@ -407,7 +407,7 @@ class OnlineTeacherLoss {
     for (std::size_t k = 0; k < teachers_.size(); ++k) {
       if (teachers_[k] == nullptr) throw value_error(minnow::detail::concat(what, ": teacher ", k, " is null"));
     }
-    distill::detail::check_temperature(what, temperature);
+    distill::detail::check_temperature<T>(what, temperature);
     distill::detail::check_alpha(what, alpha);
     if (weights_.empty()) weights_.assign(teachers_.size(), 1.0 / static_cast<double>(teachers_.size()));
     ensemble::detail::check_weights(what, weights_, teachers_.size());

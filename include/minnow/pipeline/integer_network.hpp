@@ -439,7 +439,9 @@ class IntegerNetwork {
 
   static void check_plan(const infer::IntegerModel& model, const NetworkPlan& plan) {
     if (plan.batch <= 0) throw value_error(minnow::detail::concat("IntegerNetwork: the plan's batch must be > 0, got ", plan.batch));
-    for (const auto& [name, format] : plan.layers) {
+    for (const auto& layer : plan.layers) {
+      const std::string& name = layer.first;  // not a structured binding: clang 14 cannot capture one
+      const auto format = layer.second;
       const auto it = std::find_if(model.layers.begin(), model.layers.end(),
                                    [&](const infer::IntegerLayer& l) { return infer::layer_name(l) == name; });
       const bool conv = it != model.layers.end() && std::holds_alternative<infer::IntegerConv>(*it);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <minnow/data.hpp>
 #include <minnow/distill.hpp>
 #include <minnow/ensemble.hpp>
@@ -424,6 +425,34 @@ TEST_CASE("load_or_train_ensemble loads saved members and trains only the missin
 
   CHECK_THROWS_WITH(pipeline::load_or_train_ensemble<float>(specs, data, pool, options, {.load_dir = dir}),
                     Contains("no file_name"));
+}
+
+TEST_CASE("load_or_train_ensemble refuses a save directory that cannot take files before training anything",
+          "[pipeline][ensemble][errors]") {
+  const auto data = synthetic_data(64, 8);
+  const auto pool = data::range_indices(0, 64);
+  const std::vector<pipeline::MemberSpec> specs{{"student", 31, false}};
+  pipeline::EnsembleOptions options;
+  options.recipe = {.epochs = 1, .batch = 64, .learning_rate = 0.02};
+  options.threads = 1;
+  int epochs_run = 0;
+  options.on_epoch = [&](std::size_t, const nn::EpochStats&) { ++epochs_run; };
+  const auto name = [](const pipeline::MemberSpec& spec) { return pipeline::member_file_name(spec, 1, 64); };
+  const auto base = std::filesystem::temp_directory_path() / "minnow_test_member_save_dir";
+  std::filesystem::remove_all(base);
+  std::filesystem::create_directories(base);
+  // A regular file where the directory should be.
+  const auto file = base / "a-file";
+  std::ofstream(file) << "not a directory";
+  CHECK_THROWS_AS(pipeline::load_or_train_ensemble<float>(specs, data, pool, options, {.save_dir = file, .file_name = name}), io_error);
+  CHECK_THROWS_WITH(pipeline::load_or_train_ensemble<float>(specs, data, pool, options, {.save_dir = file, .file_name = name}),
+                    Contains(file.string()) && Contains("output directory"));
+  // A directory where a member's file should be.
+  std::filesystem::create_directories(base / "dir" / name(specs[0]));
+  CHECK_THROWS_WITH(pipeline::load_or_train_ensemble<float>(specs, data, pool, options, {.save_dir = base / "dir", .file_name = name}),
+                    Contains(name(specs[0])) && Contains("a directory"));
+  CHECK(epochs_run == 0);
+  std::filesystem::remove_all(base);
 }
 
 TEST_CASE("train_model with an augmentation is the Trainer loop with a BatchAugmenter", "[pipeline][augment]") {

@@ -5,6 +5,9 @@
 #include "fixtures.hpp"
 
 #include <minnow/quant.hpp>
+#include <minnow/quant/histogram.hpp>
+#include <minnow/quant/mse_observer.hpp>
+#include <minnow/quant/percentile.hpp>
 
 #include <bit>
 #include <cmath>
@@ -363,6 +366,36 @@ TEST_CASE("zero is exactly representable in every mapping and bit width", "[quan
   check_zero_exact<quint8>(rng);
   check_zero_exact<Bits<16>>(rng);
   check_zero_exact<Bits<16, false>>(rng);
+}
+
+TEST_CASE("a quantizer that saw only NaN has not observed: default parameters, not a data-derived scale", "[quant][nan]") {
+  Tensor<float, 1> all_nan({64}, kNaN);
+  const std::vector<index_t> shape{64};
+  Uint8PerTensorAffine q;
+  q.observe(all_nan.view(), shape);
+  CHECK_FALSE(q.observed());
+  CHECK(q.calculate_params().front().scale == 1.0f);  // PyTorch's default before any data, not 1.19e-7
+  CHECK(q.calculate_params().front().zero_point == 0);
+  // Per channel: one channel with data is enough to have observed; NaN-only channels keep the default.
+  Tensor<float, 1> rows({2 * 4}, kNaN);
+  rows(4) = 1.0f;
+  rows(5) = -1.0f;
+  Int8PerChannelSymmetric pc;
+  const std::vector<index_t> matrix{2, 4};
+  pc.observe(rows.view(), matrix);
+  CHECK(pc.observed());
+  // Every observer tells whether it holds data.
+  CHECK(Histogram{}.empty());
+  CHECK(MseOptimal{}.empty());
+  CHECK(Percentile{99.0}.empty());
+  // Real data after the NaN batch is observed as usual.
+  Tensor<float, 1> data({4});
+  data(0) = -1.0f;
+  data(3) = 2.0f;
+  const std::vector<index_t> four{4};
+  q.observe(data.view(), four);
+  CHECK(q.observed());
+  CHECK(q.calculate_params().front().scale == Approx(3.0f / 255.0f));
 }
 
 TEST_CASE("NaN is ignored by observers and propagated by fake_quantize; Inf clamps", "[quant][nan]") {

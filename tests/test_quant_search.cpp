@@ -93,7 +93,7 @@ TEST_CASE("Histogram: nothing observed, constants, empty batches, reset and bad 
   CHECK(h.range(quant::qint8::range()).max == 0.0f);
   const std::vector<float> empty;
   h.observe(whole(empty));
-  CHECK_FALSE(h.observed());
+  CHECK(h.empty());
 
   const std::vector<float> constant(10, 0.5f);
   h.observe(whole(constant));
@@ -106,13 +106,13 @@ TEST_CASE("Histogram: nothing observed, constants, empty batches, reset and bad 
   CHECK(h.min() == -1.0f);
   CHECK(h.max() == 2.0f);
   h.reset();
-  CHECK_FALSE(h.observed());
+  CHECK(h.empty());
 
   std::vector<float> bad = {1.0f, std::numeric_limits<float>::quiet_NaN()};
   CHECK_THROWS_AS(h.observe(whole(bad)), value_error);
   bad[1] = std::numeric_limits<float>::infinity();
   CHECK_THROWS_AS(h.observe(whole(bad)), value_error);
-  CHECK_FALSE(h.observed());
+  CHECK(h.empty());
   CHECK_THAT(test_support::message_of<value_error>([] { quant::Histogram(0); }), Contains("got 0"));
 }
 
@@ -270,10 +270,10 @@ TEST_CASE("MseOptimal: one-sided data, constants, reset and bad input") {
   CHECK(observer.candidates().size() == 32u);
 
   observer.reset();
-  CHECK_FALSE(observer.observed());
+  CHECK(observer.empty());
   const std::vector<float> bad = {std::numeric_limits<float>::infinity()};
   CHECK_THROWS_AS(observer.observe(whole(bad)), value_error);
-  CHECK_FALSE(observer.observed());
+  CHECK(observer.empty());
   CHECK_THAT(test_support::message_of<value_error>([] { quant::MseOptimal(quant::MseOptions{7, 4}); }), Contains("got 7"));
 }
 

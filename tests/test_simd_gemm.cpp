@@ -1,10 +1,12 @@
 // minnow::simd::gemm against its scalar reference, on shapes that hit every edge: partial register
 // tiles in both directions, K longer than one cache block, transposed operands, accumulation, threads.
 #include <minnow/simd/gemm.hpp>
+#include <minnow/threads.hpp>
 
 #include <catch2/catch.hpp>
 
 #include <random>
+#include <thread>
 
 using namespace minnow;
 
@@ -87,4 +89,34 @@ TEST_CASE("k = 0 and empty products") {
   simd::gemm<float>(3, 4, 0, simd::row_major<float>(a.data(), 0), simd::row_major<float>(b.data(), 4), c.data(), 4, false);
   CHECK(c.array().abs().maxCoeff() == 0.0f);
   simd::gemm<float>(0, 4, 3, simd::row_major<float>(a.data(), 3), simd::row_major<float>(b.data(), 4), c.data(), 4, false);
+}
+
+TEST_CASE("set_threads: bad counts are refused; each thread keeps its own count, and threads do not race on it") {
+  CHECK_THROWS_WITH(minnow::set_threads(0), "set_threads: the thread count must be in [1, 4096], got 0");
+  CHECK_THROWS_AS(minnow::set_threads(-1), minnow::value_error);
+  CHECK_THROWS_AS(minnow::set_threads(minnow::max_thread_count + 1), minnow::value_error);
+  minnow::set_threads(2);
+  // Two threads set different counts at once and each multiplies with its own (ThreadSanitizer checks the
+  // race); Catch's assertions are not thread-safe, so the threads only compute and the checks come after.
+  const index_t m = 96, n = 80, k = 128;
+  std::mt19937 rng(5);
+  const auto a = random_matrix<float>(m, k, rng);
+  const auto b = random_matrix<float>(k, n, rng);
+  Tensor<float, 2> expected({m, n}), got[2] = {Tensor<float, 2>({m, n}), Tensor<float, 2>({m, n})};
+  simd::gemm_reference<float>(m, n, k, simd::row_major<float>(a.data(), k), simd::row_major<float>(b.data(), n), expected.data(), n, false);
+  int seen[2] = {0, 0};
+  const auto work = [&](int slot, int threads) {
+    minnow::set_threads(threads);
+    simd::gemm_parallel<float>(m, n, k, simd::row_major<float>(a.data(), k), simd::row_major<float>(b.data(), n), got[slot].data(), n, false);
+    seen[slot] = minnow::detail::max_threads();
+  };
+  std::thread first(work, 0, 1), second(work, 1, 3);
+  first.join();
+  second.join();
+  for (const auto& c : got) CHECK((c.array() - expected.array()).abs().maxCoeff() < 1e-4f);
+#if defined(_OPENMP)
+  CHECK(seen[0] == 1);
+  CHECK(seen[1] == 3);
+  CHECK(minnow::detail::max_threads() == 2);  // the calling thread's own setting is untouched
+#endif
 }

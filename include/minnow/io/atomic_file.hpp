@@ -145,6 +145,46 @@ inline void write_file_atomically(const std::filesystem::path& path, std::span<c
   if (rc != 0 && error != EINVAL) throw fail("fsync of its directory", error);  // EINVAL: the fs cannot sync directories
 }
 
+/// @brief Checks, before long work, that write_file_atomically(path, ...) can succeed: the target (after
+/// symlinks) is missing or a regular file, and its directory exists and takes new files. Nothing is created.
+/// @throws io_error naming the path and what is wrong.
+inline void check_writable_file(const std::filesystem::path& path) {
+  const std::filesystem::path target = detail::resolve_write_target(path);
+  struct stat existing {};
+  if (::stat(target.c_str(), &existing) == 0 && !S_ISREG(existing.st_mode)) {
+    throw io_error(minnow::detail::concat("cannot write '", path.string(), "': it is ", detail::file_kind(existing.st_mode)));
+  }
+  const std::filesystem::path directory = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+  struct stat dir {};
+  if (::stat(directory.c_str(), &dir) != 0) {
+    throw io_error(minnow::detail::concat("cannot write '", path.string(), "': its directory '", directory.string(), "': ",
+                                          detail::errno_text(errno)));
+  }
+  if (!S_ISDIR(dir.st_mode)) {
+    throw io_error(minnow::detail::concat("cannot write '", path.string(), "': '", directory.string(), "' is not a directory"));
+  }
+  if (::access(directory.c_str(), W_OK | X_OK) != 0) {  // also refuses a read-only file system
+    throw io_error(minnow::detail::concat("cannot write '", path.string(), "': its directory '", directory.string(),
+                                          "' is not writable (", detail::errno_text(errno), ")"));
+  }
+}
+
+/// @brief Makes `dir` (and its parents) if missing and checks that it takes new files: called before long
+/// work whose results go there.
+/// @throws io_error naming `dir` when it is not a directory, cannot be created or is not writable.
+inline void prepare_output_directory(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec || !std::filesystem::is_directory(dir)) {
+    throw io_error(minnow::detail::concat("cannot use '", dir.string(), "' as an output directory: ",
+                                          ec ? ec.message() : "a file that is not a directory is in the way"));
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    throw io_error(minnow::detail::concat("cannot use '", dir.string(), "' as an output directory: it is not writable (",
+                                          detail::errno_text(errno), ")"));
+  }
+}
+
 /// @brief Reads a whole regular file.
 /// @param max_bytes larger files are refused before anything is allocated.
 /// @param what what the file is, for messages ("safetensors file").

@@ -11,6 +11,7 @@
 ///     auto teachers = pipeline::load_or_train_ensemble<float>(specs, data.train, pool, options, files);
 
 #include <minnow/error.hpp>
+#include <minnow/io/atomic_file.hpp>
 #include <minnow/nn/models.hpp>
 #include <minnow/nn/train.hpp>
 #include <minnow/pipeline/ensemble_training.hpp>
@@ -52,8 +53,9 @@ struct MemberOrigin {
 /// `specs`). Each trained member is saved to `files.save_dir` as soon as it is trained. `on_ready(k, member,
 /// origin)` runs once per member, when it is loaded or trained (serialized; it may print). Loaded members
 /// have no epoch statistics.
-/// @throws value_error when a directory is given without `files.file_name`; what train_ensemble() and the
-/// checkpoint reader and writer throw (io_error, format_error naming the file).
+/// @throws value_error when a directory is given without `files.file_name`; io_error naming the directory or
+/// file, before any training, when `files.save_dir` cannot take the members' files; what train_ensemble() and
+/// the checkpoint reader and writer throw (io_error, format_error naming the file).
 template <class T>
 [[nodiscard]] std::vector<Member<T>> load_or_train_ensemble(
     std::span<const MemberSpec> specs, const data::Dataset<T>& data, std::span<const index_t> pool,
@@ -78,6 +80,10 @@ template <class T>
     }
   }
   if (to_train.empty()) return members;
+  if (!files.save_dir.empty()) {  // before training: a save that fails after hours of training loses them
+    io::prepare_output_directory(files.save_dir);
+    for (const auto& spec : to_train) io::check_writable_file(files.save_dir / files.file_name(spec));
+  }
   if (options.on_epoch) {
     options.on_epoch = [report = std::move(options.on_epoch), &slot](std::size_t i, const nn::EpochStats& stats) {
       report(slot[i], stats);
@@ -86,7 +92,6 @@ template <class T>
   auto trained = train_ensemble<T>(to_train, data, pool, options, [&](std::size_t i, Member<T>& member) {
     MemberOrigin origin;
     if (!files.save_dir.empty()) {
-      std::filesystem::create_directories(files.save_dir);
       origin.path = files.save_dir / files.file_name(member.spec);
       nn::save_training_state(origin.path, member.spec.architecture, member.model);
     }

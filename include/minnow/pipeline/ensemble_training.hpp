@@ -13,9 +13,9 @@
 ///     pipeline::train_model<float>(student, data.train, all, recipe, seed, loss);
 ///
 /// Threads: the kernels size their OpenMP regions by omp_get_max_threads() of the calling thread, a
-/// per-thread setting. The parallel schedule runs one member per std::thread and sets that thread's
-/// OpenMP count to 1 (and Eigen's process-wide count to 1 while members run), so no member opens nested
-/// or competing regions. A member's result depends only on its seed and its own thread count, so the
+/// per-thread setting that Eigen's products follow as well. The parallel schedule runs one member per
+/// std::thread and sets that thread's OpenMP count to threads / members, so no member opens nested or
+/// competing regions. A member's result depends only on its seed and its own thread count, so the
 /// parallel schedule (1 thread per member) and the sequential one with 1 thread give bit-identical members.
 
 #include <minnow/data/augment.hpp>
@@ -132,22 +132,17 @@ inline void set_thread_openmp_threads(int threads) noexcept {
 #endif
 }
 
-/// Sets the calling thread's OpenMP count and Eigen's (process-wide) count for a scope, then restores both.
+/// Sets the calling thread's OpenMP count for a scope, then restores it. Eigen's products follow it too:
+/// minnow never sets Eigen's process-wide count, which would race between threads (see set_threads).
 class ThreadsScope {
  public:
-  ThreadsScope(int openmp_threads, int eigen_threads) : openmp_(minnow::detail::max_threads()), eigen_(Eigen::nbThreads()) {
-    set_thread_openmp_threads(openmp_threads);
-    Eigen::setNbThreads(eigen_threads);
-  }
-  ~ThreadsScope() {
-    set_thread_openmp_threads(openmp_);
-    Eigen::setNbThreads(eigen_);
-  }
+  explicit ThreadsScope(int threads) : previous_(minnow::detail::max_threads()) { set_thread_openmp_threads(threads); }
+  ~ThreadsScope() { set_thread_openmp_threads(previous_); }
   ThreadsScope(const ThreadsScope&) = delete;
   ThreadsScope& operator=(const ThreadsScope&) = delete;
 
  private:
-  int openmp_, eigen_;
+  int previous_;
 };
 
 /// Runs `body(k)` for k in [0, count) with the schedule. Parallel: min(count, threads) std::threads take
@@ -157,13 +152,12 @@ template <class Body>
 void run_members(std::size_t count, Schedule schedule, int threads, Body&& body) {
   if (count == 0) return;
   if (schedule == Schedule::sequential) {
-    const ThreadsScope scope(threads, threads);
+    const ThreadsScope scope(threads);
     for (std::size_t k = 0; k < count; ++k) body(k);
     return;
   }
   const auto workers = static_cast<int>(std::min<std::size_t>(count, static_cast<std::size_t>(threads)));
   const int per_member = std::max(1, threads / workers);
-  const ThreadsScope scope(per_member, per_member);  // Eigen's count is global: set before the threads start
   std::atomic<std::size_t> next{0};
   std::vector<std::exception_ptr> errors(count);
   std::vector<std::thread> pool;

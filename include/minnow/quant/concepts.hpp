@@ -119,6 +119,7 @@ concept Observer = std::copyable<O> && requires(O o, const O co, ChannelValues<c
   o.observe(values);
   { co.range(grid) } -> std::same_as<Range>;
   o.reset();
+  { co.empty() } -> std::same_as<bool>;  // true until it holds data its range comes from (all-NaN input is none)
 };
 
 /// @brief A uniform mapping turns a range into a scale and a zero point on a grid.

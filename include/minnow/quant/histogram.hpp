@@ -125,7 +125,7 @@ class Histogram {
 
   /// The L2-optimal range for `grid` (see the file comment); [0, 0] before anything was observed.
   [[nodiscard]] Range range(QRange grid) const {
-    if (!observed()) return {};
+    if (empty()) return {};
     const std::int64_t dst = options_.dst_bins > 0 ? options_.dst_bins : grid.levels();
     return search(dst);
   }
@@ -137,7 +137,7 @@ class Histogram {
     max_ = -std::numeric_limits<float>::infinity();
   }
 
-  [[nodiscard]] bool observed() const noexcept { return min_ <= max_; }
+  [[nodiscard]] bool empty() const noexcept { return !(min_ <= max_); }
   /// Lower end of the histogram (the smallest value seen).
   [[nodiscard]] float min() const noexcept { return min_; }
   /// Upper end of the histogram (at least the largest value seen; relaxed when histograms combine).
@@ -157,7 +157,7 @@ class Histogram {
 
   MINNOW_DETAIL_NO_FP_CONTRACT void add_batch(const ChannelValues<const float>& values, float bmin, float bmax) {
     const index_t bins = options_.bins;
-    if (!observed() || min_ == max_) {
+    if (empty() || min_ == max_) {
       // The first batch, or a batch after a constant one (whose counts PyTorch drops): start over.
       min_ = bmin;
       max_ = bmax;

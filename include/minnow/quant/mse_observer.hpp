@@ -51,8 +51,8 @@ class MseOptimal {
   void observe(ChannelValues<const float> values) {
     if (values.size() == 0) return;
     const Range batch = detail::finite_range(values, "MseOptimal::observe");
-    const float lo = observed() ? std::min(min_, batch.min) : batch.min;
-    const float hi = observed() ? std::max(max_, batch.max) : batch.max;
+    const float lo = !empty() ? std::min(min_, batch.min) : batch.min;
+    const float hi = !empty() ? std::max(max_, batch.max) : batch.max;
     if (width_ == 0.0) {
       if (lo == hi) {  // constant so far: remember the mass, no bins yet
         constant_count_ += static_cast<double>(values.size());
@@ -85,7 +85,7 @@ class MseOptimal {
   /// The candidate with the least MSE on the histogram; [0, 0] before anything was observed, and
   /// [c, c] for a constant c.
   [[nodiscard]] Range range(QRange grid) const {
-    if (!observed()) return {};
+    if (empty()) return {};
     if (width_ == 0.0) return {min_, max_};
     const std::vector<Bin> used = nonempty();
     Range best{min_, max_};
@@ -103,7 +103,7 @@ class MseOptimal {
   /// The candidate ranges `range` chooses from, widest first (the order ties are broken in).
   [[nodiscard]] std::vector<Range> candidates() const {
     std::vector<Range> out;
-    if (!observed()) return out;
+    if (empty()) return out;
     const index_t steps = options_.steps;
     const index_t lows = min_ < 0.0f ? steps : 1, highs = max_ > 0.0f ? steps : 1;
     for (index_t i = lows; i >= 1; --i) {
@@ -119,7 +119,7 @@ class MseOptimal {
   /// Mean squared error of quantizing the observed values onto the affine grid of `candidate`, as
   /// estimated from the histogram (0 before anything was observed or for a constant).
   [[nodiscard]] double mse(Range candidate, QRange grid) const {
-    if (!observed() || width_ == 0.0) return 0.0;
+    if (empty() || width_ == 0.0) return 0.0;
     return error(nonempty(), candidate, grid);
   }
 
@@ -131,7 +131,7 @@ class MseOptimal {
     max_ = -std::numeric_limits<float>::infinity();
   }
 
-  [[nodiscard]] bool observed() const noexcept { return min_ <= max_; }
+  [[nodiscard]] bool empty() const noexcept { return !(min_ <= max_); }
   [[nodiscard]] float min() const noexcept { return min_; }
   [[nodiscard]] float max() const noexcept { return max_; }
   [[nodiscard]] const MseOptions& options() const noexcept { return options_; }

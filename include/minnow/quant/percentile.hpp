@@ -91,6 +91,7 @@ class Percentile {
     batches_ = 0;
   }
 
+  [[nodiscard]] bool empty() const noexcept { return batches_ == 0; }
   [[nodiscard]] double p() const noexcept { return p_; }
   /// Batches observed since construction or the last reset.
   [[nodiscard]] std::int64_t batches() const noexcept { return batches_; }

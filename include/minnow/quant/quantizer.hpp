@@ -26,6 +26,7 @@
 #include <minnow/quant/mappings.hpp>
 #include <minnow/quant/observers.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <type_traits>
@@ -74,7 +75,9 @@ class Quantizer {
     minnow::detail::parallel_for(channels, threads, [&](long c, int) {
       observers_[static_cast<std::size_t>(c)].observe(layout.channel(values.data(), c));
     });
-    observed_ = true;
+    // A batch of NaN only gives the observers nothing: the parameters must not claim to come from data.
+    observed_ = std::any_of(observers_.begin(), observers_.end(), [](const O& o) { return !o.empty(); });
+    if (!observed_) return;
     if constexpr (is_codebook) {
       books_.resize(observers_.size());
       minnow::detail::parallel_for(channels, threads, [&](long c, int) {
@@ -96,7 +99,8 @@ class Quantizer {
   /// Observes again.
   void unfreeze() noexcept { frozen_ = false; }
   [[nodiscard]] bool frozen() const noexcept { return frozen_; }
-  /// True once a non-empty batch was observed (until reset): the parameters come from data, not defaults.
+  /// True once an observer holds data (until reset): the parameters come from data, not defaults. A batch
+  /// of NaN only leaves it false.
   [[nodiscard]] bool observed() const noexcept { return observed_; }
 
   /// Forgets everything observed and the channel count (the frozen flag is kept).

@@ -470,11 +470,8 @@ TEST_CASE("default_fashion_mnist_dir honours MINNOW_FASHION_MNIST_DIR", "[data][
 #ifdef MINNOW_HAS_ZLIB
 TEST_CASE("The real Fashion-MNIST loads with the published sizes, labels and statistics",
           "[data][fashion_mnist][real]") {
+  MINNOW_REQUIRE_FASHION_MNIST();
   const fs::path dir = minnow::data::default_fashion_mnist_dir();
-  if (!fs::is_directory(dir)) {
-    WARN("Fashion-MNIST not found in " << dir << " (apt-get install dataset-fashion-mnist); skipped");
-    return;
-  }
   const auto data = minnow::data::load_fashion_mnist<float>(dir);
   REQUIRE(data.train.images.shape() == minnow::Shape<4>{60000, 1, 28, 28});
   REQUIRE(data.test.images.shape() == minnow::Shape<4>{10000, 1, 28, 28});
@@ -541,7 +538,9 @@ TEST_CASE("The real Fashion-MNIST loads with the published sizes, labels and sta
 #else
 TEST_CASE("Without zlib, the gzip-compressed Fashion-MNIST is an io_error saying so", "[data][fashion_mnist][real]") {
   const fs::path dir = minnow::data::default_fashion_mnist_dir();
-  if (!fs::exists(dir / "train-images-idx3-ubyte.gz") || fs::exists(dir / "train-images-idx3-ubyte")) return;
+  if (!fs::exists(dir / "train-images-idx3-ubyte.gz") || fs::exists(dir / "train-images-idx3-ubyte")) {
+    MINNOW_SKIP("needs the gzip-compressed Fashion-MNIST alone in " << dir);
+  }
   const std::string message = test_support::message_of<minnow::io_error>([&] { (void)minnow::data::load_fashion_mnist<float>(dir); });
   CHECK_THAT(message, Contains("zlib support is off"));
 }

@@ -238,11 +238,8 @@ TEST_CASE("the integer network's logits match the fake-quant network's within on
 }
 
 TEST_CASE("on Fashion-MNIST the integer student's accuracy is within 0.1 pt of the fake-quant student's") {
+  MINNOW_REQUIRE_FASHION_MNIST();
   const std::filesystem::path dir = data::default_fashion_mnist_dir();
-  if (!std::filesystem::is_directory(dir)) {
-    WARN("Fashion-MNIST not found in " << dir << " (apt-get install dataset-fashion-mnist); skipped");
-    return;
-  }
   const auto data = data::load_fashion_mnist<float>(dir, data::fashion_mnist_normalization, 10000, 2000);
   auto model = nn::make_student<float>(42);
   {

@@ -443,3 +443,21 @@ TEST_CASE("an integer model whose activations would overflow a size is refused")
   CHECK_THROWS_AS(infer::check_integer_model(model), shape_error);
   CHECK_THROWS_WITH(infer::check_integer_model(model), Catch::Contains("the input") && Catch::Contains("more than 2^34 elements"));
 }
+
+TEST_CASE("an integer model whose output stage overflows float is refused, by the checker, the writer and the reader") {
+  // Each scale and bias is valid on its own; bias / output scale is not a float (the kernel's offset).
+  auto model = small_model(5);
+  auto& fc1 = std::get<infer::IntegerLinear>(model.layers[2]);
+  fc1.bias[0] = 3e38f;
+  CHECK_THROWS_AS(infer::check_integer_model(model), value_error);
+  CHECK_THROWS_WITH(infer::check_integer_model(model), Catch::Contains("'fc1'") && Catch::Contains("channel 0") &&
+                                                           Catch::Contains("must be finite"));
+  // The same through the multiplier: input scale × weight scale / output scale.
+  auto tiny_output = small_model(5);
+  std::get<infer::IntegerLinear>(tiny_output.layers[2]).weights.params[0].scale = 3e38f;
+  std::get<infer::IntegerLinear>(tiny_output.layers[2]).output = quant::AffineParams{1e-3f, 0};
+  CHECK_THROWS_WITH(infer::check_integer_model(tiny_output), Catch::Contains("'fc1'") && Catch::Contains("output multiplier"));
+  // The reader checks every model it decodes the same way: tests/fuzz/regressions/compressed_model/ holds a
+  // file with such a layer, replayed by CTest ("fuzz replay: compressed_model").
+  CHECK_THROWS_AS(io::encode_compressed_model(tiny_output), value_error);
+}

@@ -3,6 +3,8 @@
 #include <minnow/nn.hpp>
 #include <minnow/nn/train.hpp>
 
+#include "test_support.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -10,14 +12,17 @@
 #include <limits>
 #include <random>
 
+#include <csignal>
+#include <thread>
+
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace minnow;
 namespace fs = std::filesystem;
 
 namespace {
-
-bool have_fashion_mnist() { return fs::exists(data::default_fashion_mnist_dir()); }
 
 fs::path temp_file(const std::string& name) {
   const fs::path dir = fs::temp_directory_path() / ("minnow_test_train_" + std::to_string(::getpid()));
@@ -49,7 +54,7 @@ nn::Sequential<float> train_student_one_epoch(const data::Dataset<float>& train,
 }  // namespace
 
 TEST_CASE("same seed and thread count give bit-identical weights after an epoch on 2000 images") {
-  if (!have_fashion_mnist()) FAIL("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist");
+  MINNOW_REQUIRE_FASHION_MNIST();
   const auto data = data::load_fashion_mnist<float>(data::default_fashion_mnist_dir(), data::fashion_mnist_normalization, 2000, 1);
   for (const int threads : {1, 2}) {
     INFO(threads << " thread(s)");
@@ -68,7 +73,7 @@ TEST_CASE("same seed and thread count give bit-identical weights after an epoch 
 }
 
 TEST_CASE("the student reaches 80 % test accuracy after one epoch on 10,000 images") {
-  if (!have_fashion_mnist()) FAIL("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist");
+  MINNOW_REQUIRE_FASHION_MNIST();
   const auto data = data::load_fashion_mnist<float>(data::default_fashion_mnist_dir(), data::fashion_mnist_normalization, 10000);
   auto model = train_student_one_epoch(data.train, 2, 1);
   const auto test = nn::evaluate(model, data.test);
@@ -284,4 +289,42 @@ TEST_CASE("an empty batch to Trainer::step is refused as empty, and nothing chan
   CHECK_THROWS_AS(trainer.step(tiny, std::span<const index_t>{}), value_error);
   CHECK(model.parameters()[0].value(0) == before);
   CHECK(trainer.steps() == 0);
+}
+
+TEST_CASE("a process killed while it saves a large model never leaves a file that fails to load, nor a pile of temporaries") {
+  // The teacher's checkpoint is 25.6 MB: each save takes long enough for a kill to land inside it.
+  auto model = nn::make_teacher<float>(1);
+  const fs::path path = temp_file("killed.ckpt");
+  model.parameters()[0].value(0) = 0.0f;  // parameter 0, element 0 counts the saves: which version is on disk
+  nn::save_training_state(path, "teacher", model);
+  std::mt19937 rng(2026);
+  std::uniform_int_distribution<int> delay_ms(0, 250);
+  float newest_possible = 0.0f;
+  for (int round = 0; round < 20; ++round) {
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      // The child saves version after version until it is killed (no Catch, no return into the runner).
+      for (int version = 1;; ++version) {
+        model.parameters()[0].value(0) = static_cast<float>(round * 1000 + version);
+        nn::save_training_state(path, "teacher", model);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
+    REQUIRE(::kill(child, SIGKILL) == 0);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK(WIFSIGNALED(status));
+    auto loaded = nn::make_teacher<float>(2);
+    REQUIRE_NOTHROW(nn::load_training_state(path, "teacher", loaded));  // the previous file, or a newer complete one
+    const float version = loaded.parameters()[0].value(0);
+    CHECK(version <= static_cast<float>(round * 1000 + 999));
+    CHECK((version == newest_possible || version > static_cast<float>(round * 1000)));
+    newest_possible = version;
+    // At most the killed save's temporary is left; the next save removes it.
+    CHECK(leftover_temporaries(path) <= 1);
+  }
+  nn::save_training_state(path, "teacher", model);
+  CHECK(leftover_temporaries(path) == 0);
+  fs::remove(path);
 }

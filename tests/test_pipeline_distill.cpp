@@ -498,9 +498,7 @@ TEST_CASE("train_model with an augmentation is the Trainer loop with a BatchAugm
 }
 
 TEST_CASE("end to end on 1000 Fashion-MNIST images: the ensemble of 3 beats its mean member", "[pipeline][e2e]") {
-  if (!std::filesystem::exists(data::default_fashion_mnist_dir())) {
-    FAIL("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist");
-  }
+  MINNOW_REQUIRE_FASHION_MNIST();
   const auto data = data::load_fashion_mnist<float>(data::default_fashion_mnist_dir(), data::fashion_mnist_normalization,
                                                     1000, 2000);
   const auto pool = data::range_indices(0, 1000);

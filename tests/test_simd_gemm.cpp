@@ -91,7 +91,7 @@ TEST_CASE("k = 0 and empty products") {
   simd::gemm<float>(0, 4, 3, simd::row_major<float>(a.data(), 3), simd::row_major<float>(b.data(), 4), c.data(), 4, false);
 }
 
-TEST_CASE("set_threads: bad counts are refused; each thread keeps its own count, and threads do not race on it") {
+TEST_CASE("set_threads refuses bad counts, and threads that each set their own count do not race") {
   CHECK_THROWS_WITH(minnow::set_threads(0), "set_threads: the thread count must be in [1, 4096], got 0");
   CHECK_THROWS_AS(minnow::set_threads(-1), minnow::value_error);
   CHECK_THROWS_AS(minnow::set_threads(minnow::max_thread_count + 1), minnow::value_error);

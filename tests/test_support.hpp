@@ -1,13 +1,33 @@
 #pragma once
 // Helpers shared by the tests.
 #include <catch2/catch.hpp>
+#include <minnow/data/fashion_mnist.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <filesystem>
 #include <functional>
+#include <iostream>
 #include <random>
 #include <string>
+
+/// Ends the running test as skipped: it prints the marker that CTest's SKIP_REGULAR_EXPRESSION (set for every
+/// test in tests/CMakeLists.txt) reports as "Not Run (Skipped)", never as passed.
+#define MINNOW_SKIP(reason)                                             \
+  do {                                                                  \
+    std::cout << "MINNOW_TEST_SKIPPED: " << reason << std::endl;        \
+    return;                                                             \
+  } while (false)
+
+/// Skips the running test when Fashion-MNIST is not installed.
+#define MINNOW_REQUIRE_FASHION_MNIST()                                                                            \
+  do {                                                                                                            \
+    if (!std::filesystem::is_directory(minnow::data::default_fashion_mnist_dir())) {                              \
+      MINNOW_SKIP("Fashion-MNIST not found in " << minnow::data::default_fashion_mnist_dir()                      \
+                                                << " (apt-get install dataset-fashion-mnist)");                   \
+    }                                                                                                             \
+  } while (false)
 
 namespace test_support {
 

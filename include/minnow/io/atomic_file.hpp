@@ -4,6 +4,7 @@
 ///
 /// A write goes to a fresh temporary file in the target's directory, is fsynced, renamed over the target
 /// and the directory is fsynced: readers see the old file or the new one, never a mix, even after a crash.
+/// A process killed mid-write leaves its temporary file; the next write to the same path removes it.
 
 #include <minnow/error.hpp>
 
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,6 +55,23 @@ namespace detail {
     const auto next = std::filesystem::read_symlink(target, ec);
     if (ec) throw io_error(minnow::detail::concat("cannot write '", path.string(), "': reading link '", target.string(), "': ", ec.message()));
     target = next.is_absolute() ? next : target.parent_path() / next;
+  }
+}
+
+/// Removes the temporary files of writes to `target` whose process no longer exists (killed mid-write):
+/// `<name>.tmp.<pid>.<n>` with no process `pid`. Each save cleans up after earlier crashes, so they never pile up.
+inline void remove_stale_temporaries(const std::filesystem::path& target) {
+  const std::filesystem::path directory = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+  const std::string prefix = target.filename().string() + ".tmp.";
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(directory, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string rest = name.substr(prefix.size());
+    const std::size_t dot = rest.find('.');
+    if (dot == 0 || dot == std::string::npos || rest.find_first_not_of("0123456789.") != std::string::npos || dot > 9) continue;
+    const auto pid = static_cast<pid_t>(std::stol(rest.substr(0, dot)));
+    if (pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH) ::unlink(it->path().c_str());
   }
 }
 
@@ -117,6 +136,7 @@ inline void write_file_atomically(const std::filesystem::path& path, std::span<c
     throw fail("stat", errno);
   }
 
+  detail::remove_stale_temporaries(target);
   detail::TemporaryFile temporary(target);
   const std::byte* p = bytes.data();
   std::size_t left = bytes.size();

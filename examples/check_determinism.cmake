@@ -1,0 +1,52 @@
+# compress --quick run three times: twice with the same seed and thread count, which must give the same
+# model files byte for byte, and once with another thread count, whose compressed model's accuracy must lie
+# within 0.2 points of the first (summation order changes with the thread count, so bits may differ).
+#   cmake -DCOMPRESS=<compress binary> -DOUT=<scratch dir> -P check_determinism.cmake
+foreach(run IN ITEMS a:1 b:1 c:2)
+  string(REPLACE ":" ";" parts "${run}")
+  list(GET parts 0 name)
+  list(GET parts 1 threads)
+  file(REMOVE_RECURSE "${OUT}/${name}")
+  execute_process(COMMAND "${COMPRESS}" --quick --seed 3 --threads ${threads} --out "${OUT}/${name}"
+                  RESULT_VARIABLE status OUTPUT_QUIET)
+  if(NOT status EQUAL 0)
+    message(FATAL_ERROR "compress --quick --threads ${threads} failed: ${status}")
+  endif()
+endforeach()
+
+foreach(file student.minnow student.safetensors)
+  file(SHA256 "${OUT}/a/${file}" first)
+  file(SHA256 "${OUT}/b/${file}" second)
+  if(NOT first STREQUAL second)
+    message(FATAL_ERROR "${file} differs between two runs with the same seed and thread count")
+  endif()
+endforeach()
+
+# The last stage of results.json is the compressed file.
+function(compressed_accuracy json_file out)
+  file(READ "${json_file}" json)
+  string(JSON count LENGTH "${json}" stages)
+  math(EXPR last "${count} - 1")
+  string(JSON name GET "${json}" stages ${last} name)
+  string(JSON accuracy GET "${json}" stages ${last} accuracy)
+  message(STATUS "${json_file}: '${name}' ${accuracy} %")
+  # CMake's math is integer only: the accuracy in hundredths of a point (truncated).
+  string(REGEX MATCH "^([0-9]+)(\\.([0-9])([0-9])?)?" _ "${accuracy}")
+  set(tenths "${CMAKE_MATCH_3}")
+  set(hundredths "${CMAKE_MATCH_4}")
+  if(tenths STREQUAL "")
+    set(tenths 0)
+  endif()
+  if(hundredths STREQUAL "")
+    set(hundredths 0)
+  endif()
+  math(EXPR value "${CMAKE_MATCH_1} * 100 + ${tenths} * 10 + ${hundredths}")
+  set(${out} ${value} PARENT_SCOPE)
+endfunction()
+compressed_accuracy("${OUT}/a/results.json" one_thread)
+compressed_accuracy("${OUT}/c/results.json" two_threads)
+math(EXPR difference "${one_thread} - ${two_threads}")
+if(difference LESS -20 OR difference GREATER 20)
+  message(FATAL_ERROR "1 and 2 threads differ by ${difference} hundredths of a point (more than 0.2)")
+endif()
+message(STATUS "same seed and threads: identical files; 1 vs 2 threads: ${difference} hundredths of a point apart")

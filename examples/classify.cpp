@@ -6,20 +6,28 @@
 #include <minnow/data/idx.hpp>
 #include <minnow/pipeline/compressed_network.hpp>
 
+#include "cli.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <string>
 
 int main(int argc, char** argv) {
-  if (argc < 2 || argc > 4) {
-    std::fprintf(stderr, "usage: classify MODEL.minnow [IMAGES.idx[.gz] [LABELS.idx[.gz]]]\n");
-    return 1;
+  const bool help = argc == 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h");
+  if (argc < 2 || argc > 4 || help) {
+    std::fprintf(help ? stdout : stderr, "usage: classify MODEL [IMAGES [LABELS]]\n"
+                 "  MODEL: a .minnow file; IMAGES, LABELS: IDX files, raw or .gz (default: the Fashion-MNIST test set)\n");
+    return help ? 0 : 1;
   }
   try {
     const auto dir = minnow::data::default_fashion_mnist_dir();
     const std::string images_file = argc > 2 ? argv[2] : (dir / "t10k-images-idx3-ubyte.gz").string();
     const std::string labels_file = argc > 3 ? argv[3] : argc == 2 ? (dir / "t10k-labels-idx1-ubyte.gz").string() : "";
+    // Every file is checked before any is read.
+    example::check_input_file("MODEL", argv[1]);
+    example::check_input_file("IMAGES", images_file);
+    if (!labels_file.empty()) example::check_input_file("LABELS", labels_file);
     auto net = minnow::pipeline::load_compressed(argv[1]);  // format_error naming the problem if the file is damaged
     const auto images = minnow::data::read_idx_images(images_file);
     const auto labels =

@@ -45,8 +45,6 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 namespace {
 
 namespace fs = std::filesystem;
@@ -78,19 +76,6 @@ struct Options {
   std::vector<std::string> teacher_files;
   std::string teacher_arch = "teacher", model_file, arch = "student";
 };
-
-/// Fails unless `dir` exists (or can be made) and takes a new file: checked before any work.
-void check_writable_dir(const fs::path& dir, const char* option) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec || !fs::is_directory(dir)) {
-    throw minnow::io_error(minnow::detail::concat(option, " '", dir.string(), "' is not a directory that can be created: ",
-                                                  ec ? ec.message() : "a file is in the way"));
-  }
-  if (::access(dir.c_str(), W_OK | X_OK) != 0) {  // also refuses a read-only file system
-    throw minnow::io_error(minnow::detail::concat(option, " '", dir.string(), "' is not writable"));
-  }
-}
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -129,41 +114,34 @@ Options parse(int argc, char** argv) {
     if (o.train_limit < 0) o.train_limit = 6000;
   }
   if (!o.teacher_files.empty()) o.teachers = static_cast<int>(o.teacher_files.size());
-  if (o.teachers <= 0 || o.teacher_epochs <= 0 || o.student_epochs <= 0 || o.prune_epochs <= 1 || o.qat_epochs <= 0 ||
-      o.threads <= 0) {
-    throw minnow::value_error(minnow::detail::concat(
-        "teachers, epochs and threads must be positive (and --prune-epochs at least 2), got teachers ", o.teachers,
-        ", teacher epochs ", o.teacher_epochs, ", student epochs ", o.student_epochs, ", prune epochs ", o.prune_epochs,
-        ", qat epochs ", o.qat_epochs, ", threads ", o.threads));
+  // Every option is checked here, before the given files are read, the data loads and the teachers train.
+  example::check_at_least("--teachers", o.teachers, 1);
+  example::check_at_least("--teacher-epochs", o.teacher_epochs, 1);
+  example::check_at_least("--student-epochs", o.student_epochs, 1);
+  example::check_at_least("--prune-epochs", o.prune_epochs, 2);  // AGP ramps over all but the last
+  example::check_at_least("--qat-epochs", o.qat_epochs, 1);
+  example::check_sparsity("--sparsity", o.sparsity);
+  example::check_between("--weight-bits", o.weight_bits, 4, 8);
+  minnow::distill::detail::check_temperature<float>("--temperature", o.temperature);
+  minnow::distill::detail::check_temperature<float>("--fine-tune-temperature", o.fine_tune_temperature);
+  example::check_alpha("--alpha", o.alpha);
+  example::check_alpha("--fine-tune-alpha", o.fine_tune_alpha);
+  example::check_rate("--teacher-lr", o.teacher_lr);
+  example::check_rate("--student-lr", o.student_lr);
+  example::check_threads("--threads", o.threads);
+  example::check_input_dir("--data", o.data_dir);
+  example::check_train_limit("--train-limit", o.train_limit);
+  example::check_option("--arch", [&] { minnow::nn::check_architecture(o.arch); });
+  example::check_option("--teacher-arch", [&] { minnow::nn::check_architecture(o.teacher_arch); });
+  for (const auto& file : o.teacher_files) example::check_input_file("--teacher-files", file);
+  if (!o.model_file.empty()) example::check_input_file("--model-file", o.model_file);
+  example::check_output_dir("--out", o.out_dir);
+  for (const char* name : {"student.safetensors", "student.minnow", "results.json", "results.svg"}) {
+    example::check_output_file("--out", fs::path(o.out_dir) / name);
   }
-  if (!(o.sparsity >= 0.0 && o.sparsity < 1.0)) {
-    throw minnow::value_error(minnow::detail::concat("--sparsity must be in [0, 1), got ", o.sparsity));
-  }
-  if (o.weight_bits < 4 || o.weight_bits > 8) {
-    throw minnow::value_error(minnow::detail::concat("--weight-bits must be in 4..8, got ", o.weight_bits));
-  }
-  for (const auto& [option, t] : {std::pair{"--temperature", o.temperature}, std::pair{"--fine-tune-temperature", o.fine_tune_temperature}}) {
-    if (!(t > 0.0 && t < 1e6)) throw minnow::value_error(minnow::detail::concat(option, " must be in (0, 1e6), got ", t));
-  }
-  for (const auto& [option, a] : {std::pair{"--alpha", o.alpha}, std::pair{"--fine-tune-alpha", o.fine_tune_alpha}}) {
-    if (!(a >= 0.0 && a <= 1.0)) throw minnow::value_error(minnow::detail::concat(option, " must be in [0, 1], got ", a));
-  }
-  for (const auto& [option, lr] : {std::pair{"--teacher-lr", o.teacher_lr}, std::pair{"--student-lr", o.student_lr}}) {
-    if (!(lr > 0.0 && std::isfinite(lr))) throw minnow::value_error(minnow::detail::concat(option, " must be finite and > 0, got ", lr));
-  }
-  if (o.train_limit == 0 || o.train_limit < -1) {
-    throw minnow::value_error(minnow::detail::concat("--train-limit must be -1 (all) or >= 1, got ", o.train_limit));
-  }
-  minnow::nn::check_architecture(o.arch);
-  minnow::nn::check_architecture(o.teacher_arch);
-  for (const auto& file : o.teacher_files) {
-    if (!fs::is_regular_file(file)) throw minnow::io_error(minnow::detail::concat("--teacher-files: '", file, "' is not a file"));
-  }
-  if (!o.model_file.empty() && !fs::is_regular_file(o.model_file)) {
-    throw minnow::io_error(minnow::detail::concat("--model-file: '", o.model_file, "' is not a file"));
-  }
-  check_writable_dir(o.out_dir, "--out");
-  if (!o.save_dir.empty()) check_writable_dir(o.save_dir, "--save-teachers");
+  // --save-teachers before --load-teachers, which may name the directory it creates.
+  if (!o.save_dir.empty()) example::check_output_dir("--save-teachers", o.save_dir);
+  if (!o.load_dir.empty()) example::check_input_dir("--load-teachers", o.load_dir);
   return o;
 }
 

@@ -114,25 +114,27 @@ Options parse(int argc, char** argv) {
       .option("--load-teachers", o.load_dir, "load the teacher checkpoints found in DIR, train the missing ones")
       .option("--save-teachers", o.save_dir, "save every trained teacher to DIR");
   cli.parse(argc, argv);
-  if (o.augmented_epochs < 0) {
-    throw minnow::value_error(minnow::detail::concat("--augmented-epochs must be >= 0, got ", o.augmented_epochs));
-  }
+  // Every option is checked here, before the data loads and the teachers train.
+  example::check_at_least("--teachers", o.teachers, 1);
+  for (const auto& name : o.teacher_arch) example::check_option("--teacher-arch", [&] { minnow::nn::check_architecture(name); });
+  example::check_at_least("--teacher-epochs", o.teacher_epochs, 1);
+  example::check_option("--student-arch", [&] { minnow::nn::check_architecture(o.student_arch); });
+  example::check_at_least("--student-epochs", o.student_epochs, 1);
+  minnow::distill::detail::check_temperature<float>("--temperature", o.temperature);
+  example::check_alpha("--alpha", o.alpha);
+  example::check_threads("--threads", o.threads);
+  example::check_at_least("--batch", o.batch, 1);
+  example::check_rate("--lr", o.lr);
+  example::check_rate("--student-lr", o.student_lr);
+  example::check_input_dir("--data", o.data_dir);
+  example::check_train_limit("--train-limit", o.train_limit);
+  example::check_at_least("--augmented-epochs", o.augmented_epochs, 0);
   if (o.augmented_epochs > 0 && o.augmented_teachers.empty() && !o.teacher_augment) {
     throw minnow::value_error("--augmented-epochs needs augmented teachers (--augmented-teachers or --teacher-augment)");
   }
   if (o.augmented_epochs == 0) o.augmented_epochs = o.teacher_epochs;
-  // An unknown architecture must stop the run before the data set loads.
-  for (const auto& name : o.teacher_arch) minnow::nn::check_architecture(name);
-  minnow::nn::check_architecture(o.student_arch);
-  if (o.teachers <= 0 || o.teacher_epochs <= 0 || o.student_epochs <= 0 || o.batch <= 0 || o.threads <= 0) {
-    throw minnow::value_error(minnow::detail::concat("teachers, epochs, batch and threads must be positive, got teachers ",
-                                                     o.teachers, ", teacher epochs ", o.teacher_epochs, ", student epochs ",
-                                                     o.student_epochs, ", batch ", o.batch, ", threads ", o.threads));
-  }
-  if (o.augment_copies < 0) {
-    throw minnow::value_error(minnow::detail::concat("--augment-copies must be >= 0, got ", o.augment_copies));
-  }
-  if (o.holdout < 0) throw minnow::value_error(minnow::detail::concat("--holdout must be >= 0, got ", o.holdout));
+  example::check_at_least("--augment-copies", o.augment_copies, 0);
+  example::check_at_least("--holdout", o.holdout, 0);
   for (const int k : o.augmented_teachers) {
     if (k < 1 || k > o.teachers) {
       throw minnow::value_error(minnow::detail::concat("--augmented-teachers: teacher ", k, " is not in 1..", o.teachers));
@@ -145,6 +147,9 @@ Options parse(int argc, char** argv) {
   if (o.teacher_augment && !o.augmented_teachers.empty()) {
     throw minnow::value_error("--teacher-augment (every teacher) and --augmented-teachers exclude each other");
   }
+  // The directories last, as --save-teachers creates its own; before --load-teachers, which may name the same one.
+  if (!o.save_dir.empty()) example::check_output_dir("--save-teachers", o.save_dir);
+  if (!o.load_dir.empty()) example::check_input_dir("--load-teachers", o.load_dir);
   if (o.teacher_augment) {
     o.augmented_teachers.resize(static_cast<std::size_t>(o.teachers));
     std::iota(o.augmented_teachers.begin(), o.augmented_teachers.end(), 1);

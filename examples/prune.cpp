@@ -42,6 +42,9 @@ struct Options {
   bool sensitivity_only = false;
 };
 
+/// Where the dense network goes when there is no --load.
+std::string dense_file(const Options& o) { return o.arch + "-dense.ckpt"; }
+
 Options parse(int argc, char** argv) {
   Options o;
   example::CommandLine cli("prune", "Prunes a trained network with AGP schedules during fine-tuning.");
@@ -59,7 +62,15 @@ Options parse(int argc, char** argv) {
   example::add_recipe_options(cli, o.recipe, "the dense training");
   cli.parse(argc, argv);
   if (o.sensitivity_only) o.sensitivity = true;
-  if (o.finetune_epochs < 2) throw minnow::value_error("--finetune-epochs must be >= 2 (AGP ramps over all but the last)");
+  // Every option is checked here, before the data loads.
+  example::check_option("--arch", [&] { minnow::nn::check_architecture(o.arch); });
+  example::check_recipe(o.recipe);
+  example::check_at_least("--finetune-epochs", o.finetune_epochs, 2);  // AGP ramps over all but the last
+  example::check_rate("--finetune-lr", o.finetune_lr);
+  example::check_threads("--threads", o.threads);
+  for (const double s : o.sparsities) example::check_sparsity("--sparsities", s);
+  example::check_input_dir("--data", o.data_dir);
+  example::check_load_or_train(o.load, dense_file(o));
   return o;
 }
 
@@ -137,7 +148,7 @@ int main(int argc, char** argv) {
     minnow::set_threads(o.threads);
     const auto data = minnow::data::load_fashion_mnist<float>(o.data_dir);
     const std::string dense_path =
-        example::load_or_train(o.load, o.arch, o.arch + "-dense.ckpt", data.train, o.recipe, "dense");
+        example::load_or_train(o.load, o.arch, dense_file(o), data.train, o.recipe, "dense");
     auto dense = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
     minnow::nn::load_parameters(dense_path, o.arch, dense);
     const double dense_accuracy = minnow::nn::evaluate(dense, data.test).accuracy;

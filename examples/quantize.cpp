@@ -56,6 +56,9 @@ struct Options {
   int threads = 2;
 };
 
+/// Where the float network goes when there is no --load.
+std::string float_file(const Options& o) { return o.arch + "-float.ckpt"; }
+
 Options parse(int argc, char** argv) {
   Options o;
   example::CommandLine cli("quantize", "Quantizes a trained network: PTQ, QAT (8 and 4 bits), k-means weight sharing.");
@@ -68,8 +71,15 @@ Options parse(int argc, char** argv) {
       .option("--threads", o.threads, "threads (default 2)");
   example::add_recipe_options(cli, o.recipe, "the float training");
   cli.parse(argc, argv);
-  if (o.qat_epochs < 1) throw minnow::value_error("--qat-epochs must be >= 1");
-  if (o.calibration < 1) throw minnow::value_error("--calibration must be >= 1");
+  // Every option is checked here, before the data loads.
+  example::check_option("--arch", [&] { minnow::nn::check_architecture(o.arch); });
+  example::check_recipe(o.recipe);
+  example::check_at_least("--qat-epochs", o.qat_epochs, 1);
+  example::check_rate("--qat-lr", o.qat_lr);
+  example::check_at_least("--calibration", o.calibration, 1);
+  example::check_threads("--threads", o.threads);
+  example::check_input_dir("--data", o.data_dir);
+  example::check_load_or_train(o.load, float_file(o));
   return o;
 }
 
@@ -190,7 +200,7 @@ int main(int argc, char** argv) {
     const Options o = parse(argc, argv);
     minnow::set_threads(o.threads);
     const auto data = minnow::data::load_fashion_mnist<float>(o.data_dir);
-    const std::string path = example::load_or_train(o.load, o.arch, o.arch + "-float.ckpt", data.train, o.recipe, "float");
+    const std::string path = example::load_or_train(o.load, o.arch, float_file(o), data.train, o.recipe, "float");
     auto dense = load(o, path);
     const double float_accuracy = minnow::nn::evaluate(dense, data.test).accuracy;
 

@@ -29,6 +29,15 @@ inline void add_recipe_options(CommandLine& cli, Recipe& recipe, const std::stri
       .option("--seed", recipe.seed, "initialisation and shuffling seed (default 1)");
 }
 
+/// Checks the options add_recipe_options registers, and the weight decay (train's --weight-decay).
+/// @throws minnow::value_error naming the option.
+inline void check_recipe(const Recipe& r) {
+  check_at_least("--epochs", r.epochs, 1);
+  check_at_least("--batch", r.batch, 1);
+  check_rate("--lr", r.lr);
+  check_rate("--weight-decay", r.weight_decay);
+}
+
 /// Trains `model` with the recipe; `after_epoch(epoch, stats)` runs after every epoch (epoch from 1).
 template <class AfterEpoch>
 void train_with_recipe(minnow::nn::Sequential<float>& model, const minnow::data::Dataset<float>& train, const Recipe& r,
@@ -46,6 +55,15 @@ void train_with_recipe(minnow::nn::Sequential<float>& model, const minnow::data:
   }
   if (!save_path.empty()) {
     minnow::nn::save_training_state(save_path, architecture, model, static_cast<minnow::nn::Optimizer<float>*>(&sgd));
+  }
+}
+
+/// Checks what load_or_train needs, before the data loads: `load` readable when given, else `fallback` writable.
+inline void check_load_or_train(const std::string& load, const std::string& fallback) {
+  if (!load.empty()) {
+    check_input_file("--load", load);
+  } else {
+    check_output_file("without --load", fallback);
   }
 }
 

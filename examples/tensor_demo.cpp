@@ -3,7 +3,11 @@
 
 #include <iostream>
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1) {
+    std::cerr << "tensor_demo: takes no options, got " << argv[1] << "\n";
+    return 1;
+  }
   minnow::Tensor<float, 2> weights({3, 4});  // zero-initialised, 64-byte aligned
   auto w = weights.view();                   // TensorView<float, 2>: pointer + shape
   for (minnow::index_t r = 0; r < w.dim(0); ++r)

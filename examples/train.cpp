@@ -39,9 +39,13 @@ Options parse(int argc, char** argv) {
       .option("--train-limit", o.train_limit, "use only the first N training images")
       .flag("--no-progress", o.progress, false, "no progress bar");
   cli.parse(argc, argv);
-  if (o.recipe.epochs <= 0 || o.recipe.batch <= 0 || o.threads <= 0) {
-    throw minnow::value_error("epochs, batch and threads must be positive");
-  }
+  // Every option is checked here, before the data loads: --out especially, which is written only at the end.
+  example::check_option("--arch", [&] { minnow::nn::check_architecture(o.arch); });
+  example::check_recipe(o.recipe);
+  example::check_threads("--threads", o.threads);
+  example::check_input_dir("--data", o.data_dir);
+  example::check_train_limit("--train-limit", o.train_limit);
+  if (!o.out.empty()) example::check_output_file("--out", o.out);
   return o;
 }
 

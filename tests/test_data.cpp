@@ -36,28 +36,7 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    path_ = fs::temp_directory_path() /
-            ("minnow_test_data_" + std::to_string(stamp) + "_" + std::to_string(++counter));
-    fs::create_directories(path_);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  [[nodiscard]] const fs::path& path() const { return path_; }
-  [[nodiscard]] fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
+using TempDir = test_support::ScratchDir;
 
 void append_be32(Bytes& out, std::uint32_t value) {
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<std::uint8_t>(value >> shift));
@@ -680,7 +659,7 @@ TEST_CASE("gather copies exactly the batch's samples", "[data][batches]") {
   for (index_t i = 0; i < images.size(); ++i) images.data()[i] = static_cast<std::uint8_t>(i);
   Tensor<std::int32_t, 1> labels({6});
   for (index_t i = 0; i < 6; ++i) labels(i) = static_cast<std::int32_t>(10 + i);
-  const Dataset<float> data = minnow::data::make_dataset<float>(images, labels, 10, Normalization{0.0, 1.0 / 255.0});
+  const Dataset<float> data = minnow::data::make_dataset<float>(images, labels, 16, Normalization{0.0, 1.0 / 255.0});
   // With this normalisation every value is its byte: sample s holds 6s .. 6s+5.
 
   const std::vector<index_t> indices = {4, 0, 4};

@@ -291,7 +291,7 @@ TEST_CASE("BitmapInt8Matrix stores rint(w / scale) clamped to int8 and multiplie
   minnow::set_threads(2);
 }
 
-TEST_CASE("BitmapInt8Matrix counts bytes from its buffers; fc1 at 90 % is under 0.06× of fp32") {
+TEST_CASE("BitmapInt8Matrix counts bytes from its buffers, fc1 at 90 % is under 0.06× of fp32") {
   const auto p = make_problem(10, 40, 1, 0.75, 3);
   index_t kept = 0;
   for (index_t i = 0; i < p.mask.size(); ++i) kept += p.mask.data()[i] != 0.0f ? 1 : 0;

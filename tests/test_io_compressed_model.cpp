@@ -418,7 +418,7 @@ TEST_CASE("compressed model: bad files are format errors naming the file, the la
   }
 }
 
-TEST_CASE("compressed model: files — a directory or a missing file is an io_error naming it; a write is atomic") {
+TEST_CASE("compressed model: files — a directory or a missing file is an io_error naming it, a write is atomic") {
   const auto dir = temp_dir();
   CHECK_THROWS_AS(io::read_compressed_model(dir), io_error);
   CHECK_THROWS_WITH(io::read_compressed_model(dir / "missing.minnow"), Catch::Contains("missing.minnow"));

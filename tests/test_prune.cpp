@@ -233,7 +233,7 @@ TEST_CASE("Pruning 0.5 twice on 10 weights prunes 5, then round(2.5) = 2") {
   CHECK_THROWS_WITH(prune::l1_unstructured(w.view(), m.view(), prune::Count{4}), Contains("cannot prune 4 of 3"));
 }
 
-TEST_CASE("ln_structured (n = 1, 2, inf; dim 0, 1, -1) matches PyTorch masks exactly") {
+TEST_CASE("ln_structured (n = 1, 2, inf and dim 0, 1, -1) matches PyTorch masks exactly") {
   for (const auto& c : fixtures::cases("prune.json", "ln_structured")) {
     SECTION(c.at("name").get<std::string>()) {
       const auto& p = c.at("params");

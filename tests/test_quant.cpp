@@ -398,7 +398,7 @@ TEST_CASE("a quantizer that saw only NaN has not observed: default parameters, n
   CHECK(q.calculate_params().front().scale == Approx(3.0f / 255.0f));
 }
 
-TEST_CASE("NaN is ignored by observers and propagated by fake_quantize; Inf clamps", "[quant][nan]") {
+TEST_CASE("NaN is ignored by observers and propagated by fake_quantize, Inf clamps", "[quant][nan]") {
   Tensor<float, 1> v({6});
   v(0) = 1.0f;
   v(1) = kNaN;
@@ -649,7 +649,7 @@ static_assert(CodebookMapping<LinearCodebook> && !UniformMapping<LinearCodebook>
 
 }  // namespace
 
-TEST_CASE("codebook forward: nearest centroid, ties to the lower one; Quantizer with a codebook mapping",
+TEST_CASE("codebook forward: nearest centroid, ties to the lower one, Quantizer with a codebook mapping",
           "[quant][codebook]") {
   const Codebook book{{-1.0f, 0.0f, 0.5f, 2.0f}};
   Tensor<float, 1> x({9}), y({9});

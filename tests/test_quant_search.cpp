@@ -486,7 +486,7 @@ TEST_CASE("kmeans_1d on large inputs: radix sort and threads give the brute-forc
 // Training with a codebook
 // ---------------------------------------------------------------------------------------------------
 
-TEST_CASE("centroid_gradients sums member gradients; SharedWeights.step equals the hand-computed update") {
+TEST_CASE("centroid_gradients sums member gradients, SharedWeights.step equals the hand-computed update") {
   std::vector<float> w = {0.9f, 0.0f, -1.1f, 1.2f, 0.0f, -0.8f, 2.9f, 3.1f};
   std::vector<float> g = {0.5f, 7.0f, -1.0f, 0.25f, -3.0f, 2.0f, 1.0f, -0.5f};
   const std::vector<std::uint16_t> idx_in = {2, 1, 0, 2, 1, 0, 3, 3};

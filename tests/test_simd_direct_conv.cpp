@@ -115,7 +115,7 @@ TEST_CASE("direct Conv2d gives bit-identical outputs and input gradients on 1 an
 }
 #endif
 
-TEST_CASE("Conv2d::set_algorithm: both float algorithms agree; direct needs stride 1") {
+TEST_CASE("Conv2d::set_algorithm: both float algorithms agree, direct needs stride 1") {
   std::mt19937 rng(3);
   FloatConv problem(2, 3, 10, 10, 19, rng);
   problem.conv.set_algorithm(nn::ConvAlgorithm::direct);

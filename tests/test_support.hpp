@@ -4,13 +4,20 @@
 #include <minnow/data/fashion_mnist.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <random>
 #include <string>
+#include <system_error>
+#include <vector>
+
+#include <unistd.h>
 
 /// Ends the running test as skipped: it prints the marker that CTest's SKIP_REGULAR_EXPRESSION (set for every
 /// test in tests/CMakeLists.txt) reports as "Not Run (Skipped)", never as passed.
@@ -29,7 +36,54 @@
     }                                                                                                             \
   } while (false)
 
+/// The call is refused with an exception of type `error` whose message matches the Catch matcher `matcher`.
+#define CHECK_REFUSED(call, error, matcher) \
+  do {                                      \
+    CHECK_THROWS_AS(call, error);           \
+    CHECK_THROWS_WITH(call, matcher);       \
+  } while (false)
+
 namespace test_support {
+
+/// A fresh directory `<temp>/minnow_test.<pid>.<n>`, removed with its content at scope exit.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    static std::atomic<int> counter{0};
+    path_ = std::filesystem::temp_directory_path() /
+            ("minnow_test." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1)));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+  [[nodiscard]] std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// The bytes of `n` elements at `p`: compared before and after a refused call (bit-exact, NaN included).
+template <class T>
+std::vector<unsigned char> raw(const T* p, long n) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(p);
+  return {bytes, bytes + n * static_cast<long>(sizeof(T))};
+}
+template <class V>
+std::vector<unsigned char> raw(const V& v) {
+  return raw(v.data(), static_cast<long>(v.size()));
+}
+
+/// The whole content of a file (empty when it cannot be read).
+inline std::vector<char> file_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
 
 /// The message of the exception of type E that `f` throws; fails the test when it throws nothing or something else.
 template <class E>

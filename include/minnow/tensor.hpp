@@ -20,6 +20,7 @@
 #include <limits>
 #include <memory>
 #include <new>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -46,20 +47,43 @@ template <std::size_t Rank>
 
 namespace detail {
 
+/// Formats extents of any rank as error messages show shapes: "[5, 3]".
+[[nodiscard]] inline std::string extents_string(std::span<const index_t> extents) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < extents.size(); ++i) {
+    if (i != 0) out += ", ";
+    out += std::to_string(extents[i]);
+  }
+  return out + "]";
+}
+
+/// The product of `extents` (a shape of any rank): the one place element counts computed from user-given
+/// extents are checked. The product of the non-zero extents must fit too, so that every partial product
+/// of the shape (outer and inner sizes around an axis) is safe to compute even when the count is 0.
+/// @throws shape_error naming `context` and the shape on a negative extent or on overflow.
+[[nodiscard]] inline index_t checked_product(std::span<const index_t> extents, const char* context) {
+  index_t nonzero = 1;
+  bool empty = false;
+  for (const index_t extent : extents) {
+    if (extent < 0) {
+      throw shape_error(concat(context, ": negative extent in shape ", extents_string(extents)));
+    }
+    if (extent == 0) {
+      empty = true;
+      continue;
+    }
+    if (nonzero > std::numeric_limits<index_t>::max() / extent) {
+      throw shape_error(concat(context, ": shape ", extents_string(extents), " has too many elements"));
+    }
+    nonzero *= extent;
+  }
+  return empty ? 0 : nonzero;
+}
+
 /// Number of elements of a shape; throws shape_error on a negative extent or on overflow.
 template <std::size_t Rank>
 [[nodiscard]] index_t element_count(const Shape<Rank>& shape, const char* context) {
-  index_t count = 1;
-  for (const index_t extent : shape) {
-    if (extent < 0) {
-      throw shape_error(concat(context, ": negative extent in shape ", to_string(shape)));
-    }
-    if (extent != 0 && count > std::numeric_limits<index_t>::max() / extent) {
-      throw shape_error(concat(context, ": shape ", to_string(shape), " has too many elements"));
-    }
-    count *= extent;
-  }
-  return count;
+  return checked_product(std::span<const index_t>(shape), context);
 }
 
 /// The Eigen type a map of T-elements refers to: const-qualified when T is.

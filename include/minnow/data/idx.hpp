@@ -92,6 +92,10 @@ class IdxSource {
     if (std::filesystem::is_directory(status)) {
       throw io_error(concat(caller, ": cannot open '", path.string(), "': it is a directory, not an IDX file"));
     }
+    if (!std::filesystem::is_regular_file(status)) {  // a FIFO would block the open until a writer came
+      throw io_error(concat(caller, ": cannot open '", path.string(), "': it is not a regular file (",
+                            std::filesystem::is_fifo(status) ? "a FIFO" : "a device, socket or other special file", ")"));
+    }
     errno = 0;
     raw_.open(path, std::ios::binary);
     if (!raw_.is_open()) {

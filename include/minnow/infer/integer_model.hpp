@@ -56,7 +56,8 @@ struct IntegerModel {
   quant::AffineParams input{};            ///< the uint8 parameters the float input is quantized with
   std::vector<IntegerLayer> layers;
 
-  [[nodiscard]] bool has_input_shape() const noexcept { return input_shape[0] > 0; }
+  /// True when any extent is set: check_integer_model then requires all three to be positive.
+  [[nodiscard]] bool has_input_shape() const noexcept { return input_shape != Shape<3>{}; }
   /// A deep copy (tensors copy only explicitly).
   [[nodiscard]] IntegerModel clone() const {
     IntegerModel out{input_shape, input, {}};
@@ -125,7 +126,7 @@ inline void check_output_stage(quant::AffineParams in, const Int8Weights& weight
 inline index_t check_integer_model(const IntegerModel& model) {
   detail::check_uint8_params(model.input, "integer model input");
   const bool known = model.has_input_shape();
-  if (known && (model.input_shape[1] <= 0 || model.input_shape[2] <= 0)) {
+  if (known && (model.input_shape[0] <= 0 || model.input_shape[1] <= 0 || model.input_shape[2] <= 0)) {
     throw shape_error(minnow::detail::concat("integer model: input shape ", to_string(model.input_shape), " must be positive"));
   }
   Shape<3> shape = model.input_shape;  // [C, H, W]; a flattened one is [C·H·W, 1, 1]

@@ -286,14 +286,8 @@ template <class W, class T>
     throw shape_error(minnow::detail::concat(context, ": mask of ", mask.size(), " elements does not match weights of ",
                                              weights.size(), " elements"));
   }
-  index_t product = 1;
-  std::string shown = "[";
-  for (std::size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] < 0) throw shape_error(minnow::detail::concat(context, ": negative extent in logical shape"));
-    product *= shape[d];
-    shown += minnow::detail::concat(d == 0 ? "" : ", ", shape[d]);
-  }
-  shown += "]";
+  const index_t product = minnow::detail::checked_product(shape, context);
+  const std::string shown = minnow::detail::extents_string(shape);
   if (shape.empty() || product != weights.size()) {
     throw shape_error(minnow::detail::concat(context, ": logical shape ", shown, " does not describe ", weights.size(),
                                              " elements (structured pruning needs rank >= 1)"));

@@ -66,8 +66,8 @@ class Pruner {
     }
     check_state(name, value, state);
     if (shape.empty()) shape = {value.size()};
-    index_t product = 1;
-    for (const index_t extent : shape) product *= extent;
+    const std::string context = minnow::detail::concat("Pruner: logical shape of '", name, "'");
+    const index_t product = minnow::detail::checked_product(shape, context.c_str());
     if (product != value.size()) {
       throw shape_error(minnow::detail::concat("Pruner: logical shape of '", name, "' has ", product,
                                                " elements, the value has ", value.size()));

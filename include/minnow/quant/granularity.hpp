@@ -13,27 +13,11 @@
 namespace minnow::quant {
 namespace detail {
 
-/// "[2, 3, 4]" for error messages.
-[[nodiscard]] inline std::string shape_string(std::span<const index_t> shape) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    if (i != 0) out += ", ";
-    out += std::to_string(shape[i]);
-  }
-  return out + "]";
-}
-
-/// Product of shape[begin, end); throws shape_error on a negative extent.
+/// Product of shape[begin, end); throws shape_error on a negative extent or a shape whose count overflows.
 [[nodiscard]] inline index_t extent_product(std::span<const index_t> shape, std::size_t begin, std::size_t end,
                                             const char* context) {
-  index_t product = 1;
-  for (std::size_t i = begin; i < end; ++i) {
-    if (shape[i] < 0) {
-      throw shape_error(minnow::detail::concat(context, ": negative extent in shape ", shape_string(shape)));
-    }
-    product *= shape[i];
-  }
-  return product;
+  (void)minnow::detail::checked_product(shape, context);  // the whole shape: negative extents, overflow
+  return minnow::detail::checked_product(shape.subspan(begin, end - begin), context);
 }
 
 }  // namespace detail
@@ -56,7 +40,7 @@ struct PerChannel {
     const auto rank = static_cast<index_t>(shape.size());
     if (axis < 0 || axis >= rank) {
       throw shape_error(minnow::detail::concat("PerChannel::layout: axis ", axis, " is out of range for shape ",
-                                               detail::shape_string(shape), " (rank ", rank, ")"));
+                                               minnow::detail::extents_string(shape), " (rank ", rank, ")"));
     }
     const auto a = static_cast<std::size_t>(axis);
     return {detail::extent_product(shape, 0, a, "PerChannel::layout"),

@@ -186,7 +186,7 @@ class Quantizer {
   ChannelLayout layout_of(index_t size, std::span<const index_t> shape, const char* context) const {
     const ChannelLayout layout = granularity_.layout(shape);
     if (layout.outer * layout.channels * layout.inner != size) {
-      throw shape_error(minnow::detail::concat(context, ": shape ", detail::shape_string(shape), " has ",
+      throw shape_error(minnow::detail::concat(context, ": shape ", minnow::detail::extents_string(shape), " has ",
                                                layout.outer * layout.channels * layout.inner, " elements, the values ",
                                                size));
     }

@@ -10,16 +10,10 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const minnow::fuzz::MemoryFile file(data, size);
   const std::string path = file.path().string();
-  try {
+  minnow::fuzz::expect_format_error_naming(path, [&] {
     const auto images = minnow::data::read_idx_images(file.path());
     if (images.size() != images.dim(0) * images.dim(1) * images.dim(2)) std::abort();
-  } catch (const minnow::format_error& e) {
-    if (std::string(e.what()).find(path) == std::string::npos) std::abort();
-  }
-  try {
-    (void)minnow::data::read_idx_labels(file.path());
-  } catch (const minnow::format_error& e) {
-    if (std::string(e.what()).find(path) == std::string::npos) std::abort();
-  }
+  });
+  minnow::fuzz::expect_format_error_naming(path, [&] { (void)minnow::data::read_idx_labels(file.path()); });
   return 0;
 }

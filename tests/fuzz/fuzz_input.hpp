@@ -2,6 +2,8 @@
 // What every fuzz target shares: the fuzz input as a file (the readers take paths), and checksums
 // recomputed so that mutations reach the parsers behind them.
 
+#include <minnow/error.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -35,5 +37,15 @@ class MemoryFile {
  private:
   int fd_;
 };
+
+/// Runs `read()`: it may succeed or throw a format_error whose message names `path`; anything else crashes.
+template <class Read>
+void expect_format_error_naming(const std::string& path, Read&& read) {
+  try {
+    read();
+  } catch (const minnow::format_error& e) {
+    if (std::string(e.what()).find(path) == std::string::npos) std::abort();
+  }
+}
 
 }  // namespace minnow::fuzz

@@ -246,7 +246,10 @@ TEST_CASE("LSQ forward and gradients match PyTorch's learnable fake quantize", "
     const double ds = lsq_backward<float, 1>(x.view(), dy.view(), params, grid, p.at("grad_factor").get<double>(), dx.view());
     CHECK(count_different(dx, fixtures::flat<float>(c, "dx")) == 0);
     const double ds_ref = p.at("dscale").get<double>();
-    CHECK(std::abs(ds - ds_ref) <= 1e-6 * std::max(1.0, std::abs(ds_ref)));
+    // The scale's gradient sums one float term per element; whether the compiler fuses a term's multiply
+    // and add (FMA contraction, on at -O2, off at -O1) moves the sum by up to 2e-6 relative here: the bound
+    // is 1e-5 relative, which holds either way.
+    CHECK(std::abs(ds - ds_ref) <= 1e-5 * std::max(1.0, std::abs(ds_ref)));
     if (c.at("name") == "lsq_init") {
       const float s0 = lsq_init_scale<float, 1>(x.view(), grid);
       CHECK(std::abs(s0 - params.scale) <= 1e-6f * params.scale);

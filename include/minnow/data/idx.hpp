@@ -238,15 +238,14 @@ template <std::size_t Rank>
 
   Shape<Rank> shape{};
   for (std::size_t d = 0; d < Rank; ++d) shape[d] = static_cast<index_t>(load_be32(header.data() + 4 + 4 * d));
-  std::uint64_t data_bytes = 1;
-  for (const index_t extent : shape) {
-    // Each extent is < 2^32, so only the running product can overflow.
-    const auto e = static_cast<std::uint64_t>(extent);
-    if (e != 0 && data_bytes > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()) / e) {
-      throw format_error(concat(caller, ": '", path.string(), "' declares dims ", to_string(shape),
-                                ", more elements than fit in memory"));
-    }
-    data_bytes *= e;
+  // The tensor's own rule (the product of the non-zero extents must fit), checked here so that a header
+  // such as [0, 2^32 - 1, 2^32 - 1] is a format error of the file, not a shape error of the tensor.
+  std::uint64_t data_bytes = 0;
+  try {
+    data_bytes = static_cast<std::uint64_t>(minnow::detail::checked_product(shape, caller));
+  } catch (const shape_error&) {
+    throw format_error(concat(caller, ": '", path.string(), "' declares dims ", to_string(shape),
+                              ", more elements than fit in memory"));
   }
   const std::uint64_t total_bytes = header_bytes + data_bytes;
   auto truncated = [&](std::uint64_t actual) {

@@ -13,6 +13,7 @@
 #include <minnow/nn.hpp>
 #include <minnow/nn/train.hpp>
 
+#include "../examples/architectures.hpp"
 #include "bench_support.hpp"
 
 #include <atomic>
@@ -35,7 +36,7 @@ minnow::data::Dataset<float> random_data(minnow::index_t n) {
 
 void train(benchmark::State& state, const std::string& arch, minnow::index_t batch, int threads) {
   bench::set_threads(threads);
-  auto model = minnow::nn::make_architecture<float>(arch, 1);
+  auto model = example::make_architecture<float>(arch, 1);
   minnow::nn::Sgd<float> sgd(model.parameters(), 0.01, {.momentum = 0.9});
   minnow::nn::Trainer<float> trainer(model, sgd);
   const auto data = random_data(batch * 4);
@@ -55,7 +56,7 @@ void train(benchmark::State& state, const std::string& arch, minnow::index_t bat
 
 void infer(benchmark::State& state, const std::string& arch, minnow::index_t batch, int threads) {
   bench::set_threads(threads);
-  auto model = minnow::nn::make_architecture<float>(arch, 1);
+  auto model = example::make_architecture<float>(arch, 1);
   const auto data = random_data(batch);
   const minnow::TensorView<const float, 4> images = data.images;
   benchmark::DoNotOptimize(model.forward(images).data());

@@ -8,6 +8,7 @@
 //   pool/<layer>/<batch>/<threads>          the uint8 2×2 max pool after that conv
 // Ratios int8/fp32 come from the same run: compare network/int8_* with network/fp32_* of equal arguments.
 // Calibration uses random images: the speed does not depend on the ranges, only on the shapes.
+#include "../examples/architectures.hpp"
 #include "bench_support.hpp"
 
 #include <minnow/nn/models.hpp>
@@ -48,7 +49,7 @@ struct Networks {
   std::unique_ptr<minnow::pipeline::IntegerNetwork> integer;
 
   explicit Networks(const std::string& arch)
-      : fp32(minnow::nn::make_architecture<float>(arch, 1)), quantized(minnow::nn::make_architecture<float>(arch, 1)) {
+      : fp32(example::make_architecture<float>(arch, 1)), quantized(example::make_architecture<float>(arch, 1)) {
     qmodel = std::make_unique<QModel>(quantized);
     qmodel->calibrate(images(256, 7), 256, 128);
     integer = std::make_unique<minnow::pipeline::IntegerNetwork>(quantized, *qmodel);

@@ -5,6 +5,7 @@
 //                                     student.minnow); skipped when it is not set
 // The student of the benchmarks is the 106 k-parameter student with random weights, 95 % of them pruned by
 // global magnitude and the rest quantized to 4 bits per channel: the shape of a compress run's output.
+#include "../examples/architectures.hpp"
 #include "bench_support.hpp"
 
 #include <minnow/nn/models.hpp>
@@ -33,7 +34,7 @@ struct StudentFile {
   std::filesystem::path path = std::filesystem::temp_directory_path() / "minnow-bench-student.minnow";
 
   StudentFile() {
-    auto model = minnow::nn::make_architecture<float>("student", 1);
+    auto model = example::make_architecture<float>("student", 1);
     std::vector<float> magnitudes;
     for (const auto& w : minnow::weight_parameters(model.parameters())) {
       for (index_t i = 0; i < w.value.size(); ++i) magnitudes.push_back(std::abs(w.value.data()[i]));

@@ -31,6 +31,7 @@
 #include <minnow/prune.hpp>
 #include <minnow/quant.hpp>
 
+#include "architectures.hpp"
 #include "cli.hpp"
 #include "results_report.hpp"
 
@@ -131,8 +132,8 @@ Options parse(int argc, char** argv) {
   example::check_threads("--threads", o.threads);
   example::check_input_dir("--data", o.data_dir);
   example::check_train_limit("--train-limit", o.train_limit);
-  example::check_option("--arch", [&] { minnow::nn::check_architecture(o.arch); });
-  example::check_option("--teacher-arch", [&] { minnow::nn::check_architecture(o.teacher_arch); });
+  example::check_option("--arch", [&] { example::check_architecture(o.arch); });
+  example::check_option("--teacher-arch", [&] { example::check_architecture(o.teacher_arch); });
   for (const auto& file : o.teacher_files) example::check_input_file("--teacher-files", file);
   if (!o.model_file.empty()) example::check_input_file("--model-file", o.model_file);
   example::check_output_dir("--out", o.out_dir);
@@ -242,11 +243,11 @@ int main(int argc, char** argv) {
     const fs::path out_dir = o.out_dir;
     const bool own_model = !o.model_file.empty();
     // The files a user gives are read first: a name or shape that does not fit stops the run before any work.
-    auto student = minnow::nn::make_architecture<float>(o.arch, o.seed);
+    auto student = example::make_architecture<float>(o.arch, o.seed);
     if (own_model) minnow::io::load_safetensors(student, o.model_file);
     std::vector<minnow::nn::Sequential<float>> teacher_models;
     for (const auto& file : o.teacher_files) {
-      teacher_models.push_back(minnow::nn::make_architecture<float>(o.teacher_arch, 0));
+      teacher_models.push_back(example::make_architecture<float>(o.teacher_arch, 0));
       minnow::io::load_safetensors(teacher_models.back(), file);
     }
     const auto data =
@@ -288,7 +289,7 @@ int main(int argc, char** argv) {
                     data.train.size());
         std::fflush(stdout);
         auto teachers = pipeline::load_or_train_ensemble<float>(
-            specs, data.train, all_train, options, files,
+            specs, example::make_architecture<float>, data.train, all_train, options, files,
             [](std::size_t k, const pipeline::Member<float>&, const pipeline::MemberOrigin& origin) {
               if (origin.loaded) std::printf("   teacher %zu: loaded %s\n", k + 1, origin.path.c_str());
               std::fflush(stdout);
@@ -338,7 +339,7 @@ int main(int argc, char** argv) {
       std::printf("2. the student on labels alone, then distilled from the ensemble (T = %g, alpha = %g), %d epoch(s) each\n",
                   o.temperature, o.alpha, o.student_epochs);
       std::fflush(stdout);
-      auto labels_only = minnow::nn::make_architecture<float>(o.arch, o.seed);
+      auto labels_only = example::make_architecture<float>(o.arch, o.seed);
       (void)pipeline::train_model<float>(labels_only, data.train, all_train, student_recipe, o.seed,
                                          minnow::nn::cross_entropy<float>(), false, report_epoch);
       rows.push_back(float_row("student, labels only (fp32)", minnow::nn::evaluate(labels_only, data.test).accuracy, labels_only,

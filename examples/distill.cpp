@@ -24,6 +24,7 @@
 #include <minnow/pipeline/ensemble_checkpoints.hpp>
 #include <minnow/pipeline/ensemble_training.hpp>
 
+#include "architectures.hpp"
 #include "cli.hpp"
 
 #include <algorithm>
@@ -116,9 +117,9 @@ Options parse(int argc, char** argv) {
   cli.parse(argc, argv);
   // Every option is checked here, before the data loads and the teachers train.
   example::check_at_least("--teachers", o.teachers, 1);
-  for (const auto& name : o.teacher_arch) example::check_option("--teacher-arch", [&] { minnow::nn::check_architecture(name); });
+  for (const auto& name : o.teacher_arch) example::check_option("--teacher-arch", [&] { example::check_architecture(name); });
   example::check_at_least("--teacher-epochs", o.teacher_epochs, 1);
-  example::check_option("--student-arch", [&] { minnow::nn::check_architecture(o.student_arch); });
+  example::check_option("--student-arch", [&] { example::check_architecture(o.student_arch); });
   example::check_at_least("--student-epochs", o.student_epochs, 1);
   minnow::distill::detail::check_temperature<float>("--temperature", o.temperature);
   example::check_alpha("--alpha", o.alpha);
@@ -248,7 +249,7 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
               o.parallel ? "in parallel, one thread each" : minnow::detail::concat("one at a time, ", o.threads, " thread(s)").c_str());
   std::fflush(stdout);
   auto teachers = pipeline::load_or_train_ensemble<float>(
-      specs, data.train, pool, options, files,
+      specs, example::make_architecture<float>, data.train, pool, options, files,
       [](std::size_t k, const pipeline::Member<float>&, const pipeline::MemberOrigin& origin) {
         if (!origin.path.empty()) std::printf("teacher %zu: %s %s\n", k + 1, origin.loaded ? "loaded" : "saved", origin.path.c_str());
         std::fflush(stdout);
@@ -341,7 +342,7 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
       loss = minnow::distill::SoftTargetLoss<float>(minnow::distill::TeacherProbabilities<float>(soft_targets), o.temperature,
                                                     o.alpha);
     }
-    auto student = minnow::nn::make_architecture<float>(o.student_arch, seed);
+    auto student = example::make_architecture<float>(o.student_arch, seed);
     std::printf("student (%s), %s: %d epoch(s) on %td images\n", o.student_arch.c_str(), names[variant], o.student_epochs,
                 student_train.size());
     std::fflush(stdout);

@@ -15,6 +15,7 @@
 #include <minnow/nn/train.hpp>
 #include <minnow/prune.hpp>
 
+#include "architectures.hpp"
 #include "cli.hpp"
 #include "recipe.hpp"
 
@@ -63,7 +64,7 @@ Options parse(int argc, char** argv) {
   cli.parse(argc, argv);
   if (o.sensitivity_only) o.sensitivity = true;
   // Every option is checked here, before the data loads.
-  example::check_option("--arch", [&] { minnow::nn::check_architecture(o.arch); });
+  example::check_option("--arch", [&] { example::check_architecture(o.arch); });
   example::check_recipe(o.recipe);
   example::check_at_least("--finetune-epochs", o.finetune_epochs, 2);  // AGP ramps over all but the last
   example::check_rate("--finetune-lr", o.finetune_lr);
@@ -91,7 +92,7 @@ struct GlobalL1 {};
 template <class Criterion>
 Run prune_and_finetune(const std::string& label, double target, const Criterion& criterion, const Data& data,
                        const Options& o, const std::string& dense_path, const std::vector<std::string>& names = {}) {
-  auto model = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
+  auto model = example::make_architecture<float>(o.arch, o.recipe.seed);
   minnow::nn::load_parameters(dense_path, o.arch, model);
   minnow::nn::Sgd<float> sgd(model.parameters(), o.finetune_lr, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
   minnow::prune::Pruner<float> pruner;
@@ -124,7 +125,7 @@ void sensitivity(const Data& data, const Options& o, const std::string& dense_pa
               "layer");
   for (const double s : grid) std::printf(" %7.0f%%", s * 100);
   std::printf("\n");
-  auto model = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
+  auto model = example::make_architecture<float>(o.arch, o.recipe.seed);
   for (const auto& w : minnow::weight_parameters(model.parameters())) {
     std::printf("%-14s", w.name.c_str());
     for (const double s : grid) {
@@ -149,7 +150,7 @@ int main(int argc, char** argv) {
     const auto data = minnow::data::load_fashion_mnist<float>(o.data_dir);
     const std::string dense_path =
         example::load_or_train(o.load, o.arch, dense_file(o), data.train, o.recipe, "dense");
-    auto dense = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
+    auto dense = example::make_architecture<float>(o.arch, o.recipe.seed);
     minnow::nn::load_parameters(dense_path, o.arch, dense);
     const double dense_accuracy = minnow::nn::evaluate(dense, data.test).accuracy;
     std::printf("%s dense: %.2f %% test accuracy (%s)\n", o.arch.c_str(), 100 * dense_accuracy, dense_path.c_str());

@@ -15,6 +15,7 @@
 #include <minnow/pipeline/quantize_model.hpp>
 #include <minnow/quant.hpp>
 
+#include "architectures.hpp"
 #include "cli.hpp"
 #include "recipe.hpp"
 
@@ -72,7 +73,7 @@ Options parse(int argc, char** argv) {
   example::add_recipe_options(cli, o.recipe, "the float training");
   cli.parse(argc, argv);
   // Every option is checked here, before the data loads.
-  example::check_option("--arch", [&] { minnow::nn::check_architecture(o.arch); });
+  example::check_option("--arch", [&] { example::check_architecture(o.arch); });
   example::check_recipe(o.recipe);
   example::check_at_least("--qat-epochs", o.qat_epochs, 1);
   example::check_rate("--qat-lr", o.qat_lr);
@@ -84,7 +85,7 @@ Options parse(int argc, char** argv) {
 }
 
 Model load(const Options& o, const std::string& path) {
-  auto model = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
+  auto model = example::make_architecture<float>(o.arch, o.recipe.seed);
   minnow::nn::load_parameters(path, o.arch, model);
   return model;
 }

@@ -5,6 +5,7 @@
 #include <minnow/nn.hpp>
 #include <minnow/nn/train.hpp>
 
+#include "architectures.hpp"
 #include "cli.hpp"
 
 #include <cstdint>
@@ -72,7 +73,7 @@ inline void check_load_or_train(const std::string& load, const std::string& fall
 inline std::string load_or_train(const std::string& load, const std::string& architecture, const std::string& fallback,
                                  const minnow::data::Dataset<float>& train, const Recipe& recipe, const char* label) {
   if (!load.empty()) return load;
-  auto model = minnow::nn::make_architecture<float>(architecture, recipe.seed);
+  auto model = example::make_architecture<float>(architecture, recipe.seed);
   train_with_recipe(model, train, recipe, false, [label](int epoch, const minnow::nn::EpochStats& stats) {
     std::printf("%s epoch %2d: train loss %.4f, %.1f s\n", label, epoch, stats.train.loss, stats.seconds);
   }, fallback, architecture);

@@ -7,6 +7,7 @@
 #include <minnow/nn.hpp>
 #include <minnow/nn/train.hpp>
 
+#include "architectures.hpp"
 #include "cli.hpp"
 #include "recipe.hpp"
 
@@ -40,7 +41,7 @@ Options parse(int argc, char** argv) {
       .flag("--no-progress", o.progress, false, "no progress bar");
   cli.parse(argc, argv);
   // Every option is checked here, before the data loads: --out especially, which is written only at the end.
-  example::check_option("--arch", [&] { minnow::nn::check_architecture(o.arch); });
+  example::check_option("--arch", [&] { example::check_architecture(o.arch); });
   example::check_recipe(o.recipe);
   example::check_threads("--threads", o.threads);
   example::check_input_dir("--data", o.data_dir);
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
     const Options o = parse(argc, argv);
     minnow::set_threads(o.threads);
     const auto data = minnow::data::load_fashion_mnist<float>(o.data_dir, minnow::data::fashion_mnist_normalization, o.train_limit);
-    auto model = minnow::nn::make_architecture<float>(o.arch, o.recipe.seed);
+    auto model = example::make_architecture<float>(o.arch, o.recipe.seed);
     std::printf("%s (%td parameters), %td training / %td test images, %d thread(s)\n%s", o.arch.c_str(),
                 minnow::parameter_count(model.parameters()), data.train.size(), data.test.size(), o.threads,
                 model.describe().c_str());

@@ -12,6 +12,7 @@
 #include <minnow/quant.hpp>
 
 #include "test_support.hpp"
+#include "../examples/architectures.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -742,34 +743,34 @@ TEST_CASE("train_ensemble and train_model: bad specs and options are refused bef
   std::vector<pipeline::MemberSpec> specs{{.architecture = "student", .seed = 1}};
   SECTION("no members") {
     const std::vector<pipeline::MemberSpec> none;
-    CHECK_REFUSED((void)pipeline::train_ensemble<float>(none, data, pool, options), value_error,
+    CHECK_REFUSED((void)pipeline::train_ensemble<float>(none, example::make_architecture<float>, data, pool, options), value_error,
                   Contains("train_ensemble: the ensemble has no members"));
   }
   SECTION("an empty pool") {
-    CHECK_REFUSED((void)pipeline::train_ensemble<float>(specs, data, std::span<const index_t>{}, options), value_error,
+    CHECK_REFUSED((void)pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, std::span<const index_t>{}, options), value_error,
                   Contains("train_ensemble: the training pool is empty"));
   }
   SECTION("a recipe of 0 epochs") {
     options.recipe.epochs = 0;
-    CHECK_REFUSED((void)pipeline::train_ensemble<float>(specs, data, pool, options), value_error,
+    CHECK_REFUSED((void)pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options), value_error,
                   Contains("recipe needs epochs > 0") && Contains("got epochs 0"));
   }
   SECTION("0 threads") {
     options.threads = 0;
-    CHECK_REFUSED((void)pipeline::train_ensemble<float>(specs, data, pool, options), value_error,
+    CHECK_REFUSED((void)pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options), value_error,
                   Contains("train_ensemble: threads must be > 0, got 0"));
   }
   SECTION("an unknown architecture in the second spec") {
     specs.push_back({.architecture = "resnet", .seed = 2});
-    CHECK_REFUSED((void)pipeline::train_ensemble<float>(specs, data, pool, options), value_error, Contains("unknown architecture 'resnet'"));
+    CHECK_REFUSED((void)pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options), value_error, Contains("unknown architecture 'resnet'"));
   }
   SECTION("a member's own recipe with batch 0") {
     specs[0].recipe = pipeline::Recipe{.epochs = 1, .batch = 0};
-    CHECK_REFUSED((void)pipeline::train_ensemble<float>(specs, data, pool, options), value_error, Contains("got epochs 1, batch 0"));
+    CHECK_REFUSED((void)pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options), value_error, Contains("got epochs 1, batch 0"));
   }
   SECTION("a recipe whose augmentation has a negative shift") {
     options.recipe.augmentation = data::Augmentation{.max_shift = -2};
-    CHECK_REFUSED((void)pipeline::train_ensemble<float>(specs, data, pool, options), value_error, Contains("max_shift -2"));
+    CHECK_REFUSED((void)pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options), value_error, Contains("max_shift -2"));
   }
   SECTION("train_model with an empty loss function keeps the model") {
     auto model = nn::make_student<float>(1);
@@ -795,13 +796,13 @@ TEST_CASE("load_or_train_ensemble: checkpoint directories that cannot be used ar
     std::ofstream(file) << "keep me";
     const auto before = file_bytes(file);
     const pipeline::MemberCheckpoints files{.save_dir = file, .file_name = name};
-    CHECK_REFUSED((void)pipeline::load_or_train_ensemble<float>(specs, data, pool, options, files), io_error,
+    CHECK_REFUSED((void)pipeline::load_or_train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options, files), io_error,
                   Contains("cannot use '" + file.string() + "' as an output directory"));
     CHECK(file_bytes(file) == before);
   }
   SECTION("a directory without file_name") {
     const pipeline::MemberCheckpoints files{.save_dir = dir / "teachers"};
-    CHECK_REFUSED((void)pipeline::load_or_train_ensemble<float>(specs, data, pool, options, files), value_error,
+    CHECK_REFUSED((void)pipeline::load_or_train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options, files), value_error,
                   Contains("a checkpoint directory is given but no file_name"));
     CHECK_FALSE(fs::exists(dir / "teachers"));
   }
@@ -809,7 +810,7 @@ TEST_CASE("load_or_train_ensemble: checkpoint directories that cannot be used ar
     const fs::path teachers = dir / "teachers";
     fs::create_directories(teachers / name(specs[0]));
     const pipeline::MemberCheckpoints files{.save_dir = teachers, .file_name = name};
-    CHECK_REFUSED((void)pipeline::load_or_train_ensemble<float>(specs, data, pool, options, files), io_error,
+    CHECK_REFUSED((void)pipeline::load_or_train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options, files), io_error,
                   Contains(name(specs[0])) && Contains("it is a directory"));
     CHECK(fs::is_directory(teachers / name(specs[0])));
   }
@@ -819,7 +820,7 @@ TEST_CASE("load_or_train_ensemble: checkpoint directories that cannot be used ar
     std::ofstream(teachers / name(specs[0])) << "not a checkpoint";
     const auto before = file_bytes(teachers / name(specs[0]));
     const pipeline::MemberCheckpoints files{.load_dir = teachers, .file_name = name};
-    CHECK_REFUSED((void)pipeline::load_or_train_ensemble<float>(specs, data, pool, options, files), format_error,
+    CHECK_REFUSED((void)pipeline::load_or_train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options, files), format_error,
                   Contains(name(specs[0])) && Contains("is not a minnow checkpoint"));
     CHECK(file_bytes(teachers / name(specs[0])) == before);
   }

@@ -9,6 +9,7 @@
 #include <minnow/nn/train.hpp>
 
 #include "test_support.hpp"
+#include "../examples/architectures.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -99,10 +100,10 @@ TEST_CASE("layers: non-positive sizes are value errors naming the layer", "[bad_
   SECTION("MaxPool2d with kernel 0") { CHECK_REFUSED(nn::MaxPool2d<float>(0), value_error, Contains("MaxPool2d: kernel 0")); }
   SECTION("MaxPool2d with stride -1") { CHECK_REFUSED(nn::MaxPool2d<float>(2, -1), value_error, Contains("stride -1")); }
   SECTION("make_cnn with an even kernel") {
-    CHECK_REFUSED((void)nn::make_cnn<float>(2, 2, 4, 0, 4), value_error, Contains("kernel must be odd and positive, got 4"));
+    CHECK_REFUSED((void)nn::make_cnn<float>({}, {.conv1 = 2, .conv2 = 2, .hidden = 4, .kernel = 4}, 0), value_error, Contains("kernel must be odd and positive, got 4"));
   }
   SECTION("an unknown architecture") {
-    CHECK_REFUSED((void)nn::make_architecture<float>("resnet", 1), value_error,
+    CHECK_REFUSED((void)example::make_architecture<float>("resnet", 1), value_error,
                   Contains("unknown architecture 'resnet'") && Contains("teacher, teacher5x5 or student"));
   }
   SECTION("Conv2d: the direct algorithm at stride 2 keeps the algorithm") {

@@ -219,14 +219,14 @@ TEST_CASE("the integer network's logits match the fake-quant network's within on
     check_logits(model, qmodel, net, random_images(1, 3));  // batch 1
   }
   SECTION("odd channel counts, affine int8 weights (weight zero points)") {
-    auto model = nn::make_cnn<float>(5, 7, 33, 9);
+    auto model = nn::make_cnn<float>({}, {.conv1 = 5, .conv2 = 7, .hidden = 33}, 9);
     pipeline::QuantizedModel<quant::Int8PerChannelAffine, quant::Uint8PerTensorAffine> qmodel(model);
     qmodel.calibrate(calibration, 256, 64);
     pipeline::IntegerNetwork net(model, qmodel);
     check_logits(model, qmodel, net, inputs);
   }
   SECTION("int4 weights (stored as int8)") {
-    auto model = nn::make_cnn<float>(6, 9, 20, 4);
+    auto model = nn::make_cnn<float>({}, {.conv1 = 6, .conv2 = 9, .hidden = 20}, 4);
     pipeline::QuantizedModel<quant::Int4PerChannelSymmetric, quant::Uint8PerTensorAffine> qmodel(model);
     qmodel.calibrate(calibration, 256, 64);
     pipeline::IntegerNetwork net(model, qmodel);

@@ -2,6 +2,7 @@
 // dense, computes what the masked network computes (student and teacher, 25 % and 50 % of the filters of
 // both convs), parameter counts shrink as expected, and bad masks / chains throw errors naming the layer.
 #include "test_support.hpp"
+#include "../examples/architectures.hpp"
 
 #include <minnow/nn/models.hpp>
 #include <minnow/pipeline/surgery.hpp>
@@ -54,7 +55,7 @@ index_t cnn_parameters(index_t c1, index_t c2, index_t hidden) {
 }
 
 void check_surgery(const std::string& arch, index_t c1, index_t c2, index_t hidden, double fraction, index_t batch) {
-  auto net = nn::make_architecture<float>(arch, 7);
+  auto net = example::make_architecture<float>(arch, 7);
   auto pruner = prune_filters(net, {"conv1.weight", "conv2.weight"}, fraction);
   pipeline::zero_pruned_biases(net, pruner);
   auto result = pipeline::remove_pruned_units(net, pruner);

@@ -8,8 +8,9 @@
 #include <minnow/io/atomic_file.hpp>
 #include <minnow/io/safetensors.hpp>
 #include <minnow/io/sequential_safetensors.hpp>
-#include <minnow/nn/models.hpp>
+#include <minnow/nn.hpp>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <csignal>
@@ -19,6 +20,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -691,4 +693,56 @@ TEST_CASE("PyTorch's student (state_dict written by tests/fixtures/generate_safe
   INFO("max |minnow - torch| = " << worst);
   CHECK(worst <= 1e-5);
   CHECK(read_safetensors(std::string(MINNOW_FIXTURE_DIR) + "/student_torch.safetensors").metadata().at("format") == "pt");
+}
+
+TEST_CASE("BatchNorm running statistics travel with the parameters, under PyTorch's names", "[safetensors]") {
+  const auto make = [] {
+    nn::Sequential<float> net;
+    std::mt19937_64 rng(3);
+    net.add("conv", nn::Conv2d<float>(1, 4, 3, 1, 1)).reset_parameters(rng);
+    net.add("bn", nn::BatchNorm2d<float>(4));
+    net.add("relu", nn::ReLU<float>());
+    net.add("pool", nn::GlobalAvgPool2d<float>());
+    net.add("flatten", nn::Flatten<float>());
+    net.add("fc", nn::Linear<float>(4, 2)).reset_parameters(rng);
+    return net;
+  };
+  auto trained = make();
+  Tensor<float, 4> x({3, 1, 5, 5});
+  for (index_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(i % 11) * 0.3f - 1.0f;
+  (void)trained.forward(x, nn::Mode::train);  // moves the running statistics off their initial 0 and 1
+  const auto state = trained.state();
+  REQUIRE(state.size() == 8);
+  CHECK(state[6].name == "bn.running_mean");
+  CHECK(state[7].name == "bn.running_var");
+  CHECK(state[6].value(0) != 0.0f);
+
+  test_support::ScratchDir dir;
+  save_safetensors(trained, dir.path() / "bn.safetensors");
+  auto loaded = make();
+  load_safetensors(loaded, dir.path() / "bn.safetensors");
+  const auto loaded_state = loaded.state();
+  for (std::size_t k = 0; k < state.size(); ++k) {
+    INFO(state[k].name);
+    CHECK(std::equal(state[k].value.data(), state[k].value.data() + state[k].value.size(), loaded_state[k].value.data()));
+  }
+  const Tensor<float, 4> expected(trained.forward(x, nn::Mode::eval));
+  CHECK(fixtures::max_rel_error(loaded.forward(x, nn::Mode::eval), expected) == 0.0);
+
+  // A PyTorch state_dict also holds "bn.num_batches_tracked" (int64, shape []): accepted and ignored.
+  std::vector<SafetensorsTensor> tensors;
+  for (const auto& s : state) {
+    tensors.push_back(safetensors_tensor<float>(s.name, s.shape, std::span<const float>(s.value.data(), static_cast<std::size_t>(s.value.size()))));
+  }
+  const std::int64_t batches = 1;
+  tensors.push_back(safetensors_tensor<std::int64_t>("bn.num_batches_tracked", {}, std::span<const std::int64_t>(&batches, 1)));
+  write_safetensors(dir.path() / "torch.safetensors", tensors);
+  auto from_torch = make();
+  load_safetensors(from_torch, dir.path() / "torch.safetensors");
+  CHECK(fixtures::max_rel_error(from_torch.forward(x, nn::Mode::eval), expected) == 0.0);
+  // A counter without its BatchNorm is still an unknown tensor.
+  tensors.back().name = "conv.num_batches_tracked";
+  write_safetensors(dir.path() / "stray.safetensors", tensors);
+  CHECK_REFUSED(load_safetensors(from_torch, dir.path() / "stray.safetensors"), format_error,
+                Contains("'conv.num_batches_tracked'") && Contains("which the model does not have"));
 }

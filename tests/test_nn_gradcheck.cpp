@@ -1,5 +1,5 @@
-// Finite-difference gradient checks in double: every layer, and a whole small Sequential with
-// softmax cross-entropy. Central differences with h = 1e-6 agree with backward to ~1e-8.
+// Finite-difference gradient checks in double: every layer (in training mode; BatchNorm2d in eval mode too)
+// and a whole small Sequential with softmax cross-entropy. Central differences with h = 1e-6 agree with backward to ~1e-8.
 #include <minnow/nn.hpp>
 
 #include <catch2/catch.hpp>
@@ -35,8 +35,8 @@ double worst_error(TensorView<double, 1> values, TensorView<const double, 1> ana
   return worst;
 }
 
-// Checks dL/dx and dL/dθ of one layer for L = Σ y ⊙ r with a fixed random r.
-void check_layer(nn::Layer<double>& layer, Shape<4> input_shape, std::uint64_t seed) {
+// Checks dL/dx and dL/dθ of one layer in `mode` for L = Σ y ⊙ r with a fixed random r.
+void check_layer(nn::Layer<double>& layer, Shape<4> input_shape, std::uint64_t seed, nn::Mode mode = nn::Mode::train) {
   std::mt19937_64 rng(seed);
   Tensor<double, 4> x(input_shape);
   randomize(x.view().reshape<1>(-1), rng);
@@ -45,7 +45,7 @@ void check_layer(nn::Layer<double>& layer, Shape<4> input_shape, std::uint64_t s
   for (auto& p : params) randomize(p.value, rng);
   Tensor<double, 4> r(layer.output_shape(input_shape));
   randomize(r.view().reshape<1>(-1), rng);
-  const auto loss = [&] { return (layer.forward(x, nn::Mode::train).array() * r.array()).sum(); };
+  const auto loss = [&] { return (layer.forward(x, mode).array() * r.array()).sum(); };
   (void)loss();
   const Tensor<double, 4> dx(layer.backward(r));
   Tensor<double, 1> analytic_grads({parameter_count(params)});
@@ -92,8 +92,50 @@ TEST_CASE("ReLU and Flatten gradients match finite differences") {
   check_layer(flatten, {2, 3, 2, 2}, 15);
 }
 
+TEST_CASE("BatchNorm2d, AvgPool2d, GlobalAvgPool2d and Dropout gradients match finite differences") {
+  SECTION("BatchNorm2d, train mode (batch statistics)") {
+    nn::BatchNorm2d<double> bn(3);
+    check_layer(bn, {4, 3, 3, 2}, 31, nn::Mode::train);
+  }
+  SECTION("BatchNorm2d, train mode, not affine") {
+    nn::BatchNorm2d<double> bn(2, 1e-3, 0.5, false);
+    check_layer(bn, {3, 2, 2, 2}, 32, nn::Mode::train);
+  }
+  SECTION("BatchNorm2d, eval mode (running statistics)") {
+    nn::BatchNorm2d<double> bn(3);
+    bn.running_mean()(1) = 0.5;
+    bn.running_var()(2) = 2.5;
+    check_layer(bn, {2, 3, 3, 3}, 33, nn::Mode::eval);
+  }
+  SECTION("AvgPool2d") {
+    nn::AvgPool2d<double> pool(3, 2, 1);
+    check_layer(pool, {2, 2, 7, 6}, 34, nn::Mode::train);
+    nn::AvgPool2d<double> overlapping(2, 1);
+    check_layer(overlapping, {1, 2, 4, 5}, 35, nn::Mode::train);
+  }
+  SECTION("GlobalAvgPool2d") {
+    nn::GlobalAvgPool2d<double> pool;
+    check_layer(pool, {2, 3, 4, 5}, 36, nn::Mode::train);
+  }
+  SECTION("Dropout with a fixed mask") {
+    // A fresh layer with the same seed draws the same mask in every evaluation of the loss.
+    std::mt19937_64 rng(37);
+    Tensor<double, 4> x({2, 3, 4, 4}), r({2, 3, 4, 4});
+    randomize(x.view().reshape<1>(-1), rng);
+    randomize(r.view().reshape<1>(-1), rng);
+    const auto loss = [&] {
+      nn::Dropout<double> drop(0.3, 99);
+      return (drop.forward(x, nn::Mode::train).array() * r.array()).sum();
+    };
+    nn::Dropout<double> drop(0.3, 99);
+    (void)drop.forward(x, nn::Mode::train);
+    const Tensor<double, 4> dx(drop.backward(r));
+    CHECK(worst_error(x.view().reshape<1>(-1), dx.view().reshape<1>(-1), loss) < kTolerance);
+  }
+}
+
 TEST_CASE("a whole Sequential with softmax cross-entropy matches finite differences") {
-  nn::Sequential<double> net = nn::make_cnn<double>(3, 4, 6, 21);
+  nn::Sequential<double> net = nn::make_cnn<double>({}, {.conv1 = 3, .conv2 = 4, .hidden = 6}, 21);
   net.layer(0).set_needs_input_grad(true);
   std::mt19937_64 rng(5);
   Tensor<double, 4> x({3, 1, 28, 28});

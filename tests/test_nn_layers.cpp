@@ -2,6 +2,7 @@
 // against PyTorch 1.13 (fixtures from tests/fixtures/generate_nn.py), to 1e-5 relative.
 #include "fixtures.hpp"
 #include "test_support.hpp"
+#include "../examples/architectures.hpp"
 
 #include <minnow/nn.hpp>
 
@@ -142,7 +143,7 @@ TEST_CASE("a small Sequential CNN matches PyTorch end to end") {
 }
 
 TEST_CASE("teacher5x5: 5x5 kernels with same padding, fused like the teacher, and named by make_architecture") {
-  auto net = nn::make_architecture<float>("teacher5x5", 3);
+  auto net = example::make_architecture<float>("teacher5x5", 3);
   const auto params = net.parameters();
   REQUIRE(params.size() == 8);
   CHECK(params[0].shape == std::vector<index_t>{32, 1, 5, 5});
@@ -162,16 +163,16 @@ TEST_CASE("teacher5x5: 5x5 kernels with same padding, fused like the teacher, an
   // The seed alone decides the initial weights.
   CHECK(nn::make_teacher5x5<float>(3).parameters()[2].value(7) == params[2].value(7));
   CHECK(nn::make_teacher5x5<float>(4).parameters()[2].value(7) != params[2].value(7));
-  CHECK_THROWS_WITH(nn::make_cnn<float>(8, 8, 8, 0, 4), "make_cnn: kernel must be odd and positive, got 4");
-  CHECK_THROWS_WITH(nn::make_architecture<float>("resnet", 0),
+  CHECK_THROWS_WITH(nn::make_cnn<float>({}, {.conv1 = 8, .conv2 = 8, .hidden = 8, .kernel = 4}, 0), "make_cnn: kernel must be odd and positive, got 4");
+  CHECK_THROWS_WITH(example::make_architecture<float>("resnet", 0),
                     "unknown architecture 'resnet' (expected teacher, teacher5x5 or student)");
-  CHECK_THROWS_WITH(nn::check_architecture("Teacher"),
+  CHECK_THROWS_WITH(example::check_architecture("Teacher"),
                     "unknown architecture 'Teacher' (expected teacher, teacher5x5 or student)");
   // Every listed name builds its own network (none falls through to another's).
   std::vector<index_t> sizes;
-  for (const auto name : nn::architecture_names) {
-    CHECK_NOTHROW(nn::check_architecture(name));
-    sizes.push_back(parameter_count(nn::make_architecture<float>(name, 1).parameters()));
+  for (const auto name : example::architecture_names) {
+    CHECK_NOTHROW(example::check_architecture(name));
+    sizes.push_back(parameter_count(example::make_architecture<float>(name, 1).parameters()));
   }
   CHECK(sizes == std::vector<index_t>{parameter_count(nn::make_teacher<float>(1).parameters()),
                                       parameter_count(params), parameter_count(nn::make_student<float>(1).parameters())});
@@ -194,7 +195,7 @@ TEST_CASE("Sequential names parameters like PyTorch and checks shapes") {
   Tensor<float, 4> wrong({2, 3, 28, 28});
   CHECK_THROWS_WITH(teacher.forward(wrong), Catch::Contains("Conv2d(1, 64, kernel=3, stride=1, padding=1): input [2, 3, 28, 28]"));
   CHECK_THROWS_AS(teacher.output_shape({1, 1, 27, 28}), shape_error);  // 6272 features expected by fc1
-  CHECK_THROWS_AS(nn::make_architecture<float>("resnet", 0), value_error);
+  CHECK_THROWS_AS(example::make_architecture<float>("resnet", 0), value_error);
   CHECK_THROWS_AS(nn::Conv2d<float>(1, 2, 0), value_error);
   CHECK_THROWS_AS(nn::MaxPool2d<float>(-1), value_error);
   CHECK_THROWS_AS(nn::Linear<float>(0, 3), value_error);
@@ -274,4 +275,24 @@ TEST_CASE("MaxPool2d ties and NaN follow PyTorch's row-major scan, in every kern
     CHECK(dx2(0, 0, 1, 0) >= 1.0f);
     CHECK(dx2(0, 0, 0, 0) == 0.0f);
   }
+}
+
+TEST_CASE("make_cnn builds for any image shape and class count") {
+  auto cifar = nn::make_cnn<float>({.channels = 3, .height = 32, .width = 32, .classes = 100}, {.conv1 = 6, .conv2 = 8, .hidden = 12}, 1);
+  CHECK(find_parameter(cifar.parameters(), "conv1.weight").shape == std::vector<index_t>{6, 3, 3, 3});
+  CHECK(find_parameter(cifar.parameters(), "fc1.weight").shape == std::vector<index_t>{12, 8 * 8 * 8});
+  CHECK(find_parameter(cifar.parameters(), "fc2.weight").shape == std::vector<index_t>{100, 12});
+  Tensor<float, 4> x({2, 3, 32, 32});
+  x.array() = 0.5f;
+  CHECK(cifar.forward(x).shape() == Shape<4>{2, 100, 1, 1});
+  // Odd sizes: each pool drops the last row and column (30 → 15 → 7, 22 → 11 → 5).
+  auto odd = nn::make_cnn<float>({.channels = 2, .height = 30, .width = 22, .classes = 3}, {.conv1 = 4, .conv2 = 5, .hidden = 6, .kernel = 5}, 2);
+  CHECK(find_parameter(odd.parameters(), "fc1.weight").shape == std::vector<index_t>{6, 5 * 7 * 5});
+  CHECK(odd.output_shape({4, 2, 30, 22}) == Shape<4>{4, 3, 1, 1});
+  CHECK(parameter_count(nn::make_cnn<float>({}, {}, 1).parameters()) == parameter_count(nn::make_student<float>(1).parameters()));
+  CHECK_THROWS_WITH(nn::make_cnn<float>({.channels = 1, .height = 3, .width = 28, .classes = 10}, {}, 0),
+                    "make_cnn: images of 3×28 are too small for two 2×2 pools (4×4 at least)");
+  CHECK_THROWS_WITH(nn::make_cnn<float>({.channels = 1, .height = 28, .width = 28, .classes = 0}, {}, 0),
+                    Catch::Contains("classes 0 must be positive"));
+  CHECK_THROWS_WITH(nn::make_cnn<float>({}, {.conv1 = 4, .conv2 = -1, .hidden = 4}, 0), Catch::Contains("widths 4, -1, 4"));
 }

@@ -2,6 +2,7 @@
 // weights fitted on held-out data (ensemble/fit_weights.hpp), and ensemble training, cached and per-batch
 // soft targets and distillation through nn::Trainer (pipeline/ensemble_training.hpp).
 #include "test_support.hpp"
+#include "../examples/architectures.hpp"
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <cmath>
@@ -314,13 +315,13 @@ TEST_CASE("parallel and sequential member training give bit-identical members", 
   options.recipe.batch = 64;
   options.schedule = pipeline::Schedule::sequential;
   options.threads = 1;
-  auto sequential = pipeline::train_ensemble<float>(specs, data, pool, options);
+  auto sequential = pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options);
   options.schedule = pipeline::Schedule::parallel;
   options.threads = 2;
   std::vector<std::size_t> reported;
   options.on_epoch = [&](std::size_t k, const nn::EpochStats&) { reported.push_back(k); };
   std::vector<std::size_t> finished;
-  auto parallel = pipeline::train_ensemble<float>(specs, data, pool, options,
+  auto parallel = pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options,
                                                   [&](std::size_t k, const pipeline::Member<float>& member) {
                                                     finished.push_back(k);
                                                     CHECK(member.spec.seed == specs[k].seed);
@@ -344,12 +345,12 @@ TEST_CASE("parallel and sequential member training give bit-identical members", 
   CHECK(same_parameters(by_hand, parallel[2].model));
   set_threads(2);
 
-  CHECK_THROWS_WITH(pipeline::train_ensemble<float>(std::vector<pipeline::MemberSpec>{}, data, pool, options),
+  CHECK_THROWS_WITH(pipeline::train_ensemble<float>(std::vector<pipeline::MemberSpec>{}, example::make_architecture<float>, data, pool, options),
                     Contains("no members"));
   const std::vector<pipeline::MemberSpec> unknown{{"resnet", 1, false}};
-  CHECK_THROWS_WITH(pipeline::train_ensemble<float>(unknown, data, pool, options), Contains("unknown architecture 'resnet'"));
+  CHECK_THROWS_WITH(pipeline::train_ensemble<float>(unknown, example::make_architecture<float>, data, pool, options), Contains("unknown architecture 'resnet'"));
   options.recipe.epochs = 0;
-  CHECK_THROWS_WITH(pipeline::train_ensemble<float>(specs, data, pool, options), Contains("epochs 0"));
+  CHECK_THROWS_WITH(pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options), Contains("epochs 0"));
 }
 
 TEST_CASE("a member's own recipe overrides the ensemble's", "[pipeline][ensemble]") {
@@ -364,7 +365,7 @@ TEST_CASE("a member's own recipe overrides the ensemble's", "[pipeline][ensemble
   std::vector<pipeline::MemberSpec> specs{{"student", 31, false}, {"student", 32, false}};
   specs[1].recipe = own;
   set_threads(1);
-  auto members = pipeline::train_ensemble<float>(specs, data, pool, options);
+  auto members = pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options);
   CHECK(members[0].epochs.size() == 1);
   CHECK(members[1].epochs.size() == 2);
   // Member 1 is train_model() with its own recipe, member 0 with the ensemble's.
@@ -377,7 +378,7 @@ TEST_CASE("a member's own recipe overrides the ensemble's", "[pipeline][ensemble
   set_threads(2);
   // A bad override fails before anything trains.
   specs[1].recipe->learning_rate = -1.0;
-  CHECK_THROWS_WITH(pipeline::train_ensemble<float>(specs, data, pool, options), Contains("learning_rate -1"));
+  CHECK_THROWS_WITH(pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options), Contains("learning_rate -1"));
 }
 
 TEST_CASE("load_or_train_ensemble loads saved members and trains only the missing ones", "[pipeline][ensemble]") {
@@ -400,13 +401,13 @@ TEST_CASE("load_or_train_ensemble loads saved members and trains only the missin
     CHECK(origin.path == dir / files.file_name(specs[k]));
     events.emplace_back(k, origin.loaded);
   };
-  auto trained = pipeline::load_or_train_ensemble<float>(specs, data, pool, options, files, record);
+  auto trained = pipeline::load_or_train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options, files, record);
   CHECK(events == std::vector<std::pair<std::size_t, bool>>{{0, false}, {1, false}});
   CHECK(std::filesystem::exists(dir / "student-s21-e1-n128.ckpt"));
 
   // Everything saved: both load, bit-identical, no training.
   events.clear();
-  auto loaded = pipeline::load_or_train_ensemble<float>(specs, data, pool, options, files, record);
+  auto loaded = pipeline::load_or_train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options, files, record);
   CHECK(events == std::vector<std::pair<std::size_t, bool>>{{0, true}, {1, true}});
   for (std::size_t k = 0; k < 2; ++k) {
     CHECK(loaded[k].epochs.empty());
@@ -417,13 +418,13 @@ TEST_CASE("load_or_train_ensemble loads saved members and trains only the missin
   events.clear();
   std::vector<std::size_t> epoch_reports;
   options.on_epoch = [&](std::size_t k, const nn::EpochStats&) { epoch_reports.push_back(k); };
-  auto mixed = pipeline::load_or_train_ensemble<float>(specs, data, pool, options, files, record);
+  auto mixed = pipeline::load_or_train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options, files, record);
   CHECK(events == std::vector<std::pair<std::size_t, bool>>{{1, true}, {0, false}});
   CHECK(epoch_reports == std::vector<std::size_t>{0});
   CHECK(same_parameters(mixed[0].model, trained[0].model));
   std::filesystem::remove_all(dir);
 
-  CHECK_THROWS_WITH(pipeline::load_or_train_ensemble<float>(specs, data, pool, options, {.load_dir = dir}),
+  CHECK_THROWS_WITH(pipeline::load_or_train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options, {.load_dir = dir}),
                     Contains("no file_name"));
 }
 
@@ -444,12 +445,12 @@ TEST_CASE("load_or_train_ensemble refuses a save directory that cannot take file
   // A regular file where the directory should be.
   const auto file = base / "a-file";
   std::ofstream(file) << "not a directory";
-  CHECK_THROWS_AS(pipeline::load_or_train_ensemble<float>(specs, data, pool, options, {.save_dir = file, .file_name = name}), io_error);
-  CHECK_THROWS_WITH(pipeline::load_or_train_ensemble<float>(specs, data, pool, options, {.save_dir = file, .file_name = name}),
+  CHECK_THROWS_AS(pipeline::load_or_train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options, {.save_dir = file, .file_name = name}), io_error);
+  CHECK_THROWS_WITH(pipeline::load_or_train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options, {.save_dir = file, .file_name = name}),
                     Contains(file.string()) && Contains("output directory"));
   // A directory where a member's file should be.
   std::filesystem::create_directories(base / "dir" / name(specs[0]));
-  CHECK_THROWS_WITH(pipeline::load_or_train_ensemble<float>(specs, data, pool, options, {.save_dir = base / "dir", .file_name = name}),
+  CHECK_THROWS_WITH(pipeline::load_or_train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options, {.save_dir = base / "dir", .file_name = name}),
                     Contains(name(specs[0])) && Contains("a directory"));
   CHECK(epochs_run == 0);
   std::filesystem::remove_all(base);
@@ -507,7 +508,7 @@ TEST_CASE("end to end on 1000 Fashion-MNIST images: the ensemble of 3 beats its 
   pipeline::EnsembleOptions options;
   options.recipe.epochs = 1;
   options.schedule = pipeline::Schedule::parallel;
-  auto members = pipeline::train_ensemble<float>(specs, data.train, pool, options);
+  auto members = pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data.train, pool, options);
   const auto models = pipeline::models<float>(members);
   const auto test_logits = pipeline::ensemble_logits<float>(models, data.test);
   const auto test_labels = pipeline::labels_of(data.test, data::range_indices(0, data.test.size()));

@@ -59,6 +59,16 @@ struct StateView {
   TensorView<T, 1> view;
 };
 
+/// @brief A named tensor a layer keeps beside its parameters that training updates without gradients
+/// (BatchNorm's running mean and variance): PyTorch's buffers. Checkpoints and safetensors files store them
+/// with the parameters, under PyTorch's `state_dict` names ("bn1.running_mean").
+template <class T>
+struct Buffer {
+  std::string name;            ///< dotted path, e.g. "bn1.running_var"
+  std::vector<index_t> shape;  ///< logical shape, outermost first
+  TensorView<T, 1> value;      ///< flat, row-major
+};
+
 /// Finds a parameter by name. @throws value_error naming the missing name.
 template <class T>
 [[nodiscard]] const Parameter<T>& find_parameter(const std::vector<Parameter<T>>& parameters, std::string_view name) {

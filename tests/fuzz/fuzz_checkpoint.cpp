@@ -17,7 +17,7 @@ namespace {
 using minnow::nn::Sequential;
 
 // The network of the seed corpus: conv 1→2, conv 2→2, fc 98→4→10 (tests/fuzz/make_corpus.cpp).
-Sequential<float> tiny_cnn() { return minnow::nn::make_cnn<float>(2, 2, 4, 1); }
+Sequential<float> tiny_cnn() { return minnow::nn::make_cnn<float>({}, {.conv1 = 2, .conv2 = 2, .hidden = 4}, 1); }
 
 std::vector<float> snapshot(Sequential<float>& model) {
   std::vector<float> values;

@@ -35,7 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } catch (const minnow::format_error&) {
   }
   // The seed corpus holds files of this network (tests/fuzz/make_corpus.cpp).
-  auto model = minnow::nn::make_cnn<float>(2, 2, 4, 1);
+  auto model = minnow::nn::make_cnn<float>({}, {.conv1 = 2, .conv2 = 2, .hidden = 4}, 1);
   const auto before = snapshot(model);
   const minnow::fuzz::MemoryFile file(data, size);
   try {

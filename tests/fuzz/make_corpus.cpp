@@ -118,7 +118,7 @@ std::map<std::string, Bytes> seeds(const fs::path& scratch) {
   out["idx_gz/labels-7"] = whole_labels;
 
   // The network of fuzz_checkpoint.cpp and fuzz_safetensors.cpp.
-  auto model = nn::make_cnn<float>(2, 2, 4, 1);
+  auto model = nn::make_cnn<float>({}, {.conv1 = 2, .conv2 = 2, .hidden = 4}, 1);
   nn::Adam<float> adam(model.parameters());
   adam.set_step_count(3);
   out["checkpoint/with-adam"] = written_by(scratch, [&](const fs::path& p) {

@@ -22,6 +22,7 @@
 #include <minnow/tensor.hpp>
 
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -107,6 +108,44 @@ struct Int8Weights {
     }
   }
   return out;
+}
+
+/// @brief What quantize_int8 needs of a weight quantizer (a uniform quant::Quantizer satisfies it).
+template <class Q>
+concept WeightQuantizer = requires(Q q, const Q cq, TensorView<const float, 1> values, std::span<const index_t> shape) {
+  /// takes the weight into account, given its logical shape;
+  q.observe(values, shape);
+  /// turns what it saw into one (scale, zero point) per channel;
+  { q.calculate_params() } -> std::same_as<const std::vector<quant::AffineParams>&>;
+  /// names the integer grid the values are clamped to;
+  { cq.grid() } -> std::same_as<quant::QRange>;
+  /// and says how the shape splits into channels (which must be the output channels, or one for all).
+  { cq.granularity().layout(shape) } -> std::same_as<quant::ChannelLayout>;
+};
+
+/// @brief Quantizes a float weight `[out, ...]` (dimension 0 = output channels: a Linear's `[out, in]`, a
+/// Conv2d's `[out, in, k, k]`) to int8 `[out × rest]`, with the parameters `quantizer` computes after it
+/// observed the weight (a frozen quantizer keeps the ones it has): one per output channel (per-channel
+/// on axis 0, e.g. quant::Int8PerChannelSymmetric) or one for the whole weight (per tensor, used for every row).
+/// @throws value_error when the quantizer's channels are neither the output channels nor one, and as
+/// quantize_int8 above (a grid wider than int8, a non-finite weight); shape_error from the quantizer.
+template <class Q, class V, std::size_t R>
+  requires(WeightQuantizer<Q> && std::same_as<std::remove_const_t<V>, float> && R >= 2)
+[[nodiscard]] Int8Weights quantize_int8(std::string name, TensorView<V, R> w, Q quantizer) {
+  const std::span<const index_t> shape(w.shape());
+  const index_t rows = w.dim(0), cols = rows == 0 ? 0 : w.size() / rows;
+  const quant::ChannelLayout layout = std::as_const(quantizer).granularity().layout(shape);
+  if (layout.outer != 1 || (layout.channels != rows && layout.channels != 1)) {
+    throw value_error(minnow::detail::concat("infer: weight '", name, "' ", to_string(w.shape()), ": the quantizer has ",
+                                             layout.channels, " channels, expected one per output channel (",
+                                             rows, ", axis 0) or one for all"));
+  }
+  const TensorView<const float, 1> flat(w.data(), Shape<1>{w.size()});
+  quantizer.observe(flat, shape);
+  const std::vector<quant::AffineParams>& params = quantizer.calculate_params();
+  const std::vector<quant::AffineParams> per_row =
+      params.size() == 1 ? std::vector<quant::AffineParams>(static_cast<std::size_t>(rows), params.front()) : params;
+  return quantize_int8(std::move(name), flat.reshape(Shape<2>{rows, cols}), per_row, std::as_const(quantizer).grid());
 }
 
 /// @brief A packed int4 weight `[rows × cols]`: `cols / 2` bytes per row (low nibble first), per-row qparams.

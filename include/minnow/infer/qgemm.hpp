@@ -34,16 +34,16 @@
 /// group of 4 k, the 4 bytes of each of the 48 channels (192 bytes, three 64-byte vectors, what one
 /// vpdpbusd step reads). Activations are packed per call into panels of 8 rows, 4 bytes per row and k
 /// group. A register tile is 8 rows × 48 channels (24 zmm accumulators, 3 weight vectors, 1 broadcast):
-/// per k group 11 loads feed 24 vpdpbusd, and vpdpbusd zmm issues once per cycle on Zen 5 (4-cycle
+/// per k group 11 loads feed 24 vpdpbusd, and Zen 5 starts one vpdpbusd zmm per cycle (4-cycle
 /// latency, so 24 independent chains keep it busy; see benchmarks/bench_infer.cpp, infer/vnni_peak).
 /// The tile accumulates over the whole inner length in registers and goes straight to the epilogue:
-/// no partial sums are stored and reloaded per cache block (at fc1's shape they were 1 MB per block,
-/// 13 blocks per call). Work items (weight panel, activation panel) run weight panel by weight panel:
+/// no partial sums are stored and reloaded per cache block (at fc1's shape that would be 1 MB per block,
+/// 13 blocks per call), which keeps the kernel near the vpdpbusd peak (docs/benchmarks.md). Tiles
+/// (weight panel, activation panel) run weight panel by weight panel:
 /// one weight panel (48·k bytes, 301 KB at k = 6272) stays in L2 while the activation panels stream
-/// past it from L3 (32 bytes per 24 vpdpbusd). Measured at fc1's shape (256 × 6272 by 6272 × 1000),
-/// one thread: 95 % of the vpdpbusd peak in CPU time, against 88 % with the earlier 512-k cache blocks.
-/// Threads take equal runs of work items (an 8 × 48 tile each, whatever its panel), so they finish
-/// together; every output comes from one item computed the same way on any thread, so results do not
+/// past it from L3 (32 bytes per 24 vpdpbusd).
+/// Threads take equal runs of tiles (8 × 48 outputs each, whatever its panel), so they finish
+/// together; every output comes from one tile computed the same way on any thread, so results do not
 /// depend on the thread count.
 
 #include <minnow/detail/parallel.hpp>
@@ -170,7 +170,7 @@ PackedWeights pack_common(const std::string& name, index_t n, index_t k, std::sp
 
 /// @brief Packs int4 weights. With `keep_int4` the panels stay at 4 bits (half the bytes) and each
 /// 48-channel panel is unpacked to int8 (into a per-thread buffer that stays in L2) when a thread starts
-/// its work items on it; otherwise they are unpacked once, as pack_weights(int8).
+/// its tiles on it; otherwise they are unpacked once, as pack_weights(int8).
 /// Int4 panel layout: the int8 panel stream cut into chunks of 64 bytes; byte b (0…31) of a chunk's 32
 /// bytes holds element b in its low nibble and element b + 32 in its high nibble (so one shift and mask
 /// of a 32-byte vector unpacks a whole chunk).
@@ -568,8 +568,8 @@ void micro_kernel(arch::avx2, index_t k4, const std::uint8_t* a, const std::int8
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
 /// 8 × 48: 24 accumulators, and per k group 3 weight loads + 8 broadcasts for 24 vpdpbusd. The
 /// accumulators stay in registers over the whole inner length (no partial sums go through memory), so
-/// vpdpbusd's issue rate (one per cycle on Zen 5) is the bound. Software prefetch of either operand
-/// measured no faster: the hardware prefetchers follow both sequential streams.
+/// vpdpbusd's throughput (one per cycle on Zen 5) is the bound. No software prefetch: the hardware
+/// prefetchers already follow both sequential streams.
 template <int R>
 void micro_kernel(arch::avx512_vnni, index_t k4, const std::uint8_t* a, const std::int8_t* b, std::int32_t* c) noexcept {
   __m512i acc[R][3];
@@ -638,7 +638,7 @@ inline Tensor<std::int8_t, 1>& unpacked_panel(index_t bytes) {
   return panel;
 }
 
-/// Work items [i0, i1) of the product: item = panel · tiles + tile is the 8 × 48 output block of
+/// Items [i0, i1) of the product: item = panel · tiles + tile is the 8 × 48 output block of
 /// activation panel `tile` and weight panel `panel`, computed over the whole inner length and passed
 /// through the epilogue. Items run panel by panel, so one weight panel (48 · k bytes, 301 KB at fc1)
 /// stays in L2 while the activation panels stream past it.
@@ -664,7 +664,7 @@ void qgemm_items(const QuantizedActivations& a, const PackedWeights& w, const Ep
   }
 }
 
-/// Threads take equal contiguous runs of work items (all items cost the same), so neither waits for the
+/// Threads take equal contiguous runs of items (all items cost the same), so neither waits for the
 /// other at the end; each output is computed by the same item whatever the split, so the result does
 /// not depend on the thread count.
 template <class Arch, class OutT>

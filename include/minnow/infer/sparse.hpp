@@ -13,38 +13,25 @@
 /// - BlockedMatrix: 1×16 blocks holding any kept value, stored whole (zeros included), a uint16 block
 ///                 column per block and int32 row pointers.
 ///
-/// Measured on the teacher's fc1 (1000 × 6272, unstructured l1 mask) by `bench_infer_sparse`, ONE thread,
-/// AMD EPYC (Zen 5) with AVX-512, on a loaded 2-core machine (CPU time, µs, median of 5; dense nn::Linear =
-/// 25.1 MB, batch 1 ≈ 515–575 µs, batch 64 ≈ 11 300 µs; 2-thread runs could not be measured cleanly: a
-/// background job kept one core busy and OpenMP barriers then cost whole scheduler slices):
-///
-///   sparsity | bytes (MB) CSR / bitmap / sliced | batch 1: CSR / bitmap / sliced | batch 64: CSR / bitmap / sliced
-///   50 %     | 25.1 / 13.3 / 19.3                | 1620 /  550 /  390            | 14 000 / 11 000 / 14 800
-///   75 %     | 12.6 /  7.1 / 11.0                |  680 /  440 /  184            |  6 300 /  6 000 /  7 750
-///   90 %     |  5.0 /  3.3 /  5.4                |  243 /  411 /   87            |  2 400 /  2 900 /  3 400
-/// (batch-64 CSR / bitmap columns from the previous table, same machine.)
-///
-/// Why CSR's batch 1 was slow: not bandwidth (5 MB in 243 µs is ~20 GB/s) but the gather. Zen 5 runs a
-/// 16-lane vgatherdps at about the rate of 16 scalar loads (~25 cycles per 16 kept values): a scalar loop
-/// over 16-bit columns, 16-bit columns with four accumulators, and SELL-16 with gathers (no reduction, no
-/// tail) all measured within 3 % of the int32 CSR kernel (228–235 µs against 231 µs in a standalone test),
-/// so neither the index width, nor the per-row reduction and tail, nor accumulator chains matter. Removing
-/// the gather does: SlicedMatrix reads x from four registers with two vpermt2ps per 16 kept values, 2.8×
-/// CSR and 6.6× dense at 90 % with one thread (windows of 32 columns: 92 µs; of 128: 117 µs; one window id
-/// per step instead of per block, reloading x: 133 µs). It pays at every sparsity measured, even at 50 %
-/// where 19 % of its lanes are padding. At batch N it has no kernel of its own (rows are decoded through
-/// for_each_in_row), so CSR / bitmap stay the batch-N formats.
+/// Why these formats: at batch 1 a sparse kernel is bound by how it finds the x value of each kept
+/// weight, not by bandwidth. Zen 5 runs a 16-lane vgatherdps at about the rate of 16 scalar loads, so
+/// CSR's gather is slow whatever the index width, reduction or accumulator chains; SlicedMatrix removes the
+/// gather (x read from four registers with two vpermt2ps per 16 kept values) and is the fastest batch-1
+/// format at every sparsity from 50 %, where 19 % of its lanes are padding. At batch N it has no kernel of
+/// its own (rows are decoded through for_each_in_row), so CSR / bitmap are the batch-N formats.
 ///
 /// Choice: the bitmap is the storage format (the smallest at every sparsity, 1 bit per element + 4 bytes per
 /// kept value against 8 for CSR, and the base of the int8 format in sparse_int8.hpp that keeps sparse + int8
 /// under 0.06× of fp32); SlicedMatrix is the batch-1 compute format from 50 % up (choose_format). At batch N
 /// CSR and bitmap run one broadcast FMA per kept value over the transposed input (the bitmap decodes a
-/// row's columns with a branch-free compress first) and stay within ~25 %. Blocked 1×16 storage only pays
-/// for block-structured masks: with an unstructured mask at 90 %, 1 − 0.9¹⁶ = 81 % of the blocks hold a kept
-/// value, so it stores and multiplies most of the dense matrix (slower than dense at every sparsity measured).
+/// row's columns with a branch-free compress first) and stay close to each other. Blocked 1×16 storage only
+/// pays for block-structured masks: with an unstructured mask at 90 %, 1 − 0.9¹⁶ = 81 % of the blocks hold a
+/// kept value, so it stores and multiplies most of the dense matrix and is slower than dense.
+/// Current figures: docs/benchmarks.md ("Compressed inference"); the one-thread measurements behind
+/// these choices: docs/experiments.md.
 ///
 /// Only float: the kernels are AVX-512 where the compiler targets it (`__AVX512F__`) and scalar otherwise;
-/// `gemv_reference` / `gemm_reference` are the scalar twins the tests compare against.
+/// `multiply_reference` is the scalar oracle the tests compare every format against.
 
 #include <minnow/detail/parallel.hpp>
 #include <minnow/error.hpp>
@@ -674,14 +661,14 @@ class SparseLinear {
 /// @brief How to run a Linear layer's weights.
 enum class WeightFormat { dense, bitmap, csr, sliced };
 
-/// @brief The crossover rule, from `bench_infer_sparse` (table in the file comment): sparsity (fraction of
-/// pruned weights) at which a sparse format starts to beat the dense Linear forward. Between the measured
-/// points (50 / 75 / 90 %) the crossovers are rounded towards dense: sparse must win clearly, a tie keeps the
-/// simpler dense layer.
+/// @brief The crossover rule, from `bench_infer_sparse` on the teacher's fc1 (docs/experiments.md):
+/// sparsity (fraction of pruned weights) at which a sparse format starts to beat the dense Linear forward.
+/// Between the measured points (50 / 75 / 90 %) the crossovers are rounded towards dense: sparse must win
+/// clearly, a tie keeps the simpler dense layer.
 struct SparseCrossover {
-  double batch1_sparse = 0.5;   ///< batch 1: sliced 1.4× dense at 50 %, 3.0× at 75 %, 6.6× at 90 %
-  double batched_sparse = 0.6;  ///< batch ≥ 4: bitmap 1.1× dense at 50 % (a tie under noise), 2.1× at 75 %
-  double batched_csr = 0.9;     ///< batch ≥ 4: CSR 0.95× bitmap at 75 %, 1.2× at 90 %
+  double batch1_sparse = 0.5;   ///< batch 1: sliced beats dense from 50 %
+  double batched_sparse = 0.6;  ///< batch ≥ 4: bitmap ties dense at 50 %, wins clearly at 75 %
+  double batched_csr = 0.9;     ///< batch ≥ 4: CSR trails bitmap at 75 %, beats it at 90 %
 };
 
 /// The format a layer with this sparsity should use at this batch size (see SparseCrossover): SlicedMatrix

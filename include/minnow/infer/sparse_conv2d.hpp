@@ -9,24 +9,16 @@
 /// Stride 1 needs no im2col: src is the zero-padded input and output rows are computed with the padded
 /// width as pitch (the pitch − Wo extra pixels per row are discarded: 2 of 16 for 14×14 with padding 1), so
 /// a kept weight (c, i, j) reads one contiguous run starting at (c·Hp + i)·Wp + j. Other strides build the
-/// im2col matrix (as nn::Conv2d does) and read its rows. The first version with im2col for every stride spent
-/// ~45 % of its time in im2col at 90 % (perf) and was 25–35 % slower.
+/// im2col matrix (as nn::Conv2d does) and read its rows; at stride 1 skipping im2col matters, because
+/// building it would take a large share of the time at high sparsity.
 ///
 /// Batch 1: one padding / im2col, output channels split across threads. Batch ≥ 2: samples split across
 /// threads, each with its own buffer.
 ///
-/// Measured by `bench_infer_sparse` (conv2/…) on the teacher's conv2 (64 → 128, 3×3, pad 1, 14×14 input),
-/// l1 mask, ONE thread, AMD EPYC (Zen 5) with AVX-512, CPU time µs, median of 5 (2-thread runs were not
-/// measurable cleanly: a background job held one of the two cores):
-///
-///   sparsity | batch 1: dense / sparse (ratio) | batch 64: dense / sparse (ratio)
-///   50 %     |   382 / 277 (1.38×)             |  22 480 / 18 030 (1.25×)
-///   75 %     |   382 / 153 (2.5×)              |  22 480 / 10 360 (2.2×)
-///   90 %     |   382 /  80 (4.8×)              |  22 480 /  5 420 (4.1×)
-///
-/// Crossover: linear in the kept fraction, sparse time ≈ a + b·(1 − sparsity) reaches dense near 35 %
-/// sparsity at batch 1 and ~40 % at batch 64; ConvCrossover rounds towards dense and picks sparse from 50 %,
-/// where it measured 1.25–1.4× faster.
+/// Crossover: the sparse time is about linear in the kept fraction and reaches the dense time well below
+/// 50 % sparsity at batch 1 and at batch 64; ConvCrossover rounds towards dense and picks sparse from 50 %,
+/// where it is already clearly faster (`bench_infer_sparse`, conv2/…; figures in docs/benchmarks.md and
+/// docs/experiments.md).
 
 #include <minnow/detail/parallel.hpp>
 #include <minnow/error.hpp>
@@ -279,8 +271,8 @@ enum class ConvFormat { dense, sparse };
 /// @brief Sparsity (fraction of pruned weights) above which SparseConv2d beats nn::Conv2d, from
 /// `bench_infer_sparse` (see the file comment), rounded towards dense.
 struct ConvCrossover {
-  double batch1 = 0.5;   ///< batch 1: sparse 1.38× dense at 50 %, 2.5× at 75 %
-  double batched = 0.5;  ///< batch ≥ 2: sparse 1.25× dense at 50 %, 2.2× at 75 %
+  double batch1 = 0.5;   ///< batch 1: sparse already faster than dense at 50 %
+  double batched = 0.5;  ///< batch ≥ 2: sparse already faster than dense at 50 %
 };
 
 /// The implementation a convolution with this sparsity should use at this batch size (see ConvCrossover).

@@ -145,6 +145,8 @@ class Conv2d final : public Layer<T> {
 
   [[nodiscard]] TensorView<T, 4> weight() noexcept { return weight_.view(); }
   [[nodiscard]] TensorView<T, 1> bias() noexcept { return bias_.view(); }
+  [[nodiscard]] TensorView<const T, 4> weight() const noexcept { return weight_.view(); }
+  [[nodiscard]] TensorView<const T, 1> bias() const noexcept { return bias_.view(); }
   /// The gradients the last backward wrote (or a fused step that ran this layer, nn/conv_relu_pool.hpp).
   [[nodiscard]] TensorView<T, 4> weight_grad() noexcept { return weight_grad_.view(); }
   [[nodiscard]] TensorView<T, 1> bias_grad() noexcept { return bias_grad_.view(); }

@@ -198,7 +198,7 @@ class ConvReluPool {
 
  private:
 
-  // Work items are (sample, block of output channels), sample-major, so a thread transforms each of its
+  // The parallel loop runs over (sample, block of output channels), sample-major, so a thread transforms each of its
   // samples' inputs once.
   void forward_winograd(Activations<float> x) {
 #if defined(__AVX512F__)

@@ -44,6 +44,12 @@ class Layer {
     (void)out;
   }
 
+  /// Appends this layer's buffers (state without gradients, e.g. BatchNorm's running statistics).
+  virtual void collect_buffers(const std::string& prefix, std::vector<Buffer<T>>& out) {
+    (void)prefix;
+    (void)out;
+  }
+
   /// When false, backward may skip dL/dx (the first layer of a network: nobody needs it) and returns an empty view.
   void set_needs_input_grad(bool needed) noexcept { needs_input_grad_ = needed; }
   [[nodiscard]] bool needs_input_grad() const noexcept { return needs_input_grad_; }

@@ -80,6 +80,11 @@ class Linear final : public Layer<T> {
 
   [[nodiscard]] TensorView<T, 2> weight() noexcept { return weight_.view(); }
   [[nodiscard]] TensorView<T, 1> bias() noexcept { return bias_.view(); }
+  [[nodiscard]] TensorView<const T, 2> weight() const noexcept { return weight_.view(); }
+  [[nodiscard]] TensorView<const T, 1> bias() const noexcept { return bias_.view(); }
+  /// dL/dW and dL/db of the last backward.
+  [[nodiscard]] TensorView<T, 2> weight_grad() noexcept { return weight_grad_.view(); }
+  [[nodiscard]] TensorView<T, 1> bias_grad() noexcept { return bias_grad_.view(); }
   [[nodiscard]] index_t in_features() const noexcept { return in_; }
   [[nodiscard]] index_t out_features() const noexcept { return out_; }
 

@@ -134,6 +134,21 @@ class Sequential {
     return out;
   }
 
+  /// Every buffer (running statistics) as `{name, shape, value view}`, in layer order.
+  [[nodiscard]] std::vector<Buffer<T>> buffers() {
+    std::vector<Buffer<T>> out;
+    for (auto& entry : layers_) entry.layer->collect_buffers(entry.name + ".", out);
+    return out;
+  }
+
+  /// What PyTorch's `state_dict` holds: every parameter's value, then every buffer, by name. Files store this.
+  [[nodiscard]] std::vector<Buffer<T>> state() {
+    std::vector<Buffer<T>> out;
+    for (const auto& p : parameters()) out.push_back({p.name, p.shape, p.value});
+    for (auto& b : buffers()) out.push_back(std::move(b));
+    return out;
+  }
+
   /// One line per layer: "conv1: Conv2d(1, 64, kernel=3, stride=1, padding=1)".
   [[nodiscard]] std::string describe() const {
     std::string out;

@@ -167,13 +167,12 @@ template <class T>
   return {data.size() ? loss_sum / count : 0.0, data.size() ? static_cast<double>(correct) / count : 0.0, data.size()};
 }
 
-/// Every parameter and every optimizer state buffer, as checkpoint entries ("fc1.weight",
-/// "fc1.weight.exp_avg", ...).
+/// Every parameter, buffer (running statistics) and optimizer state buffer, as checkpoint entries
+/// ("fc1.weight", "bn1.running_mean", "fc1.weight.exp_avg", ...).
 template <class T>
 [[nodiscard]] std::vector<io::CheckpointEntry<T>> training_state(Sequential<T>& model, Optimizer<T>* optimizer) {
   std::vector<io::CheckpointEntry<T>> entries;
-  const auto params = model.parameters();
-  for (const auto& p : params) entries.push_back({p.name, p.shape, p.value});
+  for (auto& s : model.state()) entries.push_back({std::move(s.name), std::move(s.shape), s.value});
   if (optimizer != nullptr) {
     for (std::size_t i = 0; i < optimizer->parameters().size(); ++i) {
       const auto& p = optimizer->parameters()[i];

@@ -8,11 +8,10 @@
 ///     pipeline::MemberCheckpoints files{.load_dir = "teachers", .save_dir = "teachers",
 ///                                       .file_name = [&](const pipeline::MemberSpec& s) {
 ///                                         return pipeline::member_file_name(s, epochs, pool.size()); }};
-///     auto teachers = pipeline::load_or_train_ensemble<float>(specs, data.train, pool, options, files);
+///     auto teachers = pipeline::load_or_train_ensemble<float>(specs, build, data.train, pool, options, files);
 
 #include <minnow/error.hpp>
 #include <minnow/io/atomic_file.hpp>
-#include <minnow/nn/models.hpp>
 #include <minnow/nn/train.hpp>
 #include <minnow/pipeline/ensemble_training.hpp>
 
@@ -58,9 +57,10 @@ struct MemberOrigin {
 /// the checkpoint reader and writer throw (io_error, format_error naming the file).
 template <class T>
 [[nodiscard]] std::vector<Member<T>> load_or_train_ensemble(
-    std::span<const MemberSpec> specs, const data::Dataset<T>& data, std::span<const index_t> pool,
+    std::span<const MemberSpec> specs, const ModelBuilder<T>& build, const data::Dataset<T>& data, std::span<const index_t> pool,
     EnsembleOptions options, const MemberCheckpoints& files,
     const std::function<void(std::size_t k, const Member<T>&, const MemberOrigin&)>& on_ready = {}) {
+  if (!build) throw value_error("load_or_train_ensemble: no model builder");
   if ((!files.load_dir.empty() || !files.save_dir.empty()) && !files.file_name) {
     throw value_error("load_or_train_ensemble: a checkpoint directory is given but no file_name");
   }
@@ -71,7 +71,7 @@ template <class T>
     const auto path = files.load_dir.empty() ? std::filesystem::path{} : files.load_dir / files.file_name(specs[k]);
     if (!path.empty() && std::filesystem::exists(path)) {
       members[k].spec = specs[k];
-      members[k].model = nn::make_architecture<T>(specs[k].architecture, specs[k].seed);
+      members[k].model = build(specs[k].architecture, specs[k].seed);
       nn::load_parameters(path, specs[k].architecture, members[k].model);
       if (on_ready) on_ready(k, members[k], {true, path});
     } else {
@@ -89,7 +89,7 @@ template <class T>
       report(slot[i], stats);
     };
   }
-  auto trained = train_ensemble<T>(to_train, data, pool, options, [&](std::size_t i, Member<T>& member) {
+  auto trained = train_ensemble<T>(to_train, build, data, pool, options, [&](std::size_t i, Member<T>& member) {
     MemberOrigin origin;
     if (!files.save_dir.empty()) {
       origin.path = files.save_dir / files.file_name(member.spec);

@@ -6,7 +6,7 @@
 /// from them with nn::Trainer — from the cached table (distill::SoftTargetLoss) or with the teachers run
 /// on every batch (OnlineTeacherLoss).
 ///
-///     auto members = pipeline::train_ensemble<float>(specs, data.train, pool, options);
+///     auto members = pipeline::train_ensemble<float>(specs, build, data.train, pool, options);
 ///     const auto logits = pipeline::ensemble_logits<float>(pipeline::models(members), data.train);
 ///     const auto targets = pipeline::ensemble_soft_targets<float>(logits, 4.0);
 ///     distill::SoftTargetLoss<float> loss(distill::TeacherProbabilities<float>(targets), 4.0, 0.9);
@@ -28,7 +28,6 @@
 #include <minnow/error.hpp>
 #include <minnow/nn/loss.hpp>
 #include <minnow/nn/lr_schedule.hpp>
-#include <minnow/nn/models.hpp>
 #include <minnow/nn/progress.hpp>
 #include <minnow/nn/sequential.hpp>
 #include <minnow/nn/sgd.hpp>
@@ -46,6 +45,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -68,8 +68,8 @@ struct Recipe {
   std::optional<data::Augmentation> augmentation{};
 };
 
-/// @brief One ensemble member: its architecture (nn::make_architecture), its seed (initialisation, batch
-/// order and bootstrap sample), whether it trains on a bootstrap sample of the training pool, and its own
+/// @brief One ensemble member: its architecture (a name the caller's ModelBuilder knows, also the tag of its
+/// checkpoint), its seed (initialisation, batch order and bootstrap sample), whether it trains on a bootstrap sample of the training pool, and its own
 /// recipe when it should not train with the ensemble's (e.g. half the members augmented: recipe diversity).
 struct MemberSpec {
   std::string architecture = "teacher";
@@ -77,6 +77,12 @@ struct MemberSpec {
   bool bagging = false;
   std::optional<Recipe> recipe{};  ///< overrides EnsembleOptions::recipe for this member
 };
+
+/// @brief Builds a freshly initialised member from its spec's architecture name and seed, e.g.
+/// `[](std::string_view, std::uint64_t seed) { return nn::make_teacher<float>(seed); }`.
+/// @throws value_error (its own) for a name it does not know.
+template <class T>
+using ModelBuilder = std::function<nn::Sequential<T>(std::string_view architecture, std::uint64_t seed)>;
 
 /// @brief How K independent trainings share the machine.
 enum class Schedule {
@@ -216,15 +222,16 @@ std::vector<nn::EpochStats> train_model(nn::Sequential<T>& model, const data::Da
 }
 
 /// @brief Trains the members `specs` on the training pool `pool` (sample indices of `data`): member k is
-/// `nn::make_architecture(spec.architecture, spec.seed)` trained by train_model() with `spec.recipe` or else `options.recipe`
+/// `build(spec.architecture, spec.seed)` trained by train_model() with `spec.recipe` or else `options.recipe`
 /// and seed `spec.seed`, on `pool` itself or, with bagging, on `select(pool, bootstrap_indices(|pool|, seed))`.
 /// Returns the members in the order of `specs`, whatever the schedule. `on_member(k, member)` runs as soon
 /// as member k has finished (serialized with options.on_epoch), e.g. to save it at once, so that a long run
 /// that is cut off keeps the members it finished.
-/// @throws value_error for no members, a bad recipe or thread count, an unknown architecture, an empty pool.
+/// Every member is built before any training, so that a name `build` refuses fails at once.
+/// @throws value_error for no members, a bad recipe or thread count, an empty pool; what `build` throws.
 template <class T>
 [[nodiscard]] std::vector<Member<T>> train_ensemble(
-    std::span<const MemberSpec> specs, const data::Dataset<T>& data, std::span<const index_t> pool,
+    std::span<const MemberSpec> specs, const ModelBuilder<T>& build, const data::Dataset<T>& data, std::span<const index_t> pool,
     const EnsembleOptions& options, const std::function<void(std::size_t k, Member<T>&)>& on_member = {}) {
   constexpr const char* what = "train_ensemble";
   if (specs.empty()) throw value_error(minnow::detail::concat(what, ": the ensemble has no members"));
@@ -232,17 +239,19 @@ template <class T>
   detail::check_recipe(what, options.recipe);
   detail::check_threads(what, options.threads);
   for (const auto& spec : specs) {  // fail before any training
-    nn::check_architecture(spec.architecture);
     if (spec.recipe) detail::check_recipe(what, *spec.recipe);
   }
-
+  if (!build) throw value_error(minnow::detail::concat(what, ": no model builder"));
   std::vector<Member<T>> members(specs.size());
+  for (std::size_t k = 0; k < specs.size(); ++k) {
+    members[k].spec = specs[k];
+    members[k].model = build(specs[k].architecture, specs[k].seed);
+  }
+
   std::mutex report;
   const bool progress = options.progress && options.schedule == Schedule::sequential;
   detail::run_members(specs.size(), options.schedule, options.threads, [&](std::size_t k) {
     Member<T>& member = members[k];
-    member.spec = specs[k];
-    member.model = nn::make_architecture<T>(member.spec.architecture, member.spec.seed);
     std::vector<index_t> bag;
     if (member.spec.bagging) {
       bag = data::select(pool, data::bootstrap_indices(static_cast<index_t>(pool.size()), member.spec.seed));

@@ -27,9 +27,9 @@
 /// or in a sparse format (infer/sparse.hpp: the zeros pruning left in Ŵ are skipped). A float layer reads
 /// the uint8 activations dequantized, x̂ = (q − z)·s, and quantizes its output with the same quantizer
 /// as an int8 layer would, so the network computes the same function whatever the formats.
-/// The rule (`NetworkPlan::sparse_from`) makes a Linear sparse once the fraction of zeros in Ŵ reaches the
-/// sparsity at which the sparse kernel beats the int8 kernel at the planned batch size, measured by
-/// `bench_infer_formats` (see docs/benchmarks.md); everything else stays int8.
+/// The rule (`NetworkPlan::sparse_from_batch1` / `sparse_from_batched`) makes a Linear sparse once the
+/// fraction of zeros in Ŵ reaches the sparsity at which the sparse kernel beats the int8 kernel at the
+/// planned batch size, measured by `bench_infer_formats` (see docs/benchmarks.md); everything else stays int8.
 ///
 /// ## How close it is to the fake-quant network
 /// Both compute the same integers up to float rounding: the fake-quant network sums

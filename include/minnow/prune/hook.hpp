@@ -10,6 +10,12 @@
 ///   pruner.l1_unstructured("fc1.weight", prune::Fraction{0.9});
 ///   trainer.add_hook([&](std::int64_t) { pruner.apply(); });   // after every optimizer.step()
 /// @endcode
+/// A weight of your own loop, of any rank, keeps its shape (views of your memory, never copies):
+/// @code
+///   pruner.track("conv1.weight", w.view(), dw.view());        // Tensor<float, 4> w, dw: shape [o, i, kh, kw]
+///   pruner.l1_unstructured("conv1.weight", prune::Fraction{0.5});
+///   // your step: w -= lr · dw; then pruner.apply();
+/// @endcode
 /// Why state too: a pruned weight's gradient is not zero (the loss still depends on that input), so
 /// the optimizer moves it off zero and, through momentum or Adam's moments, would keep moving it.
 /// apply() sets the weight, its gradient and every state buffer back to 0 where the mask is 0.
@@ -74,6 +80,23 @@ class Pruner {
     }
     Entry entry{std::move(name), std::move(shape), value, grad, std::move(state), ones_mask<T>(Shape<1>{value.size()})};
     entries_.push_back(std::move(entry));
+  }
+
+  /// @brief Starts tracking a weight of any rank ≥ 2 that keeps its own shape: a user's
+  /// `Tensor<float, 4>` conv weight (`w.view()`) or a raw buffer (`TensorView<float, 4>(ptr, {o, i, kh, kw})`).
+  /// The logical shape that structured criteria use is the view's shape. `grad` may be empty.
+  /// @throws value_error for a duplicate name; shape_error when `grad` is not empty and its shape differs
+  /// from `value`'s, or a state view's size differs.
+  template <std::size_t R>
+    requires(R >= 2)
+  void track(std::string name, TensorView<T, R> value, TensorView<T, R> grad = {}, std::vector<StateView<T>> state = {}) {
+    if (!grad.empty() && grad.shape() != value.shape()) {
+      throw shape_error(minnow::detail::concat("Pruner: gradient of '", name, "' has shape ", to_string(grad.shape()),
+                                               ", the value has shape ", to_string(value.shape())));
+    }
+    const auto flat = [](TensorView<T, R> v) { return TensorView<T, 1>(v.data(), Shape<1>{v.size()}); };
+    track(std::move(name), flat(value), grad.empty() ? TensorView<T, 1>{} : flat(grad), std::move(state),
+          std::vector<index_t>(value.shape().begin(), value.shape().end()));
   }
 
   /// @brief Replaces the optimizer state views of a tracked parameter (e.g. after creating the optimizer).

@@ -11,6 +11,13 @@
 ///   wq.backward(w, dy, dw);                          // STE: dw = dy inside the grid, 0 outside
 ///   if (step == freeze_step) wq.freeze();            // PyTorch's disable_observer
 /// @endcode
+/// Activations with PyTorch's default scheme (`Quantizer<>`, alias PerTensorAffine), on views that carry
+/// their shape:
+/// @code
+///   quant::PerTensorAffine aq;                       // quint8 [0, 255], MinMax, Affine, PerTensor
+///   aq.observe(x);                                   // a Tensor<float, 4> batch, say (or a view)
+///   aq.fake_quantize(x, y);                          // y = (clamp(zp + rint(x / s), 0, 255) − zp) · s
+/// @endcode
 /// Parameters are recomputed lazily: the first fake_quantize after an observe recomputes them, as
 /// PyTorch's FakeQuantize does in every forward while its observer is enabled. Before anything was
 /// observed the parameters are scale 1, zero point 0 (PyTorch's defaults).
@@ -27,7 +34,9 @@
 #include <minnow/quant/observers.hpp>
 
 #include <algorithm>
+#include <concepts>
 #include <cstddef>
+#include <initializer_list>
 #include <span>
 #include <type_traits>
 #include <utility>
@@ -41,7 +50,11 @@ namespace minnow::quant {
 /// @tparam O  an Observer; a per-channel quantizer keeps one copy of the prototype per channel
 /// @tparam M  a UniformMapping or a CodebookMapping
 /// @tparam G  a Granularity (PerTensor, PerChannel)
-template <BitsType B, Observer O, Mapping M, Granularity G>
+///
+/// The defaults, `Quantizer<>`, are PyTorch's default scheme (`MinMaxObserver()`, `quantize_per_tensor`):
+/// uint8 [0, 255], affine, one scale and zero point for the tensor, from the observed min and max
+/// (alias PerTensorAffine).
+template <BitsType B = quint8, Observer O = MinMax, Mapping M = Affine, Granularity G = PerTensor>
 class Quantizer {
  public:
   /// True for codebook (non-uniform) mappings; a mapping that offers both is used as a uniform one.
@@ -87,6 +100,23 @@ class Quantizer {
     } else {
       dirty_ = true;
     }
+  }
+
+  /// observe() with the shape as a brace list: `q.observe(flat, {16, 4, 3, 3})`.
+  void observe(TensorView<const float, 1> values, std::initializer_list<index_t> shape) {
+    observe(values, std::span<const index_t>(shape.begin(), shape.size()));
+  }
+  /// observe() of a view that carries its shape (any rank ≥ 1): `q.observe(x.view())`.
+  template <class V, std::size_t R>
+    requires(std::same_as<std::remove_const_t<V>, float> && R >= 1)
+  void observe(TensorView<V, R> values) {
+    observe(flat(values), std::span<const index_t>(values.shape()));
+  }
+  /// observe() of a tensor (any rank ≥ 1): `q.observe(x)`.
+  template <std::size_t R>
+    requires(R >= 1)
+  void observe(const Tensor<float, R>& values) {
+    observe(values.view());
   }
 
   /// Stops observing (PyTorch's disable_observer): the parameters stay what they are now.
@@ -141,11 +171,12 @@ class Quantizer {
   }
 
   /// @brief `y = fake_quantize(x)` with the current parameters (recomputed first if new values were
-  /// observed). `shape` is the logical shape of x; `x` and `y` may be the same memory.
+  /// observed). `shape` is the logical shape of x; `x` and `y` may be the same memory. T is deduced
+  /// from `y`, so `x` may be a tensor or a mutable view.
   /// @throws shape_error when shapes disagree or the channel count differs from the observed one;
   /// value_error as calculate_params.
   template <Real T>
-  void fake_quantize(TensorView<const T, 1> x, std::span<const index_t> shape, TensorView<T, 1> y) {
+  void fake_quantize(std::type_identity_t<TensorView<const T, 1>> x, std::span<const index_t> shape, TensorView<T, 1> y) {
     const ChannelLayout layout = layout_of(x.size(), shape, "Quantizer::fake_quantize");
     const auto& current = current_params(layout, "Quantizer::fake_quantize");
     last_layout_ = layout;
@@ -157,6 +188,29 @@ class Quantizer {
     } else {
       quant::fake_quantize<T, 1>(x, layout, std::span<const AffineParams>(current), grid(), y);
     }
+  }
+
+  /// fake_quantize() with the shape as a brace list: `q.fake_quantize(w, {16, 4, 3, 3}, w_q)`.
+  template <Real T>
+  void fake_quantize(std::type_identity_t<TensorView<const T, 1>> x, std::initializer_list<index_t> shape,
+                     TensorView<T, 1> y) {
+    fake_quantize<T>(x, std::span<const index_t>(shape.begin(), shape.size()), y);
+  }
+
+  /// @brief fake_quantize() of a view that carries its shape (any rank ≥ 1): `q.fake_quantize(x, y.view())`;
+  /// `x` may be a tensor or a view.
+  /// @throws shape_error when `y`'s shape differs from `x`'s, and as the flat overload.
+  template <Real T, std::size_t R>
+    requires(R >= 1)
+  void fake_quantize(std::type_identity_t<TensorView<const T, R>> x, TensorView<T, R> y) {
+    detail::check_same_shape(x.shape(), y.shape(), "Quantizer::fake_quantize", "y");
+    fake_quantize<T>(flat(x), std::span<const index_t>(x.shape()), flat(y));
+  }
+  /// fake_quantize() into a tensor (any rank ≥ 1): `q.fake_quantize(x, y)`.
+  template <Real T, std::size_t R>
+    requires(R >= 1)
+  void fake_quantize(std::type_identity_t<TensorView<const T, R>> x, Tensor<T, R>& y) {
+    fake_quantize<T, R>(x, y.view());
   }
 
   /// @brief STE backward for the `x` of the last fake_quantize (same shape): `dx = dy` inside the grid,
@@ -177,12 +231,25 @@ class Quantizer {
     backward_with(layout_of(x.size(), shape, "Quantizer::backward"), x, dy, dx, "Quantizer::backward");
   }
 
+  /// backward() with the shape as a brace list.
+  template <Real T>
+  void backward(TensorView<const T, 1> x, std::initializer_list<index_t> shape, TensorView<const T, 1> dy,
+                TensorView<T, 1> dx) const {
+    backward<T>(x, std::span<const index_t>(shape.begin(), shape.size()), dy, dx);
+  }
+
   [[nodiscard]] const G& granularity() const noexcept { return granularity_; }
   [[nodiscard]] const M& mapping() const noexcept { return mapping_; }
   /// One observer per channel (empty before the first observe).
   [[nodiscard]] const std::vector<O>& observers() const noexcept { return observers_; }
 
  private:
+  /// All elements of a view as a rank-1 view of the same memory.
+  template <class V, std::size_t R>
+  static TensorView<V, 1> flat(TensorView<V, R> v) {
+    return TensorView<V, 1>(v.data(), Shape<1>{v.size()});
+  }
+
   ChannelLayout layout_of(index_t size, std::span<const index_t> shape, const char* context) const {
     const ChannelLayout layout = granularity_.layout(shape);
     if (layout.outer * layout.channels * layout.inner != size) {
@@ -254,6 +321,9 @@ class Quantizer {
   bool frozen_ = false;
 };
 
+/// PyTorch's default scheme, `torch.per_tensor_affine` on `torch.quint8` with `MinMaxObserver`: one scale
+/// and zero point for the tensor, uint8 [0, 255], `scale = (max(hi, 0) − min(lo, 0)) / 255`.
+using PerTensorAffine = Quantizer<>;
 /// int8 weights, one symmetric scale per output channel (PyTorch's default weight scheme for QAT).
 using Int8PerChannelSymmetric = Quantizer<qint8, MinMax, Symmetric, PerChannel>;
 /// int8 per-channel affine.

@@ -189,8 +189,8 @@ inline void direct_conv_tile(const DirectConvGeometry& g, const float* padded, c
   }
 }
 
-/// @brief Runs a batch through the direct kernel: work items are (sample, channel tile) pairs, sample-major,
-/// so with the static schedule a thread pads each of its samples once, into its own buffer. Keeps the
+/// @brief Runs a batch through the direct kernel: the parallel loop runs over (sample, channel tile) pairs,
+/// sample-major, so with the static schedule a thread pads each of its samples once, into its own buffer. Keeps the
 /// buffers between calls: resized, never reallocated once the largest geometry has been seen.
 class DirectConvBatch {
  public:

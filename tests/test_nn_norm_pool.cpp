@@ -151,3 +151,42 @@ TEST_CASE("normalization and averaging layers refuse bad arguments, naming them"
   (void)pool.forward(Tensor<float, 4>({1, 1, 4, 4}), nn::Mode::train);
   CHECK_REFUSED((void)pool.backward(Tensor<float, 4>({1, 1, 3, 3})), shape_error, Contains("AvgPool2d.backward"));
 }
+
+TEST_CASE("fold_batchnorm matches PyTorch's fuse_conv_bn_eval, and fold_batchnorms removes the folded layers") {
+  for (const auto& c : fixtures::cases("nn_norm_pool.json", "fuse_conv_bn")) {
+    SECTION(c.at("name").get<std::string>()) {
+      const auto& p = c.at("params");
+      const bool affine = p.at("affine");
+      nn::Sequential<float> net;
+      auto& conv = net.add("conv", nn::Conv2d<float>(p.at("in"), p.at("out"), p.at("kernel"), 1, p.at("padding")));
+      auto& bn = net.add("bn", nn::BatchNorm2d<float>(p.at("out"), p.at("eps"), 0.1, affine));
+      net.add("relu", nn::ReLU<float>());
+      conv.weight().copy_from(tensor<float, 4>(c, "weight"));
+      conv.bias().copy_from(tensor<float, 1>(c, "bias"));
+      bn.running_mean().copy_from(tensor<float, 1>(c, "running_mean"));
+      bn.running_var().copy_from(tensor<float, 1>(c, "running_var"));
+      if (affine) {
+        bn.weight().copy_from(tensor<float, 1>(c, "bn_weight"));
+        bn.bias().copy_from(tensor<float, 1>(c, "bn_bias"));
+      }
+      const auto x = tensor<float, 4>(c, "x");
+      Tensor<float, 4> relu_of_y(tensor<float, 4>(c, "y"));
+      relu_of_y.array() = relu_of_y.array().max(0.0f);
+      CHECK(max_rel_error(net.forward(x, nn::Mode::eval), relu_of_y) < kTolerance);
+
+      CHECK(nn::fold_batchnorms(net) == std::vector<std::string>{"bn"});
+      REQUIRE(net.size() == 2);
+      CHECK(net.layer_name(1) == "relu");
+      // The same products in the same order as PyTorch's; a compiler may contract the bias's multiply-add.
+      CHECK(max_rel_error(conv.weight(), tensor<float, 4>(c, "fused_weight")) == 0.0);
+      CHECK(max_rel_error(conv.bias(), tensor<float, 1>(c, "fused_bias")) < 1e-6);
+      Tensor<float, 4> relu_of_fused(tensor<float, 4>(c, "y_fused"));
+      relu_of_fused.array() = relu_of_fused.array().max(0.0f);
+      CHECK(max_rel_error(net.forward(x, nn::Mode::eval), relu_of_fused) < kTolerance);
+      CHECK(nn::fold_batchnorms(net).empty());
+    }
+  }
+  nn::Conv2d<float> conv(1, 3, 3);
+  nn::BatchNorm2d<float> bn(4);
+  CHECK_REFUSED(nn::fold_batchnorm(conv, bn), shape_error, Contains("has 3 output channels") && Contains("normalizes 4"));
+}

@@ -8,6 +8,7 @@
 #include <minnow/nn/batchnorm2d.hpp>
 #include <minnow/nn/conv2d.hpp>
 #include <minnow/nn/dropout.hpp>
+#include <minnow/nn/fuse.hpp>
 #include <minnow/nn/init.hpp>
 #include <minnow/nn/layer.hpp>
 #include <minnow/nn/linear.hpp>

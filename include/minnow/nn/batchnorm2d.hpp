@@ -157,6 +157,10 @@ class BatchNorm2d final : public Layer<T> {
   [[nodiscard]] TensorView<T, 1> bias_grad() noexcept { return bias_grad_.view(); }
   [[nodiscard]] TensorView<T, 1> running_mean() noexcept { return running_mean_.view(); }
   [[nodiscard]] TensorView<T, 1> running_var() noexcept { return running_var_.view(); }
+  [[nodiscard]] TensorView<const T, 1> weight() const noexcept { return weight_.view(); }
+  [[nodiscard]] TensorView<const T, 1> bias() const noexcept { return bias_.view(); }
+  [[nodiscard]] TensorView<const T, 1> running_mean() const noexcept { return running_mean_.view(); }
+  [[nodiscard]] TensorView<const T, 1> running_var() const noexcept { return running_var_.view(); }
 
  private:
   [[nodiscard]] T gamma(index_t c) const noexcept { return affine_ ? weight_(c) : T(1); }

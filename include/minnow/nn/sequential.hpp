@@ -68,6 +68,13 @@ class Sequential {
     return insert(index_of(after) + 1, std::move(name), std::move(layer));
   }
 
+  /// Removes the layer named `name` (e.g. a BatchNorm2d folded into its convolution); the others keep their
+  /// names. @throws value_error naming an unknown layer.
+  void remove(std::string_view name) {
+    layers_.erase(layers_.begin() + static_cast<std::ptrdiff_t>(index_of(name)));
+    layers_changed();
+  }
+
   /// The position of the layer named `name`. @throws value_error naming an unknown layer.
   [[nodiscard]] std::size_t index_of(std::string_view name) const {
     for (std::size_t i = 0; i < layers_.size(); ++i) {

@@ -42,36 +42,18 @@ data::Dataset<float> quadrant_images(index_t n, index_t channels, std::uint64_t 
   return d;
 }
 
-// LeNet-5 with ReLU and max pooling: conv 1→6 5×5, pool, conv 6→16 5×5, pool, fc 400→120→84→classes.
-nn::Sequential<float> lenet5(std::uint64_t seed) {
+// LeNet-5 with ReLU and max pooling (1 channel, no batch norm) and the CIFAR-10 tutorial network (3 channels,
+// with a BatchNorm2d after each convolution) share one shape: conv →6 5×5, pool, conv 6→16 5×5, pool,
+// fc 400→120→84→classes.
+nn::Sequential<float> lenet_shaped(index_t channels, bool batchnorm, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   nn::Sequential<float> net;
-  net.add("conv1", nn::Conv2d<float>(1, 6, 5)).reset_parameters(rng);
+  net.add("conv1", nn::Conv2d<float>(channels, 6, 5)).reset_parameters(rng);
+  if (batchnorm) net.add("bn1", nn::BatchNorm2d<float>(6));
   net.add("relu1", nn::ReLU<float>());
   net.add("pool1", nn::MaxPool2d<float>(2));
   net.add("conv2", nn::Conv2d<float>(6, 16, 5)).reset_parameters(rng);
-  net.add("relu2", nn::ReLU<float>());
-  net.add("pool2", nn::MaxPool2d<float>(2));
-  net.add("flatten", nn::Flatten<float>());
-  net.add("fc1", nn::Linear<float>(16 * 5 * 5, 120)).reset_parameters(rng);
-  net.add("relu3", nn::ReLU<float>());
-  net.add("fc2", nn::Linear<float>(120, 84)).reset_parameters(rng);
-  net.add("relu4", nn::ReLU<float>());
-  net.add("fc3", nn::Linear<float>(84, kClasses)).reset_parameters(rng);
-  return net;
-}
-
-// The CIFAR-10 tutorial network (conv 3→6 5×5, pool, conv 6→16 5×5, pool, fc 400→120→84→classes) with a
-// BatchNorm2d after each convolution.
-nn::Sequential<float> cifar_tutorial_bn(std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  nn::Sequential<float> net;
-  net.add("conv1", nn::Conv2d<float>(3, 6, 5)).reset_parameters(rng);
-  net.add("bn1", nn::BatchNorm2d<float>(6));
-  net.add("relu1", nn::ReLU<float>());
-  net.add("pool1", nn::MaxPool2d<float>(2));
-  net.add("conv2", nn::Conv2d<float>(6, 16, 5)).reset_parameters(rng);
-  net.add("bn2", nn::BatchNorm2d<float>(16));
+  if (batchnorm) net.add("bn2", nn::BatchNorm2d<float>(16));
   net.add("relu2", nn::ReLU<float>());
   net.add("pool2", nn::MaxPool2d<float>(2));
   net.add("flatten", nn::Flatten<float>());
@@ -173,17 +155,17 @@ void through_the_pipeline(nn::Sequential<float> net, index_t channels) {
 }  // namespace
 
 TEST_CASE("LeNet-5: trained, pruned, quantized and run as an integer network", "[pipeline][networks]") {
-  auto net = lenet5(3);
+  auto net = lenet_shaped(1, false, 3);
   CHECK(net.output_shape({2, 1, 32, 32}) == Shape<4>{2, kClasses, 1, 1});
   through_the_pipeline(std::move(net), 1);
 }
 
 TEST_CASE("the CIFAR-10 tutorial network with batch norm: trained, pruned, folded, quantized, integer", "[pipeline][networks]") {
-  auto net = cifar_tutorial_bn(4);
+  auto net = lenet_shaped(3, true, 4);
   CHECK(net.output_shape({2, 3, 32, 32}) == Shape<4>{2, kClasses, 1, 1});
   // Before folding, the integer network refuses the batch norm, naming it.
   {
-    auto unfolded = cifar_tutorial_bn(4);
+    auto unfolded = lenet_shaped(3, true, 4);
     pipeline::QuantizedModel<quant::Int8PerChannelSymmetric, quant::Uint8PerTensorAffine> qmodel(unfolded);
     qmodel.calibrate(quadrant_images(64, 3, 5), 64, 64);
     CHECK_THROWS_AS(pipeline::IntegerNetwork(unfolded, qmodel), value_error);

@@ -11,7 +11,7 @@
 // The counter `allocations_per_step` counts heap allocations (every malloc, whoever calls it) inside
 // warmed-up training steps; it should be 0.
 #include <minnow/nn.hpp>
-#include <minnow/nn/train.hpp>
+#include <minnow/train.hpp>
 
 #include "../examples/architectures.hpp"
 #include "bench_support.hpp"
@@ -38,7 +38,7 @@ void train(benchmark::State& state, const std::string& arch, minnow::index_t bat
   bench::set_threads(threads);
   auto model = example::make_architecture<float>(arch, 1);
   minnow::nn::Sgd<float> sgd(model.parameters(), 0.01, {.momentum = 0.9});
-  minnow::nn::Trainer<float> trainer(model, sgd);
+  minnow::train::Trainer<float> trainer(model, sgd);
   const auto data = random_data(batch * 4);
   minnow::data::BatchSampler sampler(data.size(), batch, 1);
   for (minnow::index_t b = 0; b < sampler.num_batches(); ++b) trainer.step(data, sampler.batch(b));  // warm up

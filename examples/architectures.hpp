@@ -23,7 +23,7 @@ inline void check_architecture(std::string_view name) {
     expected += i == 0 ? "" : (i + 1 == architecture_names.size() ? " or " : ", ");
     expected += architecture_names[i];
   }
-  throw minnow::value_error(minnow::detail::concat("unknown architecture '", name, "' (expected ", expected, ")"));
+  throw minnow::value_error("unknown architecture '" + std::string(name) + "' (expected " + expected + ")");
 }
 
 /// The network named `name`, initialised from `seed`; a pipeline::ModelBuilder.

@@ -29,6 +29,14 @@
 
 namespace example {
 
+/// Streams every argument into one string, for messages and row names: concat("teacher ", 2) is "teacher 2".
+template <class... Parts>
+[[nodiscard]] std::string concat(const Parts&... parts) {
+  std::ostringstream out;
+  (out << ... << parts);
+  return out.str();
+}
+
 /// "a,b,c" → {"a", "b", "c"} (empty items dropped).
 inline std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;
@@ -142,19 +150,19 @@ class CommandLine {
 /// Throws minnow::value_error "OPTION must be REQUIREMENT, got VALUE" unless `ok`.
 template <class T>
 void require(bool ok, std::string_view option, std::string_view requirement, const T& value) {
-  if (!ok) throw minnow::value_error(minnow::detail::concat(option, " must be ", requirement, ", got ", value));
+  if (!ok) throw minnow::value_error(concat(option, " must be ", requirement, ", got ", value));
 }
 
 /// An integer option of at least `low`.
 template <std::integral T>
 void check_at_least(std::string_view option, T value, std::type_identity_t<T> low) {
-  require(value >= low, option, minnow::detail::concat(">= ", low), value);
+  require(value >= low, option, concat(">= ", low), value);
 }
 
 /// An integer option in low..high.
 template <std::integral T>
 void check_between(std::string_view option, T value, std::type_identity_t<T> low, std::type_identity_t<T> high) {
-  require(value >= low && value <= high, option, minnow::detail::concat("in ", low, "..", high), value);
+  require(value >= low && value <= high, option, concat("in ", low, "..", high), value);
 }
 
 /// A thread count set_threads accepts.
@@ -178,16 +186,16 @@ void check_option(std::string_view option, Check&& check) {
   try {
     std::forward<Check>(check)();
   } catch (const minnow::io_error& e) {
-    throw minnow::io_error(minnow::detail::concat(option, ": ", e.what()));
+    throw minnow::io_error(concat(option, ": ", e.what()));
   } catch (const minnow::value_error& e) {
-    throw minnow::value_error(minnow::detail::concat(option, ": ", e.what()));
+    throw minnow::value_error(concat(option, ": ", e.what()));
   }
 }
 
 /// A file the run reads: it must be a regular file this process can open for reading. Nothing is read.
 inline void check_input_file(std::string_view option, const std::filesystem::path& path) {
   const auto fail = [&](const std::string& reason) {
-    return minnow::io_error(minnow::detail::concat(option, ": cannot read '", path.string(), "': ", reason));
+    return minnow::io_error(concat(option, ": cannot read '", path.string(), "': ", reason));
   };
   // O_NONBLOCK: opening a FIFO must not wait for a writer.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -202,7 +210,7 @@ inline void check_input_file(std::string_view option, const std::filesystem::pat
 inline void check_input_dir(std::string_view option, const std::filesystem::path& dir) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
-    throw minnow::io_error(minnow::detail::concat(option, ": '", dir.string(), "' is not an existing directory"));
+    throw minnow::io_error(concat(option, ": '", dir.string(), "' is not an existing directory"));
   }
 }
 

@@ -21,7 +21,6 @@
 #include <minnow/distill.hpp>
 #include <minnow/ensemble.hpp>
 #include <minnow/nn.hpp>
-#include <minnow/nn/train.hpp>
 #include <minnow/io/sequential_safetensors.hpp>
 #include <minnow/pipeline/compressed_network.hpp>
 #include <minnow/pipeline/ensemble_checkpoints.hpp>
@@ -30,6 +29,7 @@
 #include <minnow/pipeline/quantize_model.hpp>
 #include <minnow/prune.hpp>
 #include <minnow/quant.hpp>
+#include <minnow/train.hpp>
 
 #include "architectures.hpp"
 #include "cli.hpp"
@@ -123,8 +123,8 @@ Options parse(int argc, char** argv) {
   example::check_at_least("--qat-epochs", o.qat_epochs, 1);
   example::check_sparsity("--sparsity", o.sparsity);
   example::check_between("--weight-bits", o.weight_bits, 4, 8);
-  minnow::distill::detail::check_temperature<float>("--temperature", o.temperature);
-  minnow::distill::detail::check_temperature<float>("--fine-tune-temperature", o.fine_tune_temperature);
+  minnow::distill::check_temperature<float>("--temperature", o.temperature);
+  minnow::distill::check_temperature<float>("--fine-tune-temperature", o.fine_tune_temperature);
   example::check_alpha("--alpha", o.alpha);
   example::check_alpha("--fine-tune-alpha", o.fine_tune_alpha);
   example::check_rate("--teacher-lr", o.teacher_lr);
@@ -206,26 +206,27 @@ struct QuantizedStages {
 /// integer network (with its input shape, so that it can be written to a file).
 template <int Bits>
 QuantizedStages quantize(minnow::nn::Sequential<float>& student, minnow::nn::Sgd<float>& sgd, minnow::prune::Pruner<float>& pruner,
-                         const minnow::data::Dataset<float>& train, minnow::data::BatchSampler& sampler, const Options& o,
-                         const minnow::nn::LossFunction<float>& loss, const pipeline::NetworkPlan& plan) {
+                         const minnow::data::Dataset<float>& train, const Options& o,
+                         const minnow::train::LossFunction<float>& loss, const pipeline::NetworkPlan& plan) {
   using WeightQ = minnow::quant::Quantizer<minnow::quant::Bits<Bits, true>, minnow::quant::MinMax, minnow::quant::Symmetric,
                                            minnow::quant::PerChannel>;
   pipeline::QuantizedModel<WeightQ, minnow::quant::Uint8PerTensorAffine> qmodel(student);
   qmodel.calibrate(train, 2048);
   qmodel.unfreeze_observers();
-  minnow::nn::Trainer<float> trainer(student, sgd, loss);
-  trainer.set_progress(false);
-  trainer.add_hook([&](std::int64_t) { pruner.apply(); });  // the pruner's hook runs before the quantizer's
-  const std::int64_t steps = sampler.num_batches() * o.qat_epochs;
-  qmodel.attach(trainer, {.freeze_after_steps = steps - sampler.num_batches() / 2});
-  const minnow::nn::CosineAnnealingLR lr{o.qat_epochs};
-  for (int epoch = 0; epoch < o.qat_epochs; ++epoch) {
-    sgd.set_learning_rate(lr(epoch, o.student_lr / 4));
-    sampler.set_epoch(static_cast<std::uint64_t>(o.prune_epochs + epoch));
-    const auto s = trainer.train_epoch(train, sampler);
+  // The pruning stage's optimizer (its momentum) and batch order continue: sampler epochs from prune_epochs on.
+  const minnow::train::Recipe recipe{.epochs = o.qat_epochs, .batch = 64, .learning_rate = o.student_lr / 4};
+  const std::int64_t batches = minnow::data::BatchSampler::sequential(train.size(), recipe.batch).num_batches();
+  const std::int64_t steps = batches * o.qat_epochs;
+  minnow::train::FitOptions<float> fit_options{.optimizer = &sgd, .first_epoch = static_cast<std::uint64_t>(o.prune_epochs)};
+  fit_options.on_start = [&](minnow::train::Trainer<float>& trainer) {
+    trainer.add_hook([&](std::int64_t) { pruner.apply(); });  // the pruner's hook runs before the quantizer's
+    qmodel.attach(trainer, {.freeze_after_steps = steps - batches / 2});
+  };
+  fit_options.on_epoch = [](const minnow::train::EpochStats& s) {
     std::printf("   epoch %d: train loss %.4f, %.1f s\n", s.epoch + 1, s.train.loss, s.seconds);
     std::fflush(stdout);
-  }
+  };
+  (void)minnow::train::fit<float>(student, train, recipe, o.seed + 1, loss, fit_options);
   qmodel.freeze_observers();
   QuantizedStages out;
   const minnow::Shape<3> input{train.images.dim(1), train.images.dim(2), train.images.dim(3)};
@@ -258,7 +259,7 @@ int main(int argc, char** argv) {
     // A given model fine-tunes on labels alone, unless teachers are given too: then with KD from them.
     const bool with_teachers = !own_model || !o.teacher_files.empty() || !o.load_dir.empty();
     std::vector<example::StageResult> rows;
-    const auto report_epoch = [](const minnow::nn::EpochStats& s) {
+    const auto report_epoch = [](const minnow::train::EpochStats& s) {
       std::printf("   epoch %d: train loss %.4f, %.1f s\n", s.epoch + 1, s.train.loss, s.seconds);
       std::fflush(stdout);
     };
@@ -276,7 +277,7 @@ int main(int argc, char** argv) {
         options.recipe = {.epochs = o.teacher_epochs, .batch = 64, .learning_rate = o.teacher_lr};
         options.schedule = schedule;
         options.threads = o.threads;
-        options.on_epoch = [&](std::size_t k, const minnow::nn::EpochStats& s) {
+        options.on_epoch = [&](std::size_t k, const minnow::train::EpochStats& s) {
           std::printf("   teacher %zu epoch %d: train loss %.4f, %.1f s\n", k + 1, s.epoch + 1, s.train.loss, s.seconds);
           std::fflush(stdout);
         };
@@ -301,14 +302,14 @@ int main(int argc, char** argv) {
       const auto test_logits = pipeline::ensemble_logits<float>(models, data.test, schedule, o.threads);
       teacher_bytes = safetensors_bytes(teacher_models[0]);
       for (std::size_t k = 0; k < teacher_models.size(); ++k) {
-        rows.push_back(float_row(minnow::detail::concat("teacher ", k + 1), pipeline::accuracy<float>(test_logits[k], test_labels),
+        rows.push_back(float_row(example::concat("teacher ", k + 1), pipeline::accuracy<float>(test_logits[k], test_labels),
                                  teacher_models[k], safetensors_bytes(teacher_models[k])));
       }
       if (teacher_models.size() > 1) {
         Tensor<float, 2> combined(test_logits[0].shape());
         minnow::ensemble::mean_probabilities<float>(pipeline::views<float, 2>(test_logits), 1.0, combined);
         example::StageResult ensemble = rows.front();
-        ensemble.name = minnow::detail::concat("ensemble of ", teacher_models.size(), " (mean of probabilities)");
+        ensemble.name = example::concat("ensemble of ", teacher_models.size(), " (mean of probabilities)");
         ensemble.accuracy = 100.0 * pipeline::accuracy<float>(combined, test_labels);
         ensemble.bytes_on_disk = 0;
         ensemble.parameters = ensemble.nonzeros = 0;
@@ -327,12 +328,13 @@ int main(int argc, char** argv) {
     // ---- 2. the student: distilled from the ensemble's soft targets (beside one trained on labels alone), or given.
     // Pruning and QAT fine-tune with KD + CE too when there are teachers (--fine-tune-temperature/-alpha), else CE.
     const auto kd_loss = [](const Tensor<float, 2>& targets, double temperature, double alpha) {
-      return minnow::nn::LossFunction<float>(
+      return minnow::train::LossFunction<float>(
           minnow::distill::SoftTargetLoss<float>(minnow::distill::TeacherProbabilities<float>(targets), temperature, alpha));
     };
-    const minnow::nn::LossFunction<float> fine_tune_loss =
-        fine_tune_targets ? kd_loss(*fine_tune_targets, o.fine_tune_temperature, o.fine_tune_alpha) : minnow::nn::cross_entropy<float>();
-    const pipeline::Recipe student_recipe{.epochs = o.student_epochs, .batch = 64, .learning_rate = o.student_lr};
+    const minnow::train::LossFunction<float> fine_tune_loss =
+        fine_tune_targets ? kd_loss(*fine_tune_targets, o.fine_tune_temperature, o.fine_tune_alpha) : minnow::train::cross_entropy<float>();
+    const minnow::train::Recipe student_recipe{.epochs = o.student_epochs, .batch = 64, .learning_rate = o.student_lr};
+    const minnow::train::FitOptions<float> reporting{.on_epoch = report_epoch};
     if (own_model) {
       std::printf("2. the model to compress: %s (%s)\n", o.model_file.c_str(), o.arch.c_str());
     } else {
@@ -340,45 +342,43 @@ int main(int argc, char** argv) {
                   o.temperature, o.alpha, o.student_epochs);
       std::fflush(stdout);
       auto labels_only = example::make_architecture<float>(o.arch, o.seed);
-      (void)pipeline::train_model<float>(labels_only, data.train, all_train, student_recipe, o.seed,
-                                         minnow::nn::cross_entropy<float>(), false, report_epoch);
-      rows.push_back(float_row("student, labels only (fp32)", minnow::nn::evaluate(labels_only, data.test).accuracy, labels_only,
+      (void)minnow::train::fit<float>(labels_only, data.train, student_recipe, o.seed, minnow::train::cross_entropy<float>(),
+                                      reporting);
+      rows.push_back(float_row("student, labels only (fp32)", minnow::train::evaluate(labels_only, data.test).accuracy, labels_only,
                                safetensors_bytes(labels_only)));
-      (void)pipeline::train_model<float>(student, data.train, all_train, student_recipe, o.seed,
-                                         kd_loss(*soft_targets, o.temperature, o.alpha), false, report_epoch);
+      (void)minnow::train::fit<float>(student, data.train, student_recipe, o.seed, kd_loss(*soft_targets, o.temperature, o.alpha),
+                                      reporting);
     }
     minnow::io::save_safetensors(student, out_dir / "student.safetensors", {{"producer", "minnow compress"}, {"arch", o.arch}});
     const std::uint64_t student_bytes = fs::file_size(out_dir / "student.safetensors");
-    auto fp32 = float_row("student fp32", minnow::nn::evaluate(student, data.test).accuracy, student, student_bytes);
+    auto fp32 = float_row("student fp32", minnow::train::evaluate(student, data.test).accuracy, student, student_bytes);
     time_inference(data.test, [&](TensorView<const float, 4> x) { (void)student.forward(x, minnow::nn::Mode::eval); }, fp32);
     rows.push_back(fp32);
 
     // ---- 3. pruning while fine-tuning: global magnitude over the weights, AGP over all but the last epoch
     std::printf("3. pruning %.0f %% of the weights (global L1, AGP) over %d epoch(s)\n", 100 * o.sparsity, o.prune_epochs);
     std::fflush(stdout);
-    minnow::nn::Sgd<float> sgd(student.parameters(), o.student_lr, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
+    // One optimizer for pruning and QAT (its momentum carries over), batches seeded with seed + 1.
+    const minnow::train::Recipe prune_recipe{.epochs = o.prune_epochs, .batch = 64, .learning_rate = o.student_lr};
+    auto sgd = minnow::train::make_sgd(student, prune_recipe);
     minnow::prune::Pruner<float> pruner;
     for (const auto& w : minnow::weight_parameters(student.parameters())) pruner.track(w, sgd.state(w.name));
-    minnow::data::BatchSampler sampler(data.train.size(), 64, o.seed + 1);
     {
       // Ramp over all but the last epoch in up to 20 pruning steps, ending exactly on a pruning step.
-      const std::int64_t ramp = sampler.num_batches() * (o.prune_epochs - 1), updates = std::min<std::int64_t>(20, ramp);
+      const std::int64_t batches = minnow::data::BatchSampler::sequential(data.train.size(), prune_recipe.batch).num_batches();
+      const std::int64_t ramp = batches * (o.prune_epochs - 1), updates = std::min<std::int64_t>(20, ramp);
       const std::int64_t every = ramp / updates;
       minnow::prune::GradualPruner agp(minnow::prune::agp(0.0, o.sparsity, 0, every * updates, every));
-      minnow::nn::Trainer<float> trainer(student, sgd, fine_tune_loss);
-      trainer.set_progress(false);
-      trainer.add_hook([&](std::int64_t step) { agp.step_global(step, pruner); });
-      const minnow::nn::CosineAnnealingLR lr{o.prune_epochs};
-      for (int epoch = 0; epoch < o.prune_epochs; ++epoch) {
-        sgd.set_learning_rate(lr(epoch, o.student_lr));
-        sampler.set_epoch(static_cast<std::uint64_t>(epoch));
-        report_epoch(trainer.train_epoch(data.train, sampler));
-      }
+      minnow::train::FitOptions<float> fit_options{.optimizer = &sgd, .on_epoch = report_epoch};
+      fit_options.on_start = [&](minnow::train::Trainer<float>& trainer) {
+        trainer.add_hook([&](std::int64_t step) { agp.step_global(step, pruner); });
+      };
+      (void)minnow::train::fit<float>(student, data.train, prune_recipe, o.seed + 1, fine_tune_loss, fit_options);
     }
     const auto pruned_report = minnow::prune::report(pruner);
-    rows.push_back(float_row(minnow::detail::concat("pruned to ", std::round(1000.0 * pruned_report.total.sparsity()) / 10.0,
+    rows.push_back(float_row(example::concat("pruned to ", std::round(1000.0 * pruned_report.total.sparsity()) / 10.0,
                                                     " % (fp32, zeros stored)"),
-                             minnow::nn::evaluate(student, data.test).accuracy, student, student_bytes));
+                             minnow::train::evaluate(student, data.test).accuracy, student, student_bytes));
 
     // ---- 4. quantization-aware fine-tuning; 5. the integer network
     std::printf("4. quantization-aware fine-tuning (int%d weights per channel, uint8 activations) for %d epoch(s)\n",
@@ -387,14 +387,14 @@ int main(int argc, char** argv) {
     const pipeline::NetworkPlan plan{.batch = 1};
     QuantizedStages q;
     switch (o.weight_bits) {
-      case 4: q = quantize<4>(student, sgd, pruner, data.train, sampler, o, fine_tune_loss, plan); break;
-      case 5: q = quantize<5>(student, sgd, pruner, data.train, sampler, o, fine_tune_loss, plan); break;
-      case 6: q = quantize<6>(student, sgd, pruner, data.train, sampler, o, fine_tune_loss, plan); break;
-      case 7: q = quantize<7>(student, sgd, pruner, data.train, sampler, o, fine_tune_loss, plan); break;
-      default: q = quantize<8>(student, sgd, pruner, data.train, sampler, o, fine_tune_loss, plan); break;
+      case 4: q = quantize<4>(student, sgd, pruner, data.train, o, fine_tune_loss, plan); break;
+      case 5: q = quantize<5>(student, sgd, pruner, data.train, o, fine_tune_loss, plan); break;
+      case 6: q = quantize<6>(student, sgd, pruner, data.train, o, fine_tune_loss, plan); break;
+      case 7: q = quantize<7>(student, sgd, pruner, data.train, o, fine_tune_loss, plan); break;
+      default: q = quantize<8>(student, sgd, pruner, data.train, o, fine_tune_loss, plan); break;
     }
-    rows.push_back(float_row(minnow::detail::concat("QAT int", o.weight_bits, " (fake-quantized fp32)"),
-                             minnow::nn::evaluate(student, data.test).accuracy, student, student_bytes));
+    rows.push_back(float_row(example::concat("QAT int", o.weight_bits, " (fake-quantized fp32)"),
+                             minnow::train::evaluate(student, data.test).accuracy, student, student_bytes));
     pipeline::IntegerNetwork& net = *q.network;
     const auto [parameters, nonzeros] = count_parameters(student);
     example::StageResult integer{"integer network (in memory)", 100.0 * net.evaluate(data.test).accuracy, net.storage_bytes(),

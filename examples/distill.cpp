@@ -20,9 +20,9 @@
 #include <minnow/distill.hpp>
 #include <minnow/ensemble.hpp>
 #include <minnow/nn.hpp>
-#include <minnow/nn/train.hpp>
 #include <minnow/pipeline/ensemble_checkpoints.hpp>
 #include <minnow/pipeline/ensemble_training.hpp>
+#include <minnow/train.hpp>
 
 #include "architectures.hpp"
 #include "cli.hpp"
@@ -121,7 +121,7 @@ Options parse(int argc, char** argv) {
   example::check_at_least("--teacher-epochs", o.teacher_epochs, 1);
   example::check_option("--student-arch", [&] { example::check_architecture(o.student_arch); });
   example::check_at_least("--student-epochs", o.student_epochs, 1);
-  minnow::distill::detail::check_temperature<float>("--temperature", o.temperature);
+  minnow::distill::check_temperature<float>("--temperature", o.temperature);
   example::check_alpha("--alpha", o.alpha);
   example::check_threads("--threads", o.threads);
   example::check_at_least("--batch", o.batch, 1);
@@ -138,7 +138,7 @@ Options parse(int argc, char** argv) {
   example::check_at_least("--holdout", o.holdout, 0);
   for (const int k : o.augmented_teachers) {
     if (k < 1 || k > o.teachers) {
-      throw minnow::value_error(minnow::detail::concat("--augmented-teachers: teacher ", k, " is not in 1..", o.teachers));
+      throw minnow::value_error(example::concat("--augmented-teachers: teacher ", k, " is not in 1..", o.teachers));
     }
   }
   std::sort(o.augmented_teachers.begin(), o.augmented_teachers.end());
@@ -201,7 +201,7 @@ std::string augmented_note(const Options& o) {
     out += ": teacher";
     for (std::size_t i = 0; i < o.augmented_teachers.size(); ++i) out += (i ? ", " : " ") + std::to_string(o.augmented_teachers[i]);
   }
-  if (o.augmented_epochs != o.teacher_epochs) out += minnow::detail::concat(" (", o.augmented_epochs, " epochs)");
+  if (o.augmented_epochs != o.teacher_epochs) out += example::concat(" (", o.augmented_epochs, " epochs)");
   return out;
 }
 
@@ -218,7 +218,7 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
   // ---- teachers: load what is saved, train the rest
   pipeline::EnsembleOptions options;
   options.recipe = {.epochs = o.teacher_epochs, .batch = o.batch, .learning_rate = o.lr};
-  pipeline::Recipe augmented_recipe = options.recipe;
+  minnow::train::Recipe augmented_recipe = options.recipe;
   augmented_recipe.augmentation = fashion_mnist_views();
   augmented_recipe.epochs = o.augmented_epochs;
   std::vector<pipeline::MemberSpec> specs;
@@ -233,7 +233,7 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
   options.schedule = schedule;
   options.threads = o.threads;
   options.progress = o.progress;
-  options.on_epoch = [&](std::size_t k, const minnow::nn::EpochStats& s) {
+  options.on_epoch = [&](std::size_t k, const minnow::train::EpochStats& s) {
     std::printf("  teacher %zu epoch %d: loss %.4f train acc %.4f, %.1f s\n", k + 1, s.epoch + 1, s.train.loss,
                 s.train.accuracy, s.seconds);
     std::fflush(stdout);
@@ -246,7 +246,7 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
                                           }};
   std::printf("teachers: %zu × %d epoch(s) on %zu images%s%s; missing ones train %s\n", k_count, o.teacher_epochs,
               pool.size(), o.bagging ? ", bootstrap samples" : "", augmented_note(o).c_str(),
-              o.parallel ? "in parallel, one thread each" : minnow::detail::concat("one at a time, ", o.threads, " thread(s)").c_str());
+              o.parallel ? "in parallel, one thread each" : example::concat("one at a time, ", o.threads, " thread(s)").c_str());
   std::fflush(stdout);
   auto teachers = pipeline::load_or_train_ensemble<float>(
       specs, example::make_architecture<float>, data.train, pool, options, files,
@@ -276,7 +276,6 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
     augmented = minnow::data::with_augmented_copies<float>(data.train, fashion_mnist_views(), o.augment_copies, seed);
   }
   const auto& student_train = o.augment_copies > 0 ? augmented : data.train;
-  const auto all_student = minnow::data::range_indices(0, student_train.size());
   std::vector<Tensor<float, 2>> train_logits;
   if (!o.per_epoch) train_logits = pipeline::ensemble_logits<float>(models, student_train, schedule, o.threads);
   result.teacher_logits_seconds = seconds_since(start);
@@ -284,7 +283,7 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
   const auto test_labels = pipeline::labels_of(data.test, minnow::data::range_indices(0, data.test.size()));
   const auto held_labels = pipeline::labels_of(data.train, held_out);
   for (std::size_t k = 0; k < k_count; ++k) {
-    result.rows.push_back({minnow::detail::concat("teacher ", k + 1, " (", specs[k].architecture, ")"),
+    result.rows.push_back({example::concat("teacher ", k + 1, " (", specs[k].architecture, ")"),
                            pipeline::accuracy<float>(test_logits[k], test_labels)});
   }
 
@@ -295,7 +294,7 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
     if (m < 2) break;
     const std::vector<TensorView<const float, 2>> test_members(test_logits.begin(), test_logits.begin() + static_cast<long>(m));
     Tensor<float, 2> combined(test_logits[0].shape());
-    const std::string name = minnow::detail::concat("ensemble of ", m);
+    const std::string name = example::concat("ensemble of ", m);
     minnow::ensemble::mean_probabilities<float>(test_members, 1.0, combined);
     result.rows.push_back({name + ": mean of probabilities", pipeline::accuracy<float>(combined, test_labels)});
     minnow::ensemble::mean_logits<float>(test_members, 1.0, combined);
@@ -313,7 +312,7 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
       }
       const auto fitted = minnow::ensemble::fit_weights<float>(pipeline::views<float, 2>(held_probs), held_labels);
       minnow::ensemble::mean_probabilities<float>(test_members, fitted.weights, 1.0, combined);
-      result.rows.push_back({minnow::detail::concat(name, ": fitted weights (", format_weights(fitted.weights), ")"),
+      result.rows.push_back({example::concat(name, ": fitted weights (", format_weights(fitted.weights), ")"),
                              pipeline::accuracy<float>(combined, test_labels)});
     }
     result.rows.push_back({name + ": disagreement", minnow::ensemble::disagreement<float>(test_members)});
@@ -326,14 +325,14 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
   Tensor<float, 2> soft_targets;
   if (!o.per_epoch) soft_targets = pipeline::ensemble_soft_targets<float>(train_logits, o.temperature);
   result.soft_targets_seconds = seconds_since(start);
-  const pipeline::Recipe student_recipe{.epochs = o.student_epochs, .batch = o.batch, .learning_rate = o.student_lr};
+  const minnow::train::Recipe student_recipe{.epochs = o.student_epochs, .batch = o.batch, .learning_rate = o.student_lr};
   std::vector<minnow::nn::Sequential<float>*> first_teacher{models[0]};
-  const std::string ensemble_name = minnow::detail::concat("KD from ensemble of ", k_count);
+  const std::string ensemble_name = example::concat("KD from ensemble of ", k_count);
   const char* names[] = {"labels only", "KD from teacher 1", ensemble_name.c_str()};
   for (int variant = 0; variant < 3; ++variant) {
-    minnow::nn::LossFunction<float> loss;
+    minnow::train::LossFunction<float> loss;
     if (variant == 0) {
-      loss = minnow::nn::cross_entropy<float>();
+      loss = minnow::train::cross_entropy<float>();
     } else if (o.per_epoch) {
       loss = pipeline::OnlineTeacherLoss<float>(variant == 1 ? first_teacher : models, student_train, o.temperature, o.alpha);
     } else if (variant == 1) {
@@ -346,17 +345,17 @@ SeedResult run_seed(const Options& o, unsigned long long seed, const minnow::dat
     std::printf("student (%s), %s: %d epoch(s) on %td images\n", o.student_arch.c_str(), names[variant], o.student_epochs,
                 student_train.size());
     std::fflush(stdout);
-    const auto history = pipeline::train_model<float>(student, student_train, all_student, student_recipe, seed, loss, o.progress,
-                                                       [](const minnow::nn::EpochStats& s) {
-                                                         std::printf("  epoch %d: loss %.4f train acc %.4f, %.1f s\n",
-                                                                     s.epoch + 1, s.train.loss, s.train.accuracy, s.seconds);
-                                                         std::fflush(stdout);
-                                                       });
+    minnow::train::FitOptions<float> fit_options{.progress = o.progress};
+    fit_options.on_epoch = [](const minnow::train::EpochStats& s) {
+      std::printf("  epoch %d: loss %.4f train acc %.4f, %.1f s\n", s.epoch + 1, s.train.loss, s.train.accuracy, s.seconds);
+      std::fflush(stdout);
+    };
+    const auto history = minnow::train::fit<float>(student, student_train, student_recipe, seed, loss, fit_options);
     double seconds = 0.0;
     for (const auto& e : history) seconds += e.seconds;
     result.student_epoch_seconds.push_back(seconds / static_cast<double>(history.size()));
-    result.rows.push_back({minnow::detail::concat("student (", o.student_arch, "): ", names[variant]),
-                           minnow::nn::evaluate(student, data.test).accuracy});
+    result.rows.push_back({example::concat("student (", o.student_arch, "): ", names[variant]),
+                           minnow::train::evaluate(student, data.test).accuracy});
   }
   return result;
 }

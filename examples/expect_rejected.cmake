@@ -2,16 +2,7 @@
 # output (stdout and stderr) matching the regular expression EXPECT: a bad option refused before any work.
 #   cmake -DEXPECT=<regex> -DSECONDS=<n> -P expect_rejected.cmake -- <program> [arguments...]
 # The command is killed at the time limit, so a check that runs only after training cannot keep the CPU.
-set(command "")
-set(after_separator FALSE)
-math(EXPR last "${CMAKE_ARGC} - 1")
-foreach(i RANGE ${last})
-  if(after_separator)
-    list(APPEND command "${CMAKE_ARGV${i}}")
-  elseif(CMAKE_ARGV${i} STREQUAL "--")
-    set(after_separator TRUE)
-  endif()
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/command_after_dashes.cmake)
 if(NOT command OR NOT DEFINED EXPECT OR NOT DEFINED SECONDS)
   message(FATAL_ERROR "usage: cmake -DEXPECT=<regex> -DSECONDS=<n> -P expect_rejected.cmake -- <program> [arguments...]")
 endif()

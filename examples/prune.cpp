@@ -12,8 +12,8 @@
 // --sensitivity prints, per layer, the accuracy after one-shot pruning of that layer alone.
 #include <minnow/data.hpp>
 #include <minnow/nn.hpp>
-#include <minnow/nn/train.hpp>
 #include <minnow/prune.hpp>
+#include <minnow/train.hpp>
 
 #include "architectures.hpp"
 #include "cli.hpp"
@@ -32,7 +32,7 @@ struct Options {
   std::string arch = "student";
   std::string load;
   std::string data_dir = minnow::data::default_fashion_mnist_dir().string();
-  example::Recipe recipe;  // for the dense network when there is no --load
+  example::RecipeOptions recipe;  // for the dense network when there is no --load
   int finetune_epochs = 3;
   double finetune_lr = 0.01;
   int threads = 2;
@@ -93,30 +93,26 @@ template <class Criterion>
 Run prune_and_finetune(const std::string& label, double target, const Criterion& criterion, const Data& data,
                        const Options& o, const std::string& dense_path, const std::vector<std::string>& names = {}) {
   auto model = example::make_architecture<float>(o.arch, o.recipe.seed);
-  minnow::nn::load_parameters(dense_path, o.arch, model);
-  minnow::nn::Sgd<float> sgd(model.parameters(), o.finetune_lr, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
+  minnow::train::load_parameters(dense_path, o.arch, model);
+  const minnow::train::Recipe recipe{.epochs = o.finetune_epochs, .batch = o.recipe.batch, .learning_rate = o.finetune_lr};
+  auto sgd = minnow::train::make_sgd(model, recipe);
   minnow::prune::Pruner<float> pruner;
   for (const auto& w : minnow::weight_parameters(model.parameters())) pruner.track(w, sgd.state(w.name));
-  minnow::data::BatchSampler sampler(data.train.size(), o.recipe.batch, o.recipe.seed + 1);
-  const std::int64_t steps_per_epoch = sampler.num_batches();
+  const std::int64_t steps_per_epoch = minnow::data::BatchSampler::sequential(data.train.size(), recipe.batch).num_batches();
   // Ramp the sparsity over all but the last fine-tuning epoch, pruning every 50 steps.
   minnow::prune::GradualPruner agp(minnow::prune::agp(0.0, target, 0, steps_per_epoch * (o.finetune_epochs - 1), 50));
-  minnow::nn::Trainer<float> trainer(model, sgd);
-  trainer.set_progress(false);
-  trainer.add_hook([&](std::int64_t step) {
-    if constexpr (std::same_as<Criterion, GlobalL1>) {
-      agp.step_global(step, pruner, names);
-    } else {
-      agp.step(step, pruner, criterion, names);
-    }
-  });
-  const minnow::nn::CosineAnnealingLR schedule{o.finetune_epochs};
-  for (int epoch = 0; epoch < o.finetune_epochs; ++epoch) {
-    sgd.set_learning_rate(schedule(epoch, o.finetune_lr));
-    sampler.set_epoch(static_cast<std::uint64_t>(epoch));
-    (void)trainer.train_epoch(data.train, sampler);
-  }
-  return {label, minnow::nn::evaluate(model, data.test).accuracy, minnow::prune::report(pruner)};
+  minnow::train::FitOptions<float> fit_options{.optimizer = &sgd};
+  fit_options.on_start = [&](minnow::train::Trainer<float>& trainer) {
+    trainer.add_hook([&](std::int64_t step) {
+      if constexpr (std::same_as<Criterion, GlobalL1>) {
+        agp.step_global(step, pruner, names);
+      } else {
+        agp.step(step, pruner, criterion, names);
+      }
+    });
+  };
+  (void)minnow::train::fit<float>(model, data.train, recipe, o.recipe.seed + 1, minnow::train::cross_entropy<float>(), fit_options);
+  return {label, minnow::train::evaluate(model, data.test).accuracy, minnow::prune::report(pruner)};
 }
 
 void sensitivity(const Data& data, const Options& o, const std::string& dense_path, double dense_accuracy) {
@@ -129,12 +125,12 @@ void sensitivity(const Data& data, const Options& o, const std::string& dense_pa
   for (const auto& w : minnow::weight_parameters(model.parameters())) {
     std::printf("%-14s", w.name.c_str());
     for (const double s : grid) {
-      minnow::nn::load_parameters(dense_path, o.arch, model);
+      minnow::train::load_parameters(dense_path, o.arch, model);
       minnow::prune::Pruner<float> pruner;
       pruner.track(minnow::find_parameter(minnow::weight_parameters(model.parameters()), w.name));
       pruner.l1_unstructured(w.name, minnow::prune::Fraction{s});
       pruner.apply();
-      std::printf(" %8.2f", 100.0 * minnow::nn::evaluate(model, data.test).accuracy);
+      std::printf(" %8.2f", 100.0 * minnow::train::evaluate(model, data.test).accuracy);
       std::fflush(stdout);
     }
     std::printf("\n");
@@ -151,8 +147,8 @@ int main(int argc, char** argv) {
     const std::string dense_path =
         example::load_or_train(o.load, o.arch, dense_file(o), data.train, o.recipe, "dense");
     auto dense = example::make_architecture<float>(o.arch, o.recipe.seed);
-    minnow::nn::load_parameters(dense_path, o.arch, dense);
-    const double dense_accuracy = minnow::nn::evaluate(dense, data.test).accuracy;
+    minnow::train::load_parameters(dense_path, o.arch, dense);
+    const double dense_accuracy = minnow::train::evaluate(dense, data.test).accuracy;
     std::printf("%s dense: %.2f %% test accuracy (%s)\n", o.arch.c_str(), 100 * dense_accuracy, dense_path.c_str());
     if (o.sensitivity) sensitivity(data, o, dense_path, dense_accuracy);
     if (o.sensitivity_only) return 0;
@@ -160,9 +156,9 @@ int main(int argc, char** argv) {
     std::vector<Run> runs;
     for (const double s : o.sparsities) {
       if (o.global) {
-        runs.push_back(prune_and_finetune(minnow::detail::concat("L1 global ", s * 100, " %"), s, GlobalL1{}, data, o, dense_path));
+        runs.push_back(prune_and_finetune(example::concat("L1 global ", s * 100, " %"), s, GlobalL1{}, data, o, dense_path));
       } else {
-        runs.push_back(prune_and_finetune(minnow::detail::concat("L1 unstructured ", s * 100, " %"), s,
+        runs.push_back(prune_and_finetune(example::concat("L1 unstructured ", s * 100, " %"), s,
                                           minnow::prune::L1Unstructured{}, data, o, dense_path));
       }
       std::printf("%-28s %.2f %%\n", runs.back().label.c_str(), 100 * runs.back().accuracy);
@@ -175,7 +171,7 @@ int main(int argc, char** argv) {
         if (w.shape.size() == 4) filters.push_back(w.name);
       }
       for (const double s : {0.25, 0.5}) {
-        runs.push_back(prune_and_finetune(minnow::detail::concat("L2 conv filters ", s * 100, " %"), s,
+        runs.push_back(prune_and_finetune(example::concat("L2 conv filters ", s * 100, " %"), s,
                                           minnow::prune::LnStructured{2.0, 0}, data, o, dense_path, filters));
         std::printf("%-28s %.2f %%\n", runs.back().label.c_str(), 100 * runs.back().accuracy);
         std::fflush(stdout);

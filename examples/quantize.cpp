@@ -11,9 +11,9 @@
 // float (an integer network keeps them in int32).
 #include <minnow/data.hpp>
 #include <minnow/nn.hpp>
-#include <minnow/nn/train.hpp>
 #include <minnow/pipeline/quantize_model.hpp>
 #include <minnow/quant.hpp>
+#include <minnow/train.hpp>
 
 #include "architectures.hpp"
 #include "cli.hpp"
@@ -50,7 +50,7 @@ struct Options {
   std::string arch = "student";
   std::string load;
   std::string data_dir = minnow::data::default_fashion_mnist_dir().string();
-  example::Recipe recipe;  // for the float network when there is no --load, and QAT's batch and seed
+  example::RecipeOptions recipe;  // for the float network when there is no --load, and QAT's batch and seed
   int qat_epochs = 2;
   double qat_lr = 0.005;
   long calibration = 2048;
@@ -86,7 +86,7 @@ Options parse(int argc, char** argv) {
 
 Model load(const Options& o, const std::string& path) {
   auto model = example::make_architecture<float>(o.arch, o.recipe.seed);
-  minnow::nn::load_parameters(path, o.arch, model);
+  minnow::train::load_parameters(path, o.arch, model);
   return model;
 }
 
@@ -122,7 +122,7 @@ Row ptq(const std::string& label, int bits, const Data& data, const Options& o, 
   auto model = load(o, path);
   minnow::pipeline::QuantizedModel<WeightQ, ActivationQ> qmodel(model, std::move(weight_q));
   qmodel.calibrate(data.train, o.calibration);
-  const double accuracy = minnow::nn::evaluate(model, data.test).accuracy;
+  const double accuracy = minnow::train::evaluate(model, data.test).accuracy;
   return {label, accuracy, weight_bits(model, bits, false), seconds_since(start)};
 }
 
@@ -132,23 +132,19 @@ template <class WeightQ, class ActivationQ>
 Row qat(const std::string& label, int bits, const Data& data, const Options& o, const std::string& path) {
   const auto start = std::chrono::steady_clock::now();
   auto model = load(o, path);
-  minnow::nn::Sgd<float> sgd(model.parameters(), o.qat_lr, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
-  minnow::nn::Trainer<float> trainer(model, sgd);
-  trainer.set_progress(false);
+  const minnow::train::Recipe recipe{.epochs = o.qat_epochs, .batch = o.recipe.batch, .learning_rate = o.qat_lr};
+  auto sgd = minnow::train::make_sgd(model, recipe);  // over the float weights, before the quantizers go in
   minnow::pipeline::QuantizedModel<WeightQ, ActivationQ> qmodel(model);
   qmodel.calibrate(data.train, o.calibration);  // start from PTQ's ranges, not from nothing
   qmodel.unfreeze_observers();
-  minnow::data::BatchSampler sampler(data.train.size(), o.recipe.batch, o.recipe.seed + 1);
-  const std::int64_t steps = sampler.num_batches() * o.qat_epochs;
-  qmodel.attach(trainer, {.freeze_after_steps = steps - sampler.num_batches() / 2});
-  const minnow::nn::CosineAnnealingLR schedule{o.qat_epochs};
-  for (int epoch = 0; epoch < o.qat_epochs; ++epoch) {
-    sgd.set_learning_rate(schedule(epoch, o.qat_lr));
-    sampler.set_epoch(static_cast<std::uint64_t>(epoch));
-    (void)trainer.train_epoch(data.train, sampler);
-  }
+  const std::int64_t batches = minnow::data::BatchSampler::sequential(data.train.size(), recipe.batch).num_batches();
+  minnow::train::FitOptions<float> fit_options{.optimizer = &sgd};
+  fit_options.on_start = [&](minnow::train::Trainer<float>& trainer) {
+    qmodel.attach(trainer, {.freeze_after_steps = batches * o.qat_epochs - batches / 2});
+  };
+  (void)minnow::train::fit<float>(model, data.train, recipe, o.recipe.seed + 1, minnow::train::cross_entropy<float>(), fit_options);
   qmodel.freeze_observers();
-  const double accuracy = minnow::nn::evaluate(model, data.test).accuracy;
+  const double accuracy = minnow::train::evaluate(model, data.test).accuracy;
   return {label, accuracy, weight_bits(model, bits, false), seconds_since(start)};
 }
 
@@ -162,29 +158,23 @@ Row kmeans(const std::string& label, int bits, const Data& data, const Options& 
   for (const auto& p : model.parameters()) {
     if (p.shape.size() >= 2) shared.push_back(std::make_unique<q::SharedWeights<float>>(p, q::KMeansCodebook{}, grid));
   }
-  std::fprintf(stderr, "k-means %d bits before fine-tuning: %.2f %%\n", bits, 100 * minnow::nn::evaluate(model, data.test).accuracy);
+  std::fprintf(stderr, "k-means %d bits before fine-tuning: %.2f %%\n", bits, 100 * minnow::train::evaluate(model, data.test).accuracy);
   // Plain SGD on everything; the shared weights then replace their layers' update by the centroid update.
+  const minnow::train::Recipe recipe{.epochs = o.qat_epochs, .batch = o.recipe.batch, .learning_rate = o.qat_lr};
   minnow::nn::Sgd<float> sgd(model.parameters(), o.qat_lr, {});
-  minnow::nn::Trainer<float> trainer(model, sgd);
-  trainer.set_progress(false);
-  double lr = o.qat_lr;
+  minnow::train::FitOptions<float> fit_options{.optimizer = &sgd};
   // Deep Compression moves a centroid by the sum of its members' gradients. A centroid of fc1 has ~400 k
   // members, so the sum is scaled by 1 / (mean cluster size): a centroid then moves like one weight would.
-  trainer.add_hook([&](std::int64_t) {
-    for (auto& s : shared) {
-      const double mean_members = static_cast<double>(s->indices().size()) / static_cast<double>(s->centroids().size());
-      s->step(static_cast<float>(lr / mean_members));
-    }
-  });
-  minnow::data::BatchSampler sampler(data.train.size(), o.recipe.batch, o.recipe.seed + 1);
-  const minnow::nn::CosineAnnealingLR schedule{o.qat_epochs};
-  for (int epoch = 0; epoch < o.qat_epochs; ++epoch) {
-    lr = schedule(epoch, o.qat_lr);
-    sgd.set_learning_rate(lr);
-    sampler.set_epoch(static_cast<std::uint64_t>(epoch));
-    (void)trainer.train_epoch(data.train, sampler);
-  }
-  const double accuracy = minnow::nn::evaluate(model, data.test).accuracy;
+  fit_options.on_start = [&](minnow::train::Trainer<float>& trainer) {
+    trainer.add_hook([&](std::int64_t) {
+      for (auto& s : shared) {
+        const double mean_members = static_cast<double>(s->indices().size()) / static_cast<double>(s->centroids().size());
+        s->step(static_cast<float>(sgd.learning_rate() / mean_members));
+      }
+    });
+  };
+  (void)minnow::train::fit<float>(model, data.train, recipe, o.recipe.seed + 1, minnow::train::cross_entropy<float>(), fit_options);
+  const double accuracy = minnow::train::evaluate(model, data.test).accuracy;
   return {label, accuracy, weight_bits(model, bits, true), seconds_since(start)};
 }
 
@@ -203,7 +193,7 @@ int main(int argc, char** argv) {
     const auto data = minnow::data::load_fashion_mnist<float>(o.data_dir);
     const std::string path = example::load_or_train(o.load, o.arch, float_file(o), data.train, o.recipe, "float");
     auto dense = load(o, path);
-    const double float_accuracy = minnow::nn::evaluate(dense, data.test).accuracy;
+    const double float_accuracy = minnow::train::evaluate(dense, data.test).accuracy;
 
     using Act8 = q::Quantizer<q::quint8, q::MinMax, q::Affine, q::PerTensor>;
     using ActHist = q::Quantizer<q::quint8, q::Histogram, q::Affine, q::PerTensor>;

@@ -31,7 +31,8 @@ struct StageResult {
   std::optional<double> bits_per_weight, ratio_vs_teacher, ratio_vs_student_fp32, latency_batch1_us, throughput_batch256;
 };
 
-namespace report_detail {
+// The pieces the two writers below are made of.
+namespace report_parts {
 
 /// Replaces `path` with `text` atomically (io/atomic_file.hpp), as every output of the examples.
 inline void write_text(const std::filesystem::path& path, const std::string& text) {
@@ -133,13 +134,13 @@ struct Box {
   [[nodiscard]] bool overlaps(const Box& o) const { return x0 < o.x1 && o.x0 < x1 && y0 < o.y1 && o.y0 < y1; }
 };
 
-}  // namespace report_detail
+}  // namespace report_parts
 
 /// Writes every stage as JSON: {"stages": [...], "command": ..., "seconds": ...}; absent values are null.
 /// @throws minnow::io_error naming `path` when it cannot be written.
 inline void write_results_json(const std::filesystem::path& path, const std::vector<StageResult>& stages, const std::string& command,
                                double seconds) {
-  using report_detail::or_null;
+  using report_parts::or_null;
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   for (const auto& s : stages) {
     nlohmann::ordered_json row = nlohmann::ordered_json::object();
@@ -160,7 +161,7 @@ inline void write_results_json(const std::filesystem::path& path, const std::vec
   doc["command"] = command;
   doc["seconds"] = seconds;
   // `replace`: a name or command line that is not valid UTF-8 must not cost the whole report.
-  report_detail::write_text(path, doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + '\n');
+  report_parts::write_text(path, doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + '\n');
 }
 
 /// Writes a scatter plot of test accuracy against bytes on disk (log scale), one labelled marker per stage
@@ -169,7 +170,7 @@ inline void write_results_json(const std::filesystem::path& path, const std::vec
 /// the compression path. Stages without a positive size or with a non-finite accuracy are left out.
 /// @throws minnow::io_error naming `path` when it cannot be written.
 inline void write_results_svg(const std::filesystem::path& path, const std::vector<StageResult>& stages, const std::string& title) {
-  using namespace report_detail;
+  using namespace report_parts;
   constexpr double width = 900, height = 560;
   constexpr double left = 80, right = width - 30, top = 74, bottom = height - 62;  // the plot area
   constexpr double font = 12, marker_radius = 5;

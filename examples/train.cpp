@@ -5,7 +5,7 @@
 // SGD with Nesterov momentum 0.9, weight decay 5e-4 and a cosine learning-rate schedule over the epochs.
 #include <minnow/data.hpp>
 #include <minnow/nn.hpp>
-#include <minnow/nn/train.hpp>
+#include <minnow/train.hpp>
 
 #include "architectures.hpp"
 #include "cli.hpp"
@@ -20,7 +20,7 @@ namespace {
 
 struct Options {
   std::string arch = "student";
-  example::Recipe recipe;
+  example::RecipeOptions recipe;
   int threads = 2;
   std::string data_dir = minnow::data::default_fashion_mnist_dir().string();
   std::string out;
@@ -62,8 +62,8 @@ int main(int argc, char** argv) {
                 minnow::parameter_count(model.parameters()), data.train.size(), data.test.size(), o.threads,
                 model.describe().c_str());
     std::printf("%5s %9s %10s %9s %9s %9s %8s %9s\n", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "img/s");
-    example::train_with_recipe(model, data.train, o.recipe, o.progress, [&](int epoch, const minnow::nn::EpochStats& stats) {
-      const auto test = minnow::nn::evaluate(model, data.test);
+    example::train_with_recipe(model, data.train, o.recipe, o.progress, [&](int epoch, const minnow::train::EpochStats& stats) {
+      const auto test = minnow::train::evaluate(model, data.test);
       std::printf("%5d %9.5f %10.4f %9.4f %9.4f %9.4f %8.1f %9.0f\n", epoch, stats.learning_rate, stats.train.loss,
                   stats.train.accuracy, test.loss, test.accuracy, stats.seconds,
                   static_cast<double>(stats.train.samples) / stats.seconds);

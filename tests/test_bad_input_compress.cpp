@@ -1,7 +1,7 @@
 // Bad input to the compression modules: quant/ (Quantizer, observers, mappings, fake_quantize, LSQ,
 // k-means), prune/ (masks, criteria, amounts, schedules, Pruner), distill/ (kd_loss, combined_loss,
 // softmax, SoftTargetLoss), ensemble/ (combination rules, diversity, fit_weights) and the ensemble
-// pipeline (train_ensemble, load_or_train_ensemble, train_model, OnlineTeacherLoss). Each case checks
+// pipeline (train_ensemble, load_or_train_ensemble, train::fit, OnlineTeacherLoss). Each case checks
 // the exception type, the words of its message, and that nothing the call was given changed.
 #include <minnow/distill.hpp>
 #include <minnow/ensemble.hpp>
@@ -10,6 +10,7 @@
 #include <minnow/pipeline/ensemble_training.hpp>
 #include <minnow/prune.hpp>
 #include <minnow/quant.hpp>
+#include <minnow/train.hpp>
 
 #include "test_support.hpp"
 #include "../examples/architectures.hpp"
@@ -729,13 +730,13 @@ pipeline::EnsembleOptions one_quick_epoch(int& epochs) {
   options.recipe.epochs = 1;
   options.recipe.batch = 4;
   options.threads = 1;
-  options.on_epoch = [&epochs](std::size_t, const nn::EpochStats&) { ++epochs; };
+  options.on_epoch = [&epochs](std::size_t, const train::EpochStats&) { ++epochs; };
   return options;
 }
 
 }  // namespace
 
-TEST_CASE("train_ensemble and train_model: bad specs and options are refused before any epoch", "[bad_input][pipeline][ensemble]") {
+TEST_CASE("train_ensemble and train::fit: bad specs and options are refused before any epoch", "[bad_input][pipeline][ensemble]") {
   const auto data = four_images();
   const std::vector<index_t> pool{0, 1, 2, 3};
   int epochs = 0;
@@ -765,18 +766,18 @@ TEST_CASE("train_ensemble and train_model: bad specs and options are refused bef
     CHECK_REFUSED((void)pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options), value_error, Contains("unknown architecture 'resnet'"));
   }
   SECTION("a member's own recipe with batch 0") {
-    specs[0].recipe = pipeline::Recipe{.epochs = 1, .batch = 0};
+    specs[0].recipe = train::Recipe{.epochs = 1, .batch = 0};
     CHECK_REFUSED((void)pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options), value_error, Contains("got epochs 1, batch 0"));
   }
   SECTION("a recipe whose augmentation has a negative shift") {
     options.recipe.augmentation = data::Augmentation{.max_shift = -2};
     CHECK_REFUSED((void)pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options), value_error, Contains("max_shift -2"));
   }
-  SECTION("train_model with an empty loss function keeps the model") {
+  SECTION("train::fit with an empty loss function keeps the model") {
     auto model = nn::make_student<float>(1);
     const auto before = raw(model.parameters()[0].value);
-    CHECK_REFUSED((void)pipeline::train_model<float>(model, data, pool, options.recipe, 1, nn::LossFunction<float>{}), value_error,
-                  Contains("train_model: the loss function is empty"));
+    CHECK_REFUSED((void)train::fit<float>(model, data, pool, options.recipe, 1, train::LossFunction<float>{}), value_error,
+                  Contains("fit: the loss function is empty"));
     CHECK(raw(model.parameters()[0].value) == before);
   }
   CHECK(epochs == 0);

@@ -6,7 +6,7 @@
 #include <minnow/error.hpp>
 #include <minnow/io/checkpoint.hpp>
 #include <minnow/nn.hpp>
-#include <minnow/nn/train.hpp>
+#include <minnow/train.hpp>
 
 #include "test_support.hpp"
 #include "../examples/architectures.hpp"
@@ -303,7 +303,7 @@ TEST_CASE("softmax_cross_entropy and count_correct: labels and shapes that do no
 TEST_CASE("Trainer: empty batches, foreign indices, bad labels and mismatched samplers change nothing", "[bad_input][nn][train]") {
   auto net = tiny_model(4);
   nn::Sgd<float> sgd(net.parameters(), 0.1, {.momentum = 0.9});
-  nn::Trainer<float> trainer(net, sgd);
+  train::Trainer<float> trainer(net, sgd);
   trainer.set_progress(false);
   auto data = tiny_data();
   const auto model_before = snapshot(net);
@@ -325,7 +325,7 @@ TEST_CASE("Trainer: empty batches, foreign indices, bad labels and mismatched sa
     CHECK_REFUSED((void)trainer.train_epoch(data, sampler), shape_error, Contains("Trainer: sampler over 5 samples, data set has 4"));
   }
   SECTION("evaluate with batch size 0") {
-    CHECK_REFUSED((void)nn::evaluate(net, data, 0), value_error, Contains("batch_size must be > 0, got 0"));
+    CHECK_REFUSED((void)train::evaluate(net, data, 0), value_error, Contains("batch_size must be > 0, got 0"));
   }
   CHECK(trainer.steps() == 0);
   CHECK(snapshot(net) == model_before);
@@ -345,13 +345,13 @@ TEST_CASE("save_training_state: a symlink keeps the link and replaces its target
     const fs::path target = dir / "target.ckpt", link = dir / "link.ckpt";
     std::ofstream(target) << "old";
     fs::create_symlink(target, link);
-    nn::save_training_state(link, "tiny", net, base(adam));
+    train::save_training_state(link, "tiny", net, base(adam));
     CHECK(fs::is_symlink(link));
     CHECK(fs::read_symlink(link) == target);
     CHECK(fs::file_size(target) > 3);
     auto loaded = tiny_model(6);
     nn::Adam<float> loaded_adam(loaded.parameters(), 1e-3);
-    nn::load_training_state(target, "tiny", loaded, base(loaded_adam));
+    train::load_training_state(target, "tiny", loaded, base(loaded_adam));
     CHECK(snapshot(loaded) == model_before);
     CHECK(loaded_adam.step_count() == 3);
     CHECK(leftover_temporaries(link) == 0);
@@ -361,7 +361,7 @@ TEST_CASE("save_training_state: a symlink keeps the link and replaces its target
     const fs::path target = dir / "run.ckpt";
     fs::create_directories(target);
     std::ofstream(target / "keep") << "kept";
-    CHECK_REFUSED(nn::save_training_state(target, "tiny", net, base(adam)), io_error,
+    CHECK_REFUSED(train::save_training_state(target, "tiny", net, base(adam)), io_error,
                   Contains(target.string()) && Contains("it is a directory"));
     CHECK(fs::is_directory(target));
     CHECK(file_bytes(target / "keep") == std::vector<char>{'k', 'e', 'p', 't'});
@@ -370,14 +370,14 @@ TEST_CASE("save_training_state: a symlink keeps the link and replaces its target
   SECTION("a FIFO is an io_error; the FIFO stays") {
     const fs::path target = dir / "fifo.ckpt";
     REQUIRE(::mkfifo(target.c_str(), 0600) == 0);
-    CHECK_REFUSED(nn::save_training_state(target, "tiny", net, base(adam)), io_error,
+    CHECK_REFUSED(train::save_training_state(target, "tiny", net, base(adam)), io_error,
                   Contains(target.string()) && Contains("it is a FIFO"));
     CHECK(fs::is_fifo(target));
     CHECK(leftover_temporaries(target) == 0);
   }
   SECTION("a missing directory is an io_error") {
     const fs::path target = dir / "no-such-dir" / "x.ckpt";
-    CHECK_REFUSED(nn::save_training_state(target, "tiny", net, base(adam)), io_error, Contains(target.string()));
+    CHECK_REFUSED(train::save_training_state(target, "tiny", net, base(adam)), io_error, Contains(target.string()));
     CHECK_FALSE(fs::exists(target.parent_path()));
   }
   CHECK(snapshot(net) == model_before);
@@ -392,12 +392,12 @@ TEST_CASE("load_training_state / load_parameters: bad paths and bad files change
     auto saved = tiny_model(7);
     nn::Adam<float> saved_adam(saved.parameters(), 1e-3);
     saved_adam.set_step_count(11);
-    nn::save_training_state(good, "tiny", saved, base(saved_adam));
+    train::save_training_state(good, "tiny", saved, base(saved_adam));
   }
   const auto good_bytes = file_bytes(good);
   auto net = tiny_model(8);
   nn::Adam<float> adam(net.parameters(), 1e-3);
-  nn::Trainer<float> trainer(net, adam);
+  train::Trainer<float> trainer(net, adam);
   trainer.set_progress(false);
   const auto data = tiny_data();
   const std::vector<index_t> all{0, 1, 2, 3};
@@ -406,54 +406,54 @@ TEST_CASE("load_training_state / load_parameters: bad paths and bad files change
   const auto optimizer_before = snapshot(adam);
 
   SECTION("a directory is an io_error naming the path") {
-    CHECK_REFUSED(nn::load_training_state(dir.path(), "tiny", net, base(adam)), io_error,
+    CHECK_REFUSED(train::load_training_state(dir.path(), "tiny", net, base(adam)), io_error,
                   Contains(dir.path().string()) && Contains("it is a directory"));
   }
   SECTION("a missing file is an io_error naming the path") {
     const fs::path missing = dir / "missing.ckpt";
-    CHECK_REFUSED(nn::load_parameters(missing, "tiny", net), io_error, Contains(missing.string()));
+    CHECK_REFUSED(train::load_parameters(missing, "tiny", net), io_error, Contains(missing.string()));
   }
   SECTION("another architecture's tag") {
-    CHECK_REFUSED(nn::load_training_state(good, "student", net, base(adam)), format_error,
+    CHECK_REFUSED(train::load_training_state(good, "student", net, base(adam)), format_error,
                   Contains(good.string()) && Contains("was written for 'tiny', not 'student'"));
   }
   SECTION("a checkpoint without optimizer state, loaded with an optimizer") {
     const fs::path bare = dir / "bare.ckpt";
     auto other = tiny_model(9);
-    nn::save_training_state(bare, "tiny", other);
-    CHECK_REFUSED(nn::load_training_state(bare, "tiny", net, base(adam)), format_error, Contains("has 2 tensors, expected 6"));
+    train::save_training_state(bare, "tiny", other);
+    CHECK_REFUSED(train::load_training_state(bare, "tiny", net, base(adam)), format_error, Contains("has 2 tensors, expected 6"));
   }
   SECTION("a truncated file") {
     const fs::path cut = dir / "cut.ckpt";
     std::ofstream(cut, std::ios::binary).write(good_bytes.data(), static_cast<std::streamsize>(good_bytes.size() - 9));
-    CHECK_REFUSED(nn::load_parameters(cut, "tiny", net), format_error, Contains(cut.string()) && Contains("corrupt or truncated"));
+    CHECK_REFUSED(train::load_parameters(cut, "tiny", net), format_error, Contains(cut.string()) && Contains("corrupt or truncated"));
   }
   SECTION("a file that is not a checkpoint") {
     const fs::path text = dir / "notes.txt";
     std::ofstream(text) << "hello, world";
-    CHECK_REFUSED(nn::load_parameters(text, "tiny", net), format_error, Contains("is not a minnow checkpoint (bad magic)"));
+    CHECK_REFUSED(train::load_parameters(text, "tiny", net), format_error, Contains("is not a minnow checkpoint (bad magic)"));
   }
   SECTION("a negative optimizer step counter is a format_error naming optimizer.steps") {
     const fs::path bad = dir / "negative-steps.ckpt";
     auto writer = tiny_model(10);
     nn::Adam<float> writer_adam(writer.parameters(), 1e-3);
     std::int64_t value = std::numeric_limits<std::int64_t>::min();
-    io::save_checkpoint<float>(bad, "tiny", nn::training_state(writer, base(writer_adam)),
+    io::save_checkpoint<float>(bad, "tiny", train::training_state(writer, base(writer_adam)),
                                {{"optimizer.steps", &value, std::numeric_limits<std::int64_t>::min()}});
-    CHECK_REFUSED(nn::load_training_state(bad, "tiny", net, base(adam)), format_error,
+    CHECK_REFUSED(train::load_training_state(bad, "tiny", net, base(adam)), format_error,
                   Contains("counter 'optimizer.steps' is -9223372036854775808") && Contains("outside [0, "));
     value = -1;
-    io::save_checkpoint<float>(bad, "tiny", nn::training_state(writer, base(writer_adam)),
+    io::save_checkpoint<float>(bad, "tiny", train::training_state(writer, base(writer_adam)),
                                {{"optimizer.steps", &value, std::numeric_limits<std::int64_t>::min()}});
-    CHECK_REFUSED(nn::load_training_state(bad, "tiny", net, base(adam)), format_error, Contains("'optimizer.steps' is -1"));
+    CHECK_REFUSED(train::load_training_state(bad, "tiny", net, base(adam)), format_error, Contains("'optimizer.steps' is -1"));
   }
   SECTION("a step counter above max_step_count") {
     const fs::path bad = dir / "huge-steps.ckpt";
     auto writer = tiny_model(10);
     nn::Adam<float> writer_adam(writer.parameters(), 1e-3);
-    std::int64_t value = nn::max_step_count + 1;
-    io::save_checkpoint<float>(bad, "tiny", nn::training_state(writer, base(writer_adam)), {{"optimizer.steps", &value}});
-    CHECK_REFUSED(nn::load_training_state(bad, "tiny", net, base(adam)), format_error,
+    std::int64_t value = train::max_step_count + 1;
+    io::save_checkpoint<float>(bad, "tiny", train::training_state(writer, base(writer_adam)), {{"optimizer.steps", &value}});
+    CHECK_REFUSED(train::load_training_state(bad, "tiny", net, base(adam)), format_error,
                   Contains("'optimizer.steps' is 4611686018427387905"));
   }
   CHECK(snapshot(net) == model_before);

@@ -4,7 +4,7 @@
 #include "test_support.hpp"
 #include <minnow/data/augment.hpp>
 #include <minnow/nn.hpp>
-#include <minnow/nn/train.hpp>
+#include <minnow/train.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -188,7 +188,7 @@ TEST_CASE("Trainer applies the batch transform to each gathered batch before the
   model.add("flatten", minnow::nn::Flatten<float>{});
   model.add("fc", minnow::nn::Linear<float>(16, 2)).weight().array().setConstant(0.5F);
   minnow::nn::Sgd<float> sgd(model.parameters(), 0.1);
-  minnow::nn::Trainer<float> trainer(model, sgd);
+  minnow::train::Trainer<float> trainer(model, sgd);
   trainer.set_progress(false);
   std::vector<std::int64_t> steps;
   std::vector<index_t> seen;

@@ -7,7 +7,7 @@
 #include <functional>
 #include <limits>
 #include <minnow/distill.hpp>
-#include <minnow/nn/train.hpp>  // only to prove SoftTargetLoss converts to nn::LossFunction
+#include <minnow/train/trainer.hpp>  // only to prove SoftTargetLoss converts to train::LossFunction
 #include <random>
 #include <vector>
 
@@ -282,7 +282,7 @@ TEST_CASE("kd_loss does not depend on the thread count or on which workspace is 
         0.0);
 }
 
-TEST_CASE("SoftTargetLoss is an nn::LossFunction over cached teacher outputs", "[distill][soft_targets]") {
+TEST_CASE("SoftTargetLoss is an train::LossFunction over cached teacher outputs", "[distill][soft_targets]") {
   std::mt19937_64 rng(9);
   const index_t dataset = 40, batch = 6, classes = 10;
   const auto table_logits = random_logits<float>(dataset, classes, 2.0, rng);
@@ -302,7 +302,7 @@ TEST_CASE("SoftTargetLoss is an nn::LossFunction over cached teacher outputs", "
     Tensor<float, 2> expected_grad(logits.shape()), grad(logits.shape());
     const double expected =
         distill::combined_loss(logits, TeacherLogits(gathered_logits), labels, 4.0, alpha, expected_grad);
-    nn::LossFunction<float> loss = distill::SoftTargetLoss<float>(TeacherLogits(table_logits), 4.0, alpha);
+    train::LossFunction<float> loss = distill::SoftTargetLoss<float>(TeacherLogits(table_logits), 4.0, alpha);
     CHECK(loss(logits, labels, indices, grad) == expected);
     CHECK(max_rel_error(grad, expected_grad) == 0.0);
 

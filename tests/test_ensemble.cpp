@@ -168,7 +168,7 @@ TEST_CASE("diversity: pairwise disagreement and KL to the ensemble", "[ensemble]
     for (std::size_t k = 0; k < 3; ++k) {
       distill::softmax<double>(members[k], 2.0, p);
       double direct =
-          0.0;  // scalar std::log: Eigen's AVX-512 double log trips GCC 12 (see distill::detail::kPacketMath)
+          0.0;  // scalar std::log: Eigen's AVX-512 double log trips GCC 12 (see minnow::detail::kPacketMath)
       for (index_t e = 0; e < p.size(); ++e) direct += p.data()[e] * std::log(p.data()[e] / mean.data()[e]);
       direct /= 20.0;
       CHECK(per_member[k] == Approx(direct).epsilon(1e-10));

@@ -9,6 +9,7 @@
 #include <minnow/pipeline/quantize_model.hpp>
 #include <minnow/prune/criteria.hpp>
 #include <minnow/quant.hpp>
+#include <minnow/train.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -244,14 +245,14 @@ TEST_CASE("on Fashion-MNIST the integer student's accuracy is within 0.1 pt of t
   auto model = nn::make_student<float>(42);
   {
     nn::Adam<float> adam(model.parameters(), 2e-3);
-    nn::Trainer<float> trainer(model, adam);
+    train::Trainer<float> trainer(model, adam);
     trainer.set_progress(false);
     data::BatchSampler sampler(data.train.size(), 64, 1);
     (void)trainer.train_epoch(data.train, sampler);  // one epoch on 10k images
   }
   pipeline::QuantizedModel<quant::Int8PerChannelSymmetric, quant::Uint8PerTensorAffine> qmodel(model);
   qmodel.calibrate(data.train, 2048);
-  const auto fake = nn::evaluate(model, data.test, 500);
+  const auto fake = train::evaluate(model, data.test, 500);
   pipeline::IntegerNetwork net(model, qmodel);
   const auto integer = net.evaluate(data.test, 500);
   WARN("fake-quant accuracy " << fake.accuracy << ", integer accuracy " << integer.accuracy << "\n" << net.describe());

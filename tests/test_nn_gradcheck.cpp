@@ -156,3 +156,75 @@ TEST_CASE("a whole Sequential with softmax cross-entropy matches finite differen
     CHECK(worst_error(p.value, analytic, loss) < kTolerance);
   }
 }
+
+namespace {
+
+// Copies every parameter of `from` into `to`: the same architecture in another scalar type.
+template <class From, class To>
+void copy_parameters(nn::Sequential<From>& from, nn::Sequential<To>& to) {
+  const auto source = from.parameters();
+  const auto target = to.parameters();
+  REQUIRE(source.size() == target.size());
+  for (std::size_t i = 0; i < source.size(); ++i) {
+    REQUIRE(source[i].value.size() == target[i].value.size());
+    for (index_t k = 0; k < source[i].value.size(); ++k) target[i].value(k) = static_cast<To>(source[i].value(k));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("Sequential::backward returns dL/dx of the input with set_input_grad, fused and unfused") {
+  const nn::ImageTask task{.channels = 2, .height = 8, .width = 8, .classes = 4};
+  const nn::CnnWidths widths{.conv1 = 3, .conv2 = 4, .hidden = 6};
+  std::mt19937_64 rng(41);
+  Tensor<double, 4> x({2, 2, 8, 8});
+  randomize(x.view().reshape<1>(-1), rng);
+  Tensor<std::int32_t, 1> labels({2});
+  labels(0) = 3, labels(1) = 1;
+  // The reference: the double network, its loss as a function of x for central differences.
+  auto reference = nn::make_cnn<double>(task, widths, 42);
+  Tensor<double, 2> dlogits({2, 4});
+  const auto loss = [&] {
+    return nn::softmax_cross_entropy<double>(reference.forward(x, nn::Mode::train).reshape<2>(2, 4), labels, dlogits);
+  };
+
+  SECTION("double: off by default (empty view), then dL/dx") {
+    CHECK_FALSE(reference.input_grad());
+    (void)loss();
+    CHECK(reference.backward(dlogits.view().reshape<4>(2, 4, 1, 1)).size() == 0);
+    reference.set_input_grad(true);
+    (void)loss();
+    const Tensor<double, 4> dx(reference.backward(dlogits.view().reshape<4>(2, 4, 1, 1)));
+    REQUIRE(dx.shape() == x.shape());
+    CHECK(worst_error(x.view().reshape<1>(-1), dx.view().reshape<1>(-1), loss) < kTolerance);
+    // Off again: the first layer skips it once more.
+    reference.set_input_grad(false);
+    (void)loss();
+    CHECK(reference.backward(dlogits.view().reshape<4>(2, 4, 1, 1)).size() == 0);
+  }
+
+  SECTION("float, with and without fusion, against the double network's finite differences") {
+    for (const bool fusion : {true, false}) {
+      INFO("fusion " << fusion);
+      auto net = nn::make_cnn<float>(task, widths, 42);
+      copy_parameters(net, reference);
+      net.set_fusion(fusion);
+      net.set_input_grad(true);
+      CHECK(net.fused_steps() == (fusion ? 2U : 0U));
+      Tensor<float, 4> xf(x.shape());
+      for (index_t i = 0; i < x.size(); ++i) xf.data()[i] = static_cast<float>(x.data()[i]);
+      for (index_t i = 0; i < x.size(); ++i) x.data()[i] = xf.data()[i];  // the same input in both types
+      Tensor<float, 2> dlogits_f({2, 4});
+      (void)nn::softmax_cross_entropy<float>(net.forward(xf, nn::Mode::train).reshape<2>(2, 4), labels, dlogits_f);
+      const auto dxf = net.backward(dlogits_f.view().reshape<4>(2, 4, 1, 1));
+      REQUIRE(dxf.shape() == x.shape());
+      Tensor<double, 4> dx(x.shape());
+      for (index_t i = 0; i < x.size(); ++i) dx.data()[i] = dxf.data()[i];
+      CHECK(worst_error(x.view().reshape<1>(-1), dx.view().reshape<1>(-1), loss) < 1e-5);
+      // Asked for nothing, the fused and unfused first layers both skip it.
+      net.set_input_grad(false);
+      (void)net.forward(xf, nn::Mode::train);
+      CHECK(net.backward(dlogits_f.view().reshape<4>(2, 4, 1, 1)).size() == 0);
+    }
+  }
+}

@@ -1,6 +1,6 @@
 // The distillation pipeline: bootstrap samples and SubsetBatchSampler (data/bootstrap.hpp), ensemble
 // weights fitted on held-out data (ensemble/fit_weights.hpp), and ensemble training, cached and per-batch
-// soft targets and distillation through nn::Trainer (pipeline/ensemble_training.hpp).
+// soft targets and distillation through train::Trainer (pipeline/ensemble_training.hpp).
 #include "test_support.hpp"
 #include "../examples/architectures.hpp"
 #include <catch2/catch.hpp>
@@ -15,6 +15,7 @@
 #include <minnow/nn.hpp>
 #include <minnow/pipeline/ensemble_checkpoints.hpp>
 #include <minnow/pipeline/ensemble_training.hpp>
+#include <minnow/train.hpp>
 #include <random>
 #include <utility>
 #include <vector>
@@ -22,6 +23,7 @@
 using namespace minnow;
 using Catch::Matchers::Contains;
 using test_support::message_of;
+using test_support::same_parameters;
 
 namespace {
 
@@ -58,19 +60,6 @@ std::vector<Tensor<double, 2>> synthetic_probabilities(const Tensor<std::int32_t
 
 std::vector<TensorView<const double, 2>> views(const std::vector<Tensor<double, 2>>& tensors) {
   return {tensors.begin(), tensors.end()};
-}
-
-/// Bit-for-bit equality of every parameter of two models.
-bool same_parameters(nn::Sequential<float>& a, nn::Sequential<float>& b) {
-  const auto pa = a.parameters(), pb = b.parameters();
-  if (pa.size() != pb.size()) return false;
-  for (std::size_t i = 0; i < pa.size(); ++i) {
-    if (pa[i].value.size() != pb[i].value.size() ||
-        std::memcmp(pa[i].value.data(), pb[i].value.data(), sizeof(float) * static_cast<std::size_t>(pa[i].value.size())) != 0) {
-      return false;
-    }
-  }
-  return true;
 }
 
 }  // namespace
@@ -269,9 +258,9 @@ TEST_CASE("distilling from the student's own outputs gives zero KD loss and grad
   CHECK(std::abs(cached(logits, labels, indices, grad)) < 1e-10);
   CHECK(grad.array().abs().maxCoeff() < 1e-7f);
 
-  // Through nn::Trainer: a step's loss is 0, so with no weight decay the weights do not move.
+  // Through train::Trainer: a step's loss is 0, so with no weight decay the weights do not move.
   nn::Sgd<float> sgd(student.parameters(), 0.1);
-  nn::Trainer<float> trainer(student, sgd, pipeline::OnlineTeacherLoss<float>({&twin}, data, 2.0, 1.0));
+  train::Trainer<float> trainer(student, sgd, pipeline::OnlineTeacherLoss<float>({&twin}, data, 2.0, 1.0));
   CHECK(trainer.step(data, indices) == 0.0);
   CHECK(same_parameters(student, twin));
 }
@@ -319,7 +308,7 @@ TEST_CASE("parallel and sequential member training give bit-identical members", 
   options.schedule = pipeline::Schedule::parallel;
   options.threads = 2;
   std::vector<std::size_t> reported;
-  options.on_epoch = [&](std::size_t k, const nn::EpochStats&) { reported.push_back(k); };
+  options.on_epoch = [&](std::size_t k, const train::EpochStats&) { reported.push_back(k); };
   std::vector<std::size_t> finished;
   auto parallel = pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options,
                                                   [&](std::size_t k, const pipeline::Member<float>& member) {
@@ -338,10 +327,10 @@ TEST_CASE("parallel and sequential member training give bit-identical members", 
   }
   // Different seeds, and bagging, give different members.
   CHECK_FALSE(same_parameters(parallel[0].model, parallel[2].model));
-  // A member is train_model() on its seed: the same weights when trained by hand.
+  // A member is train::fit() on its seed: the same weights when trained by hand.
   set_threads(1);
   auto by_hand = nn::make_student<float>(13);
-  (void)pipeline::train_model<float>(by_hand, data, pool, options.recipe, 13);
+  (void)train::fit<float>(by_hand, data, pool, options.recipe, 13);
   CHECK(same_parameters(by_hand, parallel[2].model));
   set_threads(2);
 
@@ -359,7 +348,7 @@ TEST_CASE("a member's own recipe overrides the ensemble's", "[pipeline][ensemble
   pipeline::EnsembleOptions options;
   options.recipe = {.epochs = 1, .batch = 64, .learning_rate = 0.02};
   options.threads = 1;
-  pipeline::Recipe own = options.recipe;
+  train::Recipe own = options.recipe;
   own.epochs = 2;
   own.augmentation = data::Augmentation{.max_shift = 1, .horizontal_flip = true, .fill = 0.0F};
   std::vector<pipeline::MemberSpec> specs{{"student", 31, false}, {"student", 32, false}};
@@ -368,12 +357,12 @@ TEST_CASE("a member's own recipe overrides the ensemble's", "[pipeline][ensemble
   auto members = pipeline::train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options);
   CHECK(members[0].epochs.size() == 1);
   CHECK(members[1].epochs.size() == 2);
-  // Member 1 is train_model() with its own recipe, member 0 with the ensemble's.
+  // Member 1 is train::fit() with its own recipe, member 0 with the ensemble's.
   auto by_hand = nn::make_student<float>(32);
-  (void)pipeline::train_model<float>(by_hand, data, pool, own, 32);
+  (void)train::fit<float>(by_hand, data, pool, own, 32);
   CHECK(same_parameters(by_hand, members[1].model));
   by_hand = nn::make_student<float>(31);
-  (void)pipeline::train_model<float>(by_hand, data, pool, options.recipe, 31);
+  (void)train::fit<float>(by_hand, data, pool, options.recipe, 31);
   CHECK(same_parameters(by_hand, members[0].model));
   set_threads(2);
   // A bad override fails before anything trains.
@@ -417,7 +406,7 @@ TEST_CASE("load_or_train_ensemble loads saved members and trains only the missin
   std::filesystem::remove(dir / "student-s21-e1-n128.ckpt");
   events.clear();
   std::vector<std::size_t> epoch_reports;
-  options.on_epoch = [&](std::size_t k, const nn::EpochStats&) { epoch_reports.push_back(k); };
+  options.on_epoch = [&](std::size_t k, const train::EpochStats&) { epoch_reports.push_back(k); };
   auto mixed = pipeline::load_or_train_ensemble<float>(specs, example::make_architecture<float>, data, pool, options, files, record);
   CHECK(events == std::vector<std::pair<std::size_t, bool>>{{1, true}, {0, false}});
   CHECK(epoch_reports == std::vector<std::size_t>{0});
@@ -437,7 +426,7 @@ TEST_CASE("load_or_train_ensemble refuses a save directory that cannot take file
   options.recipe = {.epochs = 1, .batch = 64, .learning_rate = 0.02};
   options.threads = 1;
   int epochs_run = 0;
-  options.on_epoch = [&](std::size_t, const nn::EpochStats&) { ++epochs_run; };
+  options.on_epoch = [&](std::size_t, const train::EpochStats&) { ++epochs_run; };
   const auto name = [](const pipeline::MemberSpec& spec) { return pipeline::member_file_name(spec, 1, 64); };
   const auto base = std::filesystem::temp_directory_path() / "minnow_test_member_save_dir";
   std::filesystem::remove_all(base);
@@ -456,20 +445,20 @@ TEST_CASE("load_or_train_ensemble refuses a save directory that cannot take file
   std::filesystem::remove_all(base);
 }
 
-TEST_CASE("train_model with an augmentation is the Trainer loop with a BatchAugmenter", "[pipeline][augment]") {
+TEST_CASE("train::fit with an augmentation is the Trainer loop with a BatchAugmenter", "[pipeline][augment]") {
   const auto data = synthetic_data(192, 6);
   const auto pool = data::range_indices(0, 192);
   set_threads(1);
-  pipeline::Recipe recipe{.epochs = 2, .batch = 64, .learning_rate = 0.02};
+  train::Recipe recipe{.epochs = 2, .batch = 64, .learning_rate = 0.02};
   recipe.augmentation = data::Augmentation{.max_shift = 2, .horizontal_flip = true, .fill = -0.4};
   auto augmented = nn::make_student<float>(5);
-  (void)pipeline::train_model<float>(augmented, data, pool, recipe, 9);
+  (void)train::fit<float>(augmented, data, pool, recipe, 9);
 
   // By hand: the same sampler, schedule and optimizer, each batch transformed by draw_view(seed 9, step, index).
   auto by_hand = nn::make_student<float>(5);
   nn::Sgd<float> sgd(by_hand.parameters(), recipe.learning_rate,
                      {.momentum = recipe.momentum, .weight_decay = recipe.weight_decay, .nesterov = true});
-  nn::Trainer<float> trainer(by_hand, sgd);
+  train::Trainer<float> trainer(by_hand, sgd);
   trainer.set_progress(false);
   trainer.set_batch_transform([&](TensorView<float, 4> images, std::span<const index_t> indices, std::int64_t step) {
     std::vector<float> copy(static_cast<std::size_t>(images[0].size()));
@@ -491,10 +480,10 @@ TEST_CASE("train_model with an augmentation is the Trainer loop with a BatchAugm
   // And the augmentation changed the training.
   auto plain = nn::make_student<float>(5);
   recipe.augmentation.reset();
-  (void)pipeline::train_model<float>(plain, data, pool, recipe, 9);
+  (void)train::fit<float>(plain, data, pool, recipe, 9);
   CHECK_FALSE(same_parameters(augmented, plain));
   recipe.augmentation = data::Augmentation{.max_shift = -3};
-  CHECK_THROWS_WITH(pipeline::train_model<float>(plain, data, pool, recipe, 9), Contains("max_shift") && Contains("-3"));
+  CHECK_THROWS_WITH(train::fit<float>(plain, data, pool, recipe, 9), Contains("max_shift") && Contains("-3"));
   set_threads(2);
 }
 
@@ -520,18 +509,18 @@ TEST_CASE("end to end on 1000 Fashion-MNIST images: the ensemble of 3 beats its 
   CHECK(mean_member > 0.3);  // 16 steps of training: far above chance (0.1), far below convergence
   CHECK(ensemble_accuracy >= mean_member);
 
-  // A student distilled from the cached soft targets trains through nn::Trainer (at learning rate 0.02:
+  // A student distilled from the cached soft targets trains through train::fit (at learning rate 0.02:
   // see examples/distill.cpp for why KD at T = 4 needs a smaller one than labels).
   const auto train_logits = pipeline::ensemble_logits<float>(models, data.train);
   const auto targets = pipeline::ensemble_soft_targets<float>(train_logits, 4.0);
   auto student = nn::make_student<float>(1);
   options.recipe.epochs = 2;
   options.recipe.learning_rate = 0.02;
-  const auto history = pipeline::train_model<float>(
+  const auto history = train::fit<float>(
       student, data.train, pool, options.recipe, 1,
       distill::SoftTargetLoss<float>(distill::TeacherProbabilities<float>(targets), 4.0, 0.9));
   REQUIRE(history.size() == 2);
   CHECK(std::isfinite(history[1].train.loss));
   CHECK(history[1].train.loss < history[0].train.loss);
-  CHECK(nn::evaluate(student, data.test).accuracy > 0.5);
+  CHECK(train::evaluate(student, data.test).accuracy > 0.5);
 }

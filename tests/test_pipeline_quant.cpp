@@ -4,6 +4,7 @@
 #include <minnow/pipeline/quantize_model.hpp>
 #include <minnow/prune.hpp>
 #include <minnow/quant.hpp>
+#include <minnow/train.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -52,7 +53,7 @@ void qat_keeps_pruned_weights_zero(bool adam) {
     pruner.l1_unstructured(name, prune::Fraction{0.6});
   }
   pruner.apply();
-  nn::Trainer<float> trainer(model, *optimizer);
+  train::Trainer<float> trainer(model, *optimizer);
   trainer.set_progress(false);
   trainer.add_hook([&](std::int64_t) { pruner.apply(); });  // before the quantizer's hook
   pipeline::QuantizedModel<WeightQ, quant::Uint8PerTensorAffine> qmodel(model);
@@ -126,7 +127,7 @@ TEST_CASE("PTQ: calibration sets activation ranges, freezes them, and weights ar
   CHECK(input_q.params().at(0).zero_point == expected.zero_point);
 
   // Frozen: evaluating other data changes no range.
-  (void)nn::evaluate(model, random_images(50, 9), 25);
+  (void)train::evaluate(model, random_images(50, 9), 25);
   CHECK(input_q.params().at(0).scale == expected.scale);
 
   // Weights: value = fake_quantize(float copy) per output channel, and the float copy is the original.
@@ -152,7 +153,7 @@ TEST_CASE("PTQ: calibration sets activation ranges, freezes them, and weights ar
 TEST_CASE("QAT trains: the loss of a batch it keeps seeing falls, and observers freeze after N steps") {
   auto model = nn::make_student<float>(3);
   nn::Adam<float> adam(model.parameters(), 3e-3);
-  nn::Trainer<float> trainer(model, adam);
+  train::Trainer<float> trainer(model, adam);
   trainer.set_progress(false);
   // MinMax activations: a moving average started on an untrained network lags behind the growing
   // activations of this tiny, fast-moving run and clips them (their STE gradient is then 0).

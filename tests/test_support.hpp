@@ -2,8 +2,10 @@
 // Helpers shared by the tests.
 #include <catch2/catch.hpp>
 #include <minnow/data/fashion_mnist.hpp>
+#include <minnow/nn/sequential.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <cmath>
 #include <exception>
@@ -67,6 +69,19 @@ class ScratchDir {
  private:
   std::filesystem::path path_;
 };
+
+/// Bit-for-bit equality of every parameter of two models.
+inline bool same_parameters(minnow::nn::Sequential<float>& a, minnow::nn::Sequential<float>& b) {
+  const auto pa = a.parameters(), pb = b.parameters();
+  if (pa.size() != pb.size()) return false;
+  for (std::size_t i = 0; i < pa.size(); ++i) {
+    if (pa[i].value.size() != pb[i].value.size() ||
+        std::memcmp(pa[i].value.data(), pb[i].value.data(), sizeof(float) * static_cast<std::size_t>(pa[i].value.size())) != 0) {
+      return false;
+    }
+  }
+  return true;
+}
 
 /// The bytes of `n` elements at `p`: compared before and after a refused call (bit-exact, NaN included).
 template <class T>

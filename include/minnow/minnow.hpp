@@ -10,12 +10,12 @@
 #include <minnow/io/checkpoint.hpp>
 #include <minnow/io/compressed_model.hpp>
 #include <minnow/nn.hpp>
-#include <minnow/nn/train.hpp>
 #include <minnow/parameter.hpp>
 #include <minnow/prune.hpp>
 #include <minnow/quant.hpp>
 #include <minnow/tensor.hpp>
 #include <minnow/threads.hpp>
+#include <minnow/train.hpp>
 
 // The safetensors reader and writer need nlohmann/json (linked by minnow::minnow when it is installed).
 #if __has_include(<nlohmann/json.hpp>)

@@ -45,6 +45,18 @@ template <std::size_t Rank>
   return out + "]";
 }
 
+/// @brief Throws shape_error when `given` differs from `expected`, naming both:
+/// "what: given_name [2, 4] does not match expected_name [2, 3]". The check every module uses for an
+/// output, gradient or mask that must be shaped like another view; it allocates nothing when they match.
+template <std::size_t Rank>
+void check_same_shape(const char* what, const char* expected_name, const Shape<Rank>& expected, const char* given_name,
+                      const Shape<Rank>& given) {
+  if (given != expected) {
+    throw shape_error(detail::concat(what, ": ", given_name, " ", to_string(given), " does not match ", expected_name, " ",
+                                     to_string(expected)));
+  }
+}
+
 namespace detail {
 
 /// Formats extents of any rank as error messages show shapes: "[5, 3]".

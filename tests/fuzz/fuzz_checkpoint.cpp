@@ -5,7 +5,7 @@
 
 #include <minnow/nn/adam.hpp>
 #include <minnow/nn/models.hpp>
-#include <minnow/nn/train.hpp>
+#include <minnow/train/checkpoints.hpp>
 
 #include <algorithm>
 #include <cstdlib>
@@ -31,14 +31,14 @@ void load(const std::vector<std::uint8_t>& bytes) {
   minnow::nn::Adam<float> adam(model.parameters());
   const auto before = snapshot(model);
   try {
-    minnow::nn::load_training_state(file.path(), "fuzz", model, static_cast<minnow::nn::Optimizer<float>*>(&adam));
+    minnow::train::load_training_state(file.path(), "fuzz", model, static_cast<minnow::nn::Optimizer<float>*>(&adam));
     if (adam.step_count() < 0) std::abort();
   } catch (const minnow::format_error&) {
     if (snapshot(model) != before || adam.step_count() != 0) std::abort();
   }
   auto weights_only = tiny_cnn();
   try {
-    minnow::nn::load_parameters(file.path(), "fuzz", weights_only);
+    minnow::train::load_parameters(file.path(), "fuzz", weights_only);
   } catch (const minnow::format_error&) {
     if (snapshot(weights_only) != before) std::abort();
   }

@@ -9,7 +9,7 @@
 #include <minnow/io/sequential_safetensors.hpp>
 #include <minnow/nn/adam.hpp>
 #include <minnow/nn/models.hpp>
-#include <minnow/nn/train.hpp>
+#include <minnow/train/checkpoints.hpp>
 
 #include <zlib.h>
 
@@ -122,9 +122,9 @@ std::map<std::string, Bytes> seeds(const fs::path& scratch) {
   nn::Adam<float> adam(model.parameters());
   adam.set_step_count(3);
   out["checkpoint/with-adam"] = written_by(scratch, [&](const fs::path& p) {
-    nn::save_training_state(p, "fuzz", model, static_cast<nn::Optimizer<float>*>(&adam));
+    train::save_training_state(p, "fuzz", model, static_cast<nn::Optimizer<float>*>(&adam));
   });
-  out["checkpoint/parameters"] = written_by(scratch, [&](const fs::path& p) { nn::save_training_state(p, "fuzz", model); });
+  out["checkpoint/parameters"] = written_by(scratch, [&](const fs::path& p) { train::save_training_state(p, "fuzz", model); });
   out["safetensors/tiny-cnn"] = written_by(scratch, [&](const fs::path& p) {
     io::save_safetensors(model, p, {{"format", "pt"}});
   });

@@ -183,7 +183,7 @@ TEST_CASE("int8: quantize_per_tensor refuses bad parameters and shapes before wr
   CHECK(q(1, 3) == 0);   // NaN → 0
   const auto before = test_support::raw(wrong);
   CHECK_REFUSED(infer::quantize_per_tensor(x, {0.5f, 3}, wrong.view()), minnow::shape_error,
-                Contains("infer::quantize_per_tensor: q has shape [8, 2], expected [2, 8]"));
+                Contains("infer::quantize_per_tensor: q [8, 2] does not match x [2, 8]"));
   CHECK_REFUSED(infer::quantize_per_tensor(x, {-1.0f, 3}, q.view()), minnow::value_error,
                 Contains("infer::quantize_per_tensor: scale must be positive"));
   CHECK_REFUSED((void)infer::quantize_per_tensor(x.view(), {0.5f, 256}), minnow::value_error,

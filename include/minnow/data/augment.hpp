@@ -2,7 +2,7 @@
 /// @file data/augment.hpp
 /// @brief Seeded image augmentation: a random translation (torchvision's `RandomCrop(H, padding = s)`
 /// with a constant fill) and a random horizontal flip. Applied to a gathered batch in place
-/// (`nn::Trainer::set_batch_transform`), or materialised as extra copies of a data set, so that a
+/// (`train::Trainer::set_batch_transform`), or materialised as extra copies of a data set, so that a
 /// teacher's outputs on the augmented images can be computed once and cached for distillation.
 ///
 /// A view is drawn from (seed, stream, sample index) alone, by a splitmix64 hash, so the same sample
@@ -104,7 +104,7 @@ void apply_view(TensorView<const T, 3> src, TensorView<T, 3> dst, const View& vi
   }
 }
 
-/// @brief Augments a batch in place, as a `nn::Trainer` batch transform: image n of `images` [N, C, H, W]
+/// @brief Augments a batch in place, as a `train::Trainer` batch transform: image n of `images` [N, C, H, W]
 /// (sample `indices[n]`) gets `draw_view(augmentation, seed, step, indices[n])`. Keeps one image of scratch
 /// space, so after the first call it does not allocate.
 template <std::floating_point T>

@@ -85,7 +85,7 @@ namespace minnow::data {
 ///
 /// A BatchSampler over positions 0..M−1 of the list decides the order, so an epoch's batches depend only
 /// on (list, seed, epoch), exactly as BatchSampler's do; batch(b) maps the positions to sample indices.
-/// With the list 0..N−1 the batches are BatchSampler's own. Feed them to `nn::Trainer::step(data, batch)`.
+/// With the list 0..N−1 the batches are BatchSampler's own. Feed them to `train::Trainer::step(data, batch)`.
 class SubsetBatchSampler {
  public:
   /// @param indices   sample indices to iterate over (copied; each must be a sample of the data set the

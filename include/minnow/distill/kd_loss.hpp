@@ -118,13 +118,6 @@ namespace detail {
 
 enum class TeacherKind { logits, probabilities };
 
-/// Throws value_error unless alpha ∈ [0, 1] (NaN fails).
-inline void check_alpha(const char* what, double alpha) {
-  if (!(alpha >= 0.0 && alpha <= 1.0)) {
-    throw value_error(minnow::detail::concat(what, ": alpha must be in [0, 1], got alpha = ", alpha));
-  }
-}
-
 /// True when a row of probabilities is acceptable: every entry ≥ 0 and the sum within the tolerance.
 /// A NaN entry makes the sum NaN, which fails the test.
 template <class T>
@@ -133,16 +126,27 @@ template <class T>
   return r.minCoeff() >= T(0) && std::abs(row_sum_wide(row, cols) - 1.0) <= probability_sum_tolerance;
 }
 
-/// Throws value_error unless every entry is ≥ 0 and every row sums to 1 within probability_sum_tolerance,
-/// naming the first bad row. The check is a vectorized pass over row blocks (threaded like the kernels);
-/// only a failing row is scanned again, to name the offending entry.
+}  // namespace detail
+
+/// @brief Throws value_error unless alpha ∈ [0, 1] (NaN fails): the weight of the distillation term
+/// against cross-entropy in combined_loss() and SoftTargetLoss.
+inline void check_alpha(const char* what, double alpha) {
+  if (!(alpha >= 0.0 && alpha <= 1.0)) {
+    throw value_error(minnow::detail::concat(what, ": alpha must be in [0, 1], got alpha = ", alpha));
+  }
+}
+
+/// @brief Throws value_error unless every row of `p` [N, C] is a distribution: every entry ≥ 0 and every
+/// row summing to 1 within probability_sum_tolerance. The message names the first bad row (and entry).
+/// The check is a vectorized pass over row blocks (threaded like the kernels); only a failing row is
+/// scanned again, to name the offending entry.
 template <class T>
-void check_probabilities(const char* what, TensorView<const T, 2> p) {
+void check_probability_rows(const char* what, TensorView<const T, 2> p) {
   const index_t rows = p.dim(0), cols = p.dim(1);
   std::atomic<index_t> first_bad{rows};
-  for_each_row_block(rows, cols, threads_for(p.size()), [&](index_t begin, index_t end, int) {
+  detail::for_each_row_block(rows, cols, detail::threads_for(p.size()), [&](index_t begin, index_t end, int) {
     for (index_t i = begin; i < end && i < first_bad.load(std::memory_order_relaxed); ++i) {
-      if (!probability_row_ok(p.data() + i * cols, cols)) {
+      if (!detail::probability_row_ok(p.data() + i * cols, cols)) {
         index_t seen = first_bad.load(std::memory_order_relaxed);
         while (i < seen && !first_bad.compare_exchange_weak(seen, i)) {
         }
@@ -160,11 +164,13 @@ void check_probabilities(const char* what, TensorView<const T, 2> p) {
     }
   }
   throw value_error(minnow::detail::concat(what, ": teacher probabilities of row ", i, " sum to ",
-                                           row_sum_wide(row, cols), ", expected 1 within ", probability_sum_tolerance));
+                                           detail::row_sum_wide(row, cols), ", expected 1 within ",
+                                           probability_sum_tolerance));
 }
 
-/// Throws unless there is one label per row, each in [0, C).
-inline void check_labels(const char* what, const Shape<2>& logits, TensorView<const std::int32_t, 1> labels) {
+/// @brief Throws shape_error unless there is one label per row of `logits` [N, C], and value_error unless
+/// each label is a class index in [0, C).
+inline void check_class_labels(const char* what, const Shape<2>& logits, TensorView<const std::int32_t, 1> labels) {
   if (labels.size() != logits[0]) {
     throw shape_error(
         minnow::detail::concat(what, ": ", labels.size(), " labels for student logits ", to_string(logits)));
@@ -176,6 +182,8 @@ inline void check_labels(const char* what, const Shape<2>& logits, TensorView<co
     }
   }
 }
+
+namespace detail {
 
 /// Part one of a row log without a scalar double log per row: stores xf = x rounded to T in
 /// `scratch[i]` and returns log(x / xf) ≈ (x − xf)/x, the double-precision remainder (below 6e-8 for
@@ -497,7 +505,7 @@ void check_kd_inputs(const char* what, TensorView<const T, 2> student, TensorVie
   check_same_shape(what, "student logits", student.shape(),
                    kind == TeacherKind::logits ? "teacher logits" : "teacher probabilities", teacher.shape());
   check_same_shape(what, "student logits", student.shape(), "gradient", dstudent.shape());
-  if (kind == TeacherKind::probabilities) check_probabilities(what, teacher);
+  if (kind == TeacherKind::probabilities) check_probability_rows(what, teacher);
 }
 
 /// The workspace used by the overloads that take none: one per thread, kept warm between calls.
@@ -568,9 +576,9 @@ double combined_loss(std::type_identity_t<TensorView<const T, 2>> student, const
                      TensorView<const std::int32_t, 1> labels, double temperature, double alpha,
                      std::type_identity_t<TensorView<T, 2>> dstudent, KdWorkspace<T>& workspace) {
   const auto kind = detail::kind_of(teacher);
-  detail::check_alpha("combined_loss", alpha);
+  check_alpha("combined_loss", alpha);
   detail::check_kd_inputs<T>("combined_loss", student, teacher.view(), kind, temperature, dstudent);
-  detail::check_labels("combined_loss", student.shape(), labels);
+  check_class_labels("combined_loss", student.shape(), labels);
   return detail::combined_unchecked<T>(student, teacher.view(), kind, labels.data(), temperature, alpha, dstudent,
                                        workspace);
 }
@@ -587,7 +595,7 @@ double combined_loss(std::type_identity_t<TensorView<const T, 2>> student, const
 /// @brief A training-loop loss that distils from teacher outputs cached for a whole data set.
 /// @tparam T scalar type.
 ///
-/// Its call signature is the one `minnow::nn::LossFunction<T>` expects —
+/// Its call signature is the one `minnow::train::LossFunction<T>` expects —
 /// `double(TensorView<const T, 2> logits, TensorView<const int32_t, 1> labels, std::span<const index_t>
 /// indices, TensorView<T, 2> dlogits)` — so `trainer.set_loss(distill::SoftTargetLoss<float>(...))`
 /// works without distill/ depending on nn/. Row `indices[r]` of the cached table [N, C] is the teacher
@@ -620,8 +628,8 @@ class SoftTargetLoss {
       throw shape_error(minnow::detail::concat(what, ": logits ", to_string(logits.shape()), " do not match the ", cols,
                                                " classes of the cached teacher outputs ", to_string(table_.shape())));
     }
-    detail::check_same_shape(what, "logits", logits.shape(), "gradient", dlogits.shape());
-    if (alpha_ < 1.0) detail::check_labels(what, logits.shape(), labels);
+    check_same_shape(what, "logits", logits.shape(), "gradient", dlogits.shape());
+    if (alpha_ < 1.0) check_class_labels(what, logits.shape(), labels);
     gathered_.resize({rows, cols});
     for (index_t r = 0; r < rows; ++r) {
       const index_t index = indices[static_cast<std::size_t>(r)];
@@ -654,10 +662,10 @@ class SoftTargetLoss {
  private:
   SoftTargetLoss(TensorView<const T, 2> table, detail::TeacherKind kind, double temperature, double alpha)
       : table_(table), kind_(kind), temperature_(temperature), alpha_(alpha) {
-    detail::check_temperature<T>("SoftTargetLoss", temperature);
-    detail::check_alpha("SoftTargetLoss", alpha);
-    detail::check_has_classes("SoftTargetLoss", "cached teacher outputs", table.shape());
-    if (kind == detail::TeacherKind::probabilities) detail::check_probabilities("SoftTargetLoss", table);
+    check_temperature<T>("SoftTargetLoss", temperature);
+    check_alpha("SoftTargetLoss", alpha);
+    check_has_classes("SoftTargetLoss", "cached teacher outputs", table.shape());
+    if (kind == detail::TeacherKind::probabilities) check_probability_rows("SoftTargetLoss", table);
   }
 
   TensorView<const T, 2> table_;

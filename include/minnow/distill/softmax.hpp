@@ -4,75 +4,24 @@
 ///
 /// Row i of the output is `softmax(z_i / T)`, computed as `exp((z_i − max z_i) / T) / Σ exp(...)`: after
 /// subtracting the row maximum every exponent is ≤ 0, so logits of ±1e4 give finite results. The row
-/// kernels in `detail` are shared by the KD loss (kd_loss.hpp) and the ensemble rules (ensemble/).
+/// kernels in `detail` serve the KD loss (kd_loss.hpp); the ensemble rules (ensemble/) call softmax() on
+/// blocks of rows.
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <minnow/detail/parallel.hpp>
+#include <minnow/detail/row_blocks.hpp>
 #include <minnow/error.hpp>
 #include <minnow/tensor.hpp>
 #include <type_traits>
 
 namespace minnow::distill {
 
-namespace detail {
-
-/// Elements per block of rows: a block of every work buffer of a kernel then stays in L1/L2.
-inline constexpr index_t kBlockElements = 4096;
-/// Matrices with fewer elements are processed on the calling thread: waking a second one costs more.
-inline constexpr index_t kParallelElements = 1 << 16;
-/// Rows shorter than this are reduced by a plain loop; Eigen's vectorized reduction only pays above it.
-inline constexpr index_t kVectorRow = 32;
-
-template <class T>
-using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
-/// A contiguous run of elements in user memory (alignment unknown).
-template <class T>
-using RowMap = Eigen::Map<Array<T>>;
-template <class T>
-using ConstRowMap = Eigen::Map<const Array<T>>;
-/// A run of elements in a work buffer, which starts on a 64-byte boundary.
-template <class T>
-using AlignedMap = Eigen::Map<Array<T>, Eigen::Aligned64>;
-
-/// Whether Eigen's vectorized exp/log may be used for scalar S. GCC 12 with AVX-512 reports Eigen's
-/// double kernels as reading uninitialized values inside its own intrinsics (GCC PR 105593), which
-/// -Werror builds cannot accept; double is the gradient-checking type, so there it takes std::exp/std::log.
-template <class S>
-inline constexpr bool kPacketMath =
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13 && defined(__AVX512F__)
-    !std::is_same_v<S, double>;
-#else
-    true;
-#endif
-
-/// Element-wise exp of an Eigen array expression (see kPacketMath).
-template <class Derived>
-[[nodiscard]] auto array_exp(const Eigen::ArrayBase<Derived>& x) {
-  using S = typename Derived::Scalar;
-  if constexpr (kPacketMath<S>) {
-    return x.exp();
-  } else {
-    return x.unaryExpr([](S v) { return std::exp(v); });
-  }
-}
-
-/// Element-wise log of an Eigen array expression (see kPacketMath).
-template <class Derived>
-[[nodiscard]] auto array_log(const Eigen::ArrayBase<Derived>& x) {
-  using S = typename Derived::Scalar;
-  if constexpr (kPacketMath<S>) {
-    return x.log();
-  } else {
-    return x.unaryExpr([](S v) { return std::log(v); });
-  }
-}
-
-/// Throws value_error unless `temperature` can be computed with in scalar type S: finite and > 0, 1/T a
-/// finite normal S (the kernels scale logits by it) and T² finite (the loss is scaled by it). For float
-/// that is T in [2.9e-39, 8.5e37]; outside it the results would be NaN, not the limit.
+/// @brief Throws value_error unless `temperature` can be computed with in scalar type S: finite and > 0,
+/// 1/T a finite normal S (the kernels scale logits by it) and T² finite (the loss is scaled by it). For
+/// float that is T in [2.9e-39, 8.5e37]; outside it the results would be NaN, not the limit. `what` starts
+/// the message. Every function of distill/ and ensemble/ that takes a temperature checks it with this.
 template <class S = double>
 void check_temperature(const char* what, double temperature) {
   const double lowest = 1.0 / static_cast<double>(std::numeric_limits<S>::max());
@@ -85,49 +34,29 @@ void check_temperature(const char* what, double temperature) {
   }
 }
 
-/// Throws shape_error when `given` differs from `expected`, naming both.
-inline void check_same_shape(const char* what, const char* expected_name, const Shape<2>& expected,
-                             const char* given_name, const Shape<2>& given) {
-  if (given != expected) {
-    throw shape_error(minnow::detail::concat(what, ": ", given_name, " ", to_string(given), " does not match ",
-                                             expected_name, " ", to_string(expected)));
-  }
-}
-
-/// Throws shape_error for a non-empty batch without classes: a distribution over nothing.
+/// @brief Throws shape_error for a non-empty batch without classes (`shape` [N, 0], N > 0): a distribution
+/// over nothing. `name` says what `shape` belongs to in the message.
 inline void check_has_classes(const char* what, const char* name, const Shape<2>& shape) {
   if (shape[0] > 0 && shape[1] == 0) {
     throw shape_error(minnow::detail::concat(what, ": ", name, " ", to_string(shape), " has no classes"));
   }
 }
 
-/// Threads worth using for `elements` elements of row-wise work.
-[[nodiscard]] inline int threads_for(index_t elements) noexcept {
-  return elements >= kParallelElements ? minnow::detail::max_threads() : 1;
-}
+namespace detail {
 
-/// Rows per block for rows of `cols` elements (at least one).
-[[nodiscard]] inline index_t block_rows(index_t cols) noexcept {
-  return std::max<index_t>(1, kBlockElements / std::max<index_t>(cols, 1));
-}
+// The row-block helpers and exp/log shared with ensemble/ are the core's (detail/row_blocks.hpp).
+using minnow::detail::AlignedMap;
+using minnow::detail::array_exp;
+using minnow::detail::array_log;
+using minnow::detail::block_rows;
+using minnow::detail::ConstRowMap;
+using minnow::detail::for_each_row_block;
+using minnow::detail::padded;
+using minnow::detail::RowMap;
+using minnow::detail::threads_for;
 
-/// `count` elements rounded up to whole 64-byte lines, so buffers carved one after another stay aligned.
-template <class T>
-[[nodiscard]] constexpr index_t padded(index_t count) noexcept {
-  constexpr index_t line = MINNOW_ALIGNMENT / static_cast<index_t>(sizeof(T));
-  return (count + line - 1) / line * line;
-}
-
-/// Runs `body(begin, end, thread)` over blocks of rows [begin, end) of a `rows × cols` matrix.
-template <class Body>
-void for_each_row_block(index_t rows, index_t cols, int threads, Body&& body) {
-  const index_t block = block_rows(cols);
-  const long blocks = static_cast<long>((rows + block - 1) / block);
-  minnow::detail::parallel_for(blocks, threads, [&](long b, int thread) {
-    const index_t begin = static_cast<index_t>(b) * block;
-    body(begin, std::min(rows, begin + block), thread);
-  });
-}
+/// Rows shorter than this are reduced by a plain loop; Eigen's vectorized reduction only pays above it.
+inline constexpr index_t kVectorRow = 32;
 
 /// Largest element of x[0, n), n ≥ 1.
 template <class T>

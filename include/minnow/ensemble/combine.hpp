@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <minnow/detail/row_blocks.hpp>
 #include <minnow/distill/softmax.hpp>
 #include <minnow/error.hpp>
 #include <minnow/tensor.hpp>
@@ -45,7 +46,7 @@ Shape<2> check_members(const char* what, Members<T> members, const char* kind = 
     }
   }
   const std::string label = minnow::detail::concat("member ", kind);
-  distill::detail::check_has_classes(what, label.c_str(), shape);
+  distill::check_has_classes(what, label.c_str(), shape);
   return shape;
 }
 
@@ -58,8 +59,13 @@ inline std::string format_weights(std::span<const double> weights) {
   return out + "]";
 }
 
-/// Throws unless there is one weight per member, each finite and ≥ 0, summing to 1 within weight_sum_tolerance.
-inline void check_weights(const char* what, std::span<const double> weights, std::size_t members) {
+}  // namespace detail
+
+/// @brief Throws shape_error unless there is one weight per member (`members` of them), and value_error
+/// unless each is finite and ≥ 0 and they sum to 1 within weight_sum_tolerance: the weights of
+/// mean_probabilities(), mean_logits() and weighted_nll().
+inline void check_member_weights(const char* what, std::span<const double> weights, std::size_t members) {
+  using detail::format_weights;
   if (weights.size() != members) {
     throw shape_error(minnow::detail::concat(what, ": ", weights.size(), " weights ", format_weights(weights), " for ",
                                              members, " members"));
@@ -78,26 +84,28 @@ inline void check_weights(const char* what, std::span<const double> weights, std
   }
 }
 
+namespace detail {
+
 enum class Rule { mean_probabilities, mean_logits };
 
 /// Both soft rules, over row blocks (split across OpenMP threads for large N); inputs already validated.
+/// Each block goes through distill::softmax, on one thread (a block is below its parallel threshold).
 template <class T>
 void soft_combine(Members<T> members, std::span<const double> weights, double temperature, TensorView<T, 2> out,
                   Rule rule) {
-  namespace dd = distill::detail;
+  namespace core = minnow::detail;
   const index_t rows = out.dim(0), cols = out.dim(1);
   if (rows == 0) return;
-  const T inv_t = static_cast<T>(1.0 / temperature);
-  const int threads = dd::threads_for(rows * cols * static_cast<index_t>(members.size()));
+  const int threads = core::threads_for(rows * cols * static_cast<index_t>(members.size()));
   // One softmax scratch block per thread: a block of every member's output stays in cache.
-  const index_t block = dd::padded<T>(dd::block_rows(cols) * cols);
+  const index_t block = core::padded<T>(core::block_rows(cols) * cols);
   Tensor<T, 1> scratch(rule == Rule::mean_probabilities ? Shape<1>{block * threads} : Shape<1>{0});
-  dd::for_each_row_block(rows, cols, threads, [&](index_t begin, index_t end, int thread) {
+  core::for_each_row_block(rows, cols, threads, [&](index_t begin, index_t end, int thread) {
     const index_t offset = begin * cols, n = end - begin, len = n * cols;
-    dd::RowMap<T> acc(out.data() + offset, len);
+    core::RowMap<T> acc(out.data() + offset, len);
     if (rule == Rule::mean_logits) {
       for (std::size_t k = 0; k < members.size(); ++k) {
-        const dd::ConstRowMap<T> t(members[k].data() + offset, len);
+        const core::ConstRowMap<T> t(members[k].data() + offset, len);
         const T w = static_cast<T>(weights[k]);
         if (k == 0) {
           acc = t * w;
@@ -105,17 +113,19 @@ void soft_combine(Members<T> members, std::span<const double> weights, double te
           acc += t * w;
         }
       }
-      dd::softmax_rows(acc.data(), n, cols, inv_t, acc.data());
+      const TensorView<T, 2> combined = out.slice(begin, end);
+      distill::softmax<T>(combined, temperature, combined);
       return;
     }
     T* p = scratch.data() + static_cast<index_t>(thread) * block;
+    const TensorView<T, 2> probabilities(p, {n, cols});
     for (std::size_t k = 0; k < members.size(); ++k) {
-      dd::softmax_rows(members[k].data() + offset, n, cols, inv_t, p);
+      distill::softmax<T>(members[k].slice(begin, end), temperature, probabilities);
       const T w = static_cast<T>(weights[k]);
       if (k == 0) {
-        acc = dd::AlignedMap<T>(p, len) * w;
+        acc = core::AlignedMap<T>(p, len) * w;
       } else {
-        acc += dd::AlignedMap<T>(p, len) * w;
+        acc += core::AlignedMap<T>(p, len) * w;
       }
     }
   });
@@ -123,9 +133,9 @@ void soft_combine(Members<T> members, std::span<const double> weights, double te
 
 template <class T>
 void check_soft(const char* what, Members<T> members, double temperature, TensorView<T, 2> out) {
-  distill::detail::check_temperature<T>(what, temperature);
+  distill::check_temperature<T>(what, temperature);
   const Shape<2> shape = check_members(what, members);
-  distill::detail::check_same_shape(what, "member logits", shape, "output", out.shape());
+  check_same_shape(what, "member logits", shape, "output", out.shape());
 }
 
 }  // namespace detail
@@ -139,7 +149,7 @@ void check_soft(const char* what, Members<T> members, double temperature, Tensor
 template <class T>
 void mean_probabilities(Members<T> members, std::span<const double> weights, double temperature, TensorView<T, 2> out) {
   detail::check_soft("mean_probabilities", members, temperature, out);
-  detail::check_weights("mean_probabilities", weights, members.size());
+  check_member_weights("mean_probabilities", weights, members.size());
   detail::soft_combine(members, weights, temperature, out, detail::Rule::mean_probabilities);
 }
 
@@ -158,7 +168,7 @@ void mean_probabilities(Members<T> members, double temperature, TensorView<T, 2>
 template <class T>
 void mean_logits(Members<T> members, std::span<const double> weights, double temperature, TensorView<T, 2> out) {
   detail::check_soft("mean_logits", members, temperature, out);
-  detail::check_weights("mean_logits", weights, members.size());
+  check_member_weights("mean_logits", weights, members.size());
   detail::soft_combine(members, weights, temperature, out, detail::Rule::mean_logits);
 }
 

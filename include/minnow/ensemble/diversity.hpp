@@ -9,6 +9,7 @@
 ///                      probabilities at T (0: the member is the ensemble)
 
 #include <cmath>
+#include <minnow/detail/row_blocks.hpp>
 #include <minnow/distill/softmax.hpp>
 #include <minnow/ensemble/combine.hpp>
 #include <minnow/error.hpp>
@@ -57,7 +58,7 @@ template <class T>
 /// @throws value_error for fewer than 2 members or a bad temperature; shape_error when member shapes differ.
 template <class T>
 [[nodiscard]] std::vector<double> kl_to_ensemble(Members<T> members, double temperature) {
-  distill::detail::check_temperature<T>("kl_to_ensemble", temperature);
+  distill::check_temperature<T>("kl_to_ensemble", temperature);
   const Shape<2> shape = detail::check_diverse("kl_to_ensemble", members);
   std::vector<double> out(members.size(), 0.0);
   const index_t rows = shape[0];
@@ -66,7 +67,7 @@ template <class T>
   mean_probabilities<T>(members, temperature, mean);
   // log p̄ taken once. p̄ ≥ pₖ/K, so a p̄ that underflowed to 0 sits under pₖ of at most K times the
   // smallest subnormal: its term is negligible, and 0 stands in for the -inf log.
-  mean.array() = (mean.array() > T(0)).select(distill::detail::array_log(mean.array()), T(0));
+  mean.array() = (mean.array() > T(0)).select(minnow::detail::array_log(mean.array()), T(0));
   for (std::size_t k = 0; k < members.size(); ++k) {
     distill::log_softmax<T>(members[k], temperature, log_member);
     double total = 0.0;

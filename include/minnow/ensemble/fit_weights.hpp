@@ -75,10 +75,10 @@ template <class T>
   const Shape<2> shape = detail::check_members<T>(what, probabilities, "probabilities");
   const index_t rows = shape[0], cols = shape[1];
   if (rows == 0) throw value_error(minnow::detail::concat(what, ": no held-out samples to fit on"));
-  distill::detail::check_labels(what, shape, labels);
+  distill::check_class_labels(what, shape, labels);
   for (std::size_t k = 0; k < probabilities.size(); ++k) {
     const std::string member = minnow::detail::concat(what, " (member ", k, ")");
-    distill::detail::check_probabilities(member.c_str(), probabilities[k]);
+    distill::check_probability_rows(member.c_str(), probabilities[k]);
   }
 
   // P[n, k] = member k's probability of sample n's label, row-major by sample.
@@ -147,9 +147,9 @@ template <class T>
                                   TensorView<const std::int32_t, 1> labels) {
   constexpr const char* what = "weighted_nll";
   if (probabilities.empty()) throw value_error(minnow::detail::concat(what, ": the ensemble has no members"));
-  detail::check_weights(what, weights, probabilities.size());
+  check_member_weights(what, weights, probabilities.size());
   const Shape<2> shape = detail::check_members<T>(what, probabilities, "probabilities");
-  distill::detail::check_labels(what, shape, labels);
+  distill::check_class_labels(what, shape, labels);
   const index_t rows = shape[0], cols = shape[1];
   if (rows == 0) return 0.0;
   double nll = 0.0;

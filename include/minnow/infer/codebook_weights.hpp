@@ -103,7 +103,7 @@ namespace detail {
   }
   std::size_t largest = 0;
   for (std::size_t b = 0; b < books.size(); ++b) {
-    quant::detail::check_codebook(books[b], context.c_str(), books.size() > 1 ? static_cast<index_t>(b) : -1);
+    quant::check_codebook(books[b], context.c_str(), books.size() > 1 ? static_cast<index_t>(b) : -1);
     largest = std::max(largest, books[b].centroids.size());
   }
   if (largest > 256) {

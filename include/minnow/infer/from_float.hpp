@@ -46,7 +46,7 @@ template <std::size_t R>
 void quantize_per_tensor(std::type_identity_t<TensorView<const float, R>> x, quant::AffineParams params,
                          TensorView<std::uint8_t, R> q) {
   detail::check_activation_params(params, "infer::quantize_per_tensor");
-  quant::detail::check_same_shape(x.shape(), q.shape(), "infer::quantize_per_tensor", "q");
+  check_same_shape("infer::quantize_per_tensor", "x", x.shape(), "q", q.shape());
   detail::quantize_row(arch::best{}, x.data(), x.size(), params, q.data());
 }
 

@@ -46,7 +46,7 @@ inline void check_weight_params(const std::string& name, index_t rows, std::span
                                              " output channels"));
   }
   for (std::size_t c = 0; c < params.size(); ++c) {
-    quant::detail::check_params(params[c], grid, context.c_str(), static_cast<index_t>(c));
+    quant::check_affine_params(params[c], grid, context.c_str(), static_cast<index_t>(c));
   }
 }
 

@@ -87,7 +87,7 @@ struct IntegerModel {
 namespace detail {
 
 inline void check_uint8_params(quant::AffineParams p, const std::string& what) {
-  quant::detail::check_params(p, quant::QRange{0, 255}, what.c_str());
+  quant::check_affine_params(p, quant::QRange{0, 255}, what.c_str());
 }
 
 inline void check_bias(const std::vector<float>& bias, index_t rows, const std::string& layer) {

@@ -203,7 +203,7 @@ struct QuantizedActivations {
 namespace detail {
 
 inline void check_activation_params(quant::AffineParams p, const char* context) {
-  quant::detail::check_params(p, quant::QRange{0, 255}, context);
+  quant::check_affine_params(p, quant::QRange{0, 255}, context);
 }
 
 inline void prepare(QuantizedActivations& a, index_t m, index_t k, quant::AffineParams params) {
@@ -403,7 +403,7 @@ inline Epilogue make_epilogue(const QuantizedActivations& a, const PackedWeights
   if (kind == Out::int32 && !stage.bias.empty()) {
     throw value_error(minnow::detail::concat(layer, ": int32 output takes an int32 bias only"));
   }
-  if (kind == Out::requantize) quant::detail::check_params(out, quant::QRange{0, 255}, (layer + " (output)").c_str());
+  if (kind == Out::requantize) quant::check_affine_params(out, quant::QRange{0, 255}, (layer + " (output)").c_str());
   Epilogue e;
   e.relu = stage.relu;
   e.zw = w.any_zero_point ? w.zero_points.data() : nullptr;

@@ -496,7 +496,7 @@ class QuantizedConv2d {
     for (std::size_t j = 0; j < bias.size(); ++j) {
       if (!std::isfinite(bias[j])) throw value_error(minnow::detail::concat(layer, ": bias ", j, " is ", bias[j]));
     }
-    quant::detail::check_params(input, quant::QRange{0, 255}, (layer + " (input)").c_str());
+    quant::check_affine_params(input, quant::QRange{0, 255}, (layer + " (input)").c_str());
     packed_ = pack_weights(weights);
     direct_ = detail::make_direct_weights(weights, in_, kernel_, stride_);
     bias_.assign(bias.begin(), bias.end());
@@ -541,7 +541,7 @@ class QuantizedConv2d {
   template <class Arch = arch::best>
   void forward(TensorView<const std::uint8_t, 4> x, quant::AffineParams out, TensorView<std::uint8_t, 4> y) {
     check_output(x.shape(), y.shape());
-    quant::detail::check_params(out, quant::QRange{0, 255}, ("QuantizedConv2d '" + packed_.name + "' (output)").c_str());
+    quant::check_affine_params(out, quant::QRange{0, 255}, ("QuantizedConv2d '" + packed_.name + "' (output)").c_str());
     run<Arch>(x, y.data(), out);
   }
 
@@ -567,7 +567,7 @@ class QuantizedConv2d {
       throw shape_error(minnow::detail::concat("QuantizedConv2d '", packed_.name, "': pooled output is ", to_string(y.shape()),
                                                ", expected the 2x2 pool of ", to_string(full)));
     }
-    quant::detail::check_params(out, quant::QRange{0, 255}, ("QuantizedConv2d '" + packed_.name + "' (output)").c_str());
+    quant::check_affine_params(out, quant::QRange{0, 255}, ("QuantizedConv2d '" + packed_.name + "' (output)").c_str());
     if constexpr (detail::has_direct_conv && std::is_base_of_v<arch::avx512_vnni, Arch>) {
       if (direct_enabled_ && direct_.kind != detail::DirectKind::none) {
         run_direct<std::uint8_t, true>(x, y.data(), out);

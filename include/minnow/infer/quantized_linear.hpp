@@ -105,7 +105,7 @@ class QuantizedLinear {
         throw value_error(minnow::detail::concat(layer, ": bias ", j, " is ", bias[j]));
       }
     }
-    quant::detail::check_params(input, quant::QRange{0, 255}, (layer + " (input)").c_str());
+    quant::check_affine_params(input, quant::QRange{0, 255}, (layer + " (input)").c_str());
     bias_.assign(bias.begin(), bias.end());
     input_ = input;
     relu_ = relu;

@@ -232,7 +232,7 @@ void load_checkpoint(const std::filesystem::path& path, std::string_view tag, co
   }
   if (version == 1 && !counters.empty()) {
     throw format_error(concat("checkpoint '", file, "' has version 1, which stores no exact '", counters.front().name,
-                              "': its parameters load with nn::load_parameters"));
+                              "': its parameters load with train::load_parameters"));
   }
   const auto scalar = r.value<std::uint32_t>("scalar size");
   if (scalar != sizeof(T)) {

@@ -24,7 +24,7 @@ class ReLU final : public Layer<T> {
   }
 
   Activations<T> backward(Activations<T> dy) override {
-    detail::check_backward_shape("ReLU", y_.shape(), dy.shape());
+    check_backward_shape("ReLU", y_.shape(), dy.shape());
     dx_.resize(dy.shape());
     dx_.array() = (y_.array() > T(0)).select(dy.array(), T(0));
     return dx_.view();
@@ -47,7 +47,7 @@ class Flatten final : public Layer<T> {
     return x.reshape(output_shape(in_shape_));
   }
   Activations<T> backward(Activations<T> dy) override {
-    detail::check_backward_shape("Flatten", output_shape(in_shape_), dy.shape());
+    check_backward_shape("Flatten", output_shape(in_shape_), dy.shape());
     return dy.reshape(in_shape_);
   }
 

@@ -58,7 +58,7 @@ class AvgPool2d final : public Layer<T> {
   }
 
   Activations<T> backward(Activations<T> dy) override {
-    detail::check_backward_shape("AvgPool2d", y_.shape(), dy.shape());
+    check_backward_shape("AvgPool2d", y_.shape(), dy.shape());
     dx_.resize(in_shape_);
     const T divisor = static_cast<T>(kernel_ * kernel_);
     for_planes([&](index_t p) {
@@ -127,7 +127,7 @@ class GlobalAvgPool2d final : public Layer<T> {
   }
 
   Activations<T> backward(Activations<T> dy) override {
-    detail::check_backward_shape("GlobalAvgPool2d", y_.shape(), dy.shape());
+    check_backward_shape("GlobalAvgPool2d", y_.shape(), dy.shape());
     dx_.resize(in_shape_);
     const index_t plane = in_shape_[2] * in_shape_[3];
     dx_.view().matrix(dy.size(), plane).colwise() = dy.matrix(dy.size(), 1).col(0) / static_cast<T>(plane);

@@ -94,7 +94,7 @@ class BatchNorm2d final : public Layer<T> {
   }
 
   Activations<T> backward(Activations<T> dy) override {
-    detail::check_backward_shape("BatchNorm2d", y_.shape(), dy.shape());
+    check_backward_shape("BatchNorm2d", y_.shape(), dy.shape());
     const index_t n = dy.dim(0), plane = dy.dim(2) * dy.dim(3);
     const double count = static_cast<double>(n * plane);
     if (this->needs_input_grad_) dx_.resize(x_.shape());

@@ -84,7 +84,7 @@ class Conv2d final : public Layer<T> {
   }
 
   Activations<T> backward(Activations<T> dy) override {
-    detail::check_backward_shape("Conv2d", y_.shape(), dy.shape());
+    check_backward_shape("Conv2d", y_.shape(), dy.shape());
     const Plan plan = prepare_workspace(dy.dim(0));
     const bool want_dx = this->needs_input_grad_;
     bool direct_dx = false;

@@ -74,7 +74,7 @@ class ConvReluPool {
   /// dL/dx for dL/d(pooled output) of the last forward (an empty view when `want_dx` is false); writes
   /// the convolution's weight and bias gradients. @throws shape_error when `dy` is not the last output's shape.
   Activations<float> backward(Activations<float> dy, bool want_dx) {
-    detail::check_backward_shape("Conv2d+ReLU+MaxPool2d", y_.shape(), dy.shape());
+    check_backward_shape("Conv2d+ReLU+MaxPool2d", y_.shape(), dy.shape());
     const simd::DirectConvGeometry& g = geometry_;
     const simd::ChannelsLastGeometry in{g.in_channels, g.kernel, g.padding, g.height, g.width};
     const index_t samples = dy.dim(0), channels = g.out_channels, pooled = dy.dim(2) * dy.dim(3);

@@ -39,7 +39,7 @@ class Dropout final : public Layer<T> {
   }
 
   Activations<T> backward(Activations<T> dy) override {
-    detail::check_backward_shape("Dropout", out_shape_, dy.shape());
+    check_backward_shape("Dropout", out_shape_, dy.shape());
     if (!training_) return dy;
     dx_.resize(dy.shape());
     dx_.array() = dy.array() * mask_.array();

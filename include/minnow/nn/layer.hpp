@@ -58,15 +58,13 @@ class Layer {
   bool needs_input_grad_ = true;
 };
 
-namespace detail {
-
-/// Checks that a backward call's gradient has the shape of the last forward's output.
+/// @brief Throws shape_error when the gradient a `backward` call got (`given`) is not shaped like the
+/// output of the last `forward` (`expected`): "Linear.backward: gradient [3, 3, 1, 1] does not match the
+/// last output [2, 3, 1, 1]". For every Layer, minnow's own and a user's.
 inline void check_backward_shape(const char* layer, const Shape<4>& expected, const Shape<4>& given) {
   if (expected != given) {
     throw shape_error(minnow::detail::concat(layer, ".backward: gradient ", to_string(given),
                                              " does not match the last output ", to_string(expected)));
   }
 }
-
-}  // namespace detail
 }  // namespace minnow::nn

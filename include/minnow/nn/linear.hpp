@@ -59,7 +59,7 @@ class Linear final : public Layer<T> {
   }
 
   Activations<T> backward(Activations<T> dy) override {
-    detail::check_backward_shape("Linear", y_.shape(), dy.shape());
+    check_backward_shape("Linear", y_.shape(), dy.shape());
     const index_t n = dy.dim(0);
     // dW[out × in] = dyᵀ · x, db = Σ_n dy, dx[N × in] = dy · W
     simd::gemm_parallel<T>(out_, in_, n, simd::row_major<T>(dy.data(), out_).transposed(), simd::row_major<T>(x_.data(), in_),

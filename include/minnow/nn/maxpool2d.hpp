@@ -65,7 +65,7 @@ class MaxPool2d final : public Layer<T> {
   }
 
   Activations<T> backward(Activations<T> dy) override {
-    detail::check_backward_shape("MaxPool2d", y_.shape(), dy.shape());
+    check_backward_shape("MaxPool2d", y_.shape(), dy.shape());
     dx_.resize(in_shape_);
     const index_t planes = dy.dim(0) * dy.dim(1);
     const index_t plane_in = in_shape_[2] * in_shape_[3], plane_out = dy.dim(2) * dy.dim(3);

@@ -107,8 +107,10 @@ class Sequential {
     return x;
   }
 
-  /// Backpropagates dL/d(output) of the last forward; writes every parameter's gradient.
-  void backward(Activations<T> dy) {
+  /// Backpropagates dL/d(output) of the last forward; writes every parameter's gradient. Returns dL/dx of
+  /// the network's input with set_input_grad(true), else an empty view (the first layer then skips it).
+  /// The returned view lives in the first layer's buffer until the next backward.
+  Activations<T> backward(Activations<T> dy) {
     for (std::size_t i = layers_.size(); i-- > 0;) {
       if constexpr (std::is_same_v<T, float>) {
         // Layer i is the pool of a triple that ran fused.
@@ -121,7 +123,17 @@ class Sequential {
       }
       dy = layers_[i].layer->backward(dy);
     }
+    return input_grad_ ? dy : Activations<T>();
   }
+
+  /// Whether backward computes and returns dL/dx of the network's input (off by default: a training step
+  /// does not need it, and the first layer's input gradient is skipped for speed). On for a network whose
+  /// input is itself trained or fed by another model (adversarial examples, a model in front of this one).
+  void set_input_grad(bool enabled) noexcept {
+    input_grad_ = enabled;
+    if (!layers_.empty()) layers_.front().layer->set_needs_input_grad(enabled);
+  }
+  [[nodiscard]] bool input_grad() const noexcept { return input_grad_; }
 
   /// Fusion of Conv2d → ReLU → 2×2 MaxPool2d triples (float only; on by default). Off, every layer runs
   /// on its own, as the reference the fused step is tested against.
@@ -175,10 +187,11 @@ class Sequential {
     bool ran_fused = false;                 // whether the last forward ran this layer's triple fused
   };
 
-  // After an add or insert: only the first layer skips its input gradient, and the triples are found anew.
+  // After an add, insert or remove: only the first layer skips its input gradient (unless set_input_grad),
+  // and the triples are found anew.
   void layers_changed() {
     for (std::size_t i = 0; i < layers_.size(); ++i) {
-      layers_[i].layer->set_needs_input_grad(i != 0);
+      layers_[i].layer->set_needs_input_grad(i != 0 || input_grad_);
       layers_[i].fused.reset();
       layers_[i].ran_fused = false;
     }
@@ -194,6 +207,7 @@ class Sequential {
 
   std::vector<Entry> layers_;
   bool fusion_ = true;
+  bool input_grad_ = false;
 };
 
 }  // namespace minnow::nn

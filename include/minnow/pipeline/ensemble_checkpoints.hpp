@@ -12,8 +12,8 @@
 
 #include <minnow/error.hpp>
 #include <minnow/io/atomic_file.hpp>
-#include <minnow/nn/train.hpp>
 #include <minnow/pipeline/ensemble_training.hpp>
+#include <minnow/train/checkpoints.hpp>
 
 #include <cstddef>
 #include <filesystem>
@@ -72,7 +72,7 @@ template <class T>
     if (!path.empty() && std::filesystem::exists(path)) {
       members[k].spec = specs[k];
       members[k].model = build(specs[k].architecture, specs[k].seed);
-      nn::load_parameters(path, specs[k].architecture, members[k].model);
+      train::load_parameters(path, specs[k].architecture, members[k].model);
       if (on_ready) on_ready(k, members[k], {true, path});
     } else {
       to_train.push_back(specs[k]);
@@ -85,7 +85,7 @@ template <class T>
     for (const auto& spec : to_train) io::check_writable_file(files.save_dir / files.file_name(spec));
   }
   if (options.on_epoch) {
-    options.on_epoch = [report = std::move(options.on_epoch), &slot](std::size_t i, const nn::EpochStats& stats) {
+    options.on_epoch = [report = std::move(options.on_epoch), &slot](std::size_t i, const train::EpochStats& stats) {
       report(slot[i], stats);
     };
   }
@@ -93,7 +93,7 @@ template <class T>
     MemberOrigin origin;
     if (!files.save_dir.empty()) {
       origin.path = files.save_dir / files.file_name(member.spec);
-      nn::save_training_state(origin.path, member.spec.architecture, member.model);
+      train::save_training_state(origin.path, member.spec.architecture, member.model);
     }
     if (on_ready) on_ready(slot[i], member, origin);
   });

@@ -3,14 +3,14 @@
 /// @brief Where nn/ meets distill/ and ensemble/: train an ensemble of K members (seeds, optional
 /// bootstrap bagging, optional different architectures; in parallel threads or one after another),
 /// compute the members' logits on a data set, cache the ensemble's soft targets, and distil a student
-/// from them with nn::Trainer — from the cached table (distill::SoftTargetLoss) or with the teachers run
+/// from them with train::fit — from the cached table (distill::SoftTargetLoss) or with the teachers run
 /// on every batch (OnlineTeacherLoss).
 ///
 ///     auto members = pipeline::train_ensemble<float>(specs, build, data.train, pool, options);
 ///     const auto logits = pipeline::ensemble_logits<float>(pipeline::models(members), data.train);
 ///     const auto targets = pipeline::ensemble_soft_targets<float>(logits, 4.0);
 ///     distill::SoftTargetLoss<float> loss(distill::TeacherProbabilities<float>(targets), 4.0, 0.9);
-///     pipeline::train_model<float>(student, data.train, all, recipe, seed, loss);
+///     train::fit<float>(student, data.train, recipe, seed, loss);
 ///
 /// Threads: the kernels size their OpenMP regions by omp_get_max_threads() of the calling thread, a
 /// per-thread setting that Eigen's products follow as well. The parallel schedule runs one member per
@@ -26,13 +26,10 @@
 #include <minnow/distill/kd_loss.hpp>
 #include <minnow/ensemble/combine.hpp>
 #include <minnow/error.hpp>
-#include <minnow/nn/loss.hpp>
-#include <minnow/nn/lr_schedule.hpp>
-#include <minnow/nn/progress.hpp>
 #include <minnow/nn/sequential.hpp>
-#include <minnow/nn/sgd.hpp>
-#include <minnow/nn/train.hpp>
 #include <minnow/tensor.hpp>
+#include <minnow/train/fit.hpp>
+#include <minnow/train/trainer.hpp>
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -56,18 +53,6 @@
 
 namespace minnow::pipeline {
 
-/// @brief The training recipe of examples/train.cpp: SGD with Nesterov momentum, weight decay and a
-/// cosine learning-rate schedule over `epochs`.
-struct Recipe {
-  int epochs = 15;              ///< > 0
-  index_t batch = 64;           ///< > 0
-  double learning_rate = 0.05;  ///< > 0, the base of the cosine schedule
-  double momentum = 0.9;        ///< > 0 (Nesterov)
-  double weight_decay = 5e-4;   ///< ≥ 0
-  /// When set, every batch is augmented on the fly (data::BatchAugmenter seeded with the training seed).
-  std::optional<data::Augmentation> augmentation{};
-};
-
 /// @brief One ensemble member: its architecture (a name the caller's ModelBuilder knows, also the tag of its
 /// checkpoint), its seed (initialisation, batch order and bootstrap sample), whether it trains on a bootstrap sample of the training pool, and its own
 /// recipe when it should not train with the ensemble's (e.g. half the members augmented: recipe diversity).
@@ -75,7 +60,7 @@ struct MemberSpec {
   std::string architecture = "teacher";
   std::uint64_t seed = 1;
   bool bagging = false;
-  std::optional<Recipe> recipe{};  ///< overrides EnsembleOptions::recipe for this member
+  std::optional<train::Recipe> recipe{};  ///< overrides EnsembleOptions::recipe for this member
 };
 
 /// @brief Builds a freshly initialised member from its spec's architecture name and seed, e.g.
@@ -95,34 +80,21 @@ template <class T>
 struct Member {
   MemberSpec spec;
   nn::Sequential<T> model;
-  std::vector<nn::EpochStats> epochs;
+  std::vector<train::EpochStats> epochs;
   double seconds = 0.0;  ///< wall time of its training
 };
 
-/// Called after every epoch of a training (from the training's thread).
-using EpochCallback = std::function<void(const nn::EpochStats&)>;
-
 /// @brief Options of train_ensemble().
 struct EnsembleOptions {
-  Recipe recipe;
+  train::Recipe recipe;
   Schedule schedule = Schedule::sequential;
   int threads = 2;        ///< threads in total (sequential: per member; parallel: members at a time)
   bool progress = false;  ///< progress bars; only with the sequential schedule (parallel ones would interleave)
   /// After every epoch of member `k`; calls are serialized by a mutex, so it may print.
-  std::function<void(std::size_t k, const nn::EpochStats&)> on_epoch;
+  std::function<void(std::size_t k, const train::EpochStats&)> on_epoch;
 };
 
 namespace detail {
-
-inline void check_recipe(const char* what, const Recipe& r) {
-  if (r.epochs <= 0 || r.batch <= 0 || !(r.learning_rate > 0.0) || !(r.momentum > 0.0) || !(r.weight_decay >= 0.0)) {
-    throw value_error(minnow::detail::concat(what, ": recipe needs epochs > 0, batch > 0, learning_rate > 0, momentum > 0 ",
-                                             "and weight_decay >= 0, got epochs ", r.epochs, ", batch ", r.batch,
-                                             ", learning_rate ", r.learning_rate, ", momentum ", r.momentum,
-                                             ", weight_decay ", r.weight_decay));
-  }
-  if (r.augmentation) data::detail::check_augmentation(what, *r.augmentation);
-}
 
 inline void check_threads(const char* what, int threads) {
   if (threads <= 0) throw value_error(minnow::detail::concat(what, ": threads must be > 0, got ", threads));
@@ -188,41 +160,8 @@ void run_members(std::size_t count, Schedule schedule, int threads, Body&& body)
 
 }  // namespace detail
 
-/// @brief Trains `model` with `recipe` on the samples `indices` of `data` (repeats allowed, e.g. a
-/// bootstrap sample), minimising `loss`; returns each epoch's mean loss, accuracy and time.
-///
-/// Epoch e uses the batches of `data::SubsetBatchSampler(indices, recipe.batch, seed)` at epoch e and the
-/// learning rate `CosineAnnealingLR{epochs}(e, learning_rate)`; with indices 0..N−1 this is exactly
-/// examples/train.cpp. With `recipe.augmentation`, step s's batch is augmented by
-/// `data::BatchAugmenter(*recipe.augmentation, seed)`. Runs on the calling thread's OpenMP threads (set
-/// them with minnow::set_threads).
-/// @throws value_error for a bad recipe or an index outside the data set; what `loss` throws.
-template <class T>
-std::vector<nn::EpochStats> train_model(nn::Sequential<T>& model, const data::Dataset<T>& data,
-                                        std::span<const index_t> indices, const Recipe& recipe, std::uint64_t seed,
-                                        nn::LossFunction<T> loss = nn::cross_entropy<T>(), bool progress = false,
-                                        const EpochCallback& on_epoch = {}) {
-  detail::check_recipe("train_model", recipe);
-  if (!loss) throw value_error("train_model: the loss function is empty");
-  nn::Sgd<T> sgd(model.parameters(), recipe.learning_rate,
-                 {.momentum = recipe.momentum, .weight_decay = recipe.weight_decay, .nesterov = true});
-  nn::Trainer<T> trainer(model, sgd, std::move(loss));
-  trainer.set_progress(progress);
-  if (recipe.augmentation) trainer.set_batch_transform(data::BatchAugmenter<T>(*recipe.augmentation, seed));
-  data::SubsetBatchSampler sampler(std::vector<index_t>(indices.begin(), indices.end()), recipe.batch, seed);
-  const nn::CosineAnnealingLR schedule{recipe.epochs};
-  std::vector<nn::EpochStats> history;
-  for (int epoch = 0; epoch < recipe.epochs; ++epoch) {
-    sgd.set_learning_rate(schedule(epoch, recipe.learning_rate));
-    sampler.set_epoch(static_cast<std::uint64_t>(epoch));
-    history.push_back(trainer.train_epoch(data, sampler));
-    if (on_epoch) on_epoch(history.back());
-  }
-  return history;
-}
-
 /// @brief Trains the members `specs` on the training pool `pool` (sample indices of `data`): member k is
-/// `build(spec.architecture, spec.seed)` trained by train_model() with `spec.recipe` or else `options.recipe`
+/// `build(spec.architecture, spec.seed)` trained by train::fit() with `spec.recipe` or else `options.recipe`
 /// and seed `spec.seed`, on `pool` itself or, with bagging, on `select(pool, bootstrap_indices(|pool|, seed))`.
 /// Returns the members in the order of `specs`, whatever the schedule. `on_member(k, member)` runs as soon
 /// as member k has finished (serialized with options.on_epoch), e.g. to save it at once, so that a long run
@@ -236,10 +175,10 @@ template <class T>
   constexpr const char* what = "train_ensemble";
   if (specs.empty()) throw value_error(minnow::detail::concat(what, ": the ensemble has no members"));
   if (pool.empty()) throw value_error(minnow::detail::concat(what, ": the training pool is empty"));
-  detail::check_recipe(what, options.recipe);
+  train::check_recipe(what, options.recipe);
   detail::check_threads(what, options.threads);
   for (const auto& spec : specs) {  // fail before any training
-    if (spec.recipe) detail::check_recipe(what, *spec.recipe);
+    if (spec.recipe) train::check_recipe(what, *spec.recipe);
   }
   if (!build) throw value_error(minnow::detail::concat(what, ": no model builder"));
   std::vector<Member<T>> members(specs.size());
@@ -258,13 +197,14 @@ template <class T>
     }
     const std::span<const index_t> indices = member.spec.bagging ? std::span<const index_t>(bag) : pool;
     const auto start = std::chrono::steady_clock::now();
-    const Recipe& recipe = member.spec.recipe ? *member.spec.recipe : options.recipe;
-    member.epochs = train_model<T>(member.model, data, indices, recipe, member.spec.seed, nn::cross_entropy<T>(),
-                                   progress, [&](const nn::EpochStats& stats) {
-                                     if (!options.on_epoch) return;
-                                     const std::lock_guard<std::mutex> lock(report);
-                                     options.on_epoch(k, stats);
-                                   });
+    const train::Recipe& recipe = member.spec.recipe ? *member.spec.recipe : options.recipe;
+    train::FitOptions<T> fit_options{.progress = progress};
+    fit_options.on_epoch = [&](const train::EpochStats& stats) {
+      if (!options.on_epoch) return;
+      const std::lock_guard<std::mutex> lock(report);
+      options.on_epoch(k, stats);
+    };
+    member.epochs = train::fit<T>(member.model, data, indices, recipe, member.spec.seed, train::cross_entropy<T>(), fit_options);
     member.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (on_member) {
       const std::lock_guard<std::mutex> lock(report);
@@ -400,7 +340,7 @@ template <class T>
 class OnlineTeacherLoss {
  public:
   /// @param teachers non-null, at least one; each maps `data`'s images to [B, C] logits.
-  /// @param weights  one per teacher on the simplex (ensemble::check_weights), or empty for uniform.
+  /// @param weights  one per teacher on the simplex (ensemble::check_member_weights), or empty for uniform.
   /// @throws value_error for no teachers, a null teacher, T ≤ 0 or NaN, alpha outside [0, 1], bad weights.
   OnlineTeacherLoss(std::vector<nn::Sequential<T>*> teachers, const data::Dataset<T>& data, double temperature,
                     double alpha = 1.0, std::vector<double> weights = {})
@@ -410,10 +350,10 @@ class OnlineTeacherLoss {
     for (std::size_t k = 0; k < teachers_.size(); ++k) {
       if (teachers_[k] == nullptr) throw value_error(minnow::detail::concat(what, ": teacher ", k, " is null"));
     }
-    distill::detail::check_temperature<T>(what, temperature);
-    distill::detail::check_alpha(what, alpha);
+    distill::check_temperature<T>(what, temperature);
+    distill::check_alpha(what, alpha);
     if (weights_.empty()) weights_.assign(teachers_.size(), 1.0 / static_cast<double>(teachers_.size()));
-    ensemble::detail::check_weights(what, weights_, teachers_.size());
+    ensemble::check_member_weights(what, weights_, teachers_.size());
   }
 
   OnlineTeacherLoss(const OnlineTeacherLoss& other)

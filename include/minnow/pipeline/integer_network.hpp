@@ -43,6 +43,7 @@
 #include <minnow/data/batches.hpp>
 #include <minnow/data/dataset.hpp>
 #include <minnow/error.hpp>
+#include <minnow/infer/from_float.hpp>
 #include <minnow/infer/int_tensor.hpp>
 #include <minnow/infer/integer_model.hpp>
 #include <minnow/infer/qgemm.hpp>
@@ -56,11 +57,11 @@
 #include <minnow/nn/loss.hpp>
 #include <minnow/nn/maxpool2d.hpp>
 #include <minnow/nn/sequential.hpp>
-#include <minnow/nn/train.hpp>
 #include <minnow/pipeline/quantize_model.hpp>
 #include <minnow/quant/concepts.hpp>
 #include <minnow/simd/gemm.hpp>
 #include <minnow/tensor.hpp>
+#include <minnow/train/evaluate.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -142,7 +143,7 @@ template <class WeightQ, class ActivationQ>
                                                ", ", grid.qmax, "]; integer activations need uint8 [0, 255]"));
     }
     const quant::AffineParams p = q.params().front();
-    quant::detail::check_params(p, grid, minnow::detail::concat("IntegerNetwork: activation quantizer '", name, "'").c_str());
+    quant::check_affine_params(p, grid, minnow::detail::concat("IntegerNetwork: activation quantizer '", name, "'").c_str());
     return p;
   };
   const auto is_fake = [&](std::size_t i) { return i < model.size() && dynamic_cast<const Fake*>(&model.layer(i)) != nullptr; };
@@ -302,7 +303,7 @@ class IntegerNetwork {
   TensorView<const float, 2> forward(TensorView<const float, 4> x) {
     Shape<4> shape = x.shape();
     a_.resize({std::max<index_t>(1, x.size())});
-    infer::detail::quantize_row(infer::arch::best{}, x.data(), x.size(), input_, a_.data());
+    infer::quantize_per_tensor<1>(TensorView<const float, 1>(x.data(), {x.size()}), input_, a_.view().slice(0, x.size()));
     for (auto& stage : stages_) {
       std::visit([&](auto& s) { run(s, shape); }, stage);
     }
@@ -310,7 +311,7 @@ class IntegerNetwork {
   }
 
   /// @brief Mean cross-entropy and accuracy on `data`, in batches of `batch_size`.
-  [[nodiscard]] nn::Evaluation evaluate(const data::Dataset<float>& data, index_t batch_size = 256) {
+  [[nodiscard]] train::Evaluation evaluate(const data::Dataset<float>& data, index_t batch_size = 256) {
     auto sampler = data::BatchSampler::sequential(data.size(), batch_size);
     Tensor<float, 4> images;
     Tensor<float, 2> dlogits;
@@ -555,7 +556,7 @@ class IntegerNetwork {
     }
     if (s.requantize) {
       a_.resize({std::max<index_t>(1, n * out)});
-      infer::detail::quantize_row(infer::arch::best{}, y, n * out, s.out, a_.data());
+      infer::quantize_per_tensor<1>(TensorView<const float, 1>(y, {n * out}), s.out, a_.view().slice(0, n * out));
     } else {
       out_.resize({std::max<index_t>(1, n * out)});
       std::copy(y, y + n * out, out_.data());

@@ -20,8 +20,8 @@
 #include <minnow/data/dataset.hpp>
 #include <minnow/nn/layer.hpp>
 #include <minnow/nn/sequential.hpp>
-#include <minnow/nn/train.hpp>
 #include <minnow/quant/quantizer.hpp>
+#include <minnow/train/trainer.hpp>
 
 #include <algorithm>
 #include <array>
@@ -55,7 +55,7 @@ class ActivationFakeQuant final : public nn::Layer<float> {
   }
 
   nn::Activations<float> backward(nn::Activations<float> dy) override {
-    nn::detail::check_backward_shape("ActivationFakeQuant", y_.shape(), dy.shape());
+    nn::check_backward_shape("ActivationFakeQuant", y_.shape(), dy.shape());
     dx_.resize(dy.shape());
     quantizer_.backward(x_.reshape(Shape<1>{x_.size()}), shape_of(x_), dy.reshape(Shape<1>{dy.size()}),
                         dx_.view().reshape(Shape<1>{dy.size()}));
@@ -119,7 +119,7 @@ class QuantizedModel {
 
   /// @brief QAT: registers the STE gradient hook and the re-quantizing step hook with `trainer`
   /// (whose model must be this model). Register a Pruner's hook before this one.
-  void attach(nn::Trainer<float>& trainer, TrainOptions options = {}) {
+  void attach(train::Trainer<float>& trainer, TrainOptions options = {}) {
     trainer.add_gradient_hook([this](std::int64_t) {
       for (auto& w : weights_) w->to_float();
     });

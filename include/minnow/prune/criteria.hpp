@@ -350,7 +350,7 @@ inline void check_norm(double n, const char* context) {
 template <class W, Scalar T, std::size_t R>
   requires ElementOf<W, T>
 index_t l1_unstructured(TensorView<W, R> weights, TensorView<T, R> mask, const Amount& amount) {
-  detail::check_same_shape(mask.shape(), weights.shape(), "prune::l1_unstructured", "weights");
+  check_same_shape("prune::l1_unstructured", "weights", weights.shape(), "mask", mask.shape());
   const detail::Segment<T> segment{weights.data(), mask.data(), weights.size()};
   return detail::prune_smallest<T>(std::span(&segment, 1), amount, "prune::l1_unstructured");
 }
@@ -458,7 +458,7 @@ index_t ln_structured(TensorView<W, 1> weights, std::span<const index_t> shape, 
 template <class W, Scalar T, std::size_t R>
   requires ElementOf<W, T>
 index_t ln_structured(TensorView<W, R> weights, TensorView<T, R> mask, const Amount& amount, double n, int dim) {
-  detail::check_same_shape(mask.shape(), weights.shape(), "prune::ln_structured", "weights");
+  check_same_shape("prune::ln_structured", "weights", weights.shape(), "mask", mask.shape());
   const auto& shape = weights.shape();
   return ln_structured(TensorView<W, 1>(weights.data(), {weights.size()}), std::span<const index_t>(shape.data(), R),
                        TensorView<T, 1>(mask.data(), {mask.size()}), amount, n, dim);
@@ -504,7 +504,7 @@ template <class M>
 template <Scalar T, class M, std::size_t R>
   requires ElementOf<M, T>
 index_t custom_from_mask(TensorView<T, R> mask, TensorView<M, R> user_mask) {
-  detail::check_same_shape(mask.shape(), user_mask.shape(), "prune::custom_from_mask", "user mask");
+  check_same_shape("prune::custom_from_mask", "user mask", user_mask.shape(), "mask", mask.shape());
   validate_mask(user_mask, "prune::custom_from_mask");
   const index_t before = count_kept(mask);
   compose(mask, user_mask);

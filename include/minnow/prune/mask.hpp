@@ -62,15 +62,6 @@ struct functor_traits<minnow::prune::detail::keep_op<T>> {
 namespace minnow::prune {
 namespace detail {
 
-/// Throws shape_error naming both shapes when they differ.
-template <std::size_t R>
-void check_same_shape(const Shape<R>& mask, const Shape<R>& other, const char* context, const char* what) {
-  if (mask != other) {
-    throw shape_error(minnow::detail::concat(context, ": mask ", to_string(mask), " does not match ", what, " ",
-                                             to_string(other)));
-  }
-}
-
 /// Elements per block of the fused kernel: 16 KiB of float mask stays in L1 while every target
 /// (weights, gradient, optimizer state) streams past it.
 inline constexpr index_t kBlock = 4096;
@@ -148,7 +139,7 @@ void validate_mask(TensorView<M, R> mask, const char* context = "prune") {
 template <Scalar T, class M, std::size_t R>
   requires ElementOf<M, T>
 void apply(TensorView<T, R> x, TensorView<M, R> mask) {
-  detail::check_same_shape(mask.shape(), x.shape(), "prune::apply", "tensor");
+  check_same_shape("prune::apply", "tensor", x.shape(), "mask", mask.shape());
   T* const targets[] = {x.data()};
   detail::keep_where<T>(mask.data(), targets, x.size());
 }
@@ -158,7 +149,7 @@ void apply(TensorView<T, R> x, TensorView<M, R> mask) {
 template <Scalar T, class M, std::size_t R>
   requires ElementOf<M, T>
 void compose(TensorView<T, R> mask, TensorView<M, R> other) {
-  detail::check_same_shape(mask.shape(), other.shape(), "prune::compose", "other mask");
+  check_same_shape("prune::compose", "other mask", other.shape(), "mask", mask.shape());
   validate_mask(other, "prune::compose");
   T* const targets[] = {mask.data()};
   detail::keep_where<T>(other.data(), targets, mask.size());

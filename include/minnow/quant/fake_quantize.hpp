@@ -46,6 +46,21 @@ namespace minnow::quant {
 template <class T>
 concept Real = std::same_as<T, float> || std::same_as<T, double>;
 
+/// @brief Throws value_error unless `p` is usable on `grid`: a scale that is positive, finite and has a
+/// finite reciprocal (the kernels multiply by 1/scale), and a zero point inside [qmin, qmax]. `context`
+/// starts the message; `channel` ≥ 0 names the channel of per-channel parameters (< 0: per tensor).
+inline void check_affine_params(AffineParams p, QRange grid, const char* context, index_t channel = -1) {
+  const std::string where = channel < 0 ? std::string() : minnow::detail::concat(" of channel ", channel);
+  if (!(p.scale > 0.0f) || !std::isfinite(p.scale) || !std::isfinite(1.0f / p.scale)) {
+    throw value_error(minnow::detail::concat(context, ": scale", where, " must be positive, finite and have a finite "
+                                             "reciprocal, got ", p.scale));
+  }
+  if (p.zero_point < grid.qmin || p.zero_point > grid.qmax) {
+    throw value_error(minnow::detail::concat(context, ": zero point", where, " ", p.zero_point, " is outside the grid [",
+                                             grid.qmin, ", ", grid.qmax, "]"));
+  }
+}
+
 namespace detail {
 
 /// Outputs at least this large are written with non-temporal stores (they would not stay in cache).
@@ -276,20 +291,6 @@ inline void check_grid(QRange grid, const char* context) {
   }
 }
 
-/// Throws value_error for a scale that is not positive and finite (or whose reciprocal overflows) and
-/// for a zero point outside the grid; `channel` < 0 means per tensor.
-inline void check_params(AffineParams p, QRange grid, const char* context, index_t channel = -1) {
-  const std::string where = channel < 0 ? std::string() : minnow::detail::concat(" of channel ", channel);
-  if (!(p.scale > 0.0f) || !std::isfinite(p.scale) || !std::isfinite(1.0f / p.scale)) {
-    throw value_error(minnow::detail::concat(context, ": scale", where, " must be positive, finite and have a finite "
-                                             "reciprocal, got ", p.scale));
-  }
-  if (p.zero_point < grid.qmin || p.zero_point > grid.qmax) {
-    throw value_error(minnow::detail::concat(context, ": zero point", where, " ", p.zero_point, " is outside the grid [",
-                                             grid.qmin, ", ", grid.qmax, "]"));
-  }
-}
-
 template <std::size_t R>
 void check_same_shape(const Shape<R>& expected, const Shape<R>& given, const char* context, const char* what) {
   if (expected != given) {
@@ -311,7 +312,7 @@ inline void check_layout(const ChannelLayout& layout, index_t size, std::size_t 
 }
 
 inline void check_channel_params(std::span<const AffineParams> params, QRange grid, const char* context) {
-  for (std::size_t c = 0; c < params.size(); ++c) check_params(params[c], grid, context, static_cast<index_t>(c));
+  for (std::size_t c = 0; c < params.size(); ++c) check_affine_params(params[c], grid, context, static_cast<index_t>(c));
 }
 
 }  // namespace detail
@@ -325,7 +326,7 @@ template <Real T, std::size_t R>
 void fake_quantize(std::type_identity_t<TensorView<const T, R>> x, AffineParams params, QRange grid,
                    TensorView<T, R> y) {
   detail::check_grid(grid, "fake_quantize");
-  detail::check_params(params, grid, "fake_quantize");
+  check_affine_params(params, grid, "fake_quantize");
   detail::check_same_shape(x.shape(), y.shape(), "fake_quantize", "y");
   const auto c = detail::constants<T>(params, grid);
   const bool stream = detail::should_stream<T>(x.size());
@@ -340,7 +341,7 @@ template <Real T, std::size_t R>
 void fake_quantize(std::type_identity_t<TensorView<const T, R>> x, AffineParams params, QRange grid,
                    TensorView<T, R> y, TensorView<std::uint8_t, R> mask) {
   detail::check_grid(grid, "fake_quantize");
-  detail::check_params(params, grid, "fake_quantize");
+  check_affine_params(params, grid, "fake_quantize");
   detail::check_same_shape(x.shape(), y.shape(), "fake_quantize", "y");
   detail::check_same_shape(x.shape(), mask.shape(), "fake_quantize", "mask");
   const auto c = detail::constants<T>(params, grid);
@@ -357,7 +358,7 @@ void fake_quantize_backward(std::type_identity_t<TensorView<const T, R>> x,
                             std::type_identity_t<TensorView<const T, R>> dy, AffineParams params, QRange grid,
                             TensorView<T, R> dx) {
   detail::check_grid(grid, "fake_quantize_backward");
-  detail::check_params(params, grid, "fake_quantize_backward");
+  check_affine_params(params, grid, "fake_quantize_backward");
   detail::check_same_shape(x.shape(), dy.shape(), "fake_quantize_backward", "dy");
   detail::check_same_shape(x.shape(), dx.shape(), "fake_quantize_backward", "dx");
   const auto c = detail::constants<T>(params, grid);
@@ -433,9 +434,9 @@ void fake_quantize_backward(std::type_identity_t<TensorView<const T, R>> x,
 
 // ---- codebooks ----
 
-namespace detail {
-
-/// Throws value_error unless the centroids are non-empty, finite and strictly ascending.
+/// @brief Throws value_error unless the centroids of `book` are non-empty, finite and strictly ascending:
+/// what fake_quantize() and infer's codebook weights accept. `channel` ≥ 0 names a per-channel codebook
+/// in the message; `context` starts it.
 inline void check_codebook(const Codebook& book, const char* context, index_t channel = -1) {
   const std::string where = channel < 0 ? std::string() : minnow::detail::concat(" of channel ", channel);
   if (book.centroids.empty()) {
@@ -448,6 +449,8 @@ inline void check_codebook(const Codebook& book, const char* context, index_t ch
     }
   }
 }
+
+namespace detail {
 
 /// The centroid nearest to x (distances computed in T; a tie goes to the lower centroid); NaN stays NaN.
 template <class T>
@@ -468,7 +471,7 @@ template <class T>
 /// @throws value_error for an empty, non-finite or unsorted codebook; shape_error when shapes differ.
 template <Real T, std::size_t R>
 void fake_quantize(std::type_identity_t<TensorView<const T, R>> x, const Codebook& book, TensorView<T, R> y) {
-  detail::check_codebook(book, "fake_quantize");
+  check_codebook(book, "fake_quantize");
   detail::check_same_shape(x.shape(), y.shape(), "fake_quantize", "y");
   detail::for_ranges(x.size(), [&](index_t b, index_t e, int) {
     for (index_t i = b; i < e; ++i) y.data()[i] = detail::nearest_centroid(x.data()[i], book.centroids);
@@ -480,7 +483,7 @@ template <Real T, std::size_t R>
 void fake_quantize(std::type_identity_t<TensorView<const T, R>> x, const ChannelLayout& layout,
                    std::span<const Codebook> books, TensorView<T, R> y) {
   detail::check_layout(layout, x.size(), books.size(), "fake_quantize");
-  for (std::size_t c = 0; c < books.size(); ++c) detail::check_codebook(books[c], "fake_quantize", static_cast<index_t>(c));
+  for (std::size_t c = 0; c < books.size(); ++c) check_codebook(books[c], "fake_quantize", static_cast<index_t>(c));
   detail::check_same_shape(x.shape(), y.shape(), "fake_quantize", "y");
   detail::for_channel_runs(layout, [&](index_t b, index_t e, index_t ch, int) {
     const auto& centroids = books[static_cast<std::size_t>(ch)].centroids;

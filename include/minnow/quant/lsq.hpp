@@ -92,7 +92,7 @@ template <Real T, std::size_t R>
                                   std::type_identity_t<TensorView<const T, R>> dy, AffineParams params, QRange grid,
                                   double grad_factor, TensorView<T, R> dx) {
   detail::check_grid(grid, "lsq_backward");
-  detail::check_params(params, grid, "lsq_backward");
+  check_affine_params(params, grid, "lsq_backward");
   detail::check_same_shape(x.shape(), dy.shape(), "lsq_backward", "dy");
   detail::check_same_shape(x.shape(), dx.shape(), "lsq_backward", "dx");
   if (!std::isfinite(grad_factor)) {

@@ -1,14 +1,15 @@
 #pragma once
-/// @file nn/progress.hpp
+/// @file train/progress.hpp
 /// @brief Progress on stderr: a redrawn bar on a terminal, a few plain lines otherwise (logs, CI).
 
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <utility>
 
 #include <unistd.h>
 
-namespace minnow::nn {
+namespace minnow::train {
 
 /// @brief Reports `done / total` steps of a named task. Silent when disabled.
 class Progress {
@@ -49,4 +50,4 @@ class Progress {
   std::chrono::steady_clock::time_point start_;
 };
 
-}  // namespace minnow::nn
+}  // namespace minnow::train

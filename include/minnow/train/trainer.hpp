@@ -1,32 +1,27 @@
 #pragma once
-/// @file nn/train.hpp
-/// @brief An optional train/evaluate loop: what a user would write by hand, with hooks where
-/// compression plugs in. Users with their own loop can ignore it and call the layers directly.
+/// @file train/trainer.hpp
+/// @brief An optional training loop: what a user would write by hand, with hooks where compression plugs in.
+/// Users with their own loop can ignore it and call the layers directly.
 
 #include <minnow/data/batches.hpp>
 #include <minnow/data/dataset.hpp>
-#include <minnow/io/checkpoint.hpp>
+#include <minnow/error.hpp>
 #include <minnow/nn/loss.hpp>
 #include <minnow/nn/optimizer.hpp>
-#include <minnow/nn/progress.hpp>
 #include <minnow/nn/sequential.hpp>
+#include <minnow/train/evaluate.hpp>
+#include <minnow/train/progress.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstdint>
 #include <functional>
 #include <span>
-#include <string>
+#include <utility>
 #include <vector>
 
-namespace minnow::nn {
-
-/// Mean loss and accuracy over a data set.
-struct Evaluation {
-  double loss = 0.0;
-  double accuracy = 0.0;
-  index_t samples = 0;
-};
+namespace minnow::train {
 
 /// One epoch of training: its mean loss and accuracy on the training batches, and its wall time.
 struct EpochStats {
@@ -46,15 +41,14 @@ using LossFunction = std::function<double(TensorView<const T, 2> logits, TensorV
 template <class T>
 [[nodiscard]] LossFunction<T> cross_entropy() {
   return [](TensorView<const T, 2> logits, TensorView<const std::int32_t, 1> labels, std::span<const index_t>,
-            TensorView<T, 2> dlogits) { return softmax_cross_entropy<T>(logits, labels, dlogits); };
+            TensorView<T, 2> dlogits) { return nn::softmax_cross_entropy<T>(logits, labels, dlogits); };
 }
 
 /// @brief Trains a Sequential with an optimizer on a data set, one epoch at a time.
 ///
 /// A step is: gather the batch → batch transform (augmentation) → forward → loss → backward → gradient
-/// hooks (STE masks, clipping) →
-/// optimizer step → hooks (pruning masks, observers, ...). The batch, logit-gradient and layer buffers are reused,
-/// so after the first step a training step allocates no tensors.
+/// hooks (STE masks, clipping) → optimizer step → hooks (pruning masks, observers, ...). The batch,
+/// logit-gradient and layer buffers are reused, so after the first step a training step allocates no tensors.
 template <class T>
 class Trainer {
  public:
@@ -66,7 +60,7 @@ class Trainer {
   /// data::with_augmented_copies() and cache the teacher on those.
   using BatchTransform = std::function<void(TensorView<T, 4> images, std::span<const index_t> indices, std::int64_t step)>;
 
-  Trainer(Sequential<T>& model, Optimizer<T>& optimizer, LossFunction<T> loss = cross_entropy<T>())
+  Trainer(nn::Sequential<T>& model, nn::Optimizer<T>& optimizer, LossFunction<T> loss = cross_entropy<T>())
       : model_(model), optimizer_(optimizer), loss_(std::move(loss)) {}
 
   /// Runs `hook` after every optimizer step (pruning masks, observers, weight sharing).
@@ -116,12 +110,12 @@ class Trainer {
     data::gather(data, indices, images_, labels_);
     if (transform_) transform_(images_.view(), indices, steps_);
     const index_t n = images_.dim(0);
-    const auto output = model_.forward(images_.view(), Mode::train);
+    const auto output = model_.forward(images_.view(), nn::Mode::train);
     const index_t classes = output.size() / std::max<index_t>(n, 1);
     const auto logits = output.template reshape<2>(n, classes);
     dlogits_.resize({n, classes, 1, 1});
     const double loss = loss_(logits, labels_.view(), indices, dlogits_.view().template reshape<2>(n, classes));
-    last_correct_ = count_correct<T>(logits, labels_.view());
+    last_correct_ = nn::count_correct<T>(logits, labels_.view());
     model_.backward(dlogits_.view());
     for (auto& hook : gradient_hooks_) hook(steps_);
     optimizer_.step();
@@ -133,8 +127,8 @@ class Trainer {
   [[nodiscard]] std::int64_t steps() const noexcept { return steps_; }
 
  private:
-  Sequential<T>& model_;
-  Optimizer<T>& optimizer_;
+  nn::Sequential<T>& model_;
+  nn::Optimizer<T>& optimizer_;
   LossFunction<T> loss_;
   BatchTransform transform_;
   std::vector<Hook> hooks_;
@@ -146,72 +140,4 @@ class Trainer {
   Tensor<std::int32_t, 1> labels_;
 };
 
-/// Mean cross-entropy and accuracy of `model` on `data`, in batches of `batch_size` (eval mode).
-template <class T>
-[[nodiscard]] Evaluation evaluate(Sequential<T>& model, const data::Dataset<T>& data, index_t batch_size = 500) {
-  auto sampler = data::BatchSampler::sequential(data.size(), batch_size);
-  Tensor<T, 4> images, dlogits;
-  Tensor<std::int32_t, 1> labels;
-  double loss_sum = 0.0;
-  index_t correct = 0;
-  for (index_t b = 0; b < sampler.num_batches(); ++b) {
-    data::gather(data, sampler.batch(b), images, labels);
-    const index_t n = images.dim(0);
-    const auto output = model.forward(images.view(), Mode::eval);
-    const auto logits = output.template reshape<2>(n, output.size() / n);
-    dlogits.resize({n, logits.dim(1), 1, 1});
-    loss_sum += softmax_cross_entropy<T>(logits, labels.view(), dlogits.view().template reshape<2>(n, logits.dim(1))) * static_cast<double>(n);
-    correct += count_correct<T>(logits, labels.view());
-  }
-  const double count = static_cast<double>(data.size());
-  return {data.size() ? loss_sum / count : 0.0, data.size() ? static_cast<double>(correct) / count : 0.0, data.size()};
-}
-
-/// Every parameter, buffer (running statistics) and optimizer state buffer, as checkpoint entries
-/// ("fc1.weight", "bn1.running_mean", "fc1.weight.exp_avg", ...).
-template <class T>
-[[nodiscard]] std::vector<io::CheckpointEntry<T>> training_state(Sequential<T>& model, Optimizer<T>* optimizer) {
-  std::vector<io::CheckpointEntry<T>> entries;
-  for (auto& s : model.state()) entries.push_back({std::move(s.name), std::move(s.shape), s.value});
-  if (optimizer != nullptr) {
-    for (std::size_t i = 0; i < optimizer->parameters().size(); ++i) {
-      const auto& p = optimizer->parameters()[i];
-      for (const auto& s : optimizer->state(i)) entries.push_back({p.name + "." + s.name, p.shape, s.view});
-    }
-  }
-  return entries;
-}
-
-/// Step counts above this are refused on load: a counter incremented from there never overflows.
-inline constexpr std::int64_t max_step_count = std::int64_t{1} << 62;
-
-/// Saves the model's parameters (and the optimizer's state and exact step count, when given) under `architecture`.
-template <class T>
-void save_training_state(const std::filesystem::path& path, std::string_view architecture, Sequential<T>& model,
-                         Optimizer<T>* optimizer = nullptr) {
-  std::int64_t steps = optimizer != nullptr ? optimizer->step_count() : 0;
-  std::vector<io::CheckpointCounter> counters;
-  if (optimizer != nullptr) counters.push_back({"optimizer.steps", &steps, 0, max_step_count});
-  io::save_checkpoint<T>(path, architecture, training_state(model, optimizer), counters);
-}
-
-/// Loads what save_training_state wrote. A checkpoint of another architecture, with other optimizer state
-/// or with a negative step count is refused with a format_error before anything is changed.
-template <class T>
-void load_training_state(const std::filesystem::path& path, std::string_view architecture, Sequential<T>& model,
-                         Optimizer<T>* optimizer = nullptr) {
-  std::int64_t steps = 0;
-  std::vector<io::CheckpointCounter> counters;
-  if (optimizer != nullptr) counters.push_back({"optimizer.steps", &steps, 0, max_step_count});
-  io::load_checkpoint<T>(path, architecture, training_state(model, optimizer), io::ExtraEntries::refuse, counters);
-  if (optimizer != nullptr) optimizer->set_step_count(steps);
-}
-
-/// Loads only the model's parameters from a checkpoint of save_training_state, with or without
-/// optimizer state in it (e.g. to fine-tune or compress a trained model with a fresh optimizer).
-template <class T>
-void load_parameters(const std::filesystem::path& path, std::string_view architecture, Sequential<T>& model) {
-  io::load_checkpoint<T>(path, architecture, training_state<T>(model, nullptr), io::ExtraEntries::ignore);
-}
-
-}  // namespace minnow::nn
+}  // namespace minnow::train

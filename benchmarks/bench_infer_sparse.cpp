@@ -1,6 +1,6 @@
 // Sparse and structurally pruned inference:
 //   fc1/dense/batch:B/threads:T             nn::Linear(6272 → 1000) forward (minnow's GEMM / GEMV path)
-//   fc1/{csr,bitmap,sliced,blocked}/sparsity:S/…   infer::SparseLinear with an unstructured mask of S % (counter: bytes)
+//   fc1/{csr,bitmap,sliced}/sparsity:S/…   infer::SparseLinear with an unstructured mask of S % (counter: bytes)
 //   fc1/bitmap_int8/sparsity:S/…            the same with BitmapInt8Matrix (per-row symmetric int8 scales)
 //   conv2/dense/batch:B/threads:T           the teacher's conv2, nn::Conv2d(64 → 128, 3×3, pad 1) on 14×14 maps
 //   conv2/sparse/sparsity:S/…               infer::SparseConv2d (CSR) with an unstructured l1 mask of S %
@@ -174,9 +174,6 @@ void register_all() {
             ->Unit(benchmark::kMicrosecond)->UseRealTime();
         benchmark::RegisterBenchmark(("fc1/bitmap_int8" + sp + b + t).c_str(),
                                      [=](benchmark::State& s) { fc1_int8(s, sparsity, batch, threads); })
-            ->Unit(benchmark::kMicrosecond)->UseRealTime();
-        benchmark::RegisterBenchmark(("fc1/blocked" + sp + b + t).c_str(),
-                                     [=](benchmark::State& s) { fc1_sparse<minnow::infer::BlockedMatrix>(s, sparsity, batch, threads); })
             ->Unit(benchmark::kMicrosecond)->UseRealTime();
       }
     }

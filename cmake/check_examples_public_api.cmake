@@ -3,7 +3,8 @@
 #
 #   cmake [-DEXAMPLES_DIR=<dir>] -P cmake/check_examples_public_api.cmake
 #
-# EXAMPLES_DIR defaults to examples/ of the tree this script sits in; its *.cpp and *.hpp files are read.
+# EXAMPLES_DIR defaults to examples/ of the tree this script sits in; its *.cpp and *.hpp files and those of its
+# drivers/ folder are read.
 # A line counts when `detail::` appears in its code (text after `//` is a comment and is ignored). Each such
 # line is printed as file:line; the script exits non-zero if there is any, or if no file was found at all.
 
@@ -12,7 +13,7 @@ cmake_minimum_required(VERSION 3.20)
 if(NOT DEFINED EXAMPLES_DIR)
   get_filename_component(EXAMPLES_DIR "${CMAKE_CURRENT_LIST_DIR}/../examples" ABSOLUTE)
 endif()
-file(GLOB sources "${EXAMPLES_DIR}/*.cpp" "${EXAMPLES_DIR}/*.hpp")
+file(GLOB sources "${EXAMPLES_DIR}/*.cpp" "${EXAMPLES_DIR}/*.hpp" "${EXAMPLES_DIR}/drivers/*.cpp" "${EXAMPLES_DIR}/drivers/*.hpp")
 list(SORT sources)
 if(NOT sources)
   message(FATAL_ERROR "check_examples_public_api: no *.cpp or *.hpp in EXAMPLES_DIR='${EXAMPLES_DIR}'")

@@ -218,6 +218,10 @@ TEST_CASE("the integer network's logits match the fake-quant network's within on
     pipeline::IntegerNetwork net(model, qmodel);
     check_logits(model, qmodel, net, inputs);
     check_logits(model, qmodel, net, random_images(1, 3));  // batch 1
+    // The calibration images' shape is the model's input shape, as a file records it.
+    CHECK(qmodel.input_shape() == Shape<3>{1, 28, 28});
+    CHECK(net.model().input_shape == Shape<3>{1, 28, 28});
+    CHECK(pipeline::to_integer_model(model, qmodel, {1, 28, 28}).input_shape == Shape<3>{1, 28, 28});
   }
   SECTION("odd channel counts, affine int8 weights (weight zero points)") {
     auto model = nn::make_cnn<float>({}, {.conv1 = 5, .conv2 = 7, .hidden = 33}, 9);

@@ -85,7 +85,7 @@ void check_format(index_t rows, index_t cols, index_t batch, double sparsity, in
 }  // namespace
 
 TEMPLATE_TEST_CASE("sparse kernels equal the dense product on the masked weights", "", infer::CsrMatrix,
-                   infer::BitmapMatrix, infer::BlockedMatrix, infer::SlicedMatrix) {
+                   infer::BitmapMatrix, infer::SlicedMatrix) {
   // Columns: 1, below a word, a word and one, several words with a tail, a multiple of 32, whole
   // 64-column windows and one past them.
   for (const index_t cols : {1, 7, 17, 100, 160, 192, 193}) {
@@ -98,7 +98,7 @@ TEMPLATE_TEST_CASE("sparse kernels equal the dense product on the masked weights
 }
 
 TEMPLATE_TEST_CASE("sparse kernels split over threads equal the dense product (fc1-like shape)", "", infer::CsrMatrix,
-                   infer::BitmapMatrix, infer::BlockedMatrix, infer::SlicedMatrix) {
+                   infer::BitmapMatrix, infer::SlicedMatrix) {
   for (const index_t batch : {1, 64}) {
     check_format<TestType>(301, 1570, batch, 0.9, 2);
     check_format<TestType>(301, 1570, batch, 0.5, 2);
@@ -116,8 +116,6 @@ TEST_CASE("sparse formats count bytes from their buffers") {
   const infer::BitmapMatrix bitmap(p.w.view(), p.mask.view());
   CHECK(bitmap.nnz() == kept);
   CHECK(bitmap.bytes() == (k + 16) * 4 + 10 * 3 * 2 + 11 * 4);  // 3 words per row of 40 columns, 16 floats slack
-  const infer::BlockedMatrix blocked(p.w.view(), p.mask.view());
-  CHECK(blocked.bytes() == static_cast<std::size_t>(blocked.stored()) * 4 + static_cast<std::size_t>(blocked.stored() / 16) * 2 + 11 * 4);
   const infer::SparseLinear<infer::BitmapMatrix> layer(infer::BitmapMatrix(p.w.view(), p.mask.view()), p.bias.view());
   CHECK(layer.bytes() == bitmap.bytes() + 10 * 4);
 }
@@ -136,7 +134,7 @@ TEST_CASE("crossover rule: dense below the measured crossover, sliced at batch 1
 }
 
 TEMPLATE_TEST_CASE("sparse bad input throws typed errors naming the shapes", "", infer::CsrMatrix, infer::BitmapMatrix,
-                   infer::BlockedMatrix, infer::SlicedMatrix) {
+                   infer::SlicedMatrix) {
   const auto p = make_problem(4, 6, 2, 0.5, 1);
   Tensor<float, 2> wrong({6, 4}, 1.0f);
   CHECK_THAT(test_support::message_of<shape_error>([&] { TestType m(p.w.view(), wrong.view()); }),

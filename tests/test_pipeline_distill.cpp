@@ -510,7 +510,7 @@ TEST_CASE("end to end on 1000 Fashion-MNIST images: the ensemble of 3 beats its 
   CHECK(ensemble_accuracy >= mean_member);
 
   // A student distilled from the cached soft targets trains through train::fit (at learning rate 0.02:
-  // see examples/distill.cpp for why KD at T = 4 needs a smaller one than labels).
+  // see examples/drivers/distill.cpp for why KD at T = 4 needs a smaller one than labels).
   const auto train_logits = pipeline::ensemble_logits<float>(models, data.train);
   const auto targets = pipeline::ensemble_soft_targets<float>(train_logits, 4.0);
   auto student = nn::make_student<float>(1);

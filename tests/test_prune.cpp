@@ -2,6 +2,7 @@
 // and against a sort-based reference), the tie and NaN rules, empty tensors, errors, the Pruner hook
 // through 100 optimizer steps, schedules and reports.
 #include "fixtures.hpp"
+#include "test_support.hpp"
 
 #include <minnow/prune.hpp>
 
@@ -802,7 +803,7 @@ TEST_CASE("GradualPruner drives per-layer, structured and global pruning to the 
   global.track("d", d.view());
   prune::GradualPruner schedule(prune::agp(0.1, 0.6, 10, 30, 10));
   for (std::int64_t step = 0; step <= 30; ++step) {
-    if (schedule.step_global(step, global)) {
+    if (schedule.step(step, global, prune::GlobalL1Unstructured{})) {
       const auto r = prune::report(global);
       CHECK(r.total.pruned() == prune::to_count(prune::Fraction{schedule.target(step)}, 2000));
     }
@@ -812,6 +813,61 @@ TEST_CASE("GradualPruner drives per-layer, structured and global pruning to the 
   random_layer.track("c", c.view());
   prune::GradualPruner(prune::ConstantSparsity(0.3, 0, 0)).step(0, random_layer, prune::RandomUnstructured{&r3});
   CHECK(prune::count_kept(random_layer.mask("c")) == 350);
+}
+
+TEST_CASE("prune_to: one-shot pruning with the same criterion policies, equal to the Pruner calls they stand for") {
+  std::mt19937_64 rng(11);
+  Tensor<float, 1> c({500}), d({1500});
+  init_weights(c, rng);
+  init_weights(d, rng);
+  const auto tracked = [&](Tensor<float, 1>& c_copy, Tensor<float, 1>& d_copy) {
+    c_copy = Tensor<float, 1>(c.view());
+    d_copy = Tensor<float, 1>(d.view());
+    prune::Pruner<float> p;
+    p.track("c", c_copy.view(), {}, {}, {25, 20});
+    p.track("d", d_copy.view(), {}, {}, {50, 30});
+    return p;
+  };
+  Tensor<float, 1> c1, d1, c2, d2;
+  SECTION("L1Unstructured: each tensor to the target on its own") {
+    auto policy = tracked(c1, d1);
+    auto by_hand = tracked(c2, d2);
+    CHECK(prune::prune_to(policy, 0.6) == 300 + 900);
+    by_hand.l1_unstructured("c", prune::Count{300});
+    by_hand.l1_unstructured("d", prune::Count{900});
+    by_hand.apply();
+    CHECK(test_support::raw(policy.mask("c")) == test_support::raw(by_hand.mask("c")));
+    CHECK(test_support::raw(policy.mask("d")) == test_support::raw(by_hand.mask("d")));
+    CHECK(test_support::raw(c1) == test_support::raw(c2));  // the masks were applied to the weights
+    CHECK(prune::prune_to(policy, 0.5) == 0);                // already beyond: masks only lose ones
+    CHECK(prune::prune_to(policy, 0.8, prune::L1Unstructured{}, {"c"}) == 100);
+    CHECK(prune::count_kept(policy.mask("c")) == 100);
+    CHECK(prune::count_kept(policy.mask("d")) == 600);
+  }
+  SECTION("GlobalL1Unstructured: one ranking over both, the overall sparsity at the target") {
+    auto policy = tracked(c1, d1);
+    auto by_hand = tracked(c2, d2);
+    CHECK(prune::prune_to(policy, 0.6, prune::GlobalL1Unstructured{}) == 1200);
+    by_hand.global_unstructured(prune::Count{1200});
+    by_hand.apply();
+    CHECK(test_support::raw(policy.mask("c")) == test_support::raw(by_hand.mask("c")));
+    CHECK(test_support::raw(policy.mask("d")) == test_support::raw(by_hand.mask("d")));
+    CHECK(prune::report(policy).total.pruned() == 1200);
+  }
+  SECTION("LnStructured: whole rows of the logical shape") {
+    auto policy = tracked(c1, d1);
+    CHECK(prune::prune_to(policy, 0.2, prune::LnStructured{.n = 2.0, .dim = 0}, {"c"}) == 5);  // slices
+    CHECK(prune::surviving_slices(policy.mask("c"), std::vector<index_t>{25, 20}, 0) == 20);
+  }
+  SECTION("bad input changes nothing") {
+    auto policy = tracked(c1, d1);
+    const auto before = test_support::raw(policy.mask("c"));
+    CHECK_REFUSED(prune::prune_to(policy, 0.5, prune::L1Unstructured{}, {"c", "nope"}), value_error,
+                  Contains("no parameter named 'nope'"));
+    CHECK_REFUSED(prune::prune_to(policy, 1.5), value_error, Contains("prune_to: target must lie in [0, 1], got 1.5"));
+    CHECK(test_support::raw(policy.mask("c")) == before);
+    CHECK(test_support::raw(c1) == test_support::raw(c));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -10,5 +10,6 @@
 #include <minnow/prune/criteria.hpp>
 #include <minnow/prune/hook.hpp>
 #include <minnow/prune/mask.hpp>
+#include <minnow/prune/policies.hpp>
 #include <minnow/prune/report.hpp>
 #include <minnow/prune/schedule.hpp>

@@ -2,7 +2,7 @@
 /// @file infer/sparse.hpp
 /// @brief Compressed storage for unstructured pruning masks and sparse `y = x·Wᵀ + b` kernels.
 ///
-/// Four formats of a `rows × cols` float matrix W, all built from W and a 0/1 mask of its shape (kept =
+/// Three formats of a `rows × cols` float matrix W, all built from W and a 0/1 mask of its shape (kept =
 /// mask ≠ 0), each with a batch-1 kernel (`gemv`) and a batch-N kernel on a transposed input (`gemm`):
 /// - CsrMatrix:    kept values, an int32 column per value, int32 row pointers. Batch 1 gathers x.
 /// - BitmapMatrix: one bit per element (16-bit words, rows padded to whole words), kept values packed in
@@ -10,8 +10,6 @@
 ///                 multiplies them with a contiguous load of x: no gather, no index per value.
 /// - SlicedMatrix: sliced ELL, 16 rows per slice in the 16 lanes, 64-column windows, a uint8 column per lane
 ///                 (see the class). Batch 1 looks x up in registers with vpermt2ps instead of gathering.
-/// - BlockedMatrix: 1×16 blocks holding any kept value, stored whole (zeros included), a uint16 block
-///                 column per block and int32 row pointers.
 ///
 /// Why these formats: at batch 1 a sparse kernel is bound by how it finds the x value of each kept
 /// weight, not by bandwidth. Zen 5 runs a 16-lane vgatherdps at about the rate of 16 scalar loads, so
@@ -24,9 +22,9 @@
 /// kept value against 8 for CSR, and the base of the int8 format in sparse_int8.hpp that keeps sparse + int8
 /// under 0.06× of fp32); SlicedMatrix is the batch-1 compute format from 50 % up (choose_format). At batch N
 /// CSR and bitmap run one broadcast FMA per kept value over the transposed input (the bitmap decodes a
-/// row's columns with a branch-free compress first) and stay close to each other. Blocked 1×16 storage only
-/// pays for block-structured masks: with an unstructured mask at 90 %, 1 − 0.9¹⁶ = 81 % of the blocks hold a
-/// kept value, so it stores and multiplies most of the dense matrix and is slower than dense.
+/// row's columns with a branch-free compress first) and stay close to each other. There is no blocked (1×16)
+/// format: with an unstructured mask at 90 %, 1 − 0.9¹⁶ = 81 % of the blocks hold a kept value, so it would
+/// store and multiply most of the dense matrix, and it measured slower than dense.
 /// Current figures: docs/benchmarks.md ("Compressed inference"); the one-thread measurements behind
 /// these choices: docs/experiments.md.
 ///
@@ -286,89 +284,6 @@ class BitmapMatrix {
   index_t rows_ = 0, cols_ = 0, words_ = 0;
   std::vector<float> values_;
   std::vector<std::uint16_t> bits_;
-  std::vector<std::int32_t> row_ptr_;
-};
-
-/// @brief 1×16 blocks: every block of 16 columns that holds a kept value is stored whole (pruned entries
-/// as 0), with its uint16 block column; int32 row pointers count blocks.
-class BlockedMatrix {
- public:
-  static constexpr index_t kBlock = 16;
-
-  BlockedMatrix() = default;
-  /// Keeps W[r, c] where mask[r, c] = 1. @throws shape_error / value_error (see detail::check_mask);
-  /// value_error for more than 2¹⁶ blocks per row (the block column is 16 bits).
-  BlockedMatrix(TensorView<const float, 2> weights, TensorView<const float, 2> mask) : rows_(weights.dim(0)), cols_(weights.dim(1)) {
-    detail::check_mask(weights, mask, "infer::BlockedMatrix");
-    const index_t blocks = (cols_ + kBlock - 1) / kBlock;
-    if (blocks > 65536) {
-      throw value_error(minnow::detail::concat("infer::BlockedMatrix: ", cols_, " columns need ", blocks,
-                                               " blocks per row, at most 65536 fit a uint16 block column"));
-    }
-    row_ptr_.assign(static_cast<std::size_t>(rows_) + 1, 0);
-    for (index_t r = 0; r < rows_; ++r) {
-      for (index_t b = 0; b < blocks; ++b) {
-        const index_t c0 = b * kBlock, c1 = std::min(cols_, c0 + kBlock);
-        bool any = false;
-        for (index_t c = c0; c < c1; ++c) any = any || mask(r, c) != 0.0f;
-        if (!any) continue;
-        block_cols_.push_back(static_cast<std::uint16_t>(b));
-        for (index_t c = c0; c < c0 + kBlock; ++c) values_.push_back(c < c1 && mask(r, c) != 0.0f ? weights(r, c) : 0.0f);
-      }
-      row_ptr_[static_cast<std::size_t>(r) + 1] = static_cast<std::int32_t>(block_cols_.size());
-    }
-  }
-
-  [[nodiscard]] index_t rows() const noexcept { return rows_; }
-  [[nodiscard]] index_t cols() const noexcept { return cols_; }
-  /// Stored values, zeros of stored blocks included.
-  [[nodiscard]] index_t stored() const noexcept { return static_cast<index_t>(values_.size()); }
-  [[nodiscard]] std::size_t bytes() const noexcept {
-    return values_.size() * sizeof(float) + block_cols_.size() * sizeof(std::uint16_t) + row_ptr_.size() * sizeof(std::int32_t);
-  }
-
-  /// `y[r] = Σ_c W[r, c]·x[c]` for r in [begin, end).
-  void gemv(const float* x, float* y, index_t begin, index_t end) const noexcept {
-    const index_t full = cols_ / kBlock;
-    for (index_t r = begin; r < end; ++r) {
-      const index_t lo = row_ptr_[static_cast<std::size_t>(r)], hi = row_ptr_[static_cast<std::size_t>(r) + 1];
-#if defined(__AVX512F__)
-      __m512 acc = _mm512_setzero_ps();
-      for (index_t k = lo; k < hi; ++k) {
-        const index_t b = block_cols_[static_cast<std::size_t>(k)];
-        // The last, partial block must not read x past its end.
-        const __m512 xs = b < full ? _mm512_loadu_ps(x + b * kBlock)
-                                   : _mm512_maskz_loadu_ps(detail::first_lanes(cols_ - b * kBlock), x + b * kBlock);
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(values_.data() + k * kBlock), xs, acc);
-      }
-      y[r] = detail::reduce(acc);
-#else
-      (void)full;
-      float sum = 0.0f;
-      for (index_t k = lo; k < hi; ++k) {
-        const index_t c0 = block_cols_[static_cast<std::size_t>(k)] * kBlock;
-        for (index_t j = 0; j < std::min(kBlock, cols_ - c0); ++j) sum += values_[static_cast<std::size_t>(k * kBlock + j)] * x[c0 + j];
-      }
-      y[r] = sum;
-#endif
-    }
-  }
-
-  /// Calls `f(column, value)` for every stored value of row r (zeros of stored blocks included).
-  template <class F>
-  void for_each_in_row(index_t r, F&& f) const {
-    const index_t lo = row_ptr_[static_cast<std::size_t>(r)], hi = row_ptr_[static_cast<std::size_t>(r) + 1];
-    for (index_t k = lo; k < hi; ++k) {
-      const index_t c0 = block_cols_[static_cast<std::size_t>(k)] * kBlock;
-      const float* v = values_.data() + k * kBlock;
-      for (index_t j = 0; j < std::min(kBlock, cols_ - c0); ++j) f(c0 + j, v[j]);
-    }
-  }
-
- private:
-  index_t rows_ = 0, cols_ = 0;
-  std::vector<float> values_;
-  std::vector<std::uint16_t> block_cols_;
   std::vector<std::int32_t> row_ptr_;
 };
 

@@ -420,8 +420,8 @@ inline void read_weights(ByteReader& r, const std::string& name, index_t rows, i
 [[nodiscard]] inline std::vector<std::byte> encode_compressed_model(const infer::IntegerModel& model,
                                                                     CompressedModelReport* report = nullptr) {
   if (!model.has_input_shape()) {
-    throw value_error("encode_compressed_model: the model declares no input shape (build it with one, e.g. "
-                      "pipeline::to_integer_model(model, qmodel, {1, 28, 28}))");
+    throw value_error("encode_compressed_model: the model declares no input shape (calibrate the QuantizedModel before "
+                      "converting it, or give one: pipeline::to_integer_model(model, qmodel, {1, 28, 28}))");
   }
   (void)infer::check_integer_model(model);
   CompressedModelReport local;

@@ -108,8 +108,9 @@ struct NetworkPlan {
 
 /// @brief The integer network a fake-quantized Sequential computes, as data (infer/integer_model.hpp):
 /// `model`, which `qmodel` wraps, read layer by layer as the file comment says. Its activation quantizers
-/// must have parameters. `input_shape` (`[C, H, W]` of one sample) is recorded and checked against the
-/// layers when given; a model written to a file needs it.
+/// must have parameters. `input_shape` (`[C, H, W]` of one sample; by default `qmodel.input_shape()`, the
+/// shape calibrate() saw) is recorded and checked against the layers when set; a model written to a file
+/// needs it.
 /// @throws value_error naming the layer when an activation quantizer has no parameters yet (its observer
 /// never ran), has a grid other than uint8 [0, 255] or more than one scale, when the model is not the one
 /// `qmodel` wraps, or when a layer or a layer order is not supported (e.g. a ReLU without a quantizer);
@@ -155,6 +156,7 @@ template <class WeightQ, class ActivationQ>
     throw value_error("IntegerNetwork: the model's first layer must be the input quantizer ('input.quant'); "
                       "wrap it in a QuantizedModel with quantize_input = true");
   }
+  if (input_shape == Shape<3>{}) input_shape = qmodel.input_shape();
   infer::IntegerModel out{input_shape, activation_params(0), {}};
   bool quantized = true;  // false once a layer produced the float output
   std::string float_from;

@@ -130,8 +130,10 @@ class QuantizedModel {
   }
 
   /// @brief PTQ: runs the first `samples` images of `data` through the network (eval mode) with every
-  /// observer on, then freezes them. The weights' ranges come from the weights themselves.
+  /// observer on, then freezes them. The weights' ranges come from the weights themselves. Records the
+  /// shape `[C, H, W]` of `data`'s images as input_shape().
   void calibrate(const data::Dataset<float>& data, index_t samples, index_t batch_size = 256) {
+    input_shape_ = {data.images.dim(1), data.images.dim(2), data.images.dim(3)};
     unfreeze_observers();
     const index_t n = std::min(samples, data.size());
     auto sampler = data::BatchSampler::sequential(n, batch_size);
@@ -143,6 +145,9 @@ class QuantizedModel {
     }
     freeze_observers();
   }
+
+  /// `[C, H, W]` of the images the last calibrate() saw (to_integer_model records it), or all zero before.
+  [[nodiscard]] const Shape<3>& input_shape() const noexcept { return input_shape_; }
 
   /// Stops every observer (weights keep their current parameters; activations their current range).
   void freeze_observers() {
@@ -214,6 +219,7 @@ class QuantizedModel {
   nn::Sequential<float>& model_;
   std::vector<std::unique_ptr<Weight>> weights_;
   std::vector<ActivationFakeQuant<ActivationQ>*> activations_;
+  Shape<3> input_shape_{};
 };
 
 }  // namespace minnow::pipeline

@@ -1,7 +1,8 @@
 #pragma once
 /// @file prune/schedule.hpp
 /// @brief Gradual pruning: sparsity schedules (constant, AGP / polynomial decay) and a GradualPruner
-/// that, at the scheduled steps, tops each parameter (or all of them globally) up to the target sparsity.
+/// that, at the scheduled steps, tops the parameters up to the target sparsity with a criterion of
+/// prune/policies.hpp (each parameter on its own, or all of them in one global ranking).
 ///
 /// Masks only ever lose ones, so a schedule is a target, not a setting: when a parameter is already at
 /// or above the target nothing happens. The additional amount is computed as an exact Count,
@@ -12,6 +13,7 @@
 #include <minnow/prune/amount.hpp>
 #include <minnow/prune/criteria.hpp>
 #include <minnow/prune/hook.hpp>
+#include <minnow/prune/policies.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -27,12 +29,6 @@
 namespace minnow::prune {
 
 namespace detail {
-
-inline void check_sparsity(double s, const char* context, const char* what) {
-  if (!(s >= 0.0 && s <= 1.0)) {
-    throw value_error(minnow::detail::concat(context, ": ", what, " must lie in [0, 1], got ", show(s)));
-  }
-}
 
 inline void check_frequency(std::int64_t frequency, const char* context) {
   if (frequency <= 0) throw value_error(minnow::detail::concat(context, ": frequency must be > 0, got ", frequency));
@@ -125,77 +121,6 @@ class PolynomialDecay {
   return Fraction{std::clamp((target - current) / (1.0 - current), 0.0, 1.0)};
 }
 
-/// @brief How many more of `total` candidates to prune so that `round_half_even(target · total)` are
-/// pruned, given `pruned` already are (0 when already there).
-/// @throws value_error for a target outside [0, 1] or counts with pruned > total.
-[[nodiscard]] inline Count additional_count(double target, index_t pruned, index_t total) {
-  detail::check_sparsity(target, "additional_count", "target");
-  if (pruned < 0 || total < 0 || pruned > total) {
-    throw value_error(minnow::detail::concat("additional_count: need 0 <= pruned <= total, got pruned ", pruned,
-                                             ", total ", total));
-  }
-  return Count{std::max<index_t>(0, to_count(Fraction{target}, total) - pruned)};
-}
-
-/// @brief Per-parameter criterion for GradualPruner: prune the smallest |w| (unit: weights).
-struct L1Unstructured {
-  template <Scalar T>
-  index_t operator()(Pruner<T>& pruner, std::string_view name, double target) const {
-    const auto mask = pruner.mask(name);
-    return pruner.l1_unstructured(name, additional_count(target, mask.size() - count_kept(mask), mask.size()));
-  }
-};
-
-/// @brief Per-parameter criterion for GradualPruner: prune random weights (unit: weights).
-struct RandomUnstructured {
-  std::mt19937_64* rng;  ///< engine to draw from (not owned)
-  template <Scalar T>
-  index_t operator()(Pruner<T>& pruner, std::string_view name, double target) const {
-    const auto mask = pruner.mask(name);
-    return pruner.random_unstructured(name, additional_count(target, mask.size() - count_kept(mask), mask.size()), *rng);
-  }
-};
-
-namespace detail {
-
-/// Slices along `dim` of a tracked parameter, and how many of them are already fully pruned.
-template <Scalar T>
-std::pair<index_t, index_t> slice_counts(const Pruner<T>& pruner, std::string_view name, int dim) {
-  for (const auto& e : pruner.entries()) {
-    if (e.name != name) continue;
-    const std::span<const index_t> shape(e.shape);
-    const index_t alive = surviving_slices(e.mask.view(), shape, dim);
-    const auto rank = static_cast<int>(shape.size());
-    const index_t total = (dim >= -rank && dim < rank) ? shape[static_cast<std::size_t>(dim < 0 ? dim + rank : dim)] : 0;
-    return {total - alive, total};
-  }
-  return {0, 0};  // unknown name: the Pruner call that follows throws
-}
-
-}  // namespace detail
-
-/// @brief Per-parameter criterion for GradualPruner: prune the smallest-Ln-norm slices along `dim`
-/// (unit: slices, so the target is the fraction of slices pruned).
-struct LnStructured {
-  double n = 2.0;
-  int dim = 0;
-  template <Scalar T>
-  index_t operator()(Pruner<T>& pruner, std::string_view name, double target) const {
-    const auto [dead, total] = detail::slice_counts(pruner, name, dim);
-    return pruner.ln_structured(name, additional_count(target, dead, total), n, dim);
-  }
-};
-
-/// @brief Per-parameter criterion for GradualPruner: prune random slices along `dim` (unit: slices).
-struct RandomStructured {
-  int dim = 0;
-  std::mt19937_64* rng = nullptr;  ///< engine to draw from (not owned)
-  template <Scalar T>
-  index_t operator()(Pruner<T>& pruner, std::string_view name, double target) const {
-    const auto [dead, total] = detail::slice_counts(pruner, name, dim);
-    return pruner.random_structured(name, additional_count(target, dead, total), dim, *rng);
-  }
-};
 
 /// @brief Drives a Pruner from a schedule: call `step(step, pruner)` after each optimizer step (e.g.
 /// from Trainer::add_hook); at the schedule's pruning steps it prunes up to the target, and at every
@@ -216,51 +141,20 @@ class GradualPruner {
     return prune::additional_fraction(target(step), current);
   }
 
-  /// @brief Per-parameter pruning: at a pruning step, brings each of `names` (every tracked parameter
-  /// when empty) to the target sparsity with `criterion` (L1Unstructured, LnStructured, ...); then
-  /// applies the masks. @return whether `step` was a pruning step.
+  /// @brief At a pruning step, brings `names` (every tracked parameter when empty) to the target sparsity
+  /// with `criterion` (L1Unstructured, GlobalL1Unstructured, LnStructured, ... of prune/policies.hpp);
+  /// then applies the masks. @return whether `step` was a pruning step.
   template <Scalar T, class Criterion = L1Unstructured>
-    requires std::invocable<const Criterion&, Pruner<T>&, std::string_view, double>
+    requires PruningCriterion<Criterion, T>
   bool step(std::int64_t at_step, Pruner<T>& pruner, const Criterion& criterion = {},
             const std::vector<std::string>& names = {}) {
     const bool prune_now = is_pruning_step(at_step);
-    if (prune_now) {
-      const double goal = target(at_step);
-      for (const auto& name : chosen(pruner, names)) criterion(pruner, name, goal);
-    }
-    pruner.apply();
-    return prune_now;
-  }
-
-  /// @brief Global pruning: at a pruning step, one L1 ranking over `names` (all tracked when empty)
-  /// brings their overall sparsity to the target; then applies the masks.
-  /// @return whether `step` was a pruning step.
-  template <Scalar T>
-  bool step_global(std::int64_t at_step, Pruner<T>& pruner, const std::vector<std::string>& names = {}) {
-    const bool prune_now = is_pruning_step(at_step);
-    if (prune_now) {
-      const std::vector<std::string> which = chosen(pruner, names);
-      index_t total = 0, pruned = 0;
-      for (const auto& name : which) {
-        const auto mask = pruner.mask(name);
-        total += mask.size();
-        pruned += mask.size() - count_kept(mask);
-      }
-      pruner.global_unstructured(additional_count(target(at_step), pruned, total), which);
-    }
+    if (prune_now) (void)criterion(pruner, tracked_names(pruner, names), target(at_step));
     pruner.apply();
     return prune_now;
   }
 
  private:
-  template <Scalar T>
-  static std::vector<std::string> chosen(const Pruner<T>& pruner, const std::vector<std::string>& names) {
-    if (!names.empty()) return names;
-    std::vector<std::string> all;
-    for (const auto& e : pruner.entries()) all.push_back(e.name);
-    return all;
-  }
-
   S schedule_;
 };
 

@@ -6,11 +6,15 @@
 /// Typical QAT use on a weight `[out, in, kh, kw]` (`shape` is its logical shape):
 /// @code
 ///   quant::Int8PerChannelSymmetric wq;               // PerChannel{0}, MinMax, Symmetric
-///   wq.observe(w, shape);                            // every step (a frozen quantizer ignores this)
+///   if (!wq.frozen()) {                              // every step until frozen:
+///     wq.reset();                                    //   MinMax would keep every past step's range,
+///     wq.observe(w, shape);                          //   the weights' range is the one they have now
+///   }
 ///   wq.fake_quantize(w, shape, w_q);                 // forward with the quantized weights
-///   wq.backward(w, dy, dw);                          // STE: dw = dy inside the grid, 0 outside
+///   wq.backward(w, shape, dy, dw);                   // STE: dw = dy inside the grid, 0 outside
 ///   if (step == freeze_step) wq.freeze();            // PyTorch's disable_observer
 /// @endcode
+/// (pipeline::QuantizedModel does exactly this for every weight of a Sequential.)
 /// Activations with PyTorch's default scheme (`Quantizer<>`, alias PerTensorAffine), on views that carry
 /// their shape:
 /// @code

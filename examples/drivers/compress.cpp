@@ -31,8 +31,8 @@
 #include <minnow/quant.hpp>
 #include <minnow/train.hpp>
 
-#include "architectures.hpp"
-#include "cli.hpp"
+#include "../architectures.hpp"
+#include "../cli.hpp"
 #include "results_report.hpp"
 
 #include <algorithm>
@@ -371,7 +371,7 @@ int main(int argc, char** argv) {
       minnow::prune::GradualPruner agp(minnow::prune::agp(0.0, o.sparsity, 0, every * updates, every));
       minnow::train::FitOptions<float> fit_options{.optimizer = &sgd, .on_epoch = report_epoch};
       fit_options.on_start = [&](minnow::train::Trainer<float>& trainer) {
-        trainer.add_hook([&](std::int64_t step) { agp.step_global(step, pruner); });
+        trainer.add_hook([&](std::int64_t step) { agp.step(step, pruner, minnow::prune::GlobalL1Unstructured{}); });
       };
       (void)minnow::train::fit<float>(student, data.train, prune_recipe, o.seed + 1, fine_tune_loss, fit_options);
     }

@@ -24,8 +24,8 @@
 #include <minnow/pipeline/ensemble_training.hpp>
 #include <minnow/train.hpp>
 
-#include "architectures.hpp"
-#include "cli.hpp"
+#include "../architectures.hpp"
+#include "../cli.hpp"
 
 #include <algorithm>
 #include <chrono>

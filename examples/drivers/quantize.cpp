@@ -15,9 +15,9 @@
 #include <minnow/quant.hpp>
 #include <minnow/train.hpp>
 
-#include "architectures.hpp"
-#include "cli.hpp"
-#include "recipe.hpp"
+#include "../architectures.hpp"
+#include "../cli.hpp"
+#include "../recipe.hpp"
 
 #include <chrono>
 #include <cmath>

@@ -15,11 +15,10 @@
 #include <minnow/prune.hpp>
 #include <minnow/train.hpp>
 
-#include "architectures.hpp"
-#include "cli.hpp"
-#include "recipe.hpp"
+#include "../architectures.hpp"
+#include "../cli.hpp"
+#include "../recipe.hpp"
 
-#include <concepts>
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -84,9 +83,6 @@ struct Run {
   minnow::prune::SparsityReport report;
 };
 
-// Global magnitude pruning: one L1 ranking across every weight tensor instead of the same sparsity in each.
-struct GlobalL1 {};
-
 // Fine-tunes the dense weights while a GradualPruner drives `criterion` towards `target`.
 // `names` empty: every weight tensor.
 template <class Criterion>
@@ -103,13 +99,7 @@ Run prune_and_finetune(const std::string& label, double target, const Criterion&
   minnow::prune::GradualPruner agp(minnow::prune::agp(0.0, target, 0, steps_per_epoch * (o.finetune_epochs - 1), 50));
   minnow::train::FitOptions<float> fit_options{.optimizer = &sgd};
   fit_options.on_start = [&](minnow::train::Trainer<float>& trainer) {
-    trainer.add_hook([&](std::int64_t step) {
-      if constexpr (std::same_as<Criterion, GlobalL1>) {
-        agp.step_global(step, pruner, names);
-      } else {
-        agp.step(step, pruner, criterion, names);
-      }
-    });
+    trainer.add_hook([&](std::int64_t step) { agp.step(step, pruner, criterion, names); });
   };
   (void)minnow::train::fit<float>(model, data.train, recipe, o.recipe.seed + 1, minnow::train::cross_entropy<float>(), fit_options);
   return {label, minnow::train::evaluate(model, data.test).accuracy, minnow::prune::report(pruner)};
@@ -156,7 +146,7 @@ int main(int argc, char** argv) {
     std::vector<Run> runs;
     for (const double s : o.sparsities) {
       if (o.global) {
-        runs.push_back(prune_and_finetune(example::concat("L1 global ", s * 100, " %"), s, GlobalL1{}, data, o, dense_path));
+        runs.push_back(prune_and_finetune(example::concat("L1 global ", s * 100, " %"), s, minnow::prune::GlobalL1Unstructured{}, data, o, dense_path));
       } else {
         runs.push_back(prune_and_finetune(example::concat("L1 unstructured ", s * 100, " %"), s,
                                           minnow::prune::L1Unstructured{}, data, o, dense_path));

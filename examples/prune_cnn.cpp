@@ -1,6 +1,6 @@
 // Trains the student CNN on Fashion-MNIST, then prunes its weights by L1 magnitude on an AGP schedule while
-// it fine-tunes, and writes the pruned model as safetensors (PyTorch's state_dict names). Exits 1 unless every
-// weight tensor ends at the target sparsity with its pruned weights exactly 0.
+// it fine-tunes, and with --out writes the pruned model as safetensors (PyTorch's state_dict names). Exits 1
+// unless every weight tensor ends at the target sparsity with its pruned weights exactly 0.
 //
 //   prune_cnn --epochs 3 --finetune-epochs 2 --sparsity 0.9 --out pruned.safetensors
 #include <minnow/data.hpp>
@@ -11,6 +11,7 @@
 
 #include "cli.hpp"
 
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 
@@ -46,9 +47,10 @@ int main(int argc, char** argv) try {
   auto sgd = mn::train::make_sgd(model, finetune);
   mn::prune::Pruner<float> pruner;
   for (const auto& w : mn::weight_parameters(model.parameters())) pruner.track(w, sgd.state(w.name));
-  // AGP: the sparsity rises from 0 to the target over the first 70 % of the steps, pruning 20 times.
+  // AGP: the sparsity rises from 0 to the target over the first 70 % of the steps, pruning every steps/20.
   const std::int64_t steps = finetune_epochs * mn::data::BatchSampler(data.train.size(), finetune.batch, 1).num_batches();
-  const std::int64_t every = std::max<std::int64_t>(1, steps / 20);
+  example::require(steps >= 20, "--finetune-epochs × batches per epoch", ">= 20 (for the pruning schedule)", steps);
+  const std::int64_t every = steps / 20;
   mn::prune::GradualPruner agp(mn::prune::agp(0.0, sparsity, 0, 14 * every, every));
   mn::train::FitOptions<float> options{.optimizer = &sgd};
   options.on_start = [&](mn::train::Trainer<float>& trainer) {
@@ -66,7 +68,7 @@ int main(int argc, char** argv) try {
          (e.mask.array() == 0.0f && e.value.array() != 0.0f).count() == 0;
   }
   if (!out.empty()) mn::io::save_safetensors(model, out);
-  std::printf("checks: %s\n", ok ? "passed" : "FAILED (a tensor is not at the target sparsity)");
+  std::printf("checks: %s\n", ok ? "passed" : "FAILED (a tensor is not at the target sparsity, or a pruned weight is not 0)");
   return ok ? 0 : 1;
 } catch (const std::exception& e) {
   std::cerr << "prune_cnn: " << e.what() << "\n";

@@ -14,7 +14,9 @@
 
 #include "cli.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -44,7 +46,7 @@ int main(int argc, char** argv) try {
   const double float_accuracy = mn::train::evaluate(model, data.test).accuracy;
 
   // Post-training quantization: fake quantizers on the weights and after the input and every ReLU, their
-  // ranges observed on calibration images, then frozen. The model now computes what int8 hardware would.
+  // ranges observed on calibration images, then frozen. The model now computes on the int8 grids, in float.
   mn::pipeline::QuantizedModel<mn::quant::Int8PerChannelSymmetric, mn::quant::PerTensorAffine> qmodel(model);
   qmodel.calibrate(data.train, std::min<long>(calibration, data.train.size()));
   const double fake_quant_accuracy = mn::train::evaluate(model, data.test).accuracy;

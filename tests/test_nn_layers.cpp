@@ -78,6 +78,16 @@ TEST_CASE("Linear matches PyTorch") {
       fc.collect_parameters("", params);
       CHECK(max_rel_error(params[0].grad, tensor<float, 2>(c, "dweight")) < kTolerance);
       CHECK(max_rel_error(params[1].grad, tensor<float, 1>(c, "dbias")) < kTolerance);
+      // The same on [N, F] rows, without the trailing 1 × 1: the very same numbers, and shapes [N, out], [N, in].
+      const auto x2 = tensor<float, 2>(c, "x");
+      const Tensor<float, 4> y4(fc.forward(x, nn::Mode::train));
+      const auto y2 = fc.forward(x2.view(), nn::Mode::train);
+      CHECK(y2.shape() == Shape<2>{x2.dim(0), fc.out_features()});
+      CHECK(test_support::raw(y2.data(), y2.size()) == test_support::raw(y4.data(), y4.size()));
+      const auto dy2 = tensor<float, 2>(c, "dy");
+      const auto dx2 = fc.backward(dy2.view());
+      CHECK(dx2.shape() == x2.shape());
+      CHECK(max_rel_error(dx2, tensor<float, 2>(c, "dx")) < kTolerance);
     }
   }
 }

@@ -865,6 +865,15 @@ TEST_CASE("prune_to: one-shot pruning with the same criterion policies, equal to
     CHECK_REFUSED(prune::prune_to(policy, 0.5, prune::L1Unstructured{}, {"c", "nope"}), value_error,
                   Contains("no parameter named 'nope'"));
     CHECK_REFUSED(prune::prune_to(policy, 1.5), value_error, Contains("prune_to: target must lie in [0, 1], got 1.5"));
+    CHECK_REFUSED(prune::prune_to(policy, 0.5, prune::GlobalL1Unstructured{}, {"c", "d", "c"}), value_error,
+                  Contains("parameter 'c' is named twice"));
+    CHECK_REFUSED(prune::prune_to(policy, 0.5, prune::RandomUnstructured{}), value_error, Contains("RandomUnstructured: rng is null"));
+    // A dim the second tensor does not have: the first, which has it, is not pruned either.
+    Tensor<float, 1> bias({20});
+    init_weights(bias, rng);
+    policy.track("bias", bias.view());
+    CHECK_THROWS(prune::prune_to(policy, 0.5, prune::LnStructured{.n = 2.0, .dim = 1}, {"c", "bias"}));
+    CHECK_REFUSED(prune::prune_to(policy, 0.5, prune::LnStructured{.n = -1.0, .dim = 0}), value_error, Contains("LnStructured"));
     CHECK(test_support::raw(policy.mask("c")) == before);
     CHECK(test_support::raw(c1) == test_support::raw(c));
   }

@@ -420,7 +420,7 @@ inline void read_weights(ByteReader& r, const std::string& name, index_t rows, i
 [[nodiscard]] inline std::vector<std::byte> encode_compressed_model(const infer::IntegerModel& model,
                                                                     CompressedModelReport* report = nullptr) {
   if (!model.has_input_shape()) {
-    throw value_error("encode_compressed_model: the model declares no input shape (calibrate the QuantizedModel before "
+    throw value_error("encode_compressed_model: the model declares no input shape (run the QuantizedModel on images before "
                       "converting it, or give one: pipeline::to_integer_model(model, qmodel, {1, 28, 28}))");
   }
   (void)infer::check_integer_model(model);

@@ -72,6 +72,18 @@ class Linear final : public Layer<T> {
     return dx_.view();
   }
 
+  /// @brief forward on feature rows: `x` `[N, in]` (viewed as `[N, in, 1, 1]`), the output `[N, out]`.
+  TensorView<const T, 2> forward(TensorView<const T, 2> x, Mode mode) {
+    const Activations<T> y = forward(Activations<T>(x.data(), {x.dim(0), x.dim(1), 1, 1}), mode);
+    return {y.data(), {y.dim(0), out_}};
+  }
+  /// @brief backward on rows: `dy` `[N, out]`; returns dL/dx `[N, in]` (empty when the input gradient is skipped).
+  TensorView<const T, 2> backward(TensorView<const T, 2> dy) {
+    const Activations<T> dx = backward(Activations<T>(dy.data(), {dy.dim(0), dy.dim(1), 1, 1}));
+    if (dx.size() == 0) return {};
+    return {dx.data(), {dx.dim(0), in_}};
+  }
+
   void collect_parameters(const std::string& prefix, std::vector<Parameter<T>>& out) override {
     out.push_back({prefix + "weight", {out_, in_}, weight_.view().template reshape<1>(weight_.size()),
                    weight_grad_.view().template reshape<1>(weight_grad_.size())});

@@ -2,7 +2,7 @@
 /// @file pipeline/compressed_network.hpp
 /// @brief An IntegerNetwork to and from a compressed model file (io/compressed_model.hpp).
 /// @code
-///   pipeline::IntegerNetwork net(model, qmodel);  // the input shape is the one qmodel.calibrate() saw
+///   pipeline::IntegerNetwork net(model, qmodel);  // input shape: that of the images it last ran on
 ///   const auto report = pipeline::save_compressed("student.minnow", net);   // where every byte went
 ///   auto loaded = pipeline::load_compressed("student.minnow");               // computes what `net` does, bit for bit
 /// @endcode

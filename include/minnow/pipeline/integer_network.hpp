@@ -109,7 +109,7 @@ struct NetworkPlan {
 /// @brief The integer network a fake-quantized Sequential computes, as data (infer/integer_model.hpp):
 /// `model`, which `qmodel` wraps, read layer by layer as the file comment says. Its activation quantizers
 /// must have parameters. `input_shape` (`[C, H, W]` of one sample; by default `qmodel.input_shape()`, the
-/// shape calibrate() saw) is recorded and checked against the layers when set; a model written to a file
+/// shape of the images the model last ran on) is recorded and checked against the layers when set; a model written to a file
 /// needs it.
 /// @throws value_error naming the layer when an activation quantizer has no parameters yet (its observer
 /// never ran), has a grid other than uint8 [0, 255] or more than one scale, when the model is not the one

@@ -64,6 +64,8 @@ class ActivationFakeQuant final : public nn::Layer<float> {
 
   [[nodiscard]] Q& quantizer() noexcept { return quantizer_; }
   [[nodiscard]] const Q& quantizer() const noexcept { return quantizer_; }
+  /// `[C, H, W]` of one sample of the last forward's input; all zero before the first forward.
+  [[nodiscard]] Shape<3> sample_shape() const noexcept { return {x_.dim(1), x_.dim(2), x_.dim(3)}; }
 
  private:
   static std::array<index_t, 4> shape_of(nn::Activations<float> x) {
@@ -130,10 +132,8 @@ class QuantizedModel {
   }
 
   /// @brief PTQ: runs the first `samples` images of `data` through the network (eval mode) with every
-  /// observer on, then freezes them. The weights' ranges come from the weights themselves. Records the
-  /// shape `[C, H, W]` of `data`'s images as input_shape().
+  /// observer on, then freezes them. The weights' ranges come from the weights themselves.
   void calibrate(const data::Dataset<float>& data, index_t samples, index_t batch_size = 256) {
-    input_shape_ = {data.images.dim(1), data.images.dim(2), data.images.dim(3)};
     unfreeze_observers();
     const index_t n = std::min(samples, data.size());
     auto sampler = data::BatchSampler::sequential(n, batch_size);
@@ -146,8 +146,12 @@ class QuantizedModel {
     freeze_observers();
   }
 
-  /// `[C, H, W]` of the images the last calibrate() saw (to_integer_model records it), or all zero before.
-  [[nodiscard]] const Shape<3>& input_shape() const noexcept { return input_shape_; }
+  /// `[C, H, W]` of the images the model last ran on (calibration, QAT or evaluation), which
+  /// to_integer_model records; all zero before the first forward.
+  [[nodiscard]] Shape<3> input_shape() const {
+    const auto* input = dynamic_cast<const ActivationFakeQuant<ActivationQ>*>(&model_.layer(0));
+    return input != nullptr ? input->sample_shape() : Shape<3>{};
+  }
 
   /// Stops every observer (weights keep their current parameters; activations their current range).
   void freeze_observers() {
@@ -219,7 +223,6 @@ class QuantizedModel {
   nn::Sequential<float>& model_;
   std::vector<std::unique_ptr<Weight>> weights_;
   std::vector<ActivationFakeQuant<ActivationQ>*> activations_;
-  Shape<3> input_shape_{};
 };
 
 }  // namespace minnow::pipeline

@@ -6,7 +6,8 @@
 ///
 ///     prune::prune_to(pruner, 0.9);                                   // L1, each tracked tensor to 90 %
 ///     prune::prune_to(pruner, 0.9, prune::GlobalL1Unstructured{});    // one ranking over all of them
-///     agp.step(step, pruner, prune::LnStructured{.n = 2, .dim = 0});  // whole filters, on the schedule
+///     agp.step(step, pruner, prune::LnStructured{.n = 2, .dim = 0}, {"conv1.weight", "conv2.weight"});
+///                                                                     // whole filters, on the schedule
 ///
 /// | policy | ranks | unit of the target | PyTorch |
 /// |---|---|---|---|
@@ -92,6 +93,22 @@ Count weights_to_prune(const Pruner<T>& pruner, std::string_view name, double ta
   return additional_count(target, mask.size() - count_kept(mask), mask.size());
 }
 
+/// For each of `names`, the slices along `dim` to prune to reach `target`; throws for any name or `dim`
+/// that does not fit before a structured criterion prunes anything.
+template <Scalar T>
+std::vector<Count> slices_to_prune(const Pruner<T>& pruner, const std::vector<std::string>& names, int dim, double target) {
+  std::vector<Count> amounts;
+  for (const auto& name : names) {
+    const auto [dead, total] = slice_counts(pruner, name, dim);
+    amounts.push_back(additional_count(target, dead, total));
+  }
+  return amounts;
+}
+
+inline void check_engine(const std::mt19937_64* rng, const char* criterion) {
+  if (rng == nullptr) throw value_error(minnow::detail::concat(criterion, ": rng is null (give it an engine to draw from)"));
+}
+
 }  // namespace detail
 
 /// @brief The smallest |w| of each named tensor, each brought to the target on its own (unit: weights).
@@ -124,6 +141,7 @@ struct RandomUnstructured {
   std::mt19937_64* rng = nullptr;  ///< engine to draw from (not owned)
   template <Scalar T>
   index_t operator()(Pruner<T>& pruner, const std::vector<std::string>& names, double target) const {
+    detail::check_engine(rng, "RandomUnstructured");
     index_t pruned = 0;
     for (const auto& name : names) {
       pruned += pruner.random_unstructured(name, detail::weights_to_prune(pruner, name, target), *rng);
@@ -139,11 +157,10 @@ struct LnStructured {
   int dim = 0;
   template <Scalar T>
   index_t operator()(Pruner<T>& pruner, const std::vector<std::string>& names, double target) const {
+    detail::check_norm(n, "LnStructured");
+    const auto amounts = detail::slices_to_prune(pruner, names, dim, target);  // every name checked first
     index_t pruned = 0;
-    for (const auto& name : names) {
-      const auto [dead, total] = detail::slice_counts(pruner, name, dim);
-      pruned += pruner.ln_structured(name, additional_count(target, dead, total), n, dim);
-    }
+    for (std::size_t i = 0; i < names.size(); ++i) pruned += pruner.ln_structured(names[i], amounts[i], n, dim);
     return pruned;
   }
 };
@@ -154,20 +171,24 @@ struct RandomStructured {
   std::mt19937_64* rng = nullptr;  ///< engine to draw from (not owned)
   template <Scalar T>
   index_t operator()(Pruner<T>& pruner, const std::vector<std::string>& names, double target) const {
+    detail::check_engine(rng, "RandomStructured");
+    const auto amounts = detail::slices_to_prune(pruner, names, dim, target);  // every name checked first
     index_t pruned = 0;
-    for (const auto& name : names) {
-      const auto [dead, total] = detail::slice_counts(pruner, name, dim);
-      pruned += pruner.random_structured(name, additional_count(target, dead, total), dim, *rng);
-    }
+    for (std::size_t i = 0; i < names.size(); ++i) pruned += pruner.random_structured(names[i], amounts[i], dim, *rng);
     return pruned;
   }
 };
 
 /// @brief `names`, checked to be tracked by `pruner`, or every tracked name in tracking order when empty.
-/// @throws value_error naming the first name `pruner` does not track.
+/// @throws value_error naming the first name `pruner` does not track or that is named twice.
 template <Scalar T>
 [[nodiscard]] std::vector<std::string> tracked_names(const Pruner<T>& pruner, const std::vector<std::string>& names = {}) {
-  for (const auto& name : names) (void)pruner.mask(name);  // before any criterion prunes a first name
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    (void)pruner.mask(names[i]);  // throws for an unknown name, before any criterion prunes a first one
+    if (std::find(names.begin(), names.begin() + static_cast<std::ptrdiff_t>(i), names[i]) != names.begin() + static_cast<std::ptrdiff_t>(i)) {
+      throw value_error(minnow::detail::concat("prune: parameter '", names[i], "' is named twice"));
+    }
+  }
   if (!names.empty()) return names;
   std::vector<std::string> all;
   for (const auto& e : pruner.entries()) all.push_back(e.name);

@@ -4,8 +4,9 @@
 /// that, at the scheduled steps, tops the parameters up to the target sparsity with a criterion of
 /// prune/policies.hpp (each parameter on its own, or all of them in one global ranking).
 ///
-/// Masks only ever lose ones, so a schedule is a target, not a setting: when a parameter is already at
-/// or above the target nothing happens. The additional amount is computed as an exact Count,
+/// Masks only ever lose ones, so a schedule is a target, not a setting: when the parameters are already
+/// at or above the target (each one for a per-tensor criterion, all together for a global one) nothing
+/// happens. The additional amount is computed as an exact Count,
 /// `round_half_even(target · total) − already pruned`, so the sparsity reached never drifts by the
 /// rounding of a fraction of survivors.
 

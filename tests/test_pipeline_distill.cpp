@@ -24,20 +24,9 @@ using namespace minnow;
 using Catch::Matchers::Contains;
 using test_support::message_of;
 using test_support::same_parameters;
+using test_support::synthetic_data;
 
 namespace {
-
-/// N random images (normal pixels) with labels i mod 10: enough to exercise training deterministically.
-data::Dataset<float> synthetic_data(index_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  data::Dataset<float> d;
-  d.images.resize({n, 1, 28, 28});
-  d.labels.resize({n});
-  for (index_t i = 0; i < d.images.size(); ++i) d.images.data()[i] = normal(rng);
-  for (index_t i = 0; i < n; ++i) d.labels(i) = static_cast<std::int32_t>(i % 10);
-  return d;
-}
 
 /// Each member's probabilities [N, C]: the true class gets `p_true[k]`, the rest share what is left,
 /// except that with probability `wrong[k]` the member is confidently wrong (true class gets 0.01).

@@ -70,6 +70,18 @@ class ScratchDir {
   std::filesystem::path path_;
 };
 
+/// `n` random 1×28×28 images (normal pixels) with labels i mod 10: enough to exercise training deterministically.
+inline minnow::data::Dataset<float> synthetic_data(minnow::index_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  minnow::data::Dataset<float> d;
+  d.images.resize({n, 1, 28, 28});
+  d.labels.resize({n});
+  for (minnow::index_t i = 0; i < d.images.size(); ++i) d.images.data()[i] = normal(rng);
+  for (minnow::index_t i = 0; i < n; ++i) d.labels(i) = static_cast<std::int32_t>(i % 10);
+  return d;
+}
+
 /// Bit-for-bit equality of every parameter of two models.
 inline bool same_parameters(minnow::nn::Sequential<float>& a, minnow::nn::Sequential<float>& b) {
   const auto pa = a.parameters(), pb = b.parameters();

@@ -16,23 +16,8 @@
 
 using namespace minnow;
 using test_support::same_parameters;
+using test_support::synthetic_data;
 using Catch::Matchers::Contains;
-
-namespace {
-
-/// N random images (normal pixels) with labels i mod 10.
-data::Dataset<float> synthetic_data(index_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  data::Dataset<float> d;
-  d.images.resize({n, 1, 28, 28});
-  d.labels.resize({n});
-  for (index_t i = 0; i < d.images.size(); ++i) d.images.data()[i] = normal(rng);
-  for (index_t i = 0; i < n; ++i) d.labels(i) = static_cast<std::int32_t>(i % 10);
-  return d;
-}
-
-}  // namespace
 
 TEST_CASE("fit over every sample is the loop examples/train.cpp ran by hand, bit for bit", "[train][fit]") {
   const auto data = synthetic_data(150, 3);  // a partial last batch (150 = 2 × 64 + 22)

@@ -190,10 +190,25 @@ TEST_CASE("Sequential: duplicate, empty and unknown names and positions past the
   SECTION("index_of an unknown layer") {
     CHECK_REFUSED((void)net.index_of("fc2"), value_error, Contains("no layer named 'fc2'"));
   }
+  SECTION("remove or release an unknown layer") {
+    CHECK_REFUSED(net.remove("fc2"), value_error, Contains("no layer named 'fc2'"));
+    CHECK_REFUSED((void)net.release("fc2"), value_error, Contains("no layer named 'fc2'"));
+  }
   CHECK(net.size() == 2);
   CHECK(net.layer_name(0) == "flatten");
   CHECK(net.layer_name(1) == "fc");
   CHECK(snapshot(net) == before);
+}
+
+TEST_CASE("Sequential::release hands over the layer with its parameters where they were", "[nn][sequential]") {
+  auto net = tiny_model(1);
+  const float* weights = find_parameter(net.parameters(), "fc.weight").value.data();
+  auto fc = net.release("fc");
+  REQUIRE(fc != nullptr);
+  CHECK(net.size() == 1);
+  std::vector<Parameter<float>> parameters;
+  fc->collect_parameters("fc.", parameters);
+  CHECK(parameters.at(0).value.data() == weights);
 }
 
 // ---- optimizers and schedules ----

@@ -1,7 +1,8 @@
 // Networks users know, through the whole pipeline: LeNet-5 (1×32×32, ReLU and max pooling) and the PyTorch
 // CIFAR-10 tutorial network with batch norm after each convolution (3×32×32), each trained on synthetic
 // images of its input shape, pruned while it trains, its batch norms folded into the convolutions,
-// quantized after training and converted to an integer network whose logits match the fake-quantized one.
+// quantized after training (or trained quantization-aware with its batch norms in the graph) and converted
+// to an integer network whose logits match the fake-quantized one.
 #include <minnow/nn.hpp>
 #include <minnow/pipeline/integer_network.hpp>
 #include <minnow/pipeline/quantize_model.hpp>
@@ -11,6 +12,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -99,6 +101,34 @@ prune::Pruner<float> train_pruned(nn::Sequential<float>& net, const data::Datase
   return pruner;
 }
 
+using QModel = pipeline::QuantizedModel<quant::Int8PerChannelSymmetric, quant::Uint8PerTensorAffine>;
+
+// The integer network converted from `qmodel` gives the fake-quantized network's logits within the rounding
+// of its last layer's input, and classifies at least 90 % of `test` right.
+void check_integer_network(nn::Sequential<float>& net, const QModel& qmodel, const data::Dataset<float>& test) {
+  pipeline::IntegerNetwork integer(net, qmodel);
+  const auto fake = net.forward(test.images.view(), nn::Mode::eval);
+  const Tensor<float, 2> expected(TensorView<const float, 2>(fake.data(), {test.size(), kClasses}));
+  const auto logits = integer.forward(test.images.view());
+  REQUIRE(logits.shape() == expected.shape());
+  const auto last = find_parameter(net.parameters(), "fc3.weight");
+  const auto step = qmodel.activation_layers().back()->quantizer().params().front().scale;
+  const auto tolerance = pipeline::logit_tolerance(last.value.reshape(Shape<2>{last.shape[0], last.shape[1]}), step);
+  index_t outside = 0, correct = 0;
+  for (index_t i = 0; i < test.size(); ++i) {
+    index_t best = 0;
+    for (index_t o = 0; o < kClasses; ++o) {
+      const double d = std::abs(static_cast<double>(logits(i, o)) - expected(i, o));
+      if (d > tolerance[static_cast<std::size_t>(o)] + 1e-5 * (1.0 + std::abs(static_cast<double>(expected(i, o))))) ++outside;
+      if (logits(i, o) > logits(i, best)) best = o;
+    }
+    correct += best == test.labels(i) ? 1 : 0;
+  }
+  CHECK(outside == 0);
+  INFO("integer accuracy " << correct << " / " << test.size());
+  CHECK(correct >= test.size() * 9 / 10);
+}
+
 // Trains, folds, quantizes and converts `net`; checks each stage.
 void through_the_pipeline(nn::Sequential<float> net, index_t channels) {
   const auto train = quadrant_images(512, channels, 1);
@@ -127,29 +157,9 @@ void through_the_pipeline(nn::Sequential<float> net, index_t channels) {
     CHECK(zeros >= p.value.size() / 2);
   }
 
-  pipeline::QuantizedModel<quant::Int8PerChannelSymmetric, quant::Uint8PerTensorAffine> qmodel(net);
+  QModel qmodel(net);
   qmodel.calibrate(train, 256, 64);
-  pipeline::IntegerNetwork integer(net, qmodel);
-  const auto fake = net.forward(test.images.view(), nn::Mode::eval);
-  const Tensor<float, 2> expected(TensorView<const float, 2>(fake.data(), {test.size(), kClasses}));
-  const auto logits = integer.forward(test.images.view());
-  REQUIRE(logits.shape() == expected.shape());
-  const auto last = find_parameter(net.parameters(), "fc3.weight");
-  const auto step = qmodel.activation_layers().back()->quantizer().params().front().scale;
-  const auto tolerance = pipeline::logit_tolerance(last.value.reshape(Shape<2>{last.shape[0], last.shape[1]}), step);
-  index_t outside = 0, correct = 0;
-  for (index_t i = 0; i < test.size(); ++i) {
-    index_t best = 0;
-    for (index_t o = 0; o < kClasses; ++o) {
-      const double d = std::abs(static_cast<double>(logits(i, o)) - expected(i, o));
-      if (d > tolerance[static_cast<std::size_t>(o)] + 1e-5 * (1.0 + std::abs(static_cast<double>(expected(i, o))))) ++outside;
-      if (logits(i, o) > logits(i, best)) best = o;
-    }
-    correct += best == test.labels(i) ? 1 : 0;
-  }
-  CHECK(outside == 0);
-  INFO("integer accuracy " << correct << " / " << test.size());
-  CHECK(correct >= test.size() * 9 / 10);
+  check_integer_network(net, qmodel, test);
 }
 
 }  // namespace
@@ -163,12 +173,50 @@ TEST_CASE("LeNet-5: trained, pruned, quantized and run as an integer network", "
 TEST_CASE("the CIFAR-10 tutorial network with batch norm: trained, pruned, folded, quantized, integer", "[pipeline][networks]") {
   auto net = lenet_shaped(3, true, 4);
   CHECK(net.output_shape({2, 3, 32, 32}) == Shape<4>{2, kClasses, 1, 1});
-  // Before folding, the integer network refuses the batch norm, naming it.
-  {
-    auto unfolded = lenet_shaped(3, true, 4);
-    pipeline::QuantizedModel<quant::Int8PerChannelSymmetric, quant::Uint8PerTensorAffine> qmodel(unfolded);
-    qmodel.calibrate(quadrant_images(64, 3, 5), 64, 64);
-    CHECK_THROWS_AS(pipeline::IntegerNetwork(unfolded, qmodel), value_error);
-  }
   through_the_pipeline(std::move(net), 3);
+}
+
+TEST_CASE("the CIFAR-10 tutorial network: QAT with its batch norms in the graph, statistics frozen, then integer",
+          "[pipeline][networks]") {
+  auto net = lenet_shaped(3, true, 4);
+  const auto train = quadrant_images(512, 3, 1);
+  const auto test = quadrant_images(128, 3, 2);
+  auto pruner = train_pruned(net, train, 60);
+
+  QModel qmodel(net);
+  const auto folded = qmodel.folded_layers();
+  REQUIRE(folded.size() == 2);
+  CHECK(net.layer_name(1) == "conv1");
+  CHECK_THROWS_AS(net.index_of("bn1"), value_error);
+  CHECK(qmodel.weight_names() == std::vector<std::string>{"conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight", "fc3.weight"});
+  CHECK_NOTHROW(find_parameter(net.parameters(), "conv2.bn.weight"));
+
+  nn::Sgd<float> sgd(net.parameters(), 0.01, {.momentum = 0.9});
+  train::Trainer<float> trainer(net, sgd);
+  trainer.set_progress(false);
+  trainer.add_hook([&](std::int64_t) { pruner.apply(); });  // the pruner's views survive the folding
+  qmodel.attach(trainer, {.freeze_after_steps = 40, .freeze_bn_stats_after_steps = 20});
+  const auto running_var = [&] {
+    const auto v = folded[1]->bn().running_var();
+    return std::vector<float>(v.data(), v.data() + v.size());
+  };
+  std::vector<float> frozen_var;
+  for (int step = 0; step < 60; ++step) {
+    std::vector<index_t> batch(32);
+    std::iota(batch.begin(), batch.end(), (step * 32) % (train.size() - 32));
+    (void)trainer.step(train, batch);
+    if (step == 19) {
+      for (const auto* layer : folded) CHECK(layer->bn_stats_frozen());
+      frozen_var = running_var();
+    }
+  }
+  CHECK(running_var() == frozen_var);
+  CHECK(qmodel.weight_quantizer("conv1.weight").frozen());
+  for (const auto& p : weight_parameters(net.parameters())) {
+    INFO(p.name);
+    index_t zeros = 0;
+    for (index_t i = 0; i < p.value.size(); ++i) zeros += p.value(i) == 0.0f ? 1 : 0;
+    CHECK(zeros >= p.value.size() / 2);
+  }
+  check_integer_network(net, qmodel, test);
 }

@@ -736,6 +736,14 @@ TEST_CASE("AGP / polynomial decay: targets and pruning steps") {
   CHECK(agp.is_pruning_step(200));
   CHECK(agp.is_pruning_step(1100));
   CHECK_FALSE(agp.is_pruning_step(1200));
+  // `end` is a pruning step even off the frequency's grid, so the final sparsity is always reached.
+  const auto off_grid = prune::agp(0.0, 0.9, 0, 10, 3);
+  std::vector<std::int64_t> pruning_steps;
+  for (std::int64_t step = 0; step <= 12; ++step) {
+    if (off_grid.is_pruning_step(step)) pruning_steps.push_back(step);
+  }
+  CHECK(pruning_steps == std::vector<std::int64_t>{0, 3, 6, 9, 10});
+  CHECK(off_grid.target(10) == 0.9);
   const prune::PolynomialDecay linear(0.2, 0.6, 0, 10, 1, 1.0);
   CHECK(linear.target(5) == Approx(0.4));
   const prune::ConstantSparsity constant(0.5, 10, 10);

@@ -75,6 +75,16 @@ class Sequential {
     layers_changed();
   }
 
+  /// Removes the layer named `name` and hands it over, its parameters where they were (e.g. to wrap it in a
+  /// fused layer). @throws value_error naming an unknown layer.
+  std::unique_ptr<Layer<T>> release(std::string_view name) {
+    const auto at = layers_.begin() + static_cast<std::ptrdiff_t>(index_of(name));
+    std::unique_ptr<Layer<T>> layer = std::move(at->layer);
+    layers_.erase(at);
+    layers_changed();
+    return layer;
+  }
+
   /// The position of the layer named `name`. @throws value_error naming an unknown layer.
   [[nodiscard]] std::size_t index_of(std::string_view name) const {
     for (std::size_t i = 0; i < layers_.size(); ++i) {

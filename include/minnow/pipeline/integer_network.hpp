@@ -57,6 +57,7 @@
 #include <minnow/nn/loss.hpp>
 #include <minnow/nn/maxpool2d.hpp>
 #include <minnow/nn/sequential.hpp>
+#include <minnow/pipeline/qat_conv_bn.hpp>
 #include <minnow/pipeline/quantize_model.hpp>
 #include <minnow/quant/concepts.hpp>
 #include <minnow/simd/gemm.hpp>
@@ -175,11 +176,15 @@ template <class WeightQ, class ActivationQ>
     }
     auto* conv = dynamic_cast<nn::Conv2d<float>*>(&layer);
     auto* linear = dynamic_cast<nn::Linear<float>*>(&layer);
+    // A convolution trained with its batch norm (QatConvBn2d) converts as the folded convolution.
+    std::optional<nn::Conv2d<float>> folded;
+    if (const auto* fused = dynamic_cast<const QatConvBn2d<WeightQ>*>(&layer)) conv = &folded.emplace(fused->folded());
     if (conv != nullptr || linear != nullptr) {
       const index_t out_channels = conv ? conv->out_channels() : linear->out_features();
       const std::string weight_name = name + ".weight";
       const auto& wq = qmodel.weight_quantizer(weight_name);
-      const auto flat = qmodel.float_weight(weight_name);
+      const auto flat = folded ? TensorView<const float, 1>(folded->weight().reshape(Shape<1>{folded->weight().size()}))
+                               : qmodel.float_weight(weight_name);
       const auto& params = wq.params();
       if (static_cast<index_t>(params.size()) != out_channels) {
         throw value_error(minnow::detail::concat("IntegerNetwork: weight '", weight_name, "' has ", params.size(),
@@ -234,7 +239,7 @@ template <class WeightQ, class ActivationQ>
       continue;
     }
     throw value_error(minnow::detail::concat("IntegerNetwork: layer '", name, "' (", layer.describe(), ") is not supported ",
-                                             "here; expected Conv2d/Linear [+ ReLU + quantizer], MaxPool2d or Flatten"));
+                                             "here; expected Conv2d/QatConvBn2d/Linear [+ ReLU + quantizer], MaxPool2d or Flatten"));
   }
   (void)infer::check_integer_model(out);
   return out;

@@ -3,23 +3,30 @@
 /// @brief Where `quant/` meets `nn/`: fake-quantized weights and activations in a Sequential, for
 /// quantization-aware training (QAT) and post-training quantization (PTQ).
 ///
-/// Weights are quantized through the named-parameter seam: every `*.weight` keeps a float shadow copy.
+/// Weights are quantized through the named-parameter seam: every Conv2d's and Linear's weight keeps a float shadow copy.
 /// The network always computes with `fake_quantize(shadow)`; the gradient hook applies the straight-through
 /// estimator (zero outside the grid) and hands the optimizer the float weights, and the after-step hook
 /// re-quantizes them. Activations are quantized by an `ActivationFakeQuant` layer inserted at the input and
-/// after every ReLU, observing while its quantizer is not frozen.
+/// after every ReLU, observing while its quantizer is not frozen. A Conv2d followed by a BatchNorm2d becomes
+/// one QatConvBn2d layer (pipeline/qat_conv_bn.hpp; PyTorch's `fuse_modules_qat` + `prepare_qat`), which
+/// fake-quantizes the folded weights itself and trains with the batch statistics until they are frozen.
 /// @code
 ///   pipeline::QuantizedModel<quant::Int8PerChannelSymmetric, quant::Uint8PerTensorAffine> qmodel(model);
 ///   // PTQ: qmodel.calibrate(train, 2048);                                        then evaluate(model, test)
-///   // QAT: qmodel.attach(trainer, {.freeze_after_steps = 2000}); trainer.train_epoch(...);
+///   // QAT: qmodel.attach(trainer, {.freeze_after_steps = 2000, .freeze_bn_stats_after_steps = 1000});
+///   //      trainer.train_epoch(...);
 /// @endcode
 /// With pruning, register the Pruner's hook before `attach`: the pruner zeroes the weights first and
 /// zero is exactly representable in every mapping, so a pruned weight stays exactly 0.
 
 #include <minnow/data/batches.hpp>
 #include <minnow/data/dataset.hpp>
+#include <minnow/nn/conv2d.hpp>
 #include <minnow/nn/layer.hpp>
+#include <minnow/nn/linear.hpp>
 #include <minnow/nn/sequential.hpp>
+#include <minnow/parameter.hpp>
+#include <minnow/pipeline/qat_conv_bn.hpp>
 #include <minnow/quant/quantizer.hpp>
 #include <minnow/train/trainer.hpp>
 
@@ -86,16 +93,22 @@ class QuantizedModel {
   struct Options {
     bool quantize_activations = true;  ///< insert ActivationFakeQuant layers (false: weights only)
     bool quantize_input = true;        ///< also quantize the network's input (the int8 network's edge)
+    bool fold_batchnorm = true;        ///< Conv2d → BatchNorm2d pairs become QatConvBn2d layers
   };
 
   struct TrainOptions {
     std::int64_t freeze_after_steps = -1;  ///< freeze every observer after this many steps (< 0: never)
+    /// freeze the folded batch norms' running statistics after this many steps (< 0: never)
+    std::int64_t freeze_bn_stats_after_steps = -1;
   };
 
-  /// Inserts the activation quantizers into `model` (which must outlive this object) and quantizes its weights.
+  /// Folds each Conv2d → BatchNorm2d pair into a QatConvBn2d (named as the convolution; the batch norm's
+  /// parameters become "<conv>.bn.*"), inserts the activation quantizers into `model` (which must outlive
+  /// this object) and quantizes its weights.
   explicit QuantizedModel(nn::Sequential<float>& model, WeightQ weight_prototype = WeightQ{},
                           ActivationQ activation_prototype = ActivationQ{}, Options options = Options{})
       : model_(model) {
+    if (options.fold_batchnorm) fold_batchnorms(weight_prototype);
     if (options.quantize_activations) {
       std::vector<std::string> after;
       for (std::size_t i = 0; i < model.size(); ++i) {
@@ -109,9 +122,18 @@ class QuantizedModel {
                             &model.insert(0, "input.quant", ActivationFakeQuant<ActivationQ>(activation_prototype)));
       }
     }
-    for (const auto& p : model.parameters()) {
-      if (p.name.size() < 7 || p.name.compare(p.name.size() - 7, 7, ".weight") != 0) continue;
-      weights_.push_back(std::make_unique<Weight>(p, weight_prototype));
+    for (std::size_t i = 0; i < model.size(); ++i) {
+      nn::Layer<float>& layer = model.layer(i);
+      const std::string name = model.layer_name(i) + ".weight";
+      if (auto* fused = dynamic_cast<QatConvBn2d<WeightQ>*>(&layer)) {
+        fused_.push_back({name, fused});
+        names_.push_back(name);
+      }
+      if (dynamic_cast<nn::Conv2d<float>*>(&layer) == nullptr && dynamic_cast<nn::Linear<float>*>(&layer) == nullptr) continue;
+      std::vector<Parameter<float>> parameters;
+      layer.collect_parameters(model.layer_name(i) + ".", parameters);
+      weights_.push_back(std::make_unique<Weight>(find_parameter(parameters, name), weight_prototype));
+      names_.push_back(name);
     }
     for (auto& w : weights_) w->quantize();
   }
@@ -127,6 +149,9 @@ class QuantizedModel {
     });
     trainer.add_hook([this, options](std::int64_t step) {
       if (options.freeze_after_steps >= 0 && step + 1 >= options.freeze_after_steps) freeze_observers();
+      if (options.freeze_bn_stats_after_steps >= 0 && step + 1 >= options.freeze_bn_stats_after_steps) {
+        for (auto& f : fused_) f.layer->freeze_bn_stats();
+      }
       for (auto& w : weights_) w->from_float();
     });
   }
@@ -156,10 +181,12 @@ class QuantizedModel {
   /// Stops every observer (weights keep their current parameters; activations their current range).
   void freeze_observers() {
     for (auto& w : weights_) w->quantizer.freeze();
+    for (auto& f : fused_) f.layer->weight_quantizer().freeze();
     for (auto* a : activations_) a->quantizer().freeze();
   }
   void unfreeze_observers() {
     for (auto& w : weights_) w->quantizer.unfreeze();
+    for (auto& f : fused_) f.layer->weight_quantizer().unfreeze();
     for (auto* a : activations_) a->quantizer().unfreeze();
   }
 
@@ -168,23 +195,35 @@ class QuantizedModel {
     for (const auto& w : weights_) {
       if (w->parameter.name == name) return w->quantizer;
     }
+    for (const auto& f : fused_) {
+      if (f.name == name) return f.layer->weight_quantizer();
+    }
     throw value_error(minnow::detail::concat("QuantizedModel: no quantized weight named '", name, "'"));
   }
   /// The activation quantizers, input first.
   [[nodiscard]] const std::vector<ActivationFakeQuant<ActivationQ>*>& activation_layers() const noexcept {
     return activations_;
   }
-  /// Names of the quantized weights, in layer order.
-  [[nodiscard]] std::vector<std::string> weight_names() const {
-    std::vector<std::string> names;
-    for (const auto& w : weights_) names.push_back(w->parameter.name);
-    return names;
+  /// Names of the quantized weights, in layer order (a QatConvBn2d's is "<conv>.weight").
+  [[nodiscard]] const std::vector<std::string>& weight_names() const noexcept { return names_; }
+  /// The QatConvBn2d layers the constructor folded, in layer order.
+  [[nodiscard]] std::vector<QatConvBn2d<WeightQ>*> folded_layers() const {
+    std::vector<QatConvBn2d<WeightQ>*> layers;
+    for (const auto& f : fused_) layers.push_back(f.layer);
+    return layers;
   }
 
-  /// The float weights the quantized ones were computed from (the optimizer's copy).
+  /// The float weights the quantized ones were computed from (the optimizer's copy); for a QatConvBn2d
+  /// the convolution's own weights, before the batch norm's scale.
   [[nodiscard]] TensorView<const float, 1> float_weight(std::string_view name) const {
     for (const auto& w : weights_) {
       if (w->parameter.name == name) return w->shadow.view();
+    }
+    for (const auto& f : fused_) {
+      if (f.name == name) {
+        const auto w = std::as_const(*f.layer).conv().weight();
+        return w.reshape(Shape<1>{w.size()});
+      }
     }
     throw value_error(minnow::detail::concat("QuantizedModel: no quantized weight named '", name, "'"));
   }
@@ -220,8 +259,34 @@ class QuantizedModel {
     Tensor<float, 1> shadow;
   };
 
+  /// A QatConvBn2d, which quantizes its own (folded) weights in every forward.
+  struct Fused {
+    std::string name;  // "<conv>.weight"
+    QatConvBn2d<WeightQ>* layer;
+  };
+
+  void fold_batchnorms(const WeightQ& weight_prototype) {
+    for (std::size_t i = 0; i + 1 < model_.size(); ++i) {
+      if (dynamic_cast<nn::Conv2d<float>*>(&model_.layer(i)) == nullptr ||
+          dynamic_cast<nn::BatchNorm2d<float>*>(&model_.layer(i + 1)) == nullptr) {
+        continue;
+      }
+      const std::string name = model_.layer_name(i);
+      auto* conv = dynamic_cast<nn::Conv2d<float>*>(&model_.layer(i));
+      auto* bn = dynamic_cast<nn::BatchNorm2d<float>*>(&model_.layer(i + 1));
+      if (conv->out_channels() != bn->channels()) continue;  // not a pair: the model's own forward refuses it
+      auto bn_owned = model_.release(model_.layer_name(i + 1));
+      auto conv_owned = model_.release(name);
+      std::unique_ptr<nn::BatchNorm2d<float>> bn_typed(static_cast<nn::BatchNorm2d<float>*>(bn_owned.release()));
+      std::unique_ptr<nn::Conv2d<float>> conv_typed(static_cast<nn::Conv2d<float>*>(conv_owned.release()));
+      (void)model_.insert(i, name, QatConvBn2d<WeightQ>(std::move(conv_typed), std::move(bn_typed), weight_prototype));
+    }
+  }
+
   nn::Sequential<float>& model_;
   std::vector<std::unique_ptr<Weight>> weights_;
+  std::vector<Fused> fused_;
+  std::vector<std::string> names_;
   std::vector<ActivationFakeQuant<ActivationQ>*> activations_;
 };
 

@@ -75,7 +75,9 @@ class ConstantSparsity {
 /// @brief Polynomial decay of the distance to the final sparsity (AGP, Zhu & Gupta 2017, for power 3):
 /// `p = clamp((step − begin) / (end − begin), 0, 1)`,
 /// `target = final + (initial − final) · (1 − p)^power`; prune at steps in [begin, end] where
-/// `(step − begin) % frequency == 0`.
+/// `(step − begin) % frequency == 0`, and at `end` itself, so the final sparsity is reached whatever the
+/// frequency (TF-MOT's PolynomialDecay stops at the last grid step ≤ end, short of it when `end − begin`
+/// is not a multiple of the frequency).
 class PolynomialDecay {
  public:
   /// @throws value_error for sparsities outside [0, 1], begin >= end, frequency <= 0 or power <= 0.
@@ -97,7 +99,7 @@ class PolynomialDecay {
     return final_ + (initial_ - final_) * std::pow(1.0 - p, power_);
   }
   [[nodiscard]] bool is_pruning_step(std::int64_t step) const noexcept {
-    return detail::on_grid(step, begin_, end_, frequency_);
+    return step == end_ || detail::on_grid(step, begin_, end_, frequency_);
   }
 
  private:

@@ -7,6 +7,8 @@
 //   infer/int4_kept_f32/<batch>/<threads>       the same with int4 weights unpacked per cache block
 //   infer/int4_once_f32/<batch>/<threads>       the same with int4 weights unpacked to int8 at build time
 //   infer/fp32_minnow_linear/<batch>/<threads>  nn::Linear forward (GEMV below batch 4, GEMM above), the fp32 baseline
+//   infer/int8_*_vnni/<batch>/<threads>         where the CPU has AMX (which the rows above then use from 16
+//                                               rows on): the same three int8 rows with AMX turned off
 //   infer/vnni_peak/<threads>                   register-only vpdpbusd zmm loop: this machine's int8 peak
 //   infer/vnni_peak_ymm/<threads>               the same with ymm operands (half the work per instruction)
 // Measured on this Zen 5 with thread CPU time and hand-written asm (16–24 chains, register or broadcast
@@ -181,6 +183,14 @@ void vnni_peak(benchmark::State& state) {
 }
 #endif
 
+// The same benchmark on the AVX-512 VNNI kernels with AMX turned off, for the AMX / VNNI ratio in one run.
+template <void (*Bench)(benchmark::State&)>
+void without_amx(benchmark::State& state) {
+  minnow::infer::amx::set_enabled(false);
+  Bench(state);
+  minnow::infer::amx::set_enabled(true);
+}
+
 void register_all() {
   for (const auto& [name, fn] : std::vector<std::pair<const char*, void (*)(benchmark::State&)>>{
            {"infer/int8_u8_in_u8_out", int8_u8},
@@ -190,6 +200,14 @@ void register_all() {
            {"infer/int4_once_f32", linear_f32<2>},
            {"infer/fp32_minnow_linear", fp32}}) {
     benchmark::RegisterBenchmark(name, fn)->ArgsProduct({{1, 256}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+  }
+  if (minnow::infer::amx::supported()) {
+    for (const auto& [name, fn] : std::vector<std::pair<const char*, void (*)(benchmark::State&)>>{
+             {"infer/int8_u8_in_u8_out_vnni", without_amx<int8_u8>},
+             {"infer/int8_f32_in_f32_out_vnni", without_amx<linear_f32<0>>},
+             {"infer/int8_dynamic_f32_vnni", without_amx<int8_dynamic>}}) {
+      benchmark::RegisterBenchmark(name, fn)->ArgsProduct({{1, 256}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+    }
   }
 #if defined(__AVX512VNNI__)
   benchmark::RegisterBenchmark("infer/vnni_peak", vnni_peak<__m512i>)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -1,6 +1,8 @@
 // infer/int_tensor.hpp, infer/qgemm.hpp, infer/quantized_linear.hpp: every kernel path against the scalar
 // integer oracle bit for bit on shapes that hit every tail, the dequantized result against the fake-quant
 // float computation, int4 packing, and the typed errors.
+#include "test_support.hpp"
+
 #include <minnow/infer/int_tensor.hpp>
 #include <minnow/infer/qgemm.hpp>
 #include <minnow/infer/quantized_linear.hpp>
@@ -11,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -52,6 +55,14 @@ Problem make_problem(index_t m, index_t n, index_t k, std::mt19937& rng, bool in
   return p;
 }
 
+// Turns AMX off for the rest of the scope (the vector paths under test), and back on after it.
+struct WithoutAmx {
+  WithoutAmx() { infer::amx::set_enabled(false); }
+  ~WithoutAmx() { infer::amx::set_enabled(true); }
+  WithoutAmx(const WithoutAmx&) = delete;
+  WithoutAmx& operator=(const WithoutAmx&) = delete;
+};
+
 template <class T>
 bool same_bits(const Tensor<T, 2>& a, const Tensor<T, 2>& b) {
   return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(T)) == 0;
@@ -62,7 +73,7 @@ void check_path(const Problem& p, const infer::PackedWeights& packed, const infe
                 const infer::OutputStage& stage_float) {
   const index_t m = p.x.dim(0), n = p.w.rows();
   infer::QuantizedActivations a;
-  infer::pack_activations(p.x, p.xp, a);
+  infer::pack_activations<Arch>(p.x, p.xp, a);
   const AffineParams out{0.05f, 17};
 
   Tensor<std::int32_t, 2> acc({m, n}), acc_ref({m, n});
@@ -96,11 +107,77 @@ TEST_CASE("every qgemm path equals the scalar integer reference bit for bit on e
           INFO("m " << m << " n " << n << " k " << k << " relu " << relu);
           check_path<scalar>(p, packed, si, sf);
           check_path<avx2>(p, packed, si, sf);
+          check_path<avx512_vnni>(p, packed, si, sf);  // the AMX tiles from 16 rows, where the CPU has them
+          const WithoutAmx vnni;
           check_path<avx512_vnni>(p, packed, si, sf);
         }
       }
     }
   }
+}
+
+TEST_CASE("the AMX tile path equals the scalar integer reference bit for bit on every tail") {
+  if (!infer::amx::supported()) MINNOW_SKIP("this CPU or OS has no AMX-INT8");
+  std::mt19937 rng(23);
+  for (const bool int4 : {false, true}) {
+    for (const index_t m : {16, 17, 31, 33, 64}) {
+      for (const index_t n : {1, 47, 48, 97}) {
+        for (const index_t k : {2, 6, 62, 64, 66, 128, 1030, 1088, 1, 5, 63, 65, 127}) {
+          if (int4 && k % 2 != 0) continue;  // int4 packs two values per byte
+          Problem p = make_problem(m, n, k, rng, int4);
+          const auto packed = int4 ? infer::pack_weights(infer::pack_int4(p.w), true) : infer::pack_weights(p.w);
+          infer::QuantizedActivations a;
+          infer::pack_activations<avx512_vnni>(p.x, p.xp, a);
+          REQUIRE(a.layout == infer::ActivationLayout::rows);
+          for (const bool relu : {false, true}) {
+            const infer::OutputStage si{p.bias32, {}, relu}, sf{{}, p.bias, relu};
+            INFO("int4 " << int4 << " m " << m << " n " << n << " k " << k << " relu " << relu);
+            check_path<avx512_vnni>(p, packed, si, sf);
+          }
+        }
+      }
+    }
+  }
+  // The rows layout: every byte in place, padding (rows to a multiple of 16, k to one of 64) zero, row sums
+  // from the definition; quantize_activations writes the same layout.
+  {
+    Problem p = make_problem(33, 5, 70, rng);
+    infer::QuantizedActivations a;
+    infer::pack_activations<avx512_vnni>(p.x, p.xp, a);
+    REQUIRE(a.lda == 128);
+    REQUIRE(a.rows.size() == 48 * 128);
+    bool layout_ok = true, sums_ok = true;
+    for (index_t i = 0; i < 48; ++i) {
+      std::int32_t sum = 0;
+      for (index_t k = 0; k < 128; ++k) {
+        const std::uint8_t expected = i < 33 && k < 70 ? p.x(i, k) : 0;
+        sum += expected;
+        layout_ok = layout_ok && a.rows.data()[i * 128 + k] == expected;
+      }
+      if (i < 33) sums_ok = sums_ok && a.rowsum[static_cast<std::size_t>(i)] == sum;
+    }
+    CHECK(layout_ok);
+    CHECK(sums_ok);
+    Tensor<float, 2> xf({33, 70});
+    for (index_t i = 0; i < xf.size(); ++i) xf.data()[i] = static_cast<float>(p.x.data()[i] - p.xp.zero_point) * p.xp.scale;
+    infer::QuantizedActivations f;
+    infer::quantize_activations<avx512_vnni>(xf, p.xp, f);
+    REQUIRE(f.layout == infer::ActivationLayout::rows);
+    CHECK(std::memcmp(f.rows.data(), a.rows.data(), static_cast<std::size_t>(a.rows.size())) == 0);
+  }
+  // Turned off, the same tag packs 8-row panels for the vector kernels; rows below 16 never use the tiles.
+  Problem p = make_problem(32, 48, 100, rng);
+  infer::QuantizedActivations a;
+  {
+    const WithoutAmx vector_kernels;
+    infer::pack_activations<avx512_vnni>(p.x, p.xp, a);
+    CHECK(a.layout == infer::ActivationLayout::panels);
+  }
+  infer::pack_activations<avx2>(p.x, p.xp, a);
+  CHECK(a.layout == infer::ActivationLayout::panels);
+  Problem small = make_problem(15, 48, 100, rng);
+  infer::pack_activations<avx512_vnni>(small.x, small.xp, a);
+  CHECK(a.layout == infer::ActivationLayout::panels);
 }
 
 TEST_CASE("int4 weights kept at 4 bits give the same bits as the int8 kernels") {
@@ -125,27 +202,34 @@ TEST_CASE("int4 weights kept at 4 bits give the same bits as the int8 kernels") 
 TEST_CASE("threads split the work items without changing a bit") {
   // 37 rows = 5 activation panels, 301 channels = 7 weight panels: 35 items, so two threads split the
   // items inside weight panel 3 (both threads unpack that int4 panel) and the last row panel has 5 rows.
+  // With AMX (where the CPU has it) 37 rows are 3 tiles of 16: 21 items.
   std::mt19937 rng(3);
   for (const bool int4 : {false, true}) {
-    Problem p = make_problem(37, 301, 778, rng, int4);
-    const auto packed = int4 ? infer::pack_weights(infer::pack_int4(p.w), true) : infer::pack_weights(p.w);
-    infer::QuantizedActivations a;
-    infer::pack_activations(p.x, p.xp, a);
-    Tensor<float, 2> one({37, 301}), two({37, 301}), ref({37, 301});
-    minnow::set_threads(1);
-    infer::qgemm(a, packed, {{}, p.bias, true}, one.view());
-    minnow::set_threads(2);
-    infer::qgemm(a, packed, {{}, p.bias, true}, two.view());
-    minnow::set_threads(1);
-    infer::qgemm_reference<float>(p.x, p.xp, p.w, {{}, p.bias, true}, {}, ref.view());
-    INFO("int4 " << int4);
-    CHECK(same_bits(one, two));
-    CHECK(same_bits(one, ref));
+    for (const bool amx : {false, true}) {
+      std::optional<WithoutAmx> vector_kernels;
+      if (!amx) vector_kernels.emplace();
+      Problem p = make_problem(37, 301, 778, rng, int4);
+      const auto packed = int4 ? infer::pack_weights(infer::pack_int4(p.w), true) : infer::pack_weights(p.w);
+      infer::QuantizedActivations a;
+      infer::pack_activations(p.x, p.xp, a);
+      CHECK(a.layout == (amx && infer::amx::supported() ? infer::ActivationLayout::rows : infer::ActivationLayout::panels));
+      Tensor<float, 2> one({37, 301}), two({37, 301}), ref({37, 301});
+      minnow::set_threads(1);
+      infer::qgemm(a, packed, {{}, p.bias, true}, one.view());
+      minnow::set_threads(2);
+      infer::qgemm(a, packed, {{}, p.bias, true}, two.view());
+      minnow::set_threads(1);
+      infer::qgemm_reference<float>(p.x, p.xp, p.w, {{}, p.bias, true}, {}, ref.view());
+      INFO("int4 " << int4 << " amx " << amx);
+      CHECK(same_bits(one, two));
+      CHECK(same_bits(one, ref));
+    }
   }
 }
 
 TEST_CASE("packing on two threads gives the panels and row sums of one thread") {
   // 67 × 4001 ≥ 2¹⁸ bytes: packing runs on both threads; 67 rows end in a 3-row panel, 4001 in a 1-byte group.
+  const WithoutAmx panels;
   std::mt19937 rng(17);
   Problem p = make_problem(67, 50, 4001, rng);
   Tensor<float, 2> xf({67, 4001});

@@ -45,9 +45,19 @@
 /// Threads take equal runs of tiles (8 × 48 outputs each, whatever its panel), so they finish
 /// together; every output comes from one tile computed the same way on any thread, so results do not
 /// depend on the thread count.
+///
+/// ## AMX
+/// Where the CPU has AMX-INT8 and the OS grants it (infer/amx.hpp, checked at run time), activations of
+/// 16 rows or more for the AVX-512 VNNI path are packed as plain rows instead (`ActivationLayout::rows`,
+/// k padded to 64) and each item is 16 rows × 48 channels on the tile registers: the weight panels above
+/// are already tdpbusd's B layout (16 channels × 4 bytes per k group, rows 192 bytes apart), so the same
+/// packed weights serve both; the last k4 % 16 groups come from a zero-padded copy. The sums are exact
+/// int32, the epilogue the same, so the output equals the VNNI path's bit for bit. At fc1's shape,
+/// batch 256, the tiles run 2.9× the VNNI kernel on a Xeon with AMX (docs/benchmarks.md).
 
 #include <minnow/detail/parallel.hpp>
 #include <minnow/error.hpp>
+#include <minnow/infer/amx.hpp>
 #include <minnow/infer/int_tensor.hpp>
 #include <minnow/quant/concepts.hpp>
 #include <minnow/quant/fake_quantize.hpp>
@@ -191,12 +201,19 @@ PackedWeights pack_common(const std::string& name, index_t n, index_t k, std::sp
   return p;
 }
 
+/// How QuantizedActivations holds the bytes: 8-row panels for the vector kernels, or plain rows for
+/// the AMX tiles (which load 16 rows × 64 bytes).
+enum class ActivationLayout { panels, rows };
+
 /// @brief Activations quantized and packed for the kernels, with their row sums. Reused across calls
 /// (the buffers grow once, then stay).
 struct QuantizedActivations {
   index_t m = 0, k = 0, k4 = 0;
   quant::AffineParams params;
-  Tensor<std::uint8_t, 1> panels;  ///< ⌈m/8⌉ × k4 × 32 bytes
+  ActivationLayout layout = ActivationLayout::panels;
+  Tensor<std::uint8_t, 1> panels;  ///< panels layout: ⌈m/8⌉ × k4 × 32 bytes
+  Tensor<std::uint8_t, 1> rows;    ///< rows layout: ⌈m/16⌉·16 rows of `lda` bytes, zero-padded
+  index_t lda = 0;                 ///< rows layout: k rounded up to 64
   std::vector<std::int32_t> rowsum;
 };
 
@@ -206,7 +223,17 @@ inline void check_activation_params(quant::AffineParams p, const char* context) 
   quant::check_affine_params(p, quant::QRange{0, 255}, context);
 }
 
-inline void prepare(QuantizedActivations& a, index_t m, index_t k, quant::AffineParams params) {
+/// Rows from which the AMX tiles pay (below, the weights' bandwidth bounds both paths and the 16-row
+/// tiles would mostly multiply padding): measured by bench_infer's int8 rows at batch 1 and 256.
+inline constexpr index_t kAmxMinRows = 16;
+
+/// Whether activations for `Arch` with m rows go to the AMX tiles.
+template <class Arch>
+[[nodiscard]] bool use_amx(index_t m) noexcept {
+  return std::is_base_of_v<arch::avx512_vnni, Arch> && arch::has_avx512_vnni && m >= kAmxMinRows && amx::enabled();
+}
+
+inline void prepare(QuantizedActivations& a, index_t m, index_t k, quant::AffineParams params, ActivationLayout layout) {
   if (k > kMaxK) {
     throw value_error(minnow::detail::concat("infer: activations have inner length ", k,
                                              "; exact int32 accumulation allows at most ", kMaxK));
@@ -215,7 +242,13 @@ inline void prepare(QuantizedActivations& a, index_t m, index_t k, quant::Affine
   a.k = k;
   a.k4 = (k + 3) / 4;
   a.params = params;
-  a.panels.resize({std::max<index_t>(1, (m + kMR - 1) / kMR * a.k4 * kAStep)});
+  a.layout = layout;
+  if (layout == ActivationLayout::panels) {
+    a.panels.resize({std::max<index_t>(1, (m + kMR - 1) / kMR * a.k4 * kAStep)});
+  } else {
+    a.lda = std::max<index_t>(amx::kDepth, (k + amx::kDepth - 1) / amx::kDepth * amx::kDepth);
+    a.rows.resize({(m + amx::kRows - 1) / amx::kRows * amx::kRows * a.lda});
+  }
   a.rowsum.assign(static_cast<std::size_t>(m), 0);
 }
 
@@ -321,6 +354,20 @@ inline void quantize_row(arch::avx512_vnni, const float* x, index_t k, quant::Af
 }
 #endif
 
+/// Row r of the rows layout, quantized (or copied) by `fill(dst)`, then zero-padded to lda; rows past m are
+/// zero. Records the row sum.
+template <class Fill>
+void place_row(QuantizedActivations& a, index_t r, Fill&& fill) {
+  std::uint8_t* dst = a.rows.data() + r * a.lda;
+  if (r < a.m) {
+    fill(dst);
+    a.rowsum[static_cast<std::size_t>(r)] = byte_sum(dst, a.k);
+    std::memset(dst + a.k, 0, static_cast<std::size_t>(a.lda - a.k));
+  } else {
+    std::memset(dst, 0, static_cast<std::size_t>(a.lda));
+  }
+}
+
 /// Eight quantized rows of one thread (quantize_activations' scratch).
 inline Tensor<std::uint8_t, 1>& quantize_scratch(index_t bytes) {
   thread_local Tensor<std::uint8_t, 1> scratch;
@@ -336,7 +383,15 @@ inline Tensor<std::uint8_t, 1>& quantize_scratch(index_t bytes) {
 template <class Arch = arch::best>
 void quantize_activations(TensorView<const float, 2> x, quant::AffineParams params, QuantizedActivations& out) {
   detail::check_activation_params(params, "infer::quantize_activations (input)");
-  detail::prepare(out, x.dim(0), x.dim(1), params);
+  if (detail::use_amx<Arch>(x.dim(0))) {
+    detail::prepare(out, x.dim(0), x.dim(1), params, ActivationLayout::rows);
+    const index_t rows = out.rows.size() / out.lda, k = out.k;
+    minnow::detail::parallel_for(rows, detail::pack_threads(out.m, k), [&](long r, int) {
+      detail::place_row(out, r, [&](std::uint8_t* dst) { detail::quantize_row(Arch{}, x.data() + r * k, k, params, dst); });
+    });
+    return;
+  }
+  detail::prepare(out, x.dim(0), x.dim(1), params, ActivationLayout::panels);
   const index_t tiles = (out.m + detail::kMR - 1) / detail::kMR, k = out.k;
   minnow::detail::parallel_for(tiles, detail::pack_threads(out.m, k), [&](long tile, int) {
     const index_t r0 = tile * detail::kMR, rows = std::min(detail::kMR, out.m - r0);
@@ -350,10 +405,20 @@ void quantize_activations(TensorView<const float, 2> x, quant::AffineParams para
   });
 }
 
-/// @brief Packs already quantized uint8 activations `x[m × k]` whose parameters are `params`.
-inline void pack_activations(TensorView<const std::uint8_t, 2> x, quant::AffineParams params, QuantizedActivations& out) {
+/// @brief Packs already quantized uint8 activations `x[m × k]` whose parameters are `params`, for the
+/// kernels of `Arch`.
+template <class Arch = arch::best>
+void pack_activations(TensorView<const std::uint8_t, 2> x, quant::AffineParams params, QuantizedActivations& out) {
   detail::check_activation_params(params, "infer::pack_activations (input)");
-  detail::prepare(out, x.dim(0), x.dim(1), params);
+  if (detail::use_amx<Arch>(x.dim(0))) {
+    detail::prepare(out, x.dim(0), x.dim(1), params, ActivationLayout::rows);
+    const index_t rows = out.rows.size() / out.lda, k = out.k;
+    minnow::detail::parallel_for(rows, detail::pack_threads(out.m, k), [&](long r, int) {
+      detail::place_row(out, r, [&](std::uint8_t* dst) { std::memcpy(dst, x.data() + r * k, static_cast<std::size_t>(k)); });
+    });
+    return;
+  }
+  detail::prepare(out, x.dim(0), x.dim(1), params, ActivationLayout::panels);
   const index_t tiles = (out.m + detail::kMR - 1) / detail::kMR, k = out.k;
   minnow::detail::parallel_for(tiles, detail::pack_threads(out.m, k), [&](long tile, int) {
     const index_t r0 = tile * detail::kMR, rows = std::min(detail::kMR, out.m - r0);
@@ -664,15 +729,74 @@ void qgemm_items(const QuantizedActivations& a, const PackedWeights& w, const Ep
   }
 }
 
+#if MINNOW_AMX_COMPILED && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
+/// One weight panel's last k4 % 16 groups, zero-padded to a full 16-group tile step (null when k4 is a
+/// multiple of 16). Per thread, refilled when the panel changes.
+inline const std::int8_t* amx_tail(const std::int8_t* panel, index_t k4) {
+  const index_t groups = k4 % 16;
+  if (groups == 0) return nullptr;
+  thread_local std::int8_t tail[16 * kStep];
+  std::memset(tail, 0, sizeof(tail));
+  std::memcpy(tail, panel + (k4 - groups) * kStep, static_cast<std::size_t>(groups * kStep));
+  return tail;
+}
+
+/// The items of qgemm_items for the rows layout: 16 rows × 48 channels per item, on the AMX tiles
+/// (amx::kernel_16x48), through the same epilogue.
+template <class OutT>
+void qgemm_items_amx(const QuantizedActivations& a, const PackedWeights& w, const Epilogue& e, index_t i0, index_t i1,
+                     OutT* out, index_t ldo) {
+  const amx::TileScope tiles_on_this_thread;
+  const index_t tiles = (a.m + amx::kRows - 1) / amx::kRows, blocks = w.k4 / 16;
+  alignas(64) std::int32_t c[amx::kRows * kNR];
+  index_t unpacked = -1, tail_of = -1;
+  const std::int8_t* tail = nullptr;
+  std::int8_t* panel_int8 = w.int4 ? unpacked_panel(std::max<index_t>(1, w.k4 * kStep)).data() : nullptr;
+  for (index_t item = i0; item < i1; ++item) {
+    const index_t panel = item / tiles, tile = item % tiles;
+    const std::int8_t* b = w.int4 ? panel_int8 : w.values.data() + panel * w.k4 * kStep;
+    if (w.int4 && panel != unpacked) {
+      unpack_nibbles(arch::avx512_vnni{}, w.nibbles.data() + panel * w.k4 * (kStep / 2), w.k4 * 3, panel_int8);
+      unpacked = panel;
+    }
+    if (panel != tail_of) {
+      tail = amx_tail(b, w.k4);
+      tail_of = panel;
+    }
+    const index_t r0 = tile * amx::kRows, rows = std::min(amx::kRows, a.m - r0), j0 = panel * kNR;
+    const index_t cols = std::min(kNR, w.n - j0);
+    amx::kernel_16x48(blocks, a.rows.data() + r0 * a.lda, a.lda, b, tail, c);
+    for (index_t i = 0; i < rows; ++i) {
+      finish_row(arch::avx512_vnni{}, e, c + i * kNR, j0, cols, a.rowsum[static_cast<std::size_t>(r0 + i)],
+                 out + (r0 + i) * ldo);
+    }
+  }
+}
+#endif
+
 /// Threads take equal contiguous runs of items (all items cost the same), so neither waits for the
 /// other at the end; each output is computed by the same item whatever the split, so the result does
 /// not depend on the thread count.
 template <class Arch, class OutT>
 void qgemm_run(const QuantizedActivations& a, const PackedWeights& w, const Epilogue& e, OutT* out, index_t ldo) {
   if (a.m == 0 || w.n == 0) return;
-  const index_t items = w.panels * ((a.m + kMR - 1) / kMR);
+  const bool tiles = a.layout == ActivationLayout::rows;
+  const index_t items = w.panels * (tiles ? (a.m + amx::kRows - 1) / amx::kRows : (a.m + kMR - 1) / kMR);
   const double work = static_cast<double>(a.m) * static_cast<double>(w.n) * static_cast<double>(w.k);
   const int threads = static_cast<int>(std::min<index_t>(items, work < 2e6 ? 1 : minnow::detail::max_threads()));
+  if (tiles) {
+#if MINNOW_AMX_COMPILED && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
+    if (amx::supported()) {
+      minnow::detail::parallel_for(threads, threads, [&](long t, int) {
+        const index_t i0 = items * t / threads, i1 = items * (t + 1) / threads;
+        if (i0 < i1) qgemm_items_amx(a, w, e, i0, i1, out, ldo);
+      });
+      return;
+    }
+#endif
+    throw value_error(minnow::detail::concat("infer::qgemm '", w.name, "': the activations were packed for AMX tiles, "
+                                             "which this build or CPU cannot run; pack them for '", Arch::name, "'"));
+  }
   minnow::detail::parallel_for(threads, threads, [&](long t, int) {
     const index_t i0 = items * t / threads, i1 = items * (t + 1) / threads;
     if (i0 < i1) qgemm_items<Arch>(a, w, e, i0, i1, out, ldo);

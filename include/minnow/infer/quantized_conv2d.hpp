@@ -799,7 +799,7 @@ class QuantizedConv2d {
         }
       }
     }
-    detail::prepare(ws.act, m, k, input_);
+    detail::prepare(ws.act, m, k, input_, ActivationLayout::panels);
     detail::columns_to_panels(Arch{}, col, ld, ws.act);
     if (packed_.any_zero_point) {  // Σ_k A[r, k] is needed only for weights with a zero point
       for (index_t t = 0; t < k; ++t) {

@@ -82,7 +82,7 @@ class QuantizedLinear {
   template <class Arch = arch::best>
   void forward(TensorView<const std::uint8_t, 2> x, TensorView<float, 2> y) {
     check_input(x.shape());
-    pack_activations(x, input_, act_);
+    pack_activations<Arch>(x, input_, act_);
     qgemm<Arch>(act_, packed_, stage(), y);
   }
 
@@ -90,7 +90,7 @@ class QuantizedLinear {
   template <class Arch = arch::best>
   void forward(TensorView<const std::uint8_t, 2> x, quant::AffineParams out, TensorView<std::uint8_t, 2> y) {
     check_input(x.shape());
-    pack_activations(x, input_, act_);
+    pack_activations<Arch>(x, input_, act_);
     qgemm<Arch>(act_, packed_, stage(), out, y);
   }
 

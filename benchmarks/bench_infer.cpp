@@ -7,8 +7,9 @@
 //   infer/int4_kept_f32/<batch>/<threads>       the same with int4 weights unpacked per cache block
 //   infer/int4_once_f32/<batch>/<threads>       the same with int4 weights unpacked to int8 at build time
 //   infer/fp32_minnow_linear/<batch>/<threads>  nn::Linear forward (GEMV below batch 4, GEMM above), the fp32 baseline
-//   infer/int8_*_vnni/<batch>/<threads>         where the CPU has AMX (which the rows above then use from 16
-//                                               rows on): the same three int8 rows with AMX turned off
+//   infer/int8_*_vnni/<batch>/<threads>         where the CPU has AMX (which the rows above then use from
+//                                               batch 2 on): the same three int8 rows with AMX turned off;
+//                                               int8_u8_in_u8_out_small_batch(_vnni) at batch 1–8, 1 thread
 //   infer/vnni_peak/<threads>                   register-only vpdpbusd zmm loop: this machine's int8 peak
 //   infer/vnni_peak_ymm/<threads>               the same with ymm operands (half the work per instruction)
 // Measured on this Zen 5 with thread CPU time and hand-written asm (16–24 chains, register or broadcast
@@ -207,6 +208,11 @@ void register_all() {
              {"infer/int8_f32_in_f32_out_vnni", without_amx<linear_f32<0>>},
              {"infer/int8_dynamic_f32_vnni", without_amx<int8_dynamic>}}) {
       benchmark::RegisterBenchmark(name, fn)->ArgsProduct({{1, 256}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+    }
+    // Where the tiles start to pay (detail::kAmxMinRows): small batches on one thread, both ways.
+    for (const auto& [name, fn] : std::vector<std::pair<const char*, void (*)(benchmark::State&)>>{
+             {"infer/int8_u8_in_u8_out_small_batch", int8_u8}, {"infer/int8_u8_in_u8_out_small_batch_vnni", without_amx<int8_u8>}}) {
+      benchmark::RegisterBenchmark(name, fn)->ArgsProduct({{1, 2, 3, 4, 8}, {1}})->UseRealTime()->Unit(benchmark::kMillisecond);
     }
   }
 #if defined(__AVX512VNNI__)

@@ -107,7 +107,7 @@ TEST_CASE("every qgemm path equals the scalar integer reference bit for bit on e
           INFO("m " << m << " n " << n << " k " << k << " relu " << relu);
           check_path<scalar>(p, packed, si, sf);
           check_path<avx2>(p, packed, si, sf);
-          check_path<avx512_vnni>(p, packed, si, sf);  // the AMX tiles from 16 rows, where the CPU has them
+          check_path<avx512_vnni>(p, packed, si, sf);  // on the AMX tiles, where the CPU has them
           const WithoutAmx vnni;
           check_path<avx512_vnni>(p, packed, si, sf);
         }
@@ -120,7 +120,7 @@ TEST_CASE("the AMX tile path equals the scalar integer reference bit for bit on 
   if (!infer::amx::supported()) MINNOW_SKIP("this CPU or OS has no AMX-INT8");
   std::mt19937 rng(23);
   for (const bool int4 : {false, true}) {
-    for (const index_t m : {16, 17, 31, 33, 64}) {
+    for (const index_t m : {2, 3, 15, 16, 17, 33, 64}) {
       for (const index_t n : {1, 47, 48, 97}) {
         for (const index_t k : {2, 6, 62, 64, 66, 128, 1030, 1088, 1, 5, 63, 65, 127}) {
           if (int4 && k % 2 != 0) continue;  // int4 packs two values per byte
@@ -165,7 +165,7 @@ TEST_CASE("the AMX tile path equals the scalar integer reference bit for bit on 
     REQUIRE(f.layout == infer::ActivationLayout::rows);
     CHECK(std::memcmp(f.rows.data(), a.rows.data(), static_cast<std::size_t>(a.rows.size())) == 0);
   }
-  // Turned off, the same tag packs 8-row panels for the vector kernels; rows below 16 never use the tiles.
+  // Turned off, the same tag packs 8-row panels for the vector kernels; so do other tags, and one row.
   Problem p = make_problem(32, 48, 100, rng);
   infer::QuantizedActivations a;
   {
@@ -175,8 +175,10 @@ TEST_CASE("the AMX tile path equals the scalar integer reference bit for bit on 
   }
   infer::pack_activations<avx2>(p.x, p.xp, a);
   CHECK(a.layout == infer::ActivationLayout::panels);
-  Problem small = make_problem(15, 48, 100, rng);
-  infer::pack_activations<avx512_vnni>(small.x, small.xp, a);
+  infer::pack_activations<avx512_vnni>(p.x, p.xp, a);
+  CHECK(a.layout == infer::ActivationLayout::rows);
+  Problem one = make_problem(1, 48, 100, rng);
+  infer::pack_activations<avx512_vnni>(one.x, one.xp, a);
   CHECK(a.layout == infer::ActivationLayout::panels);
 }
 
@@ -272,6 +274,7 @@ TEST_CASE("packing on two threads gives the panels and row sums of one thread") 
 }
 
 TEST_CASE("activation quantization is fake_quantize's formula on the uint8 grid, on every path") {
+  const WithoutAmx panels;  // the rows layout of the AMX tiles is checked against the panels in the AMX test
   std::mt19937 rng(5);
   std::normal_distribution<float> dist(0.0f, 3.0f);
   Tensor<float, 2> x({3, 37});

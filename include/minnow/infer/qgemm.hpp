@@ -48,7 +48,7 @@
 ///
 /// ## AMX
 /// Where the CPU has AMX-INT8 and the OS grants it (infer/amx.hpp, checked at run time), activations of
-/// 16 rows or more for the AVX-512 VNNI path are packed as plain rows instead (`ActivationLayout::rows`,
+/// two rows or more for the AVX-512 VNNI path are packed as plain rows instead (`ActivationLayout::rows`,
 /// k padded to 64) and each item is 16 rows × 48 channels on the tile registers: the weight panels above
 /// are already tdpbusd's B layout (16 channels × 4 bytes per k group, rows 192 bytes apart), so the same
 /// packed weights serve both; the last k4 % 16 groups come from a zero-padded copy. The sums are exact
@@ -223,11 +223,12 @@ inline void check_activation_params(quant::AffineParams p, const char* context) 
   quant::check_affine_params(p, quant::QRange{0, 255}, context);
 }
 
-/// Rows from which the AMX tiles pay (below, the weights' bandwidth bounds both paths and the 16-row
-/// tiles would mostly multiply padding): measured by bench_infer's int8 rows at batch 1 and 256.
-inline constexpr index_t kAmxMinRows = 16;
+/// Rows from which the AMX tiles are used. One row would leave 15 of a tile's 16 rows padding; at fc1's
+/// shape the tiles tie with the VNNI kernel at two and three rows and win from four (4 % at four rows, 11 %
+/// at eight, 2.8× at 256: bench_infer's int8_u8_in_u8_out_small_batch rows, one thread).
+inline constexpr index_t kAmxMinRows = 2;
 
-/// Whether activations for `Arch` with m rows go to the AMX tiles.
+/// Whether `m` rows of activations for `Arch` go to the AMX tiles.
 template <class Arch>
 [[nodiscard]] bool use_amx(index_t m) noexcept {
   return std::is_base_of_v<arch::avx512_vnni, Arch> && arch::has_avx512_vnni && m >= kAmxMinRows && amx::enabled();

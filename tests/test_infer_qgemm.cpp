@@ -55,10 +55,11 @@ Problem make_problem(index_t m, index_t n, index_t k, std::mt19937& rng, bool in
   return p;
 }
 
-// Turns AMX off for the rest of the scope (the vector paths under test), and back on after it.
+// Turns AMX off for the rest of the scope (the vector paths under test), then restores what was.
 struct WithoutAmx {
   WithoutAmx() { infer::amx::set_enabled(false); }
-  ~WithoutAmx() { infer::amx::set_enabled(true); }
+  ~WithoutAmx() { infer::amx::set_enabled(was); }
+  const bool was = infer::amx::enabled();
   WithoutAmx(const WithoutAmx&) = delete;
   WithoutAmx& operator=(const WithoutAmx&) = delete;
 };

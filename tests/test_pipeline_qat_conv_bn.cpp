@@ -10,6 +10,7 @@
 #include <minnow/quant.hpp>
 
 #include <memory>
+#include <random>
 #include <string>
 
 using namespace minnow;
@@ -110,4 +111,24 @@ TEST_CASE("QatConvBn2d refuses a batch norm of another width and missing layers,
   CHECK_REFUSED(Layer(nullptr, std::make_unique<nn::BatchNorm2d<float>>(4)), value_error, Contains("must be given"));
   Layer layer(std::make_unique<nn::Conv2d<float>>(2, 3, 3), std::make_unique<nn::BatchNorm2d<float>>(3));
   CHECK_REFUSED((void)layer.forward(Tensor<float, 4>({1, 1, 5, 5}), nn::Mode::train), shape_error, Contains("Conv2d"));
+}
+
+TEST_CASE("QatConvBn2d observes its scaled weights when built, so a quantizer frozen at once has their range") {
+  std::mt19937_64 rng(3);
+  auto conv = std::make_unique<nn::Conv2d<float>>(2, 3, 3);
+  conv->reset_parameters(rng);
+  pipeline::QatConvBn2d<quant::Int8PerChannelSymmetric> layer(std::move(conv), std::make_unique<nn::BatchNorm2d<float>>(3));
+  layer.weight_quantizer().freeze();
+  const auto& params = layer.weight_quantizer().params();
+  REQUIRE(params.size() == 3);
+  // With γ = 1 and running_var = 1, W·s is the folded weight bit for bit: a fresh quantizer on it agrees.
+  const auto folded = layer.folded();
+  const auto w = folded.weight();
+  quant::Int8PerChannelSymmetric fresh;
+  fresh.observe(w.reshape(Shape<1>{w.size()}), {3, 2, 3, 3});
+  const auto& expected = fresh.calculate_params();
+  for (std::size_t c = 0; c < 3; ++c) {
+    CHECK(params[c].scale == expected[c].scale);
+    CHECK(params[c].zero_point == expected[c].zero_point);
+  }
 }

@@ -23,7 +23,9 @@
 #include <cstdlib>
 #include <cstring>
 
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+// The tile intrinsics and target("amx-tile,amx-int8") need GCC 11 or clang 12 (amxtileintrin.h / amxintrin.h).
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__)) && \
+    (__has_include(<amxtileintrin.h>) || __has_include(<amxintrin.h>))
 #define MINNOW_AMX_COMPILED 1
 #include <cpuid.h>
 #include <immintrin.h>
@@ -71,7 +73,8 @@ namespace detail {
 }
 
 /// Whether the int8 GEMM uses AMX: supported() and not turned off (see the file comment).
-[[nodiscard]] inline bool enabled() noexcept { return supported() && detail::allowed().load(std::memory_order_relaxed); }
+/// (Turned off, the OS is never asked for the tile state.)
+[[nodiscard]] inline bool enabled() noexcept { return detail::allowed().load(std::memory_order_relaxed) && supported(); }
 
 /// Turns AMX off (false) or back on (true, where supported) for the int8 GEMMs packed from now on.
 inline void set_enabled(bool on) noexcept { detail::allowed().store(on, std::memory_order_relaxed); }

@@ -182,9 +182,19 @@ template <class WeightQ, class ActivationQ>
     if (conv != nullptr || linear != nullptr) {
       const index_t out_channels = conv ? conv->out_channels() : linear->out_features();
       const std::string weight_name = name + ".weight";
-      const auto& wq = qmodel.weight_quantizer(weight_name);
       const auto flat = folded ? TensorView<const float, 1>(folded->weight().reshape(Shape<1>{folded->weight().size()}))
                                : qmodel.float_weight(weight_name);
+      // A folded layer's quantizer last observed W·s before that forward moved the running statistics: unless
+      // frozen, a copy observes the folded weights themselves, as PyTorch's conversion does.
+      std::optional<WeightQ> refreshed;
+      if (folded && !qmodel.weight_quantizer(weight_name).frozen()) {
+        refreshed.emplace(qmodel.weight_quantizer(weight_name));
+        const auto w = folded->weight();
+        refreshed->reset();
+        refreshed->observe(flat, {w.dim(0), w.dim(1), w.dim(2), w.dim(3)});
+        (void)refreshed->calculate_params();
+      }
+      const auto& wq = refreshed ? *refreshed : qmodel.weight_quantizer(weight_name);
       const auto& params = wq.params();
       if (static_cast<index_t>(params.size()) != out_channels) {
         throw value_error(minnow::detail::concat("IntegerNetwork: weight '", weight_name, "' has ", params.size(),

@@ -15,7 +15,8 @@
 /// frozen, `out` is the folded convolution `conv(x, fake_quantize(W·s)) + b'` up to rounding, which is
 /// what `folded()` returns for conversion. Backward is PyTorch's autograd of that expression, with the
 /// straight-through estimator for the fake quantization; the gradients reach W, b, γ (through s too) and β.
-/// The weight quantizer observes the scaled weights of every forward while it is not frozen.
+/// The weight quantizer observes the scaled weights when the layer is built and in every forward while it is
+/// not frozen.
 
 #include <minnow/nn/batchnorm2d.hpp>
 #include <minnow/nn/conv2d.hpp>
@@ -56,6 +57,8 @@ class QatConvBn2d final : public nn::Layer<float> {
     running_std_.resize({conv_->out_channels()});
     scaled_.resize({w.size()});
     scaled_grad_.resize({w.size()});
+    scale_weights();
+    observe_weights();  // the quantizer has parameters before the first forward, e.g. when frozen at once
   }
 
   [[nodiscard]] std::string describe() const override {
@@ -67,23 +70,11 @@ class QatConvBn2d final : public nn::Layer<float> {
 
   nn::Activations<float> forward(nn::Activations<float> x, nn::Mode mode) override {
     (void)output_shape(x.shape());
-    const index_t out = conv_->out_channels(), per_channel = scaled_.size() / out;
-    const float eps = static_cast<float>(bn_->eps());
-    const auto var = bn_->running_var();
-    for (index_t o = 0; o < out; ++o) {
-      running_std_(o) = std::sqrt(var(o) + eps);
-      scale_(o) = gamma(o) / running_std_(o);
-    }
-    const float* w = conv_->weight().data();
-    for (index_t o = 0; o < out; ++o) {
-      for (index_t i = 0; i < per_channel; ++i) scaled_(o * per_channel + i) = w[o * per_channel + i] * scale_(o);
-    }
-    const TensorView<const float, 1> scaled(scaled_.view());
-    if (!quantizer_.frozen()) {
-      quantizer_.reset();  // the range of the weights as they are now
-      quantizer_.observe(scaled, shape_);
-    }
-    quantizer_.fake_quantize(scaled, shape_, engine_->weight().reshape(Shape<1>{scaled_.size()}));
+    const index_t out = conv_->out_channels();
+    scale_weights();
+    observe_weights();
+    quantizer_.fake_quantize(TensorView<const float, 1>(scaled_.view()), shape_,
+                             engine_->weight().reshape(Shape<1>{scaled_.size()}));
 
     engine_->set_needs_input_grad(this->needs_input_grad_);
     conv_out_ = engine_->forward(x, mode);
@@ -183,6 +174,25 @@ class QatConvBn2d final : public nn::Layer<float> {
 
  private:
   [[nodiscard]] float gamma(index_t o) const { return bn_->affine() ? bn_->weight()(o) : 1.0f; }
+
+  /// running_std, s and W·s from the current running statistics, in PyTorch's float operations.
+  void scale_weights() {
+    const index_t out = conv_->out_channels(), per_channel = scaled_.size() / out;
+    const float eps = static_cast<float>(bn_->eps());
+    const auto var = bn_->running_var();
+    const float* w = conv_->weight().data();
+    for (index_t o = 0; o < out; ++o) {
+      running_std_(o) = std::sqrt(var(o) + eps);
+      scale_(o) = gamma(o) / running_std_(o);
+      for (index_t i = 0; i < per_channel; ++i) scaled_(o * per_channel + i) = w[o * per_channel + i] * scale_(o);
+    }
+  }
+  /// The quantizer's range becomes that of W·s as it is now (unless frozen).
+  void observe_weights() {
+    if (quantizer_.frozen()) return;
+    quantizer_.reset();
+    quantizer_.observe(TensorView<const float, 1>(scaled_.view()), shape_);
+  }
 
   std::unique_ptr<nn::Conv2d<float>> conv_;    // W and b: the parameters
   std::unique_ptr<nn::BatchNorm2d<float>> bn_;  // γ, β and the running statistics

@@ -108,7 +108,7 @@ class QuantizedModel {
   explicit QuantizedModel(nn::Sequential<float>& model, WeightQ weight_prototype = WeightQ{},
                           ActivationQ activation_prototype = ActivationQ{}, Options options = Options{})
       : model_(model) {
-    if (options.fold_batchnorm) fold_batchnorms(weight_prototype);
+    if (options.fold_batchnorm) wrap_conv_batchnorm_pairs(weight_prototype);
     if (options.quantize_activations) {
       std::vector<std::string> after;
       for (std::size_t i = 0; i < model.size(); ++i) {
@@ -265,16 +265,13 @@ class QuantizedModel {
     QatConvBn2d<WeightQ>* layer;
   };
 
-  void fold_batchnorms(const WeightQ& weight_prototype) {
+  void wrap_conv_batchnorm_pairs(const WeightQ& weight_prototype) {
     for (std::size_t i = 0; i + 1 < model_.size(); ++i) {
-      if (dynamic_cast<nn::Conv2d<float>*>(&model_.layer(i)) == nullptr ||
-          dynamic_cast<nn::BatchNorm2d<float>*>(&model_.layer(i + 1)) == nullptr) {
-        continue;
-      }
-      const std::string name = model_.layer_name(i);
       auto* conv = dynamic_cast<nn::Conv2d<float>*>(&model_.layer(i));
       auto* bn = dynamic_cast<nn::BatchNorm2d<float>*>(&model_.layer(i + 1));
-      if (conv->out_channels() != bn->channels()) continue;  // not a pair: the model's own forward refuses it
+      // A width mismatch is no pair: the model's own forward refuses it.
+      if (conv == nullptr || bn == nullptr || conv->out_channels() != bn->channels()) continue;
+      const std::string name = model_.layer_name(i);
       auto bn_owned = model_.release(model_.layer_name(i + 1));
       auto conv_owned = model_.release(name);
       std::unique_ptr<nn::BatchNorm2d<float>> bn_typed(static_cast<nn::BatchNorm2d<float>*>(bn_owned.release()));

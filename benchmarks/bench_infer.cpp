@@ -187,9 +187,9 @@ void vnni_peak(benchmark::State& state) {
 // The same benchmark on the AVX-512 VNNI kernels with AMX turned off, for the AMX / VNNI ratio in one run.
 template <void (*Bench)(benchmark::State&)>
 void without_amx(benchmark::State& state) {
-  minnow::infer::amx::set_enabled(false);
+  const minnow::simd::Isa previous = minnow::simd::set_isa(minnow::simd::Isa::avx512_vnni);
   Bench(state);
-  minnow::infer::amx::set_enabled(true);
+  minnow::simd::set_isa(previous);
 }
 
 void register_all() {
@@ -202,7 +202,7 @@ void register_all() {
            {"infer/fp32_minnow_linear", fp32}}) {
     benchmark::RegisterBenchmark(name, fn)->ArgsProduct({{1, 256}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
   }
-  if (minnow::infer::amx::supported()) {
+  if (minnow::simd::cpu_has(minnow::simd::Isa::amx)) {
     for (const auto& [name, fn] : std::vector<std::pair<const char*, void (*)(benchmark::State&)>>{
              {"infer/int8_u8_in_u8_out_vnni", without_amx<int8_u8>},
              {"infer/int8_f32_in_f32_out_vnni", without_amx<linear_f32<0>>},

@@ -4,6 +4,7 @@
 #include <minnow/data/fashion_mnist.hpp>
 #include <minnow/infer/quantized_conv2d.hpp>
 #include <minnow/infer/quantized_maxpool.hpp>
+#include <minnow/infer/reference.hpp>
 #include <minnow/nn.hpp>
 #include <minnow/pipeline/integer_network.hpp>
 #include <minnow/pipeline/quantize_model.hpp>
@@ -25,9 +26,6 @@
 #include <vector>
 
 using namespace minnow;
-using infer::arch::avx2;
-using infer::arch::avx512_vnni;
-using infer::arch::scalar;
 using quant::AffineParams;
 
 namespace {
@@ -83,9 +81,7 @@ TEST_CASE("every quantized conv path equals the scalar integer reference bit for
     for (const bool zero_points : {false, true}) {
       const auto p = make_conv_problem(cc, rng, zero_points);
       for (const bool relu : {false, true}) {
-        check_conv_path<scalar>(cc, p, relu);
-        check_conv_path<avx2>(cc, p, relu);
-        check_conv_path<avx512_vnni>(cc, p, relu);
+        for_each_arch([&](auto arch) { check_conv_path<decltype(arch)>(cc, p, relu); });
       }
     }
   }
@@ -157,9 +153,7 @@ TEST_CASE("the uint8 max pool equals nn::MaxPool2d on the dequantized values, on
       INFO("h=" << h << " w=" << w);
       for (const auto& [kernel, stride] : {std::pair<index_t, index_t>{2, 2}, {2, 1}, {3, 2}, {1, 1}, {2, 0}}) {
         if (h < kernel || w < kernel) continue;
-        check_pool_path<scalar>(kernel, stride, q, p);
-        check_pool_path<avx2>(kernel, stride, q, p);
-        check_pool_path<avx512_vnni>(kernel, stride, q, p);
+        for_each_arch([&](auto arch) { check_pool_path<decltype(arch)>(kernel, stride, q, p); });
       }
     }
   }

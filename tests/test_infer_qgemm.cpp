@@ -5,6 +5,7 @@
 
 #include <minnow/infer/int_tensor.hpp>
 #include <minnow/infer/qgemm.hpp>
+#include <minnow/infer/reference.hpp>
 #include <minnow/infer/quantized_linear.hpp>
 #include <minnow/quant/fake_quantize.hpp>
 
@@ -56,12 +57,8 @@ Problem make_problem(index_t m, index_t n, index_t k, std::mt19937& rng, bool in
 }
 
 // Turns AMX off for the rest of the scope (the vector paths under test), then restores what was.
-struct WithoutAmx {
-  WithoutAmx() { infer::amx::set_enabled(false); }
-  ~WithoutAmx() { infer::amx::set_enabled(was); }
-  const bool was = infer::amx::enabled();
-  WithoutAmx(const WithoutAmx&) = delete;
-  WithoutAmx& operator=(const WithoutAmx&) = delete;
+struct WithoutAmx : IsaCeiling {
+  WithoutAmx() : IsaCeiling(simd::Isa::avx512_vnni) {}
 };
 
 template <class T>
@@ -106,11 +103,11 @@ TEST_CASE("every qgemm path equals the scalar integer reference bit for bit on e
         for (const bool relu : {false, true}) {
           const infer::OutputStage si{p.bias32, {}, relu}, sf{{}, p.bias, relu};
           INFO("m " << m << " n " << n << " k " << k << " relu " << relu);
-          check_path<scalar>(p, packed, si, sf);
-          check_path<avx2>(p, packed, si, sf);
-          check_path<avx512_vnni>(p, packed, si, sf);  // on the AMX tiles, where the CPU has them
-          const WithoutAmx vnni;
-          check_path<avx512_vnni>(p, packed, si, sf);
+          for_each_arch([&](auto arch) { check_path<decltype(arch)>(p, packed, si, sf); });  // AMX where the CPU has it
+          if (simd::cpu_has(simd::Isa::amx)) {
+            const WithoutAmx vnni;
+            check_path<avx512_vnni>(p, packed, si, sf);
+          }
         }
       }
     }
@@ -118,7 +115,8 @@ TEST_CASE("every qgemm path equals the scalar integer reference bit for bit on e
 }
 
 TEST_CASE("the AMX tile path equals the scalar integer reference bit for bit on every tail") {
-  if (!infer::amx::supported()) MINNOW_SKIP("this CPU or OS has no AMX-INT8");
+  if (!simd::cpu_has(simd::Isa::amx)) MINNOW_SKIP("this CPU or OS has no AMX-INT8");
+  const IsaCeiling tiles(simd::Isa::amx);  // whatever MINNOW_ARCH says
   std::mt19937 rng(23);
   for (const bool int4 : {false, true}) {
     for (const index_t m : {2, 3, 15, 16, 17, 33, 64}) {
@@ -194,9 +192,7 @@ TEST_CASE("int4 weights kept at 4 bits give the same bits as the int8 kernels") 
         CHECK(kept.int4);
         const infer::OutputStage si{p.bias32, {}, true}, sf{{}, p.bias, false};
         INFO("m " << m << " n " << n << " k " << k);
-        check_path<scalar>(p, kept, si, sf);
-        check_path<avx2>(p, kept, si, sf);
-        check_path<avx512_vnni>(p, kept, si, sf);
+        for_each_arch([&](auto arch) { check_path<decltype(arch)>(p, kept, si, sf); });
       }
     }
   }
@@ -209,13 +205,12 @@ TEST_CASE("threads split the work items without changing a bit") {
   std::mt19937 rng(3);
   for (const bool int4 : {false, true}) {
     for (const bool amx : {false, true}) {
-      std::optional<WithoutAmx> vector_kernels;
-      if (!amx) vector_kernels.emplace();
+      const IsaCeiling kernels(amx ? simd::Isa::amx : simd::Isa::avx512_vnni);
       Problem p = make_problem(37, 301, 778, rng, int4);
       const auto packed = int4 ? infer::pack_weights(infer::pack_int4(p.w), true) : infer::pack_weights(p.w);
       infer::QuantizedActivations a;
       infer::pack_activations(p.x, p.xp, a);
-      CHECK(a.layout == (amx && infer::amx::supported() ? infer::ActivationLayout::rows : infer::ActivationLayout::panels));
+      CHECK(a.layout == (amx && simd::cpu_has(simd::Isa::amx) ? infer::ActivationLayout::rows : infer::ActivationLayout::panels));
       Tensor<float, 2> one({37, 301}), two({37, 301}), ref({37, 301});
       minnow::set_threads(1);
       infer::qgemm(a, packed, {{}, p.bias, true}, one.view());
@@ -285,11 +280,15 @@ TEST_CASE("activation quantization is fake_quantize's formula on the uint8 grid,
   x(0, 2) = -std::numeric_limits<float>::infinity();
   x(1, 3) = 0.5f * 0.05f;  // a tie: half to even
   const AffineParams xp{0.05f, 100};
-  infer::QuantizedActivations a_s, a_v;
+  infer::QuantizedActivations a_s;
   infer::quantize_activations<scalar>(x, xp, a_s);
-  infer::quantize_activations<avx512_vnni>(x, xp, a_v);
-  CHECK(std::memcmp(a_s.panels.data(), a_v.panels.data(), static_cast<std::size_t>(a_s.panels.size())) == 0);
-  CHECK(a_s.rowsum == a_v.rowsum);
+  for_each_arch([&](auto arch) {
+    infer::QuantizedActivations a_v;
+    infer::quantize_activations<decltype(arch)>(x, xp, a_v);
+    INFO(decltype(arch)::name);
+    CHECK(std::memcmp(a_s.panels.data(), a_v.panels.data(), static_cast<std::size_t>(a_s.panels.size())) == 0);
+    CHECK(a_s.rowsum == a_v.rowsum);
+  });
   // Dequantized, every finite element equals quant::fake_quantize's output.
   Tensor<float, 2> fq({3, 37});
   quant::fake_quantize<float, 2>(x.view(), xp, quant::QRange{0, 255}, fq.view());
@@ -493,26 +492,30 @@ void check_direct_case(const DirectConvCase& cc, const DirectConvProblem& p, boo
   if (infer::detail::has_direct_conv) CHECK(conv.direct_kind() == cc.kind);
   const Shape<4> shape = conv.output_shape(p.x.shape());
   Tensor<std::uint8_t, 4> q(shape), q_ref(shape);
-  conv.forward<infer::arch::best>(p.x.view(), out, q.view());
+  conv.forward<avx512_vnni>(p.x.view(), out, q.view());
   infer::conv2d_reference<std::uint8_t>(p.x.view(), p.xp, p.w, cc.k, cc.stride, cc.pad, p.bias, relu, out, q_ref.view());
   CHECK(same_tensor_bits(q, q_ref));
   Tensor<float, 4> y(shape), y_ref(shape);
-  conv.forward<infer::arch::best>(p.x.view(), y.view());
+  conv.forward<avx512_vnni>(p.x.view(), y.view());
   infer::conv2d_reference<float>(p.x.view(), p.xp, p.w, cc.k, cc.stride, cc.pad, p.bias, relu, {}, y_ref.view());
   CHECK(same_tensor_bits(y, y_ref));
   // The im2col + qgemm paths (VNNI and AVX2) give the same bits too.
   Tensor<std::uint8_t, 4> q_gemm(shape), q_avx2(shape);
   conv.forward<avx2>(p.x.view(), out, q_avx2.view());
   CHECK(same_tensor_bits(q, q_avx2));
+  Tensor<std::uint8_t, 4> q_scalar(shape);
+  conv.forward<scalar>(p.x.view(), out, q_scalar.view());
+  CHECK(same_tensor_bits(q, q_scalar));
   conv.set_direct(false);
   CHECK(conv.direct_kind() == infer::detail::DirectKind::none);
-  conv.forward<infer::arch::best>(p.x.view(), out, q_gemm.view());
+  conv.forward<avx512_vnni>(p.x.view(), out, q_gemm.view());
   CHECK(same_tensor_bits(q, q_gemm));
 }
 
 }  // namespace
 
 TEST_CASE("direct conv kernels equal the scalar integer reference bit for bit on every tail") {
+  if (!simd::cpu_has(simd::Isa::avx512_vnni)) MINNOW_SKIP("the direct kernels need AVX-512 VNNI + VBMI");
   std::mt19937 rng(23);
   for (const auto& cc : direct_conv_cases) {
     INFO("case n=" << cc.n << " c=" << cc.c << " h=" << cc.h << " w=" << cc.w << " o=" << cc.o << " k=" << cc.k
@@ -571,7 +574,7 @@ TEST_CASE("the vector 2x2 uint8 pool equals the scalar pool on every width and h
       Tensor<std::uint8_t, 4> x({2, 3, h, w});
       for (index_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<std::uint8_t>(u8(rng));
       const Shape<4> shape = pool.output_shape(x.shape());
-      Tensor<std::uint8_t, 4> ref(shape), avx(shape), best(shape);
+      Tensor<std::uint8_t, 4> ref(shape);
       // The oracle: max of each window by its definition.
       for (index_t p = 0; p < shape[0] * shape[1]; ++p) {
         for (index_t i = 0; i < shape[2]; ++i) {
@@ -581,11 +584,13 @@ TEST_CASE("the vector 2x2 uint8 pool equals the scalar pool on every width and h
           }
         }
       }
-      pool.forward<avx2>(x.view(), avx.view());
-      pool.forward<infer::arch::best>(x.view(), best.view());
       INFO("h=" << h << " w=" << w);
-      CHECK(same_tensor_bits(avx, ref));
-      CHECK(same_tensor_bits(best, ref));
+      for_each_arch([&](auto arch) {
+        Tensor<std::uint8_t, 4> y(shape);
+        pool.forward<decltype(arch)>(x.view(), y.view());
+        INFO(decltype(arch)::name);
+        CHECK(same_tensor_bits(y, ref));
+      });
     }
   }
 }

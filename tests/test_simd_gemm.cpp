@@ -1,10 +1,13 @@
 // minnow::simd::gemm against its scalar reference, on shapes that hit every edge: partial register
 // tiles in both directions, K longer than one cache block, transposed operands, accumulation, threads.
+#include "test_support.hpp"
+
 #include <minnow/simd/gemm.hpp>
 #include <minnow/threads.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <cstring>
 #include <random>
 #include <thread>
 
@@ -63,6 +66,41 @@ TEST_CASE("float gemm equals the scalar reference on every tail path") {
     for (const bool bt : {false, true}) {
       for (const bool acc : {false, true}) {
         check_shape<float>(37, 53, 261, at, bt, acc, false);
+      }
+    }
+  }
+}
+
+TEST_CASE("every tile kernel gives the scalar twin's bits, on every tail and threaded") {
+  // Each output is the same fma chain over k on every path, so the paths agree exactly.
+  for (const index_t m : {1, 7, 9, 131}) {
+    for (const index_t n : {24, 47, 49, 100}) {
+      for (const index_t k : {1, 5, 300}) {
+        for (const bool transposed : {false, true}) {
+          std::mt19937 rng(static_cast<unsigned>(m * 7 + n * 3 + k));
+          const auto a = random_matrix<float>(m, k, rng);
+          const auto b = transposed ? random_matrix<float>(n, k, rng) : random_matrix<float>(k, n, rng);
+          const auto c0 = random_matrix<float>(m, n, rng);
+          const auto sa = simd::row_major<float>(a.data(), k);
+          const auto sb = transposed ? simd::row_major<float>(b.data(), k).transposed() : simd::row_major<float>(b.data(), n);
+          const auto run = [&](auto arch, bool threaded) {
+            Tensor<float, 2> c = c0.clone();
+            if (threaded) {
+              simd::gemm_parallel<float, decltype(arch)>(m, n, k, sa, sb, c.data(), n, true);
+            } else {
+              simd::gemm<float, decltype(arch)>(m, n, k, sa, sb, c.data(), n, true);
+            }
+            return c;
+          };
+          const auto expected = run(simd::arch::scalar{}, false);
+          for_each_arch([&](auto arch) {
+            INFO(decltype(arch)::name << " m " << m << " n " << n << " k " << k << " bT " << transposed);
+            for (const bool threaded : {false, true}) {
+              const auto got = run(arch, threaded);
+              CHECK(std::memcmp(got.data(), expected.data(), sizeof(float) * static_cast<std::size_t>(m * n)) == 0);
+            }
+          });
+        }
       }
     }
   }

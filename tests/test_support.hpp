@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <minnow/data/fashion_mnist.hpp>
 #include <minnow/nn/sequential.hpp>
+#include <minnow/simd/arch.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -37,6 +38,37 @@
                                                 << " (apt-get install dataset-fashion-mnist)");                   \
     }                                                                                                             \
   } while (false)
+
+/// Calls `f(tag)` for every kernel tag this CPU runs (scalar, avx2, avx512, avx512_vnni), so each path is compared
+/// with the scalar twin; a path the CPU lacks is reported once on stdout instead of run.
+template <class F>
+void for_each_arch(F&& f) {
+  f(minnow::simd::arch::scalar{});
+  const auto run_if = [&](auto tag) {
+    if (minnow::simd::cpu_has(decltype(tag)::isa)) {
+      f(tag);
+    } else {
+      static bool reported = false;
+      if (!reported) std::cout << "MINNOW_PATH_SKIPPED: " << decltype(tag)::name << " (this CPU lacks it)" << std::endl;
+      reported = true;
+    }
+  };
+  run_if(minnow::simd::arch::avx2{});
+  run_if(minnow::simd::arch::avx512{});
+  run_if(minnow::simd::arch::avx512_vnni{});
+}
+
+/// Lowers the kernels arch::automatic runs to at most `isa` for the scope, then restores them.
+class IsaCeiling {
+ public:
+  explicit IsaCeiling(minnow::simd::Isa isa) : previous_(minnow::simd::set_isa(std::min(isa, minnow::simd::cpu_isa()))) {}
+  ~IsaCeiling() { minnow::simd::set_isa(previous_); }
+  IsaCeiling(const IsaCeiling&) = delete;
+  IsaCeiling& operator=(const IsaCeiling&) = delete;
+
+ private:
+  minnow::simd::Isa previous_;
+};
 
 /// The call is refused with an exception of type `error` whose message matches the Catch matcher `matcher`.
 #define CHECK_REFUSED(call, error, matcher) \

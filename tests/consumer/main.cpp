@@ -2,6 +2,7 @@
 // with whatever flags the user's build gives (no -march: the kernels' portable paths) and whichever
 // compiler it uses (the tests build it with g++ and with clang).
 #include <minnow/infer/qgemm.hpp>
+#include <minnow/infer/reference.hpp>
 #include <minnow/minnow.hpp>
 
 #include <cstdio>
@@ -58,6 +59,6 @@ int main() {
   const bool gemm = int8_gemm_is_exact(), fq = fake_quantize_is_idempotent();
   std::printf("minnow %d.%d.%d: row sum %.1f, %td elements; int8 GEMM (%s kernels) %s; fake quantize %s\n",
               MINNOW_VERSION_MAJOR, MINNOW_VERSION_MINOR, MINNOW_VERSION_PATCH, static_cast<double>(row_sum), flat.size(),
-              minnow::infer::arch::best::name, gemm ? "exact" : "WRONG", fq ? "idempotent" : "WRONG");
+              minnow::simd::isa_name(minnow::simd::active_isa()), gemm ? "exact" : "WRONG", fq ? "idempotent" : "WRONG");
   return row_sum == 8.0f && flat.size() == 12 && gemm && fq ? 0 : 1;
 }

@@ -10,74 +10,21 @@
 ///
 /// It exists on Intel Xeon from Sapphire Rapids on (CPUID.7.0:EDX bits 24 and 25). Linux also makes a
 /// process ask for the 8 KB of tile state first (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`);
-/// `amx::supported()` checks the CPU, asks once, and checks that the OS enabled the state (XCR0 bits
-/// 17 and 18). `amx::enabled()` is that, unless turned off: by `amx::set_enabled(false)`, or by the
-/// environment variable `MINNOW_ARCH` set to anything but `amx` (e.g. `MINNOW_ARCH=avx512_vnni`).
+/// `simd::cpu_has(simd::Isa::amx)` (simd/arch.hpp) checks the CPU, asks once, and checks that the OS
+/// enabled the state (XCR0 bits 17 and 18). The GEMM uses the tiles when
+/// simd::active_isa() is Isa::amx, so `MINNOW_ARCH=avx512_vnni` or `simd::set_isa` turns them off.
 /// Tile registers are per-thread state: every thread loads the configuration before its first tile
 /// instruction and releases the tiles when done (`amx::TileScope`).
 
+#include <minnow/simd/arch.hpp>
 #include <minnow/tensor.hpp>
 
-#include <atomic>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
-
-// The tile intrinsics and target("amx-tile,amx-int8") need GCC 11 or clang 12 (amxtileintrin.h / amxintrin.h).
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__)) && \
-    (__has_include(<amxtileintrin.h>) || __has_include(<amxintrin.h>))
-#define MINNOW_AMX_COMPILED 1
-#include <cpuid.h>
-#include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#else
-#define MINNOW_AMX_COMPILED 0
-#endif
 
 namespace minnow::infer::amx {
 
-namespace detail {
-
-#if MINNOW_AMX_COMPILED
-[[nodiscard]] inline bool cpu_and_os_support() noexcept {
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
-  if (((edx >> 24) & 1u) == 0 || ((edx >> 25) & 1u) == 0) return false;  // AMX-TILE, AMX-INT8
-  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return false;
-  unsigned lo = 0, hi = 0;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  return ((lo >> 17) & 3u) == 3u;  // XTILECFG and XTILEDATA enabled in XCR0
-}
-#endif
-
-[[nodiscard]] inline std::atomic<bool>& allowed() noexcept {
-  static std::atomic<bool> flag{[] {
-    const char* arch = std::getenv("MINNOW_ARCH");
-    return arch == nullptr || arch[0] == '\0' || std::strcmp(arch, "amx") == 0;
-  }()};
-  return flag;
-}
-
-}  // namespace detail
-
-/// Whether the CPU has AMX-INT8 and the OS lets this process use it (asked once, at the first call).
-[[nodiscard]] inline bool supported() noexcept {
-#if MINNOW_AMX_COMPILED
-  static const bool ok = detail::cpu_and_os_support();
-  return ok;
-#else
-  return false;
-#endif
-}
-
-/// Whether the int8 GEMM uses AMX: supported() and not turned off (see the file comment).
-/// (Turned off, the OS is never asked for the tile state.)
-[[nodiscard]] inline bool enabled() noexcept { return detail::allowed().load(std::memory_order_relaxed) && supported(); }
-
-/// Turns AMX off (false) or back on (true, where supported) for the int8 GEMMs packed from now on.
-inline void set_enabled(bool on) noexcept { detail::allowed().store(on, std::memory_order_relaxed); }
+/// Whether the int8 GEMM packs activations for the tiles: the active set is Isa::amx.
+[[nodiscard]] inline bool enabled() { return simd::active_isa() == simd::Isa::amx; }
 
 /// Rows of an activation tile and bytes of k per tile step.
 inline constexpr index_t kRows = 16;

@@ -47,7 +47,7 @@ void quantize_per_tensor(std::type_identity_t<TensorView<const float, R>> x, qua
                          TensorView<std::uint8_t, R> q) {
   detail::check_activation_params(params, "infer::quantize_per_tensor");
   check_same_shape("infer::quantize_per_tensor", "x", x.shape(), "q", q.shape());
-  detail::quantize_row(arch::best{}, x.data(), x.size(), params, q.data());
+  simd::dispatch([&](auto tag) { detail::quantize_row(tag, x.data(), x.size(), params, q.data()); });
 }
 
 /// @brief quantize_per_tensor() into a new tensor shaped like `x` (a view or a tensor).

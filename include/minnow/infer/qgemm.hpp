@@ -27,12 +27,11 @@
 /// AVX2, scalar) evaluates exactly these operations, so their outputs are equal bit for bit.
 ///
 /// ## Paths and layout
-/// `arch::avx512_vnni` (vpdpbusd), `arch::avx2` (vpmaddwd on int16-widened operands: exact, unlike
-/// vpmaddubsw which saturates at int16) and `arch::scalar` are tag types in an inheritance chain, as in
-/// xsimd: asking for a path the compiler was not told about falls back to the next one; `arch::best`
-/// is the widest compiled in. Weights are packed once into panels of 48 output channels: for every
-/// group of 4 k, the 4 bytes of each of the 48 channels (192 bytes, three 64-byte vectors, what one
-/// vpdpbusd step reads). Activations are packed per call into panels of 8 rows, 4 bytes per row and k
+/// The kernels (infer/qgemm_kernels.hpp) are `arch::avx512_vnni` (vpdpbusd), `arch::avx2` (vpmaddwd on
+/// int16-widened operands: exact, unlike vpmaddubsw which saturates at int16) and `arch::scalar`
+/// overloads, chosen at run time for the CPU (simd/arch.hpp) unless a tag is given. Weights are packed
+/// once into panels of 48 output channels: for every group of 4 k, the 4 bytes of each of the 48
+/// channels (192 bytes, three 64-byte vectors, what one vpdpbusd step reads). Activations are packed per call into panels of 8 rows, 4 bytes per row and k
 /// group. A register tile is 8 rows × 48 channels (24 zmm accumulators, 3 weight vectors, 1 broadcast):
 /// per k group 11 loads feed 24 vpdpbusd, and Zen 5 starts one vpdpbusd zmm per cycle (4-cycle
 /// latency, so 24 independent chains keep it busy; see benchmarks/bench_infer.cpp, infer/vnni_peak).
@@ -59,6 +58,7 @@
 #include <minnow/error.hpp>
 #include <minnow/infer/amx.hpp>
 #include <minnow/infer/int_tensor.hpp>
+#include <minnow/infer/qgemm_kernels.hpp>
 #include <minnow/quant/concepts.hpp>
 #include <minnow/quant/fake_quantize.hpp>
 #include <minnow/tensor.hpp>
@@ -72,44 +72,7 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX2__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 namespace minnow::infer {
-
-/// Instruction-set tags: a kernel overload for a base tag serves every derived tag it is not written for.
-namespace arch {
-struct scalar {
-  static constexpr const char* name = "scalar";
-};
-struct avx2 : scalar {
-  static constexpr const char* name = "avx2";
-};
-struct avx512_vnni : avx2 {
-  static constexpr const char* name = "avx512_vnni";
-};
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
-inline constexpr bool has_avx512_vnni = true;
-#else
-inline constexpr bool has_avx512_vnni = false;
-#endif
-#if defined(__AVX2__) && defined(__FMA__)
-inline constexpr bool has_avx2 = true;
-#else
-inline constexpr bool has_avx2 = false;
-#endif
-/// The widest path this translation unit was compiled for.
-using best = std::conditional_t<has_avx512_vnni, avx512_vnni, std::conditional_t<has_avx2, avx2, scalar>>;
-}  // namespace arch
-
-namespace detail {
-inline constexpr index_t kMR = 8;           ///< rows of a register tile / activation panel
-inline constexpr index_t kNR = 48;          ///< output channels of a register tile / weight panel
-inline constexpr index_t kStep = kNR * 4;   ///< bytes of one weight panel per group of 4 k
-inline constexpr index_t kAStep = kMR * 4;  ///< bytes of one activation panel per group of 4 k
-inline constexpr index_t kMaxK = 33025;     ///< k·255·255 < 2³¹
-}  // namespace detail
 
 /// @brief Weights packed once for the kernels (int8 panels, or int4 panels unpacked block by block).
 struct PackedWeights {
@@ -129,6 +92,7 @@ struct PackedWeights {
            (colsum.size() + zero_points.size()) * sizeof(std::int32_t) + scales.size() * sizeof(float);
   }
 };
+
 
 namespace detail {
 
@@ -230,8 +194,8 @@ inline constexpr index_t kAmxMinRows = 2;
 
 /// Whether `m` rows of activations for `Arch` go to the AMX tiles.
 template <class Arch>
-[[nodiscard]] bool use_amx(index_t m) noexcept {
-  return std::is_base_of_v<arch::avx512_vnni, Arch> && arch::has_avx512_vnni && m >= kAmxMinRows && amx::enabled();
+[[nodiscard]] bool use_amx(index_t m) {
+  return MINNOW_AMX_COMPILED && std::is_base_of_v<arch::avx512_vnni, Arch> && m >= kAmxMinRows && amx::enabled();
 }
 
 inline void prepare(QuantizedActivations& a, index_t m, index_t k, quant::AffineParams params, ActivationLayout layout) {
@@ -253,67 +217,15 @@ inline void prepare(QuantizedActivations& a, index_t m, index_t k, quant::Affine
   a.rowsum.assign(static_cast<std::size_t>(m), 0);
 }
 
-/// Σ of k bytes (≤ 33025 · 255 < 2³¹).
-[[nodiscard]] inline std::int32_t byte_sum(const std::uint8_t* src, index_t k) noexcept {
-  std::int32_t sum = 0;
-  for (index_t p = 0; p < k; ++p) sum += src[p];
-  return sum;
-}
-
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-/// 16 k groups of 8 rows (64 bytes of each row in r[0…7]) → the panel's 512 bytes for those groups: an
-/// 8 × 16 transpose of 4-byte groups (dword unpacks, qword unpacks, then two rounds of 128-bit lane
-/// shuffles), 32 shuffles for 512 bytes instead of 128 scalar loads and stores.
-inline void transpose_groups(const __m512i* r, std::uint8_t* dst) noexcept {
-  __m512i u[2][4];  // u[q][j], 128-bit lane L: rows 4q … 4q + 3 of group 4L + j
-  for (int q = 0; q < 2; ++q) {
-    const __m512i* x = r + 4 * q;
-    const __m512i t0 = _mm512_unpacklo_epi32(x[0], x[1]), t1 = _mm512_unpackhi_epi32(x[0], x[1]);
-    const __m512i t2 = _mm512_unpacklo_epi32(x[2], x[3]), t3 = _mm512_unpackhi_epi32(x[2], x[3]);
-    u[q][0] = _mm512_unpacklo_epi64(t0, t2);
-    u[q][1] = _mm512_unpackhi_epi64(t0, t2);
-    u[q][2] = _mm512_unpacklo_epi64(t1, t3);
-    u[q][3] = _mm512_unpackhi_epi64(t1, t3);
-  }
-  for (int j = 0; j < 4; j += 2) {
-    // Groups 4L + j and 4L + j + 1 form output vector 2L + j/2: [g rows 0–3, g rows 4–7, g+1 rows 0–3, g+1 rows 4–7].
-    const __m512i a_lo = _mm512_shuffle_i64x2(u[0][j], u[1][j], 0x44), b_lo = _mm512_shuffle_i64x2(u[0][j + 1], u[1][j + 1], 0x44);
-    const __m512i a_hi = _mm512_shuffle_i64x2(u[0][j], u[1][j], 0xEE), b_hi = _mm512_shuffle_i64x2(u[0][j + 1], u[1][j + 1], 0xEE);
-    const int o = j / 2;
-    _mm512_storeu_si512(dst + (0 + o) * 64, _mm512_shuffle_i64x2(a_lo, b_lo, 0x88));  // lane 0 (L = 0)
-    _mm512_storeu_si512(dst + (2 + o) * 64, _mm512_shuffle_i64x2(a_lo, b_lo, 0xDD));  // lane 1 (L = 1)
-    _mm512_storeu_si512(dst + (4 + o) * 64, _mm512_shuffle_i64x2(a_hi, b_hi, 0x88));  // L = 2
-    _mm512_storeu_si512(dst + (6 + o) * 64, _mm512_shuffle_i64x2(a_hi, b_hi, 0xDD));  // L = 3
-  }
-}
-#endif
-
 /// Interleaves rows [8·tile, 8·tile + rows) (row r at rows_of[r], k bytes each) into activation panel
 /// `tile`, 4 bytes per row and k group, the last group zero-padded; rows past `rows` are zero. Also
 /// records the row sums. The panel is written front to back, so it streams through the cache once.
-inline void place_tile(QuantizedActivations& a, index_t tile, const std::uint8_t* const* rows_of, index_t rows) noexcept {
+template <class Arch>
+void place_tile(QuantizedActivations& a, index_t tile, const std::uint8_t* const* rows_of, index_t rows) noexcept {
   std::uint8_t* dst = a.panels.data() + tile * a.k4 * kAStep;
   const index_t full = a.k / 4, tail = a.k - full * 4;
-  index_t p = 0;
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-  // 64 bytes (16 groups) of every row at a time; the row sums from vpsadbw on the same loads.
-  __m512i sums[kMR];
-  for (auto& v : sums) v = _mm512_setzero_si512();
-  for (; p + 16 <= full; p += 16, dst += 16 * kAStep) {
-    __m512i r[kMR];
-    for (index_t i = 0; i < kMR; ++i) {
-      r[i] = i < rows ? _mm512_loadu_si512(rows_of[i] + p * 4) : _mm512_setzero_si512();
-      sums[i] = _mm512_add_epi64(sums[i], _mm512_sad_epu8(r[i], _mm512_setzero_si512()));
-    }
-    transpose_groups(r, dst);
-  }
-  for (index_t i = 0; i < rows; ++i) {
-    a.rowsum[static_cast<std::size_t>(tile * kMR + i)] =
-        static_cast<std::int32_t>(_mm512_reduce_add_epi64(sums[i])) + byte_sum(rows_of[i] + p * 4, a.k - p * 4);
-  }
-#else
-  for (index_t r = 0; r < rows; ++r) a.rowsum[static_cast<std::size_t>(tile * kMR + r)] = byte_sum(rows_of[r], a.k);
-#endif
+  index_t p = interleave_blocks(Arch{}, rows_of, rows, full, a.k, dst, a.rowsum.data() + tile * kMR);
+  dst += p * kAStep;
   for (; p < full; ++p, dst += kAStep) {
     for (index_t r = 0; r < rows; ++r) std::memcpy(dst + r * 4, rows_of[r] + p * 4, 4);
     if (rows < kMR) std::memset(dst + rows * 4, 0, static_cast<std::size_t>((kMR - rows) * 4));
@@ -328,32 +240,6 @@ inline void place_tile(QuantizedActivations& a, index_t tile, const std::uint8_t
 [[nodiscard]] inline int pack_threads(index_t m, index_t k) noexcept {
   return m * k < (index_t{1} << 18) ? 1 : minnow::detail::max_threads();
 }
-
-/// q = clamp(zp + nearbyint(x · (1/scale)), 0, 255), NaN → 0: fake_quantize's formula on the uint8 grid.
-inline void quantize_row(arch::scalar, const float* x, index_t k, quant::AffineParams p, std::uint8_t* q) noexcept {
-  const float inv = 1.0f / p.scale, zp = static_cast<float>(p.zero_point);
-  for (index_t i = 0; i < k; ++i) {
-    float v = zp + std::nearbyint(x[i] * inv);
-    v = v >= 0.0f ? v : 0.0f;  // NaN fails the comparison and becomes 0
-    v = v > 255.0f ? 255.0f : v;
-    q[i] = static_cast<std::uint8_t>(v);
-  }
-}
-
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-inline void quantize_row(arch::avx512_vnni, const float* x, index_t k, quant::AffineParams p, std::uint8_t* q) noexcept {
-  const __m512 inv = _mm512_set1_ps(1.0f / p.scale), zp = _mm512_set1_ps(static_cast<float>(p.zero_point));
-  const __m512 lo = _mm512_setzero_ps(), hi = _mm512_set1_ps(255.0f);
-  for (index_t i = 0; i < k; i += 16) {
-    const auto mask = static_cast<__mmask16>(k - i >= 16 ? 0xFFFF : (1u << (k - i)) - 1);
-    const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + i), inv),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    // max returns its second operand when the first is NaN: NaN → 0, as the scalar comparison does.
-    const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(zp, r), lo), hi);
-    _mm_mask_storeu_epi8(q + i, mask, _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(v)));
-  }
-}
-#endif
 
 /// Row r of the rows layout, quantized (or copied) by `fill(dst)`, then zero-padded to lda; rows past m are
 /// zero. Records the row sum.
@@ -376,57 +262,70 @@ inline Tensor<std::uint8_t, 1>& quantize_scratch(index_t bytes) {
   return scratch;
 }
 
+/// quantize_activations for the kernels of Arch.
+template <class Arch>
+void quantize_activations(Arch, TensorView<const float, 2> x, quant::AffineParams params, QuantizedActivations& out) {
+  if (use_amx<Arch>(x.dim(0))) {
+    prepare(out, x.dim(0), x.dim(1), params, ActivationLayout::rows);
+    const index_t rows = out.rows.size() / out.lda, k = out.k;
+    minnow::detail::parallel_for(rows, pack_threads(out.m, k), [&](long r, int) {
+      place_row(out, r, [&](std::uint8_t* dst) { quantize_row(Arch{}, x.data() + r * k, k, params, dst); });
+    });
+    return;
+  }
+  prepare(out, x.dim(0), x.dim(1), params, ActivationLayout::panels);
+  const index_t tiles = (out.m + kMR - 1) / kMR, k = out.k;
+  minnow::detail::parallel_for(tiles, pack_threads(out.m, k), [&](long tile, int) {
+    const index_t r0 = tile * kMR, rows = std::min(kMR, out.m - r0);
+    std::uint8_t* scratch = quantize_scratch(kMR * std::max<index_t>(k, 1)).data();
+    const std::uint8_t* rows_of[kMR];
+    for (index_t r = 0; r < rows; ++r) {
+      quantize_row(Arch{}, x.data() + (r0 + r) * k, k, params, scratch + r * k);
+      rows_of[r] = scratch + r * k;
+    }
+    place_tile<Arch>(out, tile, rows_of, rows);
+  });
+}
 }  // namespace detail
 
 /// @brief Quantizes float activations `x[m × k]` with one (scale, zero point) on the uint8 grid and
 /// packs them (threads split the 8-row panels; the result does not depend on their number).
 /// @throws value_error for a scale ≤ 0, NaN or infinite, or a zero point outside [0, 255].
-template <class Arch = arch::best>
+template <class Arch = arch::automatic>
 void quantize_activations(TensorView<const float, 2> x, quant::AffineParams params, QuantizedActivations& out) {
   detail::check_activation_params(params, "infer::quantize_activations (input)");
-  if (detail::use_amx<Arch>(x.dim(0))) {
-    detail::prepare(out, x.dim(0), x.dim(1), params, ActivationLayout::rows);
-    const index_t rows = out.rows.size() / out.lda, k = out.k;
-    minnow::detail::parallel_for(rows, detail::pack_threads(out.m, k), [&](long r, int) {
-      detail::place_row(out, r, [&](std::uint8_t* dst) { detail::quantize_row(Arch{}, x.data() + r * k, k, params, dst); });
-    });
-    return;
-  }
-  detail::prepare(out, x.dim(0), x.dim(1), params, ActivationLayout::panels);
-  const index_t tiles = (out.m + detail::kMR - 1) / detail::kMR, k = out.k;
-  minnow::detail::parallel_for(tiles, detail::pack_threads(out.m, k), [&](long tile, int) {
-    const index_t r0 = tile * detail::kMR, rows = std::min(detail::kMR, out.m - r0);
-    std::uint8_t* scratch = detail::quantize_scratch(detail::kMR * std::max<index_t>(k, 1)).data();
-    const std::uint8_t* rows_of[detail::kMR];
-    for (index_t r = 0; r < rows; ++r) {
-      detail::quantize_row(Arch{}, x.data() + (r0 + r) * k, k, params, scratch + r * k);
-      rows_of[r] = scratch + r * k;
-    }
-    detail::place_tile(out, tile, rows_of, rows);
-  });
+  simd::with_arch<Arch>("infer::quantize_activations", [&](auto tag) { detail::quantize_activations(tag, x, params, out); });
 }
 
-/// @brief Packs already quantized uint8 activations `x[m × k]` whose parameters are `params`, for the
-/// kernels of `Arch`.
-template <class Arch = arch::best>
-void pack_activations(TensorView<const std::uint8_t, 2> x, quant::AffineParams params, QuantizedActivations& out) {
-  detail::check_activation_params(params, "infer::pack_activations (input)");
-  if (detail::use_amx<Arch>(x.dim(0))) {
-    detail::prepare(out, x.dim(0), x.dim(1), params, ActivationLayout::rows);
+namespace detail {
+/// pack_activations for the kernels of Arch.
+template <class Arch>
+void pack_activations(Arch, TensorView<const std::uint8_t, 2> x, quant::AffineParams params, QuantizedActivations& out) {
+  if (use_amx<Arch>(x.dim(0))) {
+    prepare(out, x.dim(0), x.dim(1), params, ActivationLayout::rows);
     const index_t rows = out.rows.size() / out.lda, k = out.k;
-    minnow::detail::parallel_for(rows, detail::pack_threads(out.m, k), [&](long r, int) {
-      detail::place_row(out, r, [&](std::uint8_t* dst) { std::memcpy(dst, x.data() + r * k, static_cast<std::size_t>(k)); });
+    minnow::detail::parallel_for(rows, pack_threads(out.m, k), [&](long r, int) {
+      place_row(out, r, [&](std::uint8_t* dst) { std::memcpy(dst, x.data() + r * k, static_cast<std::size_t>(k)); });
     });
     return;
   }
-  detail::prepare(out, x.dim(0), x.dim(1), params, ActivationLayout::panels);
-  const index_t tiles = (out.m + detail::kMR - 1) / detail::kMR, k = out.k;
-  minnow::detail::parallel_for(tiles, detail::pack_threads(out.m, k), [&](long tile, int) {
-    const index_t r0 = tile * detail::kMR, rows = std::min(detail::kMR, out.m - r0);
-    const std::uint8_t* rows_of[detail::kMR];
+  prepare(out, x.dim(0), x.dim(1), params, ActivationLayout::panels);
+  const index_t tiles = (out.m + kMR - 1) / kMR, k = out.k;
+  minnow::detail::parallel_for(tiles, pack_threads(out.m, k), [&](long tile, int) {
+    const index_t r0 = tile * kMR, rows = std::min(kMR, out.m - r0);
+    const std::uint8_t* rows_of[kMR];
     for (index_t r = 0; r < rows; ++r) rows_of[r] = x.data() + (r0 + r) * k;
-    detail::place_tile(out, tile, rows_of, rows);
+    place_tile<Arch>(out, tile, rows_of, rows);
   });
+}
+}  // namespace detail
+
+/// @brief Packs already quantized uint8 activations `x[m × k]` whose parameters are `params`, for the
+/// kernels of `Arch` (the CPU's widest by default).
+template <class Arch = arch::automatic>
+void pack_activations(TensorView<const std::uint8_t, 2> x, quant::AffineParams params, QuantizedActivations& out) {
+  detail::check_activation_params(params, "infer::pack_activations (input)");
+  simd::with_arch<Arch>("infer::pack_activations", [&](auto tag) { detail::pack_activations(tag, x, params, out); });
 }
 
 /// @brief What happens after the accumulation: a bias (int32 in units of sa·sw[j], or float in real
@@ -438,15 +337,6 @@ struct OutputStage {
 };
 
 namespace detail {
-
-/// Per-call constants of the output stage (see the file comment).
-struct Epilogue {
-  std::vector<std::int32_t> colterm;  ///< bias_int32[j] − za·colsum[j] + k·za·zw[j]  (mod 2³²)
-  const std::int32_t* zw = nullptr;   ///< nullptr when every zw is 0
-  std::vector<float> s, o;
-  float zo = 0.0f, lo = 0.0f, hi = 255.0f;
-  bool relu = false;
-};
 
 enum class Out { int32, dequantize, requantize };
 
@@ -498,210 +388,23 @@ inline Epilogue make_epilogue(const QuantizedActivations& a, const PackedWeights
   return e;
 }
 
-[[nodiscard]] inline std::int32_t corrected(const Epilogue& e, std::int32_t raw, index_t j, std::int32_t rowsum) noexcept {
-  std::uint32_t v = static_cast<std::uint32_t>(raw) + static_cast<std::uint32_t>(e.colterm[static_cast<std::size_t>(j)]);
-  if (e.zw) v -= static_cast<std::uint32_t>(e.zw[j]) * static_cast<std::uint32_t>(rowsum);
-  return static_cast<std::int32_t>(v);
-}
-
-inline void finish_one(const Epilogue&, std::int32_t acc, index_t j, std::int32_t* out) noexcept { out[j] = acc; }
-inline void finish_one(const Epilogue& e, std::int32_t acc, index_t j, float* out) noexcept {
-  const auto c = static_cast<std::size_t>(j);
-  const float r = std::fma(static_cast<float>(acc), e.s[c], e.o[c]);
-  out[j] = e.relu ? (r > 0.0f ? r : 0.0f) : r;
-}
-inline void finish_one(const Epilogue& e, std::int32_t acc, index_t j, std::uint8_t* out) noexcept {
-  const auto c = static_cast<std::size_t>(j);
-  float q = std::nearbyint(std::fma(static_cast<float>(acc), e.s[c], e.o[c])) + e.zo;
-  q = q > e.lo ? q : e.lo;
-  q = q < e.hi ? q : e.hi;
-  out[j] = static_cast<std::uint8_t>(q);
-}
-
-/// Output stage of columns [j0, j0 + cols) of one row: `raw` holds Σ A·W for those columns.
-template <class OutT>
-void finish_row(arch::scalar, const Epilogue& e, const std::int32_t* raw, index_t j0, index_t cols, std::int32_t rowsum,
-                OutT* out) noexcept {
-  for (index_t j = j0; j < j0 + cols; ++j) finish_one(e, corrected(e, raw[j - j0], j, rowsum), j, out);
-}
-
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-template <class OutT>
-void finish_row(arch::avx512_vnni, const Epilogue& e, const std::int32_t* raw, index_t j0, index_t cols,
-                std::int32_t rowsum, OutT* out) noexcept {
-  const __m512i rs = _mm512_set1_epi32(rowsum);
-  for (index_t c = 0; c < cols; c += 16) {
-    const index_t j = j0 + c;
-    const auto m = static_cast<__mmask16>(cols - c >= 16 ? 0xFFFF : (1u << (cols - c)) - 1);
-    __m512i acc = _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, raw + c), _mm512_maskz_loadu_epi32(m, e.colterm.data() + j));
-    if (e.zw) acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m, e.zw + j), rs));
-    if constexpr (std::is_same_v<OutT, std::int32_t>) {
-      _mm512_mask_storeu_epi32(out + j, m, acc);
-    } else {
-      const __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_maskz_loadu_ps(m, e.s.data() + j),
-                                       _mm512_maskz_loadu_ps(m, e.o.data() + j));
-      if constexpr (std::is_same_v<OutT, float>) {
-        _mm512_mask_storeu_ps(out + j, m, e.relu ? _mm512_max_ps(r, _mm512_setzero_ps()) : r);
-      } else {
-        __m512 q = _mm512_add_ps(_mm512_roundscale_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
-                                 _mm512_set1_ps(e.zo));
-        q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(e.lo)), _mm512_set1_ps(e.hi));
-        _mm_mask_storeu_epi8(out + j, m, _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(q)));
-      }
-    }
-  }
-}
-#endif
-
-#if defined(__AVX2__) && defined(__FMA__)
-template <class OutT>
-void finish_row(arch::avx2, const Epilogue& e, const std::int32_t* raw, index_t j0, index_t cols, std::int32_t rowsum,
-                OutT* out) noexcept {
-  const __m256i rs = _mm256_set1_epi32(rowsum);
-  index_t c = 0;
-  for (; c + 8 <= cols; c += 8) {
-    const index_t j = j0 + c;
-    __m256i acc = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(raw + c)),
-                                   _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.colterm.data() + j)));
-    if (e.zw) acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.zw + j)), rs));
-    if constexpr (std::is_same_v<OutT, std::int32_t>) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j), acc);
-    } else {
-      const __m256 r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(e.s.data() + j), _mm256_loadu_ps(e.o.data() + j));
-      if constexpr (std::is_same_v<OutT, float>) {
-        _mm256_storeu_ps(out + j, e.relu ? _mm256_max_ps(r, _mm256_setzero_ps()) : r);
-      } else {
-        __m256 q = _mm256_add_ps(_mm256_round_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), _mm256_set1_ps(e.zo));
-        q = _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(e.lo)), _mm256_set1_ps(e.hi));
-        alignas(32) std::int32_t tmp[8];
-        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), _mm256_cvtps_epi32(q));
-        for (int t = 0; t < 8; ++t) out[j + t] = static_cast<std::uint8_t>(tmp[t]);
-      }
-    }
-  }
-  finish_row(arch::scalar{}, e, raw + c, j0 + c, cols - c, rowsum, out);  // same formula on the tail
-}
-#endif
-
-[[nodiscard]] inline std::int32_t load_dword(const std::uint8_t* p) noexcept {
-  std::int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
-// ---- micro-kernels: C[R × 48] = Σ over k4 groups of A panel × W panel (the whole inner length) ----
-
-template <int R>
-void micro_kernel(arch::scalar, index_t k4, const std::uint8_t* a, const std::int8_t* b, std::int32_t* c) noexcept {
-  for (index_t i = 0; i < R; ++i) {
-    for (index_t j = 0; j < kNR; ++j) {
-      std::int32_t sum = 0;
-      for (index_t p = 0; p < k4; ++p) {
-        for (index_t r = 0; r < 4; ++r) sum += a[p * kAStep + i * 4 + r] * b[p * kStep + j * 4 + r];
-      }
-      c[i * kNR + j] = sum;
-    }
-  }
-}
-
-#if defined(__AVX2__) && defined(__FMA__)
-template <int R>
-void micro_kernel(arch::avx2, index_t k4, const std::uint8_t* a, const std::int8_t* b, std::int32_t* c) noexcept {
-  // Eight channels at a time: their 32 bytes widened to two int16 vectors of 4 channels × 4 k;
-  // vpmaddwd then leaves two partial sums per channel, which one hadd + permute combine at the end.
-  for (index_t g = 0; g < kNR / 8; ++g) {
-    __m256i acc[R][2];
-    for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
-    for (index_t p = 0; p < k4; ++p) {
-      const __m256i bw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + p * kStep + g * 32));
-      const __m256i b_lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(bw));
-      const __m256i b_hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(bw, 1));
-#pragma GCC unroll 8
-      for (int i = 0; i < R; ++i) {
-        const __m256i ai = _mm256_cvtepu8_epi16(_mm_set1_epi32(load_dword(a + p * kAStep + i * 4)));
-        acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(ai, b_lo));
-        acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(ai, b_hi));
-      }
-    }
-    for (int i = 0; i < R; ++i) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + i * kNR + g * 8),
-                          _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[i][0], acc[i][1]), 0xD8));
-    }
-  }
-}
-#endif
-
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
-/// 8 × 48: 24 accumulators, and per k group 3 weight loads + 8 broadcasts for 24 vpdpbusd. The
-/// accumulators stay in registers over the whole inner length (no partial sums go through memory), so
-/// vpdpbusd's throughput (one per cycle on Zen 5) is the bound. No software prefetch: the hardware
-/// prefetchers already follow both sequential streams.
-template <int R>
-void micro_kernel(arch::avx512_vnni, index_t k4, const std::uint8_t* a, const std::int8_t* b, std::int32_t* c) noexcept {
-  __m512i acc[R][3];
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_si512();
-  for (index_t p = 0; p < k4; ++p, a += kAStep, b += kStep) {
-    const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64), b2 = _mm512_loadu_si512(b + 128);
-#pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      const __m512i ai = _mm512_set1_epi32(load_dword(a + i * 4));
-      acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], ai, b0);
-      acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], ai, b1);
-      acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], ai, b2);
-    }
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-    for (int v = 0; v < 3; ++v) _mm512_storeu_si512(c + i * kNR + v * 16, acc[i][v]);
-  }
-}
-#endif
-
-template <class Arch>
-void run_micro_kernel(index_t rows, index_t k4, const std::uint8_t* a, const std::int8_t* b, std::int32_t* c) noexcept {
-  switch (rows) {
-    case 1: micro_kernel<1>(Arch{}, k4, a, b, c); break;
-    case 2: micro_kernel<2>(Arch{}, k4, a, b, c); break;
-    case 3: micro_kernel<3>(Arch{}, k4, a, b, c); break;
-    case 4: micro_kernel<4>(Arch{}, k4, a, b, c); break;
-    case 5: micro_kernel<5>(Arch{}, k4, a, b, c); break;
-    case 6: micro_kernel<6>(Arch{}, k4, a, b, c); break;
-    case 7: micro_kernel<7>(Arch{}, k4, a, b, c); break;
-    default: micro_kernel<8>(Arch{}, k4, a, b, c); break;
-  }
-}
-
-// ---- int4 panels → int8, one panel at a time ----
-
-inline void unpack_nibbles(arch::scalar, const std::uint8_t* src, index_t chunks, std::int8_t* dst) noexcept {
-  for (index_t c = 0; c < chunks; ++c, src += 32, dst += 64) {
-    for (index_t b = 0; b < 32; ++b) {
-      dst[b] = static_cast<std::int8_t>(((src[b] & 0x0F) ^ 8) - 8);
-      dst[b + 32] = static_cast<std::int8_t>(((src[b] >> 4) ^ 8) - 8);
-    }
-  }
-}
-
-#if defined(__AVX2__) && defined(__FMA__)
-inline void unpack_nibbles(arch::avx2, const std::uint8_t* src, index_t chunks, std::int8_t* dst) noexcept {
-  const __m256i low = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
-  for (index_t c = 0; c < chunks; ++c, src += 32, dst += 64) {
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
-    // (v ^ 8) − 8 sign-extends a 4-bit two's-complement value held in a byte.
-    const __m256i lo = _mm256_sub_epi8(_mm256_xor_si256(_mm256_and_si256(x, low), eight), eight);
-    const __m256i hi = _mm256_sub_epi8(_mm256_xor_si256(_mm256_and_si256(_mm256_srli_epi16(x, 4), low), eight), eight);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), lo);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32), hi);
-  }
-}
-#endif
-
 /// One thread's int4 panel, unpacked to int8 (k4 × 192 bytes).
 inline Tensor<std::int8_t, 1>& unpacked_panel(index_t bytes) {
   thread_local Tensor<std::int8_t, 1> panel;
   if (panel.size() < bytes) panel.resize({bytes});
   return panel;
+}
+
+/// Weight panel `panel` as int8: the packed bytes, or for int4 weights `scratch`, unpacked from the nibbles
+/// unless `unpacked` says it already holds that panel.
+template <class Arch>
+const std::int8_t* weight_panel(const PackedWeights& w, index_t panel, std::int8_t* scratch, index_t& unpacked) noexcept {
+  if (!w.int4) return w.values.data() + panel * w.k4 * kStep;
+  if (panel != unpacked) {
+    unpack_nibbles(Arch{}, w.nibbles.data() + panel * w.k4 * (kStep / 2), w.k4 * 3, scratch);
+    unpacked = panel;
+  }
+  return scratch;
 }
 
 /// Items [i0, i1) of the product: item = panel · tiles + tile is the 8 × 48 output block of
@@ -717,11 +420,7 @@ void qgemm_items(const QuantizedActivations& a, const PackedWeights& w, const Ep
   std::int8_t* panel_int8 = w.int4 ? unpacked_panel(std::max<index_t>(1, w.k4 * kStep)).data() : nullptr;
   for (index_t item = i0; item < i1; ++item) {
     const index_t panel = item / tiles, tile = item % tiles;
-    const std::int8_t* b = w.int4 ? panel_int8 : w.values.data() + panel * w.k4 * kStep;
-    if (w.int4 && panel != unpacked) {
-      unpack_nibbles(Arch{}, w.nibbles.data() + panel * w.k4 * (kStep / 2), w.k4 * 3, panel_int8);
-      unpacked = panel;
-    }
+    const std::int8_t* b = weight_panel<Arch>(w, panel, panel_int8, unpacked);
     const index_t r0 = tile * kMR, rows = std::min(kMR, a.m - r0), j0 = panel * kNR, cols = std::min(kNR, w.n - j0);
     run_micro_kernel<Arch>(rows, w.k4, a.panels.data() + tile * a.k4 * kAStep, b, c);
     for (index_t i = 0; i < rows; ++i) {
@@ -730,7 +429,7 @@ void qgemm_items(const QuantizedActivations& a, const PackedWeights& w, const Ep
   }
 }
 
-#if MINNOW_AMX_COMPILED && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
+#if MINNOW_AMX_COMPILED
 /// One weight panel's last k4 % 16 groups, zero-padded to a full 16-group tile step (null when k4 is a
 /// multiple of 16). Per thread, refilled when the panel changes.
 inline const std::int8_t* amx_tail(const std::int8_t* panel, index_t k4) {
@@ -755,11 +454,7 @@ void qgemm_items_amx(const QuantizedActivations& a, const PackedWeights& w, cons
   std::int8_t* panel_int8 = w.int4 ? unpacked_panel(std::max<index_t>(1, w.k4 * kStep)).data() : nullptr;
   for (index_t item = i0; item < i1; ++item) {
     const index_t panel = item / tiles, tile = item % tiles;
-    const std::int8_t* b = w.int4 ? panel_int8 : w.values.data() + panel * w.k4 * kStep;
-    if (w.int4 && panel != unpacked) {
-      unpack_nibbles(arch::avx512_vnni{}, w.nibbles.data() + panel * w.k4 * (kStep / 2), w.k4 * 3, panel_int8);
-      unpacked = panel;
-    }
+    const std::int8_t* b = weight_panel<arch::avx512_vnni>(w, panel, panel_int8, unpacked);
     if (panel != tail_of) {
       tail = amx_tail(b, w.k4);
       tail_of = panel;
@@ -786,8 +481,8 @@ void qgemm_run(const QuantizedActivations& a, const PackedWeights& w, const Epil
   const double work = static_cast<double>(a.m) * static_cast<double>(w.n) * static_cast<double>(w.k);
   const int threads = static_cast<int>(std::min<index_t>(items, work < 2e6 ? 1 : minnow::detail::max_threads()));
   if (tiles) {
-#if MINNOW_AMX_COMPILED && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
-    if (amx::supported()) {
+#if MINNOW_AMX_COMPILED
+    if (simd::cpu_has(simd::Isa::amx)) {
       minnow::detail::parallel_for(threads, threads, [&](long t, int) {
         const index_t i0 = items * t / threads, i1 = items * (t + 1) / threads;
         if (i0 < i1) qgemm_items_amx(a, w, e, i0, i1, out, ldo);
@@ -817,65 +512,29 @@ void check_output(const PackedWeights& w, const QuantizedActivations& a, TensorV
 /// @brief `y[i, j] = fma(float(acc), s[j], o[j])` (ReLU optional): the dequantized product.
 /// @throws shape_error for mismatched inner lengths, output shape or bias length; value_error for
 /// non-finite output constants.
-template <class Arch = arch::best>
+template <class Arch = arch::automatic>
 void qgemm(const QuantizedActivations& a, const PackedWeights& w, const OutputStage& stage, TensorView<float, 2> y) {
   detail::check_output(w, a, y);
   const auto e = detail::make_epilogue(a, w, stage, detail::Out::dequantize, {});
-  detail::qgemm_run<Arch>(a, w, e, y.data(), w.n);
+  simd::with_arch<Arch>("infer::qgemm", [&](auto tag) { detail::qgemm_run<decltype(tag)>(a, w, e, y.data(), w.n); });
 }
 
 /// @brief Requantized product on the uint8 grid with output parameters `out` (see the file comment).
 /// @throws as the float overload, and value_error for an output scale ≤ 0, NaN or a zero point outside [0, 255].
-template <class Arch = arch::best>
+template <class Arch = arch::automatic>
 void qgemm(const QuantizedActivations& a, const PackedWeights& w, const OutputStage& stage, quant::AffineParams out,
            TensorView<std::uint8_t, 2> y) {
   detail::check_output(w, a, y);
   const auto e = detail::make_epilogue(a, w, stage, detail::Out::requantize, out);
-  detail::qgemm_run<Arch>(a, w, e, y.data(), w.n);
+  simd::with_arch<Arch>("infer::qgemm", [&](auto tag) { detail::qgemm_run<decltype(tag)>(a, w, e, y.data(), w.n); });
 }
 
 /// @brief The exact accumulators `Σ (A − za)(W − zw) + bias_int32` (a float bias is rejected; ReLU ignored).
-template <class Arch = arch::best>
+template <class Arch = arch::automatic>
 void qgemm(const QuantizedActivations& a, const PackedWeights& w, const OutputStage& stage, TensorView<std::int32_t, 2> y) {
   detail::check_output(w, a, y);
   const auto e = detail::make_epilogue(a, w, stage, detail::Out::int32, {});
-  detail::qgemm_run<Arch>(a, w, e, y.data(), w.n);
-}
-
-/// @brief Scalar oracle on unpacked operands: the accumulators from their definition (in int64), then the
-/// same output stage. `y` is int32, float or uint8 (with `out` for uint8).
-template <class OutT>
-void qgemm_reference(TensorView<const std::uint8_t, 2> x, quant::AffineParams x_params, const Int8Weights& w,
-                     const OutputStage& stage, quant::AffineParams out, TensorView<OutT, 2> y) {
-  QuantizedActivations shape_only;
-  shape_only.m = x.dim(0);
-  shape_only.k = x.dim(1);
-  shape_only.params = x_params;
-  PackedWeights pw;
-  pw.name = w.name;
-  pw.n = w.rows();
-  pw.k = w.cols();
-  for (index_t j = 0; j < w.rows(); ++j) {
-    std::int32_t sum = 0;
-    for (index_t p = 0; p < w.cols(); ++p) sum += w.values(j, p);
-    pw.colsum.push_back(sum);
-    pw.zero_points.push_back(w.params[static_cast<std::size_t>(j)].zero_point);
-    pw.scales.push_back(w.params[static_cast<std::size_t>(j)].scale);
-  }
-  const auto kind = std::is_same_v<OutT, float> ? detail::Out::dequantize
-                    : std::is_same_v<OutT, std::uint8_t> ? detail::Out::requantize : detail::Out::int32;
-  auto e = detail::make_epilogue(shape_only, pw, stage, kind, out);
-  // The definition, not the row/column-sum expansion: colterm is replaced by the bias alone.
-  for (std::size_t j = 0; j < e.colterm.size(); ++j) e.colterm[j] = stage.bias_int32.empty() ? 0 : stage.bias_int32[j];
-  e.zw = nullptr;
-  for (index_t i = 0; i < x.dim(0); ++i) {
-    for (index_t j = 0; j < w.rows(); ++j) {
-      std::int64_t sum = 0;
-      const std::int64_t zw = w.params[static_cast<std::size_t>(j)].zero_point;
-      for (index_t p = 0; p < x.dim(1); ++p) sum += (std::int64_t{x(i, p)} - x_params.zero_point) * (w.values(j, p) - zw);
-      detail::finish_one(e, detail::corrected(e, static_cast<std::int32_t>(sum), j, 0), j, y.data() + i * y.dim(1));
-    }
-  }
+  simd::with_arch<Arch>("infer::qgemm", [&](auto tag) { detail::qgemm_run<decltype(tag)>(a, w, e, y.data(), w.n); });
 }
 
 }  // namespace minnow::infer

@@ -62,9 +62,6 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX2__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 namespace minnow::infer {
 
@@ -83,9 +80,9 @@ inline void columns_to_panels(arch::scalar, const std::uint8_t* col, index_t ld,
   }
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if MINNOW_X86_KERNELS
 /// The same with SSE2 unpacks: 4 taps × 16 rows → two panels' 32-byte groups per step.
-inline void columns_to_panels(arch::avx2, const std::uint8_t* col, index_t ld, QuantizedActivations& a) noexcept {
+MINNOW_TARGET_AVX2 inline void columns_to_panels(arch::avx2, const std::uint8_t* col, index_t ld, QuantizedActivations& a) noexcept {
   const index_t panels = (a.m + kMR - 1) / kMR, stride = a.k4 * kAStep;
   const auto load16 = [](const std::uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
   const auto load8 = [](const std::uint8_t* p) { return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)); };
@@ -126,14 +123,14 @@ inline void copy_bytes(arch::scalar, std::uint8_t* dst, const std::uint8_t* src,
 }
 inline void fill_bytes(arch::scalar, std::uint8_t* dst, std::uint8_t v, index_t n) noexcept { std::fill_n(dst, n, v); }
 
-#if defined(__AVX512BW__) && defined(__AVX512F__)
-inline void copy_bytes(arch::avx512_vnni, std::uint8_t* dst, const std::uint8_t* src, index_t n) noexcept {
+#if MINNOW_X86_KERNELS
+MINNOW_TARGET_AVX512_VNNI inline void copy_bytes(arch::avx512_vnni, std::uint8_t* dst, const std::uint8_t* src, index_t n) noexcept {
   for (; n >= 64; n -= 64, dst += 64, src += 64) _mm512_storeu_si512(dst, _mm512_loadu_si512(src));
   // Masked-off bytes are neither read nor written, so the tail stays inside both buffers.
   const auto mask = static_cast<__mmask64>(n == 0 ? 0 : ~0ULL >> (64 - n));
   _mm512_mask_storeu_epi8(dst, mask, _mm512_maskz_loadu_epi8(mask, src));
 }
-inline void fill_bytes(arch::avx512_vnni, std::uint8_t* dst, std::uint8_t v, index_t n) noexcept {
+MINNOW_TARGET_AVX512_VNNI inline void fill_bytes(arch::avx512_vnni, std::uint8_t* dst, std::uint8_t v, index_t n) noexcept {
   const __m512i value = _mm512_set1_epi8(static_cast<char>(v));
   for (; n >= 64; n -= 64, dst += 64) _mm512_storeu_si512(dst, value);
   _mm512_mask_storeu_epi8(dst, static_cast<__mmask64>(n == 0 ? 0 : ~0ULL >> (64 - n)), value);
@@ -249,8 +246,8 @@ struct DirectWeights {
 /// Bytes read past the end of a direct kernel's padded input (masked-off lanes of the last vectors).
 inline constexpr index_t kDirectSlack = 192;
 
-#if defined(__AVX512VNNI__) && defined(__AVX512VBMI__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
-    defined(__AVX512F__)
+#if MINNOW_X86_KERNELS
+/// Whether the direct kernels are compiled (they run where arch::avx512_vnni does).
 inline constexpr bool has_direct_conv = true;
 
 /// The geometry a direct kernel runs over: one sample's padded input, 16 output pixels of a row per vector.
@@ -263,27 +260,27 @@ struct DirectGeometry {
 struct TapLoader {
   const std::uint8_t* index;
   const index_t* offsets;
-  [[nodiscard]] __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
+  [[nodiscard]] MINNOW_TARGET_AVX512_VNNI __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
     return _mm512_permutexvar_epi8(_mm512_loadu_si512(index + g * 64), _mm512_loadu_si512(base + offsets[g]));
   }
 };
 struct ChannelLoader {
   const index_t* offsets;
-  [[nodiscard]] __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
+  [[nodiscard]] MINNOW_TARGET_AVX512_VNNI __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
     return _mm512_loadu_si512(base + offsets[g]);
   }
 };
 struct ChannelLoader2 {  // stride 2: the even dwords of 32
   const index_t* offsets;
-  __m512i even;
-  [[nodiscard]] __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
+  [[nodiscard]] MINNOW_TARGET_AVX512_VNNI __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
     const std::uint8_t* p = base + offsets[g];
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     return _mm512_permutex2var_epi32(_mm512_loadu_si512(p), even, _mm512_loadu_si512(p + 64));
   }
 };
 
 /// qgemm's `corrected`: Σ x·w + colterm[j] − zw[j]·Σx, the exact accumulator (mod 2³², as qgemm computes it).
-inline __m512i direct_correct(const Epilogue& e, __m512i acc, __m512i rowsum, index_t j) noexcept {
+MINNOW_TARGET_AVX512_VNNI inline __m512i direct_correct(const Epilogue& e, __m512i acc, __m512i rowsum, index_t j) noexcept {
   acc = _mm512_add_epi32(acc, _mm512_set1_epi32(e.colterm[static_cast<std::size_t>(j)]));
   if (e.zw) acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(e.zw[j]), rowsum));
   return acc;
@@ -291,7 +288,7 @@ inline __m512i direct_correct(const Epilogue& e, __m512i acc, __m512i rowsum, in
 
 /// qgemm's output stage (finish_row, AVX-512) on 16 exact accumulators of channel j: the same operations,
 /// so the same bits.
-inline void direct_store(const Epilogue& e, __m512i acc, index_t j, __mmask16 m, std::uint8_t* out) noexcept {
+MINNOW_TARGET_AVX512_VNNI inline void direct_store(const Epilogue& e, __m512i acc, index_t j, __mmask16 m, std::uint8_t* out) noexcept {
   const auto c = static_cast<std::size_t>(j);
   const __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(e.s[c]), _mm512_set1_ps(e.o[c]));
   __m512 q = _mm512_add_ps(_mm512_roundscale_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), _mm512_set1_ps(e.zo));
@@ -303,7 +300,7 @@ inline void direct_store(const Epilogue& e, __m512i acc, index_t j, __mmask16 m,
                                             40, 36, 32, 28, 24, 20, 16, 12, 8, 4, 0);
   _mm_mask_storeu_epi8(out, m, _mm512_castsi512_si128(_mm512_permutexvar_epi8(low_bytes, _mm512_cvtps_epi32(q))));
 }
-inline void direct_store(const Epilogue& e, __m512i acc, index_t j, __mmask16 m, float* out) noexcept {
+MINNOW_TARGET_AVX512_VNNI inline void direct_store(const Epilogue& e, __m512i acc, index_t j, __mmask16 m, float* out) noexcept {
   const auto c = static_cast<std::size_t>(j);
   const __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(e.s[c]), _mm512_set1_ps(e.o[c]));
   _mm512_mask_storeu_ps(out, m, e.relu ? _mm512_max_ps(r, _mm512_setzero_ps()) : r);
@@ -311,7 +308,7 @@ inline void direct_store(const Epilogue& e, __m512i acc, index_t j, __mmask16 m,
 
 /// The 2×2 max of two output rows' exact accumulators (16 columns each): lane p < 8 holds the max of
 /// columns 2p, 2p + 1 of both rows.
-inline __m512i direct_pool2(__m512i row0, __m512i row1) noexcept {
+MINNOW_TARGET_AVX512_VNNI inline __m512i direct_pool2(__m512i row0, __m512i row1) noexcept {
   const __m512i v = _mm512_max_epi32(row0, row1);
   const __m512i h = _mm512_max_epi32(v, _mm512_shuffle_epi32(v, _MM_PERM_CDAB));  // swap neighbours
   return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0), h);
@@ -321,7 +318,7 @@ inline __m512i direct_pool2(__m512i row0, __m512i row1) noexcept {
 /// stage into planes of `plane` outputs. With Pool (R = 2: two output rows, same columns) the 2×2 max of the
 /// exact accumulators goes through the output stage once (see QuantizedConv2d::forward_pooled).
 template <int R, bool Pool, class Load, class OutT>
-void direct_tile(const Load& load, const DirectWeights& dw, index_t block, index_t channels, index_t plane,
+MINNOW_TARGET_AVX512_VNNI void direct_tile(const Load& load, const DirectWeights& dw, index_t block, index_t channels, index_t plane,
                  const Epilogue& e, const std::uint8_t* const* base, const index_t* out_offset, const __mmask16* mask,
                  const __m512i* rowsum, OutT* y) noexcept {
   static_assert(!Pool || R == 2, "pooling takes two output rows");
@@ -357,7 +354,7 @@ void direct_tile(const Load& load, const DirectWeights& dw, index_t block, index
 /// One sample: `in` is its padded input (layout of the kind), `y` its output planes [channels × out_h × out_w],
 /// or with Pool the 2×2-pooled planes [channels × ⌊out_h/2⌋ × ⌊out_w/2⌋].
 template <bool Pool, class Load, class OutT>
-void direct_sample(const Load& load, const DirectGeometry& d, const DirectWeights& dw, const Epilogue& e,
+MINNOW_TARGET_AVX512_VNNI void direct_sample(const Load& load, const DirectGeometry& d, const DirectWeights& dw, const Epilogue& e,
                    const std::uint8_t* in, std::int32_t* rowsums, OutT* y) noexcept {
   const index_t per_row = (d.out_w + 15) / 16, vectors = d.out_h * per_row;
   const auto base = [&](index_t v) {
@@ -375,7 +372,6 @@ void direct_sample(const Load& load, const DirectGeometry& d, const DirectWeight
       _mm512_storeu_si512(rowsums + v * 16, s);
     }
   }
-  const auto rowsum = [&](index_t v) { return _mm512_loadu_si512(rowsums + v * 16); };
   if constexpr (Pool) {
     // Output rows 2i and 2i + 1 of a 16-column block → 8 pooled columns of pooled row i (floor mode: an odd
     // last row or column of the conv output is not computed).
@@ -387,7 +383,7 @@ void direct_sample(const Load& load, const DirectGeometry& d, const DirectWeight
           const std::uint8_t* b[2] = {base(v), base(v + per_row)};
           const index_t o[1] = {i * pooled_w + c * 8};
           const __mmask16 m[1] = {lane_mask(std::min<index_t>(8, pooled_w - c * 8))};
-          const __m512i rs[2] = {rowsum(v), rowsum(v + per_row)};
+          const __m512i rs[2] = {_mm512_loadu_si512(rowsums + v * 16), _mm512_loadu_si512(rowsums + (v + per_row) * 16)};
           direct_tile<2, true>(load, dw, block, d.channels, plane, e, b, o, m, rs, y);
         }
       }
@@ -402,14 +398,14 @@ void direct_sample(const Load& load, const DirectGeometry& d, const DirectWeight
         const std::uint8_t* b[2] = {base(v), base(v + 1)};
         const index_t o[2] = {out_offset(v), out_offset(v + 1)};
         const __mmask16 m[2] = {mask(v), mask(v + 1)};
-        const __m512i rs[2] = {rowsum(v), rowsum(v + 1)};
+        const __m512i rs[2] = {_mm512_loadu_si512(rowsums + v * 16), _mm512_loadu_si512(rowsums + (v + 1) * 16)};
         direct_tile<2, false>(load, dw, block, d.channels, plane, e, b, o, m, rs, y);
       }
       if (v < vectors) {
         const std::uint8_t* b[1] = {base(v)};
         const index_t o[1] = {out_offset(v)};
         const __mmask16 m[1] = {mask(v)};
-        const __m512i rs[1] = {rowsum(v)};
+        const __m512i rs[1] = {_mm512_loadu_si512(rowsums + v * 16)};
         direct_tile<1, false>(load, dw, block, d.channels, plane, e, b, o, m, rs, y);
       }
     }
@@ -417,7 +413,7 @@ void direct_sample(const Load& load, const DirectGeometry& d, const DirectWeight
 }
 
 /// Fills `n` dwords with `value` (AVX-512 stores: the buffer is bytes).
-inline void fill_dwords(std::uint8_t* dst, std::int32_t value, index_t n) noexcept {
+MINNOW_TARGET_AVX512_VNNI inline void fill_dwords(std::uint8_t* dst, std::int32_t value, index_t n) noexcept {
   const __m512i v = _mm512_set1_epi32(value);
   for (; n >= 16; n -= 16, dst += 64) _mm512_storeu_si512(dst, v);
   _mm512_mask_storeu_epi32(dst, static_cast<__mmask16>((1u << n) - 1), v);
@@ -425,7 +421,7 @@ inline void fill_dwords(std::uint8_t* dst, std::int32_t value, index_t n) noexce
 
 /// Channels c0…c0+3 of one input row (W pixels; `rows[t]` null for a channel past the last) interleaved
 /// into W dwords: byte t of dword p is rows[t][p].
-inline void interleave4(const std::uint8_t* const* rows, index_t width, std::uint8_t* dst) noexcept {
+MINNOW_TARGET_AVX512_VNNI inline void interleave4(const std::uint8_t* const* rows, index_t width, std::uint8_t* dst) noexcept {
   for (index_t w0 = 0; w0 < width; w0 += 16) {
     const index_t n = std::min<index_t>(16, width - w0);
     const auto m = static_cast<__mmask16>(n == 16 ? 0xFFFF : (1u << n) - 1);
@@ -538,18 +534,18 @@ class QuantizedConv2d {
 
   /// @brief uint8 in (quantized with input_params()), uint8 out with the output parameters `out`.
   /// @throws shape_error for mismatched shapes; value_error for bad output parameters.
-  template <class Arch = arch::best>
+  template <class Arch = arch::automatic>
   void forward(TensorView<const std::uint8_t, 4> x, quant::AffineParams out, TensorView<std::uint8_t, 4> y) {
     check_output(x.shape(), y.shape());
     quant::check_affine_params(out, quant::QRange{0, 255}, ("QuantizedConv2d '" + packed_.name + "' (output)").c_str());
-    run<Arch>(x, y.data(), out);
+    simd::with_arch<Arch>(name(), [&](auto tag) { run<decltype(tag)>(x, y.data(), out); });
   }
 
   /// @brief uint8 in, float out: the dequantized convolution (+ bias, ReLU).
-  template <class Arch = arch::best>
+  template <class Arch = arch::automatic>
   void forward(TensorView<const std::uint8_t, 4> x, TensorView<float, 4> y) {
     check_output(x.shape(), y.shape());
-    run<Arch>(x, y.data(), {});
+    simd::with_arch<Arch>(name(), [&](auto tag) { run<decltype(tag)>(x, y.data(), {}); });
   }
 
   /// @brief uint8 in, uint8 out, followed by a 2×2 stride-2 max pool (floor mode, nn::MaxPool2d(2)):
@@ -560,7 +556,7 @@ class QuantizedConv2d {
   /// take the 2×2 max of the int32 sums and run the output stage once per pooled value (a quarter of the
   /// epilogue work, no uint8 conv output written and read back). Other paths run forward() and the pool.
   /// @throws as forward(), and shape_error when the conv output is smaller than 2×2 or `y` has the wrong shape.
-  template <class Arch = arch::best>
+  template <class Arch = arch::automatic>
   void forward_pooled(TensorView<const std::uint8_t, 4> x, quant::AffineParams out, TensorView<std::uint8_t, 4> y) {
     const Shape<4> full = output_shape(x.shape());
     if (full[2] < 2 || full[3] < 2 || y.shape() != Shape<4>{full[0], full[1], full[2] / 2, full[3] / 2}) {
@@ -568,27 +564,30 @@ class QuantizedConv2d {
                                                ", expected the 2x2 pool of ", to_string(full)));
     }
     quant::check_affine_params(out, quant::QRange{0, 255}, ("QuantizedConv2d '" + packed_.name + "' (output)").c_str());
-    if constexpr (detail::has_direct_conv && std::is_base_of_v<arch::avx512_vnni, Arch>) {
-      if (direct_enabled_ && direct_.kind != detail::DirectKind::none) {
-        run_direct<std::uint8_t, true>(x, y.data(), out);
-        return;
+    simd::with_arch<Arch>(name(), [&](auto tag) {
+      using A = decltype(tag);
+      if constexpr (detail::has_direct_conv && std::is_base_of_v<arch::avx512_vnni, A>) {
+        if (direct_enabled_ && direct_.kind != detail::DirectKind::none) {
+          run_direct<std::uint8_t, true>(x, y.data(), out);
+          return;
+        }
       }
-    }
-    unpooled_.resize(full);
-    run<Arch>(x, unpooled_.data(), out);
-    QuantizedMaxPool2d(2).forward<Arch>(unpooled_.view(), y);
+      unpooled_.resize(full);
+      run<A>(x, unpooled_.data(), out);
+      QuantizedMaxPool2d(2).forward<A>(unpooled_.view(), y);
+    });
   }
 
   /// @brief Float in: quantized on the fly with input_params() (fake_quantize's formula), uint8 out.
-  template <class Arch = arch::best>
+  template <class Arch = arch::automatic>
   void forward(TensorView<const float, 4> x, quant::AffineParams out, TensorView<std::uint8_t, 4> y) {
-    forward<Arch>(quantize_input<Arch>(x), out, y);
+    simd::with_arch<Arch>(name(), [&](auto tag) { forward<decltype(tag)>(quantize_input<decltype(tag)>(x), out, y); });
   }
 
   /// @brief Float in, float out: quantize, convolve on integers, dequantize (+ bias, ReLU).
-  template <class Arch = arch::best>
+  template <class Arch = arch::automatic>
   void forward(TensorView<const float, 4> x, TensorView<float, 4> y) {
-    forward<Arch>(quantize_input<Arch>(x), y);
+    simd::with_arch<Arch>(name(), [&](auto tag) { forward<decltype(tag)>(quantize_input<decltype(tag)>(x), y); });
   }
 
  private:
@@ -685,8 +684,7 @@ class QuantizedConv2d {
   template <class OutT, bool Pool = false>
   void run_direct([[maybe_unused]] TensorView<const std::uint8_t, 4> x, [[maybe_unused]] OutT* y,
                   [[maybe_unused]] quant::AffineParams out) {
-#if defined(__AVX512VNNI__) && defined(__AVX512VBMI__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
-    defined(__AVX512F__)
+#if MINNOW_X86_KERNELS
     const Shape<4> o = output_shape(x.shape());
     const index_t batch = o[0], n = packed_.n, height = x.dim(2), width = x.dim(3);
     const index_t plane_out = o[2] * o[3];
@@ -745,8 +743,7 @@ class QuantizedConv2d {
       } else if (stride_ == 1) {
         detail::direct_sample<Pool>(detail::ChannelLoader{d.offsets}, d, direct_, e, pad, ws.rowsums.data(), ys);
       } else {
-        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        detail::direct_sample<Pool>(detail::ChannelLoader2{d.offsets, even}, d, direct_, e, pad, ws.rowsums.data(), ys);
+        detail::direct_sample<Pool>(detail::ChannelLoader2{d.offsets}, d, direct_, e, pad, ws.rowsums.data(), ys);
       }
     });
 #endif
@@ -852,39 +849,5 @@ class QuantizedConv2d {
   Tensor<std::uint8_t, 4> unpooled_;  // forward_pooled on the im2col paths: the conv output before the pool
   std::vector<detail::ConvWorkspace> workspaces_;  // one per thread; buffers grow once
 };
-
-/// @brief The scalar oracle: the im2col matrix from its definition, qgemm_reference (int64 sums), then the
-/// NCHW scatter. `y` is uint8 (with `out`) or float. Slow; for tests.
-template <class OutT>
-void conv2d_reference(TensorView<const std::uint8_t, 4> x, quant::AffineParams x_params, const Int8Weights& w,
-                      index_t kernel, index_t stride, index_t padding, std::span<const float> bias, bool relu,
-                      quant::AffineParams out, TensorView<OutT, 4> y) {
-  const index_t n = x.dim(0), c_in = x.dim(1), h = x.dim(2), wd = x.dim(3), oh = y.dim(2), ow = y.dim(3);
-  const index_t k = c_in * kernel * kernel, o = w.rows();
-  Tensor<std::uint8_t, 2> a({n * oh * ow, k});
-  for (index_t s = 0; s < n; ++s) {
-    for (index_t p = 0; p < oh; ++p) {
-      for (index_t q = 0; q < ow; ++q) {
-        for (index_t c = 0; c < c_in; ++c) {
-          for (index_t i = 0; i < kernel; ++i) {
-            for (index_t j = 0; j < kernel; ++j) {
-              const index_t ih = p * stride - padding + i, iw = q * stride - padding + j;
-              const bool inside = ih >= 0 && ih < h && iw >= 0 && iw < wd;
-              a((s * oh + p) * ow + q, (c * kernel + i) * kernel + j) =
-                  inside ? x(s, c, ih, iw) : static_cast<std::uint8_t>(x_params.zero_point);
-            }
-          }
-        }
-      }
-    }
-  }
-  Tensor<OutT, 2> rows({n * oh * ow, o});
-  qgemm_reference<OutT>(a.view(), x_params, w, OutputStage{{}, bias, relu}, out, rows.view());
-  for (index_t s = 0; s < n; ++s) {
-    for (index_t ch = 0; ch < o; ++ch) {
-      for (index_t p = 0; p < oh * ow; ++p) y.data()[(s * o + ch) * oh * ow + p] = rows(s * oh * ow + p, ch);
-    }
-  }
-}
 
 }  // namespace minnow::infer

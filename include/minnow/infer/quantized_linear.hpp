@@ -63,35 +63,43 @@ class QuantizedLinear {
   [[nodiscard]] std::size_t bytes() const noexcept { return packed_.bytes() + bias_.size() * sizeof(float); }
 
   /// @brief Float in, float out: quantize x[batch × in], multiply, dequantize (+ bias, ReLU).
-  template <class Arch = arch::best>
+  template <class Arch = arch::automatic>
   void forward(TensorView<const float, 2> x, TensorView<float, 2> y) {
     check_input(x.shape());
-    quantize_activations<Arch>(x, input_, act_);
-    qgemm<Arch>(act_, packed_, stage(), y);
+    simd::with_arch<Arch>(name(), [&](auto tag) {
+      quantize_activations<decltype(tag)>(x, input_, act_);
+      qgemm<decltype(tag)>(act_, packed_, stage(), y);
+    });
   }
 
   /// @brief Float in, uint8 out with the output parameters `out` (the next layer's input parameters).
-  template <class Arch = arch::best>
+  template <class Arch = arch::automatic>
   void forward(TensorView<const float, 2> x, quant::AffineParams out, TensorView<std::uint8_t, 2> y) {
     check_input(x.shape());
-    quantize_activations<Arch>(x, input_, act_);
-    qgemm<Arch>(act_, packed_, stage(), out, y);
+    simd::with_arch<Arch>(name(), [&](auto tag) {
+      quantize_activations<decltype(tag)>(x, input_, act_);
+      qgemm<decltype(tag)>(act_, packed_, stage(), out, y);
+    });
   }
 
   /// @brief uint8 in (quantized with input_params()), float out.
-  template <class Arch = arch::best>
+  template <class Arch = arch::automatic>
   void forward(TensorView<const std::uint8_t, 2> x, TensorView<float, 2> y) {
     check_input(x.shape());
-    pack_activations<Arch>(x, input_, act_);
-    qgemm<Arch>(act_, packed_, stage(), y);
+    simd::with_arch<Arch>(name(), [&](auto tag) {
+      pack_activations<decltype(tag)>(x, input_, act_);
+      qgemm<decltype(tag)>(act_, packed_, stage(), y);
+    });
   }
 
   /// @brief uint8 in, uint8 out.
-  template <class Arch = arch::best>
+  template <class Arch = arch::automatic>
   void forward(TensorView<const std::uint8_t, 2> x, quant::AffineParams out, TensorView<std::uint8_t, 2> y) {
     check_input(x.shape());
-    pack_activations<Arch>(x, input_, act_);
-    qgemm<Arch>(act_, packed_, stage(), out, y);
+    simd::with_arch<Arch>(name(), [&](auto tag) {
+      pack_activations<decltype(tag)>(x, input_, act_);
+      qgemm<decltype(tag)>(act_, packed_, stage(), out, y);
+    });
   }
 
  private:

@@ -19,9 +19,6 @@
 #include <cstdint>
 #include <string>
 
-#if defined(__AVX2__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 namespace minnow::infer {
 
@@ -35,8 +32,8 @@ inline void maxpool_u8_2x2_row(arch::scalar, const std::uint8_t* r0, const std::
   }
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
-inline void maxpool_u8_2x2_row(arch::avx2, const std::uint8_t* r0, const std::uint8_t* r1, index_t out_w,
+#if MINNOW_X86_KERNELS
+MINNOW_TARGET_AVX2 inline void maxpool_u8_2x2_row(arch::avx2, const std::uint8_t* r0, const std::uint8_t* r1, index_t out_w,
                                std::uint8_t* out) noexcept {
   const __m256i low = _mm256_set1_epi16(0x00FF);
   index_t j = 0;
@@ -53,8 +50,8 @@ inline void maxpool_u8_2x2_row(arch::avx2, const std::uint8_t* r0, const std::ui
 }
 #endif
 
-#if defined(__AVX512VBMI__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512F__)
-inline void maxpool_u8_2x2_row(arch::avx512_vnni, const std::uint8_t* r0, const std::uint8_t* r1, index_t out_w,
+#if MINNOW_X86_KERNELS
+MINNOW_TARGET_AVX512_VNNI inline void maxpool_u8_2x2_row(arch::avx512_vnni, const std::uint8_t* r0, const std::uint8_t* r1, index_t out_w,
                                std::uint8_t* out) noexcept {
   const __m512i even_bytes = _mm512_set_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                              0, 0, 0, 0, 62, 60, 58, 56, 54, 52, 50, 48, 46, 44, 42, 40, 38, 36, 34, 32, 30,
@@ -115,13 +112,20 @@ class QuantizedMaxPool2d {
   }
 
   /// @throws shape_error when `y` is not output_shape(x).
-  template <class Arch = arch::best>
+  template <class Arch = arch::automatic>
   void forward(TensorView<const std::uint8_t, 4> x, TensorView<std::uint8_t, 4> y) const {
     const Shape<4> expected = output_shape(x.shape());
     if (y.shape() != expected) {
       throw shape_error(minnow::detail::concat("QuantizedMaxPool2d: output is ", to_string(y.shape()), ", expected ",
                                                to_string(expected)));
     }
+    simd::with_arch<Arch>("QuantizedMaxPool2d", [&](auto tag) { run(tag, x, y); });
+  }
+
+ private:
+  template <class Arch>
+  void run(Arch, TensorView<const std::uint8_t, 4> x, TensorView<std::uint8_t, 4> y) const {
+    const Shape<4> expected = y.shape();
     const index_t planes = expected[0] * expected[1], out_h = expected[2], out_w = expected[3];
     const index_t width = x.dim(3), plane_in = x.dim(2) * width, plane_out = out_h * out_w;
     // Pooling reads each byte once: threads pay only on large batches.
@@ -139,7 +143,6 @@ class QuantizedMaxPool2d {
     });
   }
 
- private:
   index_t kernel_, stride_;
 };
 

@@ -1,0 +1,235 @@
+#pragma once
+/// @file simd/arch.hpp
+/// @brief The instruction sets of minnow's hand-written kernels: the tags a kernel is written for, which
+/// set this CPU runs, and how a call picks its kernel.
+///
+/// A kernel family is a set of overloads on a tag: `arch::scalar` (plain C++, the reference twin the
+/// tests compare every other path with), `arch::avx2` (AVX2 + FMA: x86-64-v3, Haswell / Zen 1 on),
+/// `arch::avx512` (AVX-512 F/BW/DQ/VL/CD: x86-64-v4, Skylake-X on) and `arch::avx512_vnni` (those + VNNI +
+/// VBMI: Ice Lake / Zen 4 on, what the int8 kernels need). The tags form an inheritance chain, as xsimd's
+/// do, so a family with no overload for a tag serves it with the next one down.
+///
+/// The x86 overloads carry `MINNOW_TARGET_AVX2`, `MINNOW_TARGET_AVX512` or `MINNOW_TARGET_AVX512_VNNI`
+/// (GCC and clang `target` attributes): they are compiled whatever `-march` the including program uses, and run only where the
+/// CPU has their instructions. Public entry points take `Arch = arch::automatic`, which `with_arch`
+/// resolves at each call to the widest set the CPU has (detected once), lowered by:
+///  - the environment variable `MINNOW_ARCH` = `scalar`, `avx2`, `avx512`, `avx512_vnni` or `amx` (read
+///    once);
+///  - `simd::set_isa(Isa)` (at most what the CPU has; returns the previous setting).
+/// A tag given explicitly runs that path, after checking the CPU has it (a typed error, never SIGILL).
+/// Built with `-march=native` the attributes add nothing and the kernels inline as before; the run-time
+/// choice costs one relaxed atomic load per layer call.
+///
+/// `Isa::amx` sits above avx512_vnni: the int8 GEMM's AMX tiles (infer/amx.hpp), which also need the
+/// OS's permission for the tile state, asked for only when nothing lowers the setting below amx.
+
+#include <minnow/error.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <string_view>
+#include <type_traits>
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+/// The x86 kernels are compiled (GCC and clang accept intrinsics in functions with a `target` attribute).
+#define MINNOW_X86_KERNELS 1
+#include <cpuid.h>
+// GCC 12 warns falsely inside its own AVX-512 intrinsics once they are inlined (GCC bug 105593, fixed in
+// GCC 13); the warnings point into immintrin.h, so silencing them over its lines suffices when this is
+// its first inclusion.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#define MINNOW_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,popcnt,f16c")))
+#define MINNOW_TARGET_AVX512 \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512cd,avx2,fma,bmi,bmi2,popcnt,f16c")))
+#define MINNOW_TARGET_AVX512_VNNI \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512cd,avx512vnni,avx512vbmi,avx2,fma,bmi,bmi2,popcnt,f16c")))
+#else
+#define MINNOW_X86_KERNELS 0
+#define MINNOW_TARGET_AVX2
+#define MINNOW_TARGET_AVX512
+#define MINNOW_TARGET_AVX512_VNNI
+#endif
+
+#if MINNOW_X86_KERNELS && defined(__linux__) && (__has_include(<amxtileintrin.h>) || __has_include(<amxintrin.h>))
+/// The AMX tile kernels are compiled (GCC 11 / clang 12 headers, Linux's permission request).
+#define MINNOW_AMX_COMPILED 1
+#include <sys/syscall.h>
+#include <unistd.h>
+#else
+#define MINNOW_AMX_COMPILED 0
+#endif
+
+namespace minnow::simd {
+
+/// Instruction sets, in increasing order.
+enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512_vnni = 3, amx = 4 };
+
+[[nodiscard]] constexpr const char* isa_name(Isa isa) noexcept {
+  switch (isa) {
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+    case Isa::avx512_vnni: return "avx512_vnni";
+    case Isa::amx: return "amx";
+    default: return "scalar";
+  }
+}
+
+/// @brief The set named `name` (as isa_name spells it).
+/// @throws value_error naming `what` and the accepted names for anything else.
+[[nodiscard]] inline Isa parse_isa(std::string_view name, std::string_view what) {
+  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_vnni, Isa::amx}) {
+    if (name == isa_name(isa)) return isa;
+  }
+  throw value_error(minnow::detail::concat(what, " is '", name, "': expected scalar, avx2, avx512, avx512_vnni or amx"));
+}
+
+/// Kernel tags: an overload for a base tag serves every derived tag it is not written for.
+namespace arch {
+struct scalar {
+  static constexpr const char* name = "scalar";
+  static constexpr Isa isa = Isa::scalar;
+};
+struct avx2 : scalar {
+  static constexpr const char* name = "avx2";
+  static constexpr Isa isa = Isa::avx2;
+};
+struct avx512 : avx2 {
+  static constexpr const char* name = "avx512";
+  static constexpr Isa isa = Isa::avx512;
+};
+struct avx512_vnni : avx512 {
+  static constexpr const char* name = "avx512_vnni";
+  static constexpr Isa isa = Isa::avx512_vnni;
+};
+/// Not a kernel tag: "the widest set this CPU runs", resolved by with_arch at each call.
+struct automatic {};
+}  // namespace arch
+
+namespace detail {
+
+/// The widest vector set of this CPU with its OS support (libgcc's / compiler-rt's CPU model checks XCR0).
+[[nodiscard]] inline Isa detect_vector_isa() noexcept {
+#if MINNOW_X86_KERNELS
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512cd")) {
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi") ? Isa::avx512_vnni : Isa::avx512;
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi") &&
+      __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt")) {
+    return Isa::avx2;
+  }
+#endif
+  return Isa::scalar;
+}
+
+[[nodiscard]] inline Isa vector_isa() noexcept {
+  static const Isa isa = detect_vector_isa();
+  return isa;
+}
+
+/// AMX-TILE and AMX-INT8 (CPUID.7.0:EDX bits 24, 25), then Linux's permission for the tile data
+/// (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)), then XCR0 bits 17 and 18 set by the OS.
+[[nodiscard]] inline bool detect_amx() noexcept {
+#if MINNOW_AMX_COMPILED
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  if (((edx >> 24) & 1u) == 0 || ((edx >> 25) & 1u) == 0) return false;
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return false;
+  unsigned lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return ((lo >> 17) & 3u) == 3u;
+#else
+  return false;
+#endif
+}
+
+[[nodiscard]] inline bool amx_usable() noexcept {
+  static const bool ok = vector_isa() == Isa::avx512_vnni && detect_amx();
+  return ok;
+}
+
+/// The ceiling set by MINNOW_ARCH or set_isa. Reading a bad MINNOW_ARCH throws, and throws again at the
+/// next call (the static is initialised only once that succeeds).
+[[nodiscard]] inline std::atomic<int>& ceiling() {
+  static std::atomic<int> value{[] {
+    const char* env = std::getenv("MINNOW_ARCH");
+    return static_cast<int>(env == nullptr || env[0] == '\0' ? Isa::amx : parse_isa(env, "MINNOW_ARCH"));
+  }()};
+  return value;
+}
+
+}  // namespace detail
+
+/// @brief The widest set this CPU and OS run (asks the OS for the AMX tile state when the CPU has AMX).
+[[nodiscard]] inline Isa cpu_isa() noexcept { return detail::amx_usable() ? Isa::amx : detail::vector_isa(); }
+
+/// @brief Whether this CPU runs `isa`'s kernels.
+[[nodiscard]] inline bool cpu_has(Isa isa) noexcept {
+  return isa <= detail::vector_isa() || (isa == Isa::amx && detail::amx_usable());
+}
+
+/// @brief The set arch::automatic runs: the CPU's widest, lowered by MINNOW_ARCH and set_isa. The OS is
+/// not asked for the AMX state when the setting is below amx.
+/// @throws value_error when MINNOW_ARCH holds an unknown name.
+[[nodiscard]] inline Isa active_isa() {
+  const auto ceiling = static_cast<Isa>(detail::ceiling().load(std::memory_order_relaxed));
+  const Isa vector = detail::vector_isa();
+  if (ceiling < Isa::amx || vector < Isa::avx512_vnni) return std::min(ceiling, vector);
+  return detail::amx_usable() ? Isa::amx : Isa::avx512_vnni;
+}
+
+/// @brief Lowers (or raises back, up to the CPU's) the set arch::automatic runs, for the whole process,
+/// from the next call on. Returns the set that ran before, so that `set_isa(previous)` restores it.
+/// @throws value_error when the CPU does not run `isa` (nothing changes then).
+inline Isa set_isa(Isa isa) {
+  if (!cpu_has(isa)) {
+    throw value_error(minnow::detail::concat("simd::set_isa: this CPU does not run ", isa_name(isa), " (its widest is ",
+                                             isa_name(cpu_isa()), ")"));
+  }
+  const auto previous = static_cast<Isa>(detail::ceiling().exchange(static_cast<int>(isa), std::memory_order_relaxed));
+  return std::min(previous, cpu_isa());
+}
+
+/// @brief Calls `f(tag)` with the tag of active_isa()'s kernels (Isa::amx runs the avx512_vnni tag; the
+/// int8 GEMM looks at active_isa() itself for its tiles).
+template <class F>
+decltype(auto) dispatch(F&& f) {
+#if MINNOW_X86_KERNELS
+  switch (active_isa()) {
+    case Isa::amx:
+    case Isa::avx512_vnni: return f(arch::avx512_vnni{});
+    case Isa::avx512: return f(arch::avx512{});
+    case Isa::avx2: return f(arch::avx2{});
+    default: break;
+  }
+#endif
+  return f(arch::scalar{});
+}
+
+/// @brief `f(tag)`: for arch::automatic the run-time choice (dispatch), otherwise `Arch{}` after checking
+/// that this CPU runs it.
+/// @throws value_error naming `context` when the CPU lacks an explicitly asked set.
+template <class Arch, class F>
+decltype(auto) with_arch(std::string_view context, F&& f) {
+  if constexpr (std::is_same_v<Arch, arch::automatic>) {
+    return dispatch(f);
+  } else {
+    static_assert(std::is_base_of_v<arch::scalar, Arch>, "Arch must be a simd::arch tag or arch::automatic");
+    if (!cpu_has(Arch::isa)) {
+      throw value_error(minnow::detail::concat(context, ": asked for the ", Arch::name, " kernels; this CPU runs at most ",
+                                               isa_name(cpu_isa())));
+    }
+    return f(Arch{});
+  }
+}
+
+}  // namespace minnow::simd

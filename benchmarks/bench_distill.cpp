@@ -112,7 +112,7 @@ void student_steps(benchmark::State& state, StudentLoss kind, minnow::index_t ba
   std::vector<nn::Sequential<float>*> models;
   for (auto& t : teachers) models.push_back(&t);
   minnow::Tensor<float, 2> table;
-  train::LossFunction<float> loss = train::cross_entropy<float>();
+  minnow::train::LossFunction<float> loss = minnow::train::cross_entropy<float>();
   if (kind == StudentLoss::cached) {
     table = pipeline::ensemble_soft_targets<float>(pipeline::ensemble_logits<float>(models, data), temperature);
     loss = minnow::distill::SoftTargetLoss<float>(minnow::distill::TeacherProbabilities<float>(table), temperature, alpha);
@@ -121,7 +121,7 @@ void student_steps(benchmark::State& state, StudentLoss kind, minnow::index_t ba
   }
   auto student = nn::make_student<float>(1);
   nn::Sgd<float> sgd(student.parameters(), 0.01, {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
-  train::Trainer<float> trainer(student, sgd, loss);
+  minnow::train::Trainer<float> trainer(student, sgd, loss);
   minnow::data::BatchSampler sampler(n, batch, 1);
   trainer.step(data, sampler.batch(0));  // warm up the buffers
   for (auto _ : state) {

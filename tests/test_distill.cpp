@@ -1,9 +1,11 @@
 // Distillation: softmax / log-softmax at a temperature, the KD loss (teacher as logits or probabilities),
 // the combined KD + CE loss and SoftTargetLoss, against PyTorch 1.13 (tests/fixtures/generate_distill.py)
-// to 1e-5 relative, against finite differences in double, and on bad input.
+// to 1e-5 relative, against finite differences in double, and on bad input; the float row kernel's
+// paths (scalar, AVX2, AVX-512) against each other bit for bit.
 #include "test_support.hpp"
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <minnow/distill.hpp>
@@ -216,8 +218,71 @@ TEMPLATE_TEST_CASE("KD loss is >= 0 on random inputs and exactly 0 (with a 0 gra
   }
 }
 
-#if defined(__AVX512F__)
-TEST_CASE("the AVX-512 KD row kernel agrees with the Eigen block kernel it is tested against", "[distill][kd][simd]") {
+namespace {
+
+/// What the KD row kernel writes for a batch: the gradient (with guard elements after it), the per-row
+/// divergence less log(ratio_f), ratio_f, and the finished divergence.
+struct RowKernelOut {
+  std::vector<float> g;
+  std::vector<double> kl_part, kl;
+  std::vector<float> ratio;
+};
+
+constexpr index_t kGuard = 32;
+constexpr float kGuardValue = 12345.0f;
+
+/// The row kernel of path `arch` on `rows` rows of `cols` floats at s and t.
+template <class Arch>
+RowKernelOut run_row_kernel(Arch arch, const float* s, const float* t, index_t rows, index_t cols, double temperature,
+                            double grad_scale) {
+  distill::KdWorkspace<float> workspace;
+  workspace.reserve(1, rows, cols, rows);
+  RowKernelOut out;
+  out.g.assign(static_cast<std::size_t>(rows * cols + kGuard), kGuardValue);
+  out.kl_part.assign(static_cast<std::size_t>(rows), 0.0);
+  simd::detail::softmax_kl_rows(arch, s, t, out.g.data(), rows, cols, static_cast<float>(1.0 / temperature), grad_scale,
+                                workspace.block(0, 0), workspace.small(0), out.kl_part.data(), rows * cols);
+  out.ratio.assign(workspace.small(0), workspace.small(0) + rows);
+  out.kl = out.kl_part;
+  distill::detail::finish_logs(workspace.small(0), rows, out.kl.data());
+  return out;
+}
+
+/// Bit for bit the same, NaN payloads aside (which operand's NaN an operation returns is the one thing the
+/// paths may order differently).
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) ? !std::isnan(b[i]) : std::memcmp(&a[i], &b[i], sizeof(T)) != 0) return false;
+  }
+  return true;
+}
+
+/// KL(softmax(t/T) ‖ softmax(s/T)) of one row in long double, classes with p = 0 dropped.
+double reference_kl(const float* s, const float* t, index_t cols, double temperature) {
+  long double ms = -std::numeric_limits<long double>::infinity(), mt = ms;
+  for (index_t j = 0; j < cols; ++j) {
+    ms = std::max<long double>(ms, s[j]);
+    mt = std::max<long double>(mt, t[j]);
+  }
+  long double zs = 0, zt = 0;
+  for (index_t j = 0; j < cols; ++j) {
+    zs += std::exp((s[j] - ms) / temperature);
+    zt += std::exp((t[j] - mt) / temperature);
+  }
+  long double kl = 0;
+  for (index_t j = 0; j < cols; ++j) {
+    const long double b = (t[j] - mt) / temperature;
+    const long double p = std::exp(b) / zt;
+    if (p > 0) kl += p * ((b - std::log(zt)) - ((s[j] - ms) / temperature - std::log(zs)));
+  }
+  return static_cast<double>(kl);
+}
+
+}  // namespace
+
+TEST_CASE("the KD row kernel's scalar twin agrees with the Eigen block kernel", "[distill][kd][simd]") {
   std::mt19937_64 rng(12);
   distill::KdWorkspace<float> workspace;
   for (const index_t cols : {1, 5, 15, 16, 17, 31, 33, 64, 1000}) {
@@ -227,30 +292,209 @@ TEST_CASE("the AVX-512 KD row kernel agrees with the Eigen block kernel it is te
           INFO(rows << "x" << cols << ", T = " << temperature << ", scale " << scale);
           const auto s = random_logits<float>(rows, cols, scale, rng);
           const auto t = random_logits<float>(rows, cols, scale, rng);
+          const auto twin = run_row_kernel(simd::arch::scalar{}, s.data(), t.data(), rows, cols, temperature, 1.0);
           workspace.reserve(1, rows, cols, rows);
-          const auto inv_t = static_cast<float>(1.0 / temperature);
-          Tensor<float, 2> g_simd(s.shape()), g_eigen(s.shape());
-          std::vector<double> kl_simd(static_cast<std::size_t>(rows)), kl_eigen(static_cast<std::size_t>(rows));
-          distill::detail::avx512::kd_rows_logits(s.data(), t.data(), g_simd.data(), rows, cols, inv_t, 1.0,
-                                                  workspace.block(0, 0), workspace.small(0), kl_simd.data(), s.size());
-          distill::detail::kd_block_logits(s.data(), t.data(), g_eigen.data(), rows, cols, inv_t, 1.0, workspace, 0,
-                                           kl_eigen.data());
-          CHECK((g_simd.array() - g_eigen.array()).abs().maxCoeff() < 1e-6f);
+          Tensor<float, 2> g_eigen(s.shape());
+          std::vector<double> kl_eigen(static_cast<std::size_t>(rows));
+          distill::detail::kd_block_logits(s.data(), t.data(), g_eigen.data(), rows, cols,
+                                           static_cast<float>(1.0 / temperature), 1.0, workspace, 0, kl_eigen.data());
+          CHECK(test_support::max_error(twin.g.data(), g_eigen.data(), s.size()) < 1e-6);
           // Both round a = (s − max s)/T and their exponentials in float: ~1e-8 absolute apart.
-          for (std::size_t i = 0; i < kl_simd.size(); ++i) {
-            CHECK(std::abs(kl_simd[i] - kl_eigen[i]) <= 1e-7 + 1e-6 * std::abs(kl_eigen[i]));
+          for (std::size_t i = 0; i < kl_eigen.size(); ++i) {
+            CHECK(std::abs(twin.kl[i] - kl_eigen[i]) <= 1e-7 + 1e-6 * std::abs(kl_eigen[i]));
           }
-          // Equal rows: exactly 0 in both.
-          distill::detail::avx512::kd_rows_logits(s.data(), s.data(), g_simd.data(), rows, cols, inv_t, 1.0,
-                                                  workspace.block(0, 0), workspace.small(0), kl_simd.data(), s.size());
-          CHECK(g_simd.array().abs().maxCoeff() == 0.0f);
-          for (const double kl : kl_simd) CHECK(kl == 0.0);
+          // Equal rows: exactly 0.
+          const auto same = run_row_kernel(simd::arch::scalar{}, s.data(), s.data(), rows, cols, temperature, 1.0);
+          for (index_t i = 0; i < s.size(); ++i) CHECK(same.g[static_cast<std::size_t>(i)] == 0.0f);
+          for (const double kl : same.kl) CHECK(kl == 0.0);
         }
       }
     }
   }
 }
-#endif
+
+TEST_CASE("every path of the KD row kernel gives the scalar twin's bits, on every tail and on special values",
+          "[distill][kd][simd]") {
+  // Every path evaluates the same operations in the same order (simd/softmax_kl_rows.hpp), the row sums
+  // included, so the comparison is bit for bit: gradient, divergence, ratio.
+  std::mt19937_64 rng(13);
+  std::uniform_real_distribution<float> wide(-80.0f, 80.0f);
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  enum class Input {
+    normal,
+    large,
+    equal_logits,
+    student_is_teacher,
+    teacher_neg_inf,
+    student_neg_inf,
+    subnormal_exp,
+    student_nan,
+    teacher_nan,
+    student_pos_inf,
+  };
+  const std::pair<Input, const char*> inputs[] = {
+      {Input::normal, "normal"},
+      {Input::large, "uniform in +-80"},
+      {Input::equal_logits, "all logits of a row equal"},
+      {Input::student_is_teacher, "student equal to teacher"},
+      {Input::teacher_neg_inf, "teacher -inf at every third class"},
+      {Input::student_neg_inf, "student -inf at every fifth class"},
+      {Input::subnormal_exp, "(z - max z)/T in [-110, -80]: subnormal and zero exponentials"},
+      {Input::student_nan, "one NaN in the student's middle row"},
+      {Input::teacher_nan, "one NaN in the teacher's middle row"},
+      {Input::student_pos_inf, "one +inf in the student's middle row"},
+  };
+  for (const index_t cols : {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 1000}) {
+    constexpr index_t rows = 3;
+    for (const auto& [input, label] : inputs) {
+      // Row starts of every alignment: the inputs start one float into their buffers.
+      std::vector<float> s_buf(static_cast<std::size_t>(rows * cols + 1)), t_buf(s_buf.size());
+      float* s = s_buf.data() + 1;
+      float* t = t_buf.data() + 1;
+      for (index_t i = 0; i < rows * cols; ++i) {
+        const index_t j = i % cols;
+        switch (input) {
+          case Input::normal:
+          case Input::student_is_teacher:
+            s[i] = static_cast<float>(std::normal_distribution<double>(0.0, 3.0)(rng));
+            t[i] = input == Input::student_is_teacher ? s[i]
+                                                      : static_cast<float>(std::normal_distribution<double>(0.0, 3.0)(rng));
+            break;
+          case Input::large:
+            s[i] = wide(rng);
+            t[i] = wide(rng);
+            break;
+          case Input::equal_logits:
+            s[i] = 80.0f;
+            t[i] = -3.5f;
+            break;
+          case Input::teacher_neg_inf:
+            s[i] = wide(rng);
+            t[i] = j % 3 == 1 ? -inf : wide(rng);
+            break;
+          case Input::student_neg_inf:
+            s[i] = j % 5 == 1 ? -inf : wide(rng);
+            t[i] = wide(rng);
+            break;
+          case Input::subnormal_exp:
+            // Class 0 is the maximum; the others' exponents fall where e^x is subnormal or rounds to 0.
+            s[i] = j == 0 ? 0.0f : -80.0f - 30.0f * static_cast<float>(j) / static_cast<float>(cols);
+            t[i] = j == 0 ? 0.0f : -110.0f + 30.0f * static_cast<float>(j) / static_cast<float>(cols);
+            break;
+          case Input::student_nan:
+          case Input::teacher_nan:
+          case Input::student_pos_inf:
+            s[i] = wide(rng);
+            t[i] = wide(rng);
+            break;
+        }
+      }
+      // The odd value sits at the middle row's last class (in its partial chunk when there is one).
+      const index_t odd = cols + cols - 1;
+      if (input == Input::student_nan) s[odd] = std::numeric_limits<float>::quiet_NaN();
+      if (input == Input::teacher_nan) t[odd] = std::numeric_limits<float>::quiet_NaN();
+      if (input == Input::student_pos_inf) s[odd] = inf;
+      const bool odd_row =
+          input == Input::student_nan || input == Input::teacher_nan || input == Input::student_pos_inf;
+      for (const double temperature : {1e-30, 0.5, 1.0, 4.0, 20.0}) {
+        INFO(rows << "x" << cols << ", " << label << ", T = " << temperature);
+        const auto twin = run_row_kernel(simd::arch::scalar{}, s, t, rows, cols, temperature, 0.25);
+        for (index_t k = 0; k < kGuard; ++k) CHECK(twin.g[static_cast<std::size_t>(rows * cols + k)] == kGuardValue);
+        if (input == Input::student_is_teacher) {
+          for (index_t i = 0; i < rows * cols; ++i) CHECK(twin.g[static_cast<std::size_t>(i)] == 0.0f);
+          for (const double kl : twin.kl) CHECK(kl == 0.0);
+        } else if (odd_row) {
+          // A NaN or +inf logit makes its row's divergence and gradient NaN; the other rows are untouched.
+          for (index_t i = 0; i < rows; ++i) {
+            CHECK(std::isnan(twin.kl[static_cast<std::size_t>(i)]) == (i == 1));
+            for (index_t j = 0; j < cols; ++j) {
+              CHECK(std::isnan(twin.g[static_cast<std::size_t>(i * cols + j)]) == (i == 1));
+            }
+          }
+        } else if (input != Input::student_neg_inf) {
+          for (const double kl : twin.kl) CHECK(std::isfinite(kl));
+        }
+        if (input == Input::teacher_neg_inf && temperature >= 0.5) {
+          // A teacher −inf is a probability 0: the divergence is that of the finite classes.
+          for (index_t i = 0; i < rows; ++i) {
+            const double expected = reference_kl(s + i * cols, t + i * cols, cols, temperature);
+            CHECK(std::abs(twin.kl[static_cast<std::size_t>(i)] - expected) <= 1e-6 * (1.0 + std::abs(expected)));
+          }
+        }
+        for_each_arch([&](auto arch) {
+          INFO(decltype(arch)::name);
+          const auto got = run_row_kernel(arch, s, t, rows, cols, temperature, 0.25);
+          CHECK(same_bits(got.g, twin.g));
+          CHECK(same_bits(got.kl_part, twin.kl_part));
+          CHECK(same_bits(got.ratio, twin.ratio));
+          CHECK(same_bits(got.kl, twin.kl));
+        });
+      }
+    }
+  }
+}
+
+TEST_CASE("kd_loss, combined_loss and SoftTargetLoss give the same bits on every path", "[distill][kd][simd]") {
+  std::mt19937_64 rng(14);
+  // 300 x 1000 runs on several threads.
+  for (const auto& [rows, cols] : std::vector<std::pair<index_t, index_t>>{{16, 10}, {9, 33}, {300, 1000}}) {
+    const auto s = random_logits<float>(rows, cols, 3.0, rng);
+    const auto t = random_logits<float>(rows, cols, 3.0, rng);
+    const auto labels = random_labels(rows, cols, rng);
+    std::vector<index_t> indices(static_cast<std::size_t>(rows));
+    for (index_t i = 0; i < rows; ++i) indices[static_cast<std::size_t>(i)] = rows - 1 - i;
+    for (const double temperature : {1.0, 4.0, 20.0}) {
+      INFO(rows << "x" << cols << ", T = " << temperature);
+      const auto run = [&] {
+        std::vector<double> losses;
+        std::vector<float> grads;
+        Tensor<float, 2> g(s.shape());
+        const auto keep = [&](double loss) {
+          losses.push_back(loss);
+          grads.insert(grads.end(), g.data(), g.data() + g.size());
+        };
+        keep(distill::kd_loss(s, TeacherLogits(t), temperature, g));
+        keep(distill::combined_loss(s, TeacherLogits(t), labels, temperature, 0.7, g));
+        distill::SoftTargetLoss<float> cached{TeacherLogits(t), temperature, 0.9};
+        keep(cached(s, labels, indices, g));
+        return std::pair{losses, grads};
+      };
+      std::pair<std::vector<double>, std::vector<float>> expected;
+      {
+        IsaCeiling scalar_only(simd::Isa::scalar);
+        expected = run();
+      }
+      for_each_arch([&](auto arch) {
+        INFO(decltype(arch)::name);
+        IsaCeiling ceiling(decltype(arch)::isa);
+        REQUIRE(simd::active_isa() == decltype(arch)::isa);
+        const auto got = run();
+        CHECK(same_bits(got.first, expected.first));
+        CHECK(same_bits(got.second, expected.second));
+      });
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("a NaN logit makes the KD loss NaN, on every path", "[distill][kd][simd]", float, double) {
+  using T = TestType;
+  std::mt19937_64 rng(15);
+  for (const index_t cols : {10, 1000}) {
+    for (const bool in_student : {true, false}) {
+      auto s = random_logits<T>(4, cols, 3.0, rng);
+      auto t = random_logits<T>(4, cols, 3.0, rng);
+      (in_student ? s : t)(2, cols / 2) = std::numeric_limits<T>::quiet_NaN();
+      Tensor<T, 2> g(s.shape());
+      for_each_arch([&](auto arch) {
+        INFO(decltype(arch)::name << ", " << cols << " classes, NaN in the " << (in_student ? "student" : "teacher"));
+        IsaCeiling ceiling(decltype(arch)::isa);
+        CHECK(std::isnan(distill::kd_loss(s, TeacherLogits(t), 4.0, g)));
+        CHECK(std::isnan(g(2, 0)));
+        CHECK(std::isfinite(g(1, 0)));
+      });
+    }
+  }
+}
 
 TEST_CASE("kd_loss does not depend on the thread count or on which workspace is used", "[distill][kd]") {
   std::mt19937_64 rng(8);

@@ -1,12 +1,14 @@
 // minnow::infer codebook-index weights: decoding gives exactly quant::fake_quantize's codebook output
 // (per tensor and per row, 4 and 8 bits, ties and values past the ends), the packing layout, byte counts
-// from the buffers, CodebookLinear against a double reference on tail shapes and both batch paths, a
-// k-means Quantizer round trip, and typed errors for bad input.
+// from the buffers, CodebookLinear against a double reference on tail shapes and both batch paths, every
+// kernel path the CPU runs against the scalar path, a k-means Quantizer round trip, and typed errors for
+// bad input.
 #include "test_support.hpp"
 
 #include <minnow/infer/codebook_weights.hpp>
 #include <minnow/quant.hpp>
 
+#include <cmath>
 #include <random>
 #include <vector>
 
@@ -161,4 +163,41 @@ TEST_CASE("codebook bad input throws typed errors naming the layer", "[infer][co
   Tensor<float, 2> x({2, 5}), y({2, 3});
   CHECK_THAT(test_support::message_of<shape_error>([&] { layer.forward(x.view(), y.view()); }),
              Contains("fc9") && Contains("[2, 5]"));
+}
+
+TEST_CASE("every CodebookLinear path equals the scalar path (bit for bit from batch 4)", "[infer][codebook][arch]") {
+  // Columns around the AVX2 step (8 weights, 16 per two accumulators) and the AVX-512 ones (16, 32);
+  // tables of 16 entries (4 bits) and 32 to 256 (8 bits: every permute-tree depth).
+  for (const index_t rows : {1, 17, 130}) {
+    for (const index_t cols : {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 48, 100}) {
+      for (const std::size_t k : {std::size_t{5}, std::size_t{16}, std::size_t{20}, std::size_t{40}, std::size_t{70},
+                                  std::size_t{130}, std::size_t{256}}) {
+        for (const bool per_row : {false, true}) {
+          const auto w = random_matrix(rows, cols, 20 + static_cast<std::uint64_t>(rows * cols));
+          std::vector<quant::Codebook> books;
+          for (index_t j = 0; j < (per_row ? rows : 1); ++j) books.push_back(linear_book(k, -1.0f, 1.0f - 0.01f * static_cast<float>(j)));
+          const auto bias = random_matrix(1, rows, 8);
+          infer::CodebookLinear layer(infer::encode_codebook("fc", w.view(), books), TensorView<const float, 1>(bias.data(), {rows}));
+          for (const index_t batch : {1, 3, 4, 37}) {
+            const auto x = random_matrix(batch, cols, 9);
+            Tensor<float, 2> expected({batch, rows});
+            layer.forward<simd::arch::scalar>(x.view(), expected.view());
+            for_each_arch([&](auto arch) {
+              INFO("rows " << rows << " cols " << cols << " k " << k << " per_row " << per_row << " batch " << batch << " path "
+                           << decltype(arch)::name);
+              Tensor<float, 2> y({batch, rows}, std::nanf(""));
+              layer.forward<decltype(arch)>(x.view(), y.view());
+              if (batch >= infer::CodebookLinear::kSmallBatch) {
+                // Decoding is a table lookup and simd::gemm's paths agree bit for bit.
+                REQUIRE(test_support::raw(y.data(), y.size()) == test_support::raw(expected.data(), expected.size()));
+              } else {
+                // Batch 1 sums each row in vector lanes: the rounding of another summation order.
+                for (index_t i = 0; i < y.size(); ++i) REQUIRE(y.data()[i] == Approx(expected.data()[i]).epsilon(1e-5).margin(1e-5));
+              }
+            });
+          }
+        }
+      }
+    }
+  }
 }

@@ -1,6 +1,8 @@
 // minnow::infer sparse formats and SparseLinear: every format's batch-1 and batch-N kernels equal a dense
 // product on the masked weights (≤ 1e-5 relative) on odd shapes (columns not a multiple of 16, 1 row, 1
-// column), batch 1 to 70 (tile tails); bytes come from the buffers; bad input throws typed errors.
+// column), batch 1 to 70 (tile tails); every kernel path the CPU runs (scalar, AVX2, AVX-512) equals the
+// scalar twin, bit for bit where the order of operations is the same; bytes come from the buffers; bad
+// input throws typed errors.
 #include "test_support.hpp"
 
 #include <minnow/infer/sparse.hpp>
@@ -12,6 +14,8 @@
 #include <cmath>
 #include <random>
 #include <tuple>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 using namespace minnow;
@@ -330,4 +334,216 @@ TEST_CASE("BitmapInt8Matrix bad input throws typed errors naming shapes and valu
   negative[1].scale = -0.5f;
   CHECK_THAT(test_support::message_of<value_error>([&] { infer::BitmapInt8Matrix m(p.w.view(), p.mask.view(), negative); }),
              Contains("row 1") && Contains("-0.5"));
+}
+
+// ---- every kernel path against the scalar twin ----
+
+namespace {
+
+template <class M>
+M build_format(const Problem& p) {
+  if constexpr (std::is_same_v<M, infer::BitmapInt8Matrix>) {
+    return M(p.w.view(), p.mask.view(), M::symmetric_scales(p.w.view(), p.mask.view()));
+  } else {
+    return M(p.w.view(), p.mask.view());
+  }
+}
+
+// The sliced kernels keep the scalar twin's order of operations (lanes are rows); the CSR and bitmap
+// kernels sum a row in vector lanes, so they differ from the scalar loop by rounding only.
+template <class M>
+constexpr bool kExactGemv = std::is_same_v<M, infer::SlicedMatrix>;
+
+// Σ |W[r, c]·x[c]| per row: the scale of the rounding of any summation order.
+template <class M>
+std::vector<double> magnitudes(const M& m, const float* x) {
+  std::vector<double> mag(static_cast<std::size_t>(m.rows()), 0.0);
+  for (index_t r = 0; r < m.rows(); ++r) {
+    m.for_each_in_row(r, [&](index_t c, float v) { mag[static_cast<std::size_t>(r)] += std::abs(static_cast<double>(v) * x[c]); });
+  }
+  return mag;
+}
+
+template <class M>
+void check_gemv_paths(index_t rows, index_t cols, double sparsity) {
+  CAPTURE(rows, cols, sparsity);
+  const auto p = make_problem(rows, cols, 1, sparsity, static_cast<std::uint64_t>(rows * 977 + cols));
+  const M m = build_format<M>(p);
+  const float* x = p.x.data();
+  const auto mag = magnitudes(m, x);
+  // Rows [begin, end) only: a range starting and ending inside a slice of 16, and the whole matrix.
+  const index_t inner = std::min<index_t>(3, rows - 1);
+  for (const auto& range : {std::pair<index_t, index_t>{0, rows}, {inner, std::max(inner + 1, rows - 2)}}) {
+    const index_t begin = range.first, end = range.second;  // not a structured binding: clang 14 cannot capture one
+    CAPTURE(begin, end);
+    std::vector<float> expected(static_cast<std::size_t>(rows), std::nanf(""));
+    m.template gemv<simd::arch::scalar>(x, expected.data(), begin, end);
+    for_each_arch([&](auto arch) {
+      using Arch = decltype(arch);
+      CAPTURE(Arch::name);
+      std::vector<float> y(static_cast<std::size_t>(rows), std::nanf(""));
+      m.template gemv<Arch>(x, y.data(), begin, end);
+      for (index_t r = 0; r < rows; ++r) {
+        const auto i = static_cast<std::size_t>(r);
+        if (r < begin || r >= end) {
+          REQUIRE(std::isnan(y[i]));  // rows outside the range are not written
+        } else if (kExactGemv<M>) {
+          REQUIRE(test_support::raw(&y[i], 1) == test_support::raw(&expected[i], 1));
+        } else {
+          REQUIRE(std::abs(static_cast<double>(y[i]) - expected[i]) <= 1e-5 * mag[i] + 1e-30);
+        }
+      }
+    });
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("every sparse batch-1 path equals the scalar twin on every tail", "[infer][sparse][arch]", infer::CsrMatrix,
+                   infer::BitmapMatrix, infer::SlicedMatrix, infer::BitmapInt8Matrix) {
+  // Columns around 8 (AVX2 bytes of a word), 16 (words, AVX-512 vectors), 32 (the two-word and
+  // two-gather steps), 64 (sliced windows and the four-word step); rows around a slice of 16.
+  for (const index_t cols : {1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64, 65, 100, 193}) {
+    for (const index_t rows : {1, 5, 16, 17, 33}) {
+      for (const double sparsity : {0.0, 0.5, 0.9, 1.0}) check_gemv_paths<TestType>(rows, cols, sparsity);
+    }
+  }
+}
+
+TEST_CASE("every bitmap row-decode path equals the scalar twin", "[infer][sparse][arch]") {
+  for (const index_t cols : {1, 7, 8, 9, 16, 17, 33, 100}) {
+    for (const double sparsity : {0.0, 0.3, 0.9, 1.0}) {
+      CAPTURE(cols, sparsity);
+      const auto p = make_problem(9, cols, 1, sparsity, static_cast<std::uint64_t>(cols * 13));
+      const infer::BitmapMatrix m(p.w.view(), p.mask.view());
+      const auto room = static_cast<std::size_t>(cols + 16);
+      for (index_t r = 0; r < m.rows(); ++r) {
+        std::vector<std::int32_t> expected(room, -1);
+        const index_t n = m.decode_row<simd::arch::scalar>(r, expected.data());
+        index_t kept = 0;
+        for (index_t c = 0; c < cols; ++c) {
+          if (p.mask(r, c) != 0.0f) REQUIRE(expected[static_cast<std::size_t>(kept++)] == c);
+        }
+        REQUIRE(n == kept);
+        for_each_arch([&](auto arch) {
+          CAPTURE(decltype(arch)::name, r);
+          std::vector<std::int32_t> columns(room, -1);
+          REQUIRE(m.decode_row<decltype(arch)>(r, columns.data()) == n);
+          REQUIRE(std::equal(columns.begin(), columns.begin() + n, expected.begin()));
+        });
+      }
+    }
+  }
+}
+
+namespace {
+
+// SparseLinear::forward on every path against the scalar path: the batch-N kernel keeps each output's order
+// of operations on every path (bit for bit), as do the sliced batch-1 kernels; CSR / bitmap batch 1 is
+// within the rounding of a different summation order.
+template <class M>
+void check_linear_paths(index_t rows, index_t cols, index_t batch, double sparsity, int threads) {
+  CAPTURE(rows, cols, batch, sparsity, threads);
+  minnow::set_threads(threads);
+  const auto p = make_problem(rows, cols, batch, sparsity, static_cast<std::uint64_t>(rows * 7 + cols * 3 + batch));
+  infer::SparseLinear<M> layer(build_format<M>(p), p.bias.view());
+  Tensor<float, 2> expected({batch, rows}, std::nanf(""));
+  layer.template forward<simd::arch::scalar>(p.x.view(), expected.view());
+  const bool exact = batch >= infer::SparseLinear<M>::kSmallBatch || kExactGemv<M>;
+  std::vector<std::vector<double>> mag;
+  for (index_t s = 0; s < batch; ++s) mag.push_back(magnitudes(layer.weights(), p.x.data() + s * cols));
+  for_each_arch([&](auto arch) {
+    CAPTURE(decltype(arch)::name);
+    Tensor<float, 2> y({batch, rows}, std::nanf(""));
+    layer.template forward<decltype(arch)>(p.x.view(), y.view());
+    if (exact) {
+      REQUIRE(test_support::raw(y.data(), y.size()) == test_support::raw(expected.data(), expected.size()));
+    } else {
+      for (index_t s = 0; s < batch; ++s) {
+        for (index_t r = 0; r < rows; ++r) {
+          REQUIRE(std::abs(static_cast<double>(y(s, r)) - expected(s, r)) <= 1e-5 * (mag[static_cast<std::size_t>(s)][static_cast<std::size_t>(r)] + std::abs(p.bias(r))));
+        }
+      }
+    }
+  });
+  minnow::set_threads(2);
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("every SparseLinear path equals the scalar path (bit for bit where the order is the same)",
+                   "[infer][sparse][arch]", infer::CsrMatrix, infer::BitmapMatrix, infer::SlicedMatrix,
+                   infer::BitmapInt8Matrix) {
+  // Batches around the sample vectors (8, 16) and register blocks (96 on AVX2, 256 on AVX-512).
+  for (const index_t batch : {1, 3, 4, 5, 9, 16, 17, 64, 70, 97, 257}) {
+    for (const index_t cols : {1, 17, 100}) {
+      for (const double sparsity : {0.0, 0.5, 0.9}) check_linear_paths<TestType>(33, cols, batch, sparsity, 1);
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("SparseLinear gives the same bits on one and two threads on every path", "[infer][sparse][arch]",
+                   infer::CsrMatrix, infer::BitmapMatrix, infer::SlicedMatrix, infer::BitmapInt8Matrix) {
+  const auto p = make_problem(301, 1570, 64, 0.9, 11);
+  infer::SparseLinear<TestType> layer(build_format<TestType>(p), p.bias.view());
+  for (const index_t batch : {1, 64}) {
+    const TensorView<const float, 2> x(p.x.data(), {batch, 1570});
+    for_each_arch([&](auto arch) {
+      CAPTURE(batch, decltype(arch)::name);
+      Tensor<float, 2> one({batch, 301}), two({batch, 301});
+      minnow::set_threads(1);
+      layer.template forward<decltype(arch)>(x, one.view());
+      minnow::set_threads(2);
+      layer.template forward<decltype(arch)>(x, two.view());
+      CHECK(test_support::raw(one.data(), one.size()) == test_support::raw(two.data(), two.size()));
+    });
+  }
+}
+
+namespace {
+
+void check_conv_paths(index_t batch, index_t in, index_t out, index_t kernel, index_t stride, index_t padding, index_t height,
+                      index_t width, double sparsity) {
+  CAPTURE(batch, in, out, kernel, stride, padding, height, width, sparsity);
+  std::mt19937_64 rng(static_cast<std::uint64_t>(batch * 31 + in * 7 + out + kernel + stride * 5 + height));
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::bernoulli_distribution keep(1.0 - sparsity);
+  Tensor<float, 4> w({out, in, kernel, kernel}), mask({out, in, kernel, kernel}), x({batch, in, height, width});
+  Tensor<float, 1> bias({out});
+  for (index_t i = 0; i < w.size(); ++i) {
+    w.data()[i] = u(rng);
+    mask.data()[i] = keep(rng) ? 1.0f : 0.0f;
+  }
+  for (index_t i = 0; i < out; ++i) bias.data()[i] = u(rng);
+  for (index_t i = 0; i < x.size(); ++i) x.data()[i] = u(rng);
+  infer::SparseConv2d<> conv(w.view(), mask.view(), bias.view(), stride, padding);
+  infer::SparseConv2d<infer::BitmapMatrix> bitmap_conv(w.view(), mask.view(), bias.view(), stride, padding);
+  Tensor<float, 4> expected(conv.output_shape(x.shape()), std::nanf(""));
+  minnow::set_threads(1);
+  conv.forward<simd::arch::scalar>(x.view(), expected.view());
+  for (const int threads : {1, 2}) {
+    minnow::set_threads(threads);
+    for_each_arch([&](auto arch) {
+      CAPTURE(threads, decltype(arch)::name);
+      Tensor<float, 4> y(expected.shape(), std::nanf("")), from_bitmap(expected.shape(), std::nanf(""));
+      conv.forward<decltype(arch)>(x.view(), y.view());
+      REQUIRE(test_support::raw(y.data(), y.size()) == test_support::raw(expected.data(), expected.size()));
+      bitmap_conv.forward<decltype(arch)>(x.view(), from_bitmap.view());
+      REQUIRE(test_support::raw(from_bitmap.data(), from_bitmap.size()) == test_support::raw(expected.data(), expected.size()));
+    });
+  }
+  minnow::set_threads(2);
+}
+
+}  // namespace
+
+TEST_CASE("every SparseConv2d path gives the scalar path's bits, on any thread count", "[infer][sparse][arch]") {
+  for (const double sparsity : {0.0, 0.5, 0.9}) {
+    check_conv_paths(1, 3, 5, 3, 1, 1, 7, 9, sparsity);     // 63 virtual pixels: one partial block
+    check_conv_paths(2, 5, 7, 3, 2, 0, 11, 10, sparsity);   // stride 2: im2col rows
+    check_conv_paths(1, 4, 3, 1, 1, 0, 13, 13, sparsity);   // 169 pixels: AVX2 blocks of 96 with a tail
+    check_conv_paths(3, 2, 17, 3, 1, 1, 16, 16, sparsity);  // 288 pixels: AVX-512 blocks of 256 with a tail
+    check_conv_paths(5, 6, 33, 3, 2, 1, 14, 14, sparsity);  // more samples than threads
+  }
+  check_conv_paths(1, 64, 128, 3, 1, 1, 14, 14, 0.9);  // the teacher's conv2
 }

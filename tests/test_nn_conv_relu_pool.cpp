@@ -3,12 +3,14 @@
 // float rounding, and the unfused double network bounds both. Shapes exercise every tail: channel counts
 // that are not a multiple of the 8-channel tile or of a vector, odd maps (the pool drops the last row and
 // column), kernels 1 to 5, padding 0 and 2, and receptive fields longer than the 8-vector register block.
+// The Winograd kernels and the fused forward are compared bit for bit across every path this CPU runs.
 #include <minnow/nn/activations.hpp>
 #include <minnow/nn/conv2d.hpp>
 #include <minnow/nn/conv_relu_pool.hpp>
 #include <minnow/nn/maxpool2d.hpp>
 #include <minnow/nn/models.hpp>
 #include <minnow/nn/sequential.hpp>
+#include <minnow/simd/winograd_relu_pool.hpp>
 #include <minnow/threads.hpp>
 
 #include "test_support.hpp"
@@ -90,7 +92,7 @@ TEST_CASE("fused Conv2d+ReLU+MaxPool2d equals the three layers: forward bit for 
     nn::MaxPool2d<float> pool(2);
     nn::ConvReluPool fused(conv, pool);
     REQUIRE(fused.applicable());
-    CHECK(fused.uses_winograd() == (!exact && simd::kWinogradAvailable && c.kernel == 3 && c.in >= 8));
+    CHECK(fused.uses_winograd() == (!exact && c.kernel == 3 && c.in >= 8));
     Block<float> layers(conv);
     Block<double> reference(conv);
 
@@ -130,6 +132,124 @@ TEST_CASE("fused Conv2d+ReLU+MaxPool2d equals the three layers: forward bit for 
     CHECK(fused.backward(dy.view(), false).size() == 0);
     CHECK(copy_of(conv.weight_grad()) == dw);
    }
+  }
+}
+
+TEST_CASE("WinogradReluPool: every path equals the scalar twin bit for bit") {
+  std::mt19937 rng(23);
+  // Input channels that are and are not multiples of 8 and 16; blocks of 16 and 32 output channels, full
+  // and partial; tile counts that are not multiples of the 12- (AVX-512) or 6-tile (AVX2) register blocks.
+  const simd::WinogradGeometry cases[] = {
+      {16, 32, 1, 14, 14}, {12, 20, 1, 9, 11}, {8, 7, 0, 10, 9}, {24, 40, 1, 8, 8}, {20, 16, 0, 7, 13}, {9, 33, 1, 5, 5},
+  };
+  for (const auto& g : cases) {
+    std::vector<float> x(static_cast<std::size_t>(g.in_channels * g.height * g.width));
+    std::vector<float> weight(static_cast<std::size_t>(g.out_channels * g.in_channels * 9)), bias(static_cast<std::size_t>(g.out_channels));
+    fill_normal(x.data(), static_cast<index_t>(x.size()), rng);
+    fill_normal(weight.data(), static_cast<index_t>(weight.size()), rng);
+    fill_normal(bias.data(), static_cast<index_t>(bias.size()), rng);
+    x[3] = 0.0f;  // a -0 or exact 0 after the transforms exercises ReLU's "only < 0" rule
+    const auto size = static_cast<std::size_t>(g.out_channels * g.tiles());
+    const auto compute = [&](auto tag) {
+      simd::WinogradReluPool winograd;
+      winograd.set_weights(g, weight.data());
+      winograd.reserve(g, 1);
+      std::pair<std::vector<float>, std::vector<std::int32_t>> out{std::vector<float>(size), std::vector<std::int32_t>(size)};
+      for (index_t first = 0; first < g.out_channels; first += 32) {
+        winograd.run(tag, g, x.data(), 0, bias.data(), first, std::min<index_t>(32, g.out_channels - first), out.first.data(),
+                     out.second.data(), 0);
+      }
+      return out;
+    };
+    const auto expected = compute(simd::arch::scalar{});
+    for_each_arch([&](auto arch) {
+      INFO(decltype(arch)::name << ": in " << g.in_channels << " out " << g.out_channels << " p " << g.padding << " " << g.height
+                                << "×" << g.width);
+      const auto got = compute(arch);
+      CHECK(test_support::raw(got.first) == test_support::raw(expected.first));
+      CHECK(got.second == expected.second);
+    });
+  }
+}
+
+TEST_CASE("sparse gradient kernels: every path equals the scalar twin bit for bit") {
+  std::mt19937 rng(31);
+  std::vector<float> src(4096);
+  fill_normal(src.data(), static_cast<index_t>(src.size()), rng);
+  // Lengths around every block size (4, 2 and 1 chains; 8- and 16-lane tails; several 128-float blocks)
+  // and entry counts below, at and past the chains' groups.
+  for (const index_t length : {1, 3, 8, 15, 16, 17, 31, 33, 48, 63, 64, 65, 100, 127, 128, 129, 144, 200, 257, 300}) {
+    for (const index_t count : {0, 1, 2, 3, 4, 5, 7, 9, 12}) {
+      std::vector<simd::SparseGradEntry> entries(static_cast<std::size_t>(count));
+      std::uniform_int_distribution<index_t> offset(0, static_cast<index_t>(src.size()) - length);
+      for (auto& e : entries) e = {offset(rng), static_cast<float>(std::normal_distribution<double>()(rng))};
+      std::vector<float> start(static_cast<std::size_t>(length) + 1);
+      fill_normal(start.data(), static_cast<index_t>(start.size()), rng);
+      std::vector<float> expected = start;
+      simd::accumulate_weighted_rows(simd::arch::scalar{}, src.data(), length, entries.data(), count, expected.data());
+      for_each_arch([&](auto arch) {
+        INFO(decltype(arch)::name << " length " << length << " count " << count);
+        std::vector<float> sum = start;
+        simd::accumulate_weighted_rows(arch, src.data(), length, entries.data(), count, sum.data());
+        CHECK(test_support::raw(sum) == test_support::raw(expected));
+      });
+    }
+  }
+  // The receptive field's addition, over segments of 3 to 60 floats (8- and 16-lane tails).
+  for (const index_t channels : {1, 3, 5, 16, 20}) {
+    const simd::ChannelsLastGeometry g{channels, 3, 1, 6, 7};
+    std::vector<float> field(static_cast<std::size_t>(g.kernel * g.segment()));
+    std::vector<float> start(static_cast<std::size_t>(g.size()));
+    fill_normal(field.data(), static_cast<index_t>(field.size()), rng);
+    fill_normal(start.data(), static_cast<index_t>(start.size()), rng);
+    const index_t offset = g.offset_of(2, 3);
+    std::vector<float> expected = start;
+    simd::add_receptive_field(simd::arch::scalar{}, g, field.data(), offset, expected.data());
+    for_each_arch([&](auto arch) {
+      INFO(decltype(arch)::name << " channels " << channels);
+      std::vector<float> padded = start;
+      simd::add_receptive_field(arch, g, field.data(), offset, padded.data());
+      CHECK(test_support::raw(padded) == test_support::raw(expected));
+    });
+  }
+}
+
+TEST_CASE("fused step: the forward and backward are bit-identical on every path") {
+  std::mt19937 rng(29);
+  for (const auto algorithm : {nn::ConvAlgorithm::direct, nn::ConvAlgorithm::automatic}) {
+    nn::Conv2d<float> conv(16, 20, 3, 1, 1);
+    conv.set_algorithm(algorithm);
+    fill_normal(conv.weight().data(), conv.weight().size(), rng);
+    fill_normal(conv.bias().data(), conv.bias().size(), rng);
+    nn::MaxPool2d<float> pool(2);
+    nn::ConvReluPool fused(conv, pool);
+    Tensor<float, 4> x({3, 16, 13, 15}), dy({3, 20, 6, 7});
+    fill_normal(x.data(), x.size(), rng);
+    fill_normal(dy.data(), dy.size(), rng);
+    const auto run = [&] {
+      std::vector<std::vector<float>> out;
+      out.push_back(copy_of(fused.forward(x.view())));
+      out.push_back(copy_of(fused.backward(dy.view(), true)));
+      out.push_back(copy_of(conv.weight_grad()));
+      out.push_back(copy_of(conv.bias_grad()));
+      return out;
+    };
+    const auto raw = [](const std::vector<std::vector<float>>& v) {
+      std::vector<std::vector<unsigned char>> bytes;
+      for (const auto& part : v) bytes.push_back(test_support::raw(part));
+      return bytes;
+    };
+    std::vector<std::vector<float>> expected;
+    {
+      const IsaCeiling scalar(simd::Isa::scalar);
+      expected = run();
+    }
+    for (const auto isa : {simd::Isa::avx2, simd::Isa::avx512}) {
+      if (!simd::cpu_has(isa)) continue;
+      const IsaCeiling ceiling(isa);
+      INFO(simd::isa_name(isa) << (algorithm == nn::ConvAlgorithm::direct ? " direct" : " automatic"));
+      CHECK(raw(run()) == raw(expected));
+    }
   }
 }
 

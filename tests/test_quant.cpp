@@ -3,6 +3,7 @@
 // exactly, LSQ scale gradients to 1e-6), the SIMD kernels against their scalar twins bit for bit, the
 // NaN / Inf rules, zero representability and every bad input.
 #include "fixtures.hpp"
+#include "test_support.hpp"
 
 #include <minnow/quant.hpp>
 #include <minnow/quant/histogram.hpp>
@@ -479,53 +480,259 @@ Tensor<float, 1> awkward_values(index_t n, float scale, std::uint64_t seed) {
   return x;
 }
 
+/// Bit-for-bit equality, NaN payloads and signs included.
 void require_same_bits(const float* a, const float* b, index_t n) {
   index_t bad = 0;
-  for (index_t i = 0; i < n; ++i) bad += !(same_bits(a[i], b[i]) || (std::isnan(a[i]) && std::isnan(b[i])));
+  for (index_t i = 0; i < n; ++i) bad += !same_bits(a[i], b[i]);
   REQUIRE(bad == 0);
 }
 
 }  // namespace
 
-TEST_CASE("SIMD fake-quant kernels equal the scalar twins bit for bit", "[quant][simd]") {
+TEST_CASE("fake_quantize and MinMax equal the scalar twins on every path, threaded and streaming", "[quant][simd]") {
   const AffineParams p{0.0371f, 7};
   const QRange grid = qint8::range();
   const auto c = quant::detail::constants<float>(p, grid);
+  constexpr simd::arch::scalar twin{};
   // Sizes that hit the tails, an odd size above the threading threshold, and one above the streaming threshold.
   for (const index_t n : {index_t{1}, index_t{15}, index_t{16}, index_t{17}, index_t{1000003}, index_t{4194319}}) {
     for (const index_t offset : {index_t{0}, index_t{1}}) {  // aligned and unaligned starts
-      INFO("n = " << n << ", offset = " << offset);
       const auto x = awkward_values(n + offset, p.scale, static_cast<std::uint64_t>(n));
       const auto dy = awkward_values(n + offset, 1.0f, 99);
-      Tensor<float, 1> y({n + offset}), y_ref({n + offset}), dx({n + offset}), dx_ref({n + offset});
-      Tensor<std::uint8_t, 1> mask({n + offset}), mask_ref({n + offset});
       const TensorView<const float, 1> xv(x.data() + offset, {n}), dyv(dy.data() + offset, {n});
-      const TensorView<float, 1> yv(y.data() + offset, {n}), dxv(dx.data() + offset, {n});
-      const TensorView<std::uint8_t, 1> mv(mask.data() + offset, {n});
+      Tensor<float, 1> y_ref({n}), dx_ref({n});
+      Tensor<std::uint8_t, 1> mask_ref({n});
+      simd::detail::fake_quant_forward_mask(twin, xv.data(), y_ref.data(), mask_ref.data(), n, c, false);
+      simd::detail::fake_quant_backward(twin, xv.data(), dyv.data(), dx_ref.data(), n, c, false);
+      const auto range_ref = simd::detail::minmax(twin, xv.data(), n);
 
-      fake_quantize<float, 1>(xv, p, grid, yv);
-      quant::detail::forward_scalar(xv.data(), y_ref.data(), n, c);
-      require_same_bits(yv.data(), y_ref.data(), n);
+      for_each_arch([&](auto arch) {
+        // The public entry points run the path under test.
+        const IsaCeiling ceiling(decltype(arch)::isa);
+        INFO("path " << decltype(arch)::name << ", n = " << n << ", offset = " << offset);
+        Tensor<float, 1> y({n + offset}), dx({n + offset});
+        Tensor<std::uint8_t, 1> mask({n + offset});
+        const TensorView<float, 1> yv(y.data() + offset, {n}), dxv(dx.data() + offset, {n});
+        const TensorView<std::uint8_t, 1> mv(mask.data() + offset, {n});
 
-      y.fill(0.0f);
-      fake_quantize<float, 1>(xv, p, grid, yv, mv);
-      quant::detail::forward_mask_scalar(xv.data(), y_ref.data(), mask_ref.data(), n, c);
-      require_same_bits(yv.data(), y_ref.data(), n);
-      REQUIRE(std::memcmp(mv.data(), mask_ref.data(), static_cast<std::size_t>(n)) == 0);
+        fake_quantize<float, 1>(xv, p, grid, yv);
+        require_same_bits(yv.data(), y_ref.data(), n);
 
-      fake_quantize_backward<float, 1>(xv, dyv, p, grid, dxv);
-      quant::detail::backward_scalar(xv.data(), dyv.data(), dx_ref.data(), n, c);
-      require_same_bits(dxv.data(), dx_ref.data(), n);
+        y.fill(0.0f);
+        fake_quantize<float, 1>(xv, p, grid, yv, mv);
+        require_same_bits(yv.data(), y_ref.data(), n);
+        REQUIRE(std::memcmp(mv.data(), mask_ref.data(), static_cast<std::size_t>(n)) == 0);
 
-      dx.fill(0.0f);
-      fake_quantize_backward<float, 1>(TensorView<const std::uint8_t, 1>(mv), dyv, dxv);
-      require_same_bits(dxv.data(), dx_ref.data(), n);
+        fake_quantize_backward<float, 1>(xv, dyv, p, grid, dxv);
+        require_same_bits(dxv.data(), dx_ref.data(), n);
 
-      // The observer's vector min/max equals the scalar one.
-      const auto fast = quant::detail::minmax(xv.data(), n);
-      const auto slow = quant::detail::minmax_scalar(xv.data(), n);
-      REQUIRE(same_bits(fast.min, slow.min));
-      REQUIRE(same_bits(fast.max, slow.max));
+        dx.fill(0.0f);
+        fake_quantize_backward<float, 1>(TensorView<const std::uint8_t, 1>(mv), dyv, dxv);
+        require_same_bits(dxv.data(), dx_ref.data(), n);
+
+        // The observer's threaded sweep equals the scalar twin on the whole array.
+        MinMax observer;
+        observer.observe(ChannelValues<const float>{xv.data(), 1, n, n});
+        REQUIRE(same_bits(observer.range().min, range_ref.min));
+        REQUIRE(same_bits(observer.range().max, range_ref.max));
+      });
+    }
+  }
+}
+
+// ---------------------------------------------------------------- kernels: every path vs the scalar twin
+
+namespace {
+
+/// Lengths that hit every head, body and tail case of 8- and 16-float vectors, and one that streams.
+constexpr index_t kKernelLengths[] = {0, 1, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 1000, 4099};
+/// Elements past the end that a kernel must leave alone.
+constexpr index_t kGuard = 16;
+
+/// Special values, exact ties of `scale` (a power of two here), grid points, values beyond the grid and
+/// plain noise, in a fixed random order.
+std::vector<float> special_values(index_t n, float scale, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> g(0.0f, 80.0f * scale);
+  const float specials[] = {kNaN, -kNaN, kInf, -kInf, 0.0f, -0.0f, 1e30f, -1e30f,
+                            std::numeric_limits<float>::max(), std::numeric_limits<float>::lowest(),
+                            std::numeric_limits<float>::denorm_min(), -std::numeric_limits<float>::min(),
+                            std::bit_cast<float>(0x7fa00001u) /* signalling NaN */, std::bit_cast<float>(0xffc12345u)};
+  std::vector<float> x(static_cast<std::size_t>(n));
+  for (auto& v : x) {
+    switch (rng() % 8) {
+      case 0: v = specials[rng() % std::size(specials)]; break;
+      case 1: v = (static_cast<float>(static_cast<int>(rng() % 600) - 300) + 0.5f) * scale; break;  // exact ties
+      case 2: v = static_cast<float>(static_cast<int>(rng() % 600) - 300) * scale; break;            // grid points
+      case 3: v = static_cast<float>(static_cast<int>(rng() % 4000) - 2000) * scale; break;          // beyond the grid
+      default: v = g(rng);
+    }
+  }
+  return x;
+}
+
+bool same_bytes(const void* a, const void* b, index_t bytes) {
+  return std::memcmp(a, b, static_cast<std::size_t>(bytes)) == 0;
+}
+
+struct KernelCase {
+  AffineParams params;
+  QRange grid;
+};
+
+/// Grids whose ends are reached from both sides: int8 with an awkward scale, uint8 (lo = 0) and int4
+/// with power-of-two scales (exact ties), and a zero point at the grid's end.
+const KernelCase kKernelCases[] = {
+    {{0.0371f, 7}, qint8::range()}, {{0.25f, 0}, quint8::range()}, {{0.5f, -3}, qint4::range()},
+    {{0.125f, 127}, qint8::range()}};
+
+}  // namespace
+
+TEST_CASE("fake-quant kernels: every path equals the scalar twin bit for bit", "[quant][simd][kernels]") {
+  constexpr simd::arch::scalar twin{};
+  for_each_arch([&](auto arch) {
+    for (const KernelCase& kc : kKernelCases) {
+      const auto c = quant::detail::constants<float>(kc.params, kc.grid);
+      for (const index_t n : kKernelLengths) {
+        for (const index_t offset : {index_t{0}, index_t{1}, index_t{5}}) {  // aligned and unaligned starts
+          for (const bool stream : {false, true}) {
+            INFO("path " << decltype(arch)::name << ", scale " << kc.params.scale << ", n = " << n << ", offset = "
+                         << offset << ", stream = " << stream);
+            const index_t total = offset + n + kGuard;
+            const auto x = special_values(total, kc.params.scale, static_cast<std::uint64_t>(n * 3 + offset));
+            const auto dy = special_values(total, 1.0f, static_cast<std::uint64_t>(n + 77));
+            std::vector<std::uint8_t> m(static_cast<std::size_t>(total));
+            std::mt19937_64 rng(static_cast<std::uint64_t>(n));
+            const std::uint8_t mask_values[] = {0, 1, 0, 1, 2, 255, 0};  // any nonzero byte passes the gradient
+            for (auto& b : m) b = mask_values[rng() % std::size(mask_values)];
+
+            // Outputs start as garbage; the guard past the end must survive.
+            std::vector<float> y(static_cast<std::size_t>(total), -7.0f), y_ref = y;
+            simd::detail::fake_quant_forward(arch, x.data() + offset, y.data() + offset, n, c, stream);
+            simd::detail::fake_quant_forward(twin, x.data() + offset, y_ref.data() + offset, n, c, false);
+            REQUIRE(same_bytes(y.data(), y_ref.data(), total * 4));
+
+            std::vector<float> y2(static_cast<std::size_t>(total), 3.0f), y2_ref = y2;
+            std::vector<std::uint8_t> mask(static_cast<std::size_t>(total), 9), mask_ref = mask;
+            simd::detail::fake_quant_forward_mask(arch, x.data() + offset, y2.data() + offset, mask.data() + offset, n, c, stream);
+            simd::detail::fake_quant_forward_mask(twin, x.data() + offset, y2_ref.data() + offset, mask_ref.data() + offset, n, c,
+                                    false);
+            REQUIRE(same_bytes(y2.data(), y2_ref.data(), total * 4));
+            REQUIRE(same_bytes(mask.data(), mask_ref.data(), total));
+
+            std::vector<float> dx(static_cast<std::size_t>(total), -1.0f), dx_ref = dx;
+            simd::detail::fake_quant_backward(arch, x.data() + offset, dy.data() + offset, dx.data() + offset, n, c, stream);
+            simd::detail::fake_quant_backward(twin, x.data() + offset, dy.data() + offset, dx_ref.data() + offset, n, c, false);
+            REQUIRE(same_bytes(dx.data(), dx_ref.data(), total * 4));
+
+            // The recorded mask gives the same gradient as recomputing it from x.
+            std::vector<float> dxm(static_cast<std::size_t>(total), -1.0f);
+            simd::detail::ste_mask_backward(arch, mask.data() + offset, dy.data() + offset, dxm.data() + offset, n, stream);
+            REQUIRE(same_bytes(dxm.data(), dx_ref.data(), total * 4));
+
+            // Masks with other nonzero bytes, and dx written over dy (in place).
+            std::vector<float> g = dy, g_ref = dy;
+            simd::detail::ste_mask_backward(arch, m.data() + offset, g.data() + offset, g.data() + offset, n, stream);
+            simd::detail::ste_mask_backward(twin, m.data() + offset, g_ref.data() + offset, g_ref.data() + offset, n, false);
+            REQUIRE(same_bytes(g.data(), g_ref.data(), total * 4));
+
+            // The forward in place (y over x).
+            std::vector<float> inplace = x;
+            simd::detail::fake_quant_forward(arch, inplace.data() + offset, inplace.data() + offset, n, c, stream);
+            std::copy(x.begin(), x.begin() + offset, y_ref.begin());
+            std::copy(x.begin() + offset + n, x.end(), y_ref.begin() + offset + n);
+            REQUIRE(same_bytes(inplace.data(), y_ref.data(), total * 4));
+          }
+        }
+      }
+    }
+  });
+}
+
+TEST_CASE("fake-quant kernels: NaN, infinities, ties to even and the grid's ends on every path",
+          "[quant][simd][kernels]") {
+  const QRange grid = qint4::range();                               // [-8, 7]
+  const auto c = quant::detail::constants<float>({0.5f, 1}, grid);  // inv = 2
+  // 17 values: one whole 16-float vector (two of 8) and a tail.
+  const std::vector<float> x = {kNaN, kInf, -kInf, 1e30f, -1e30f, 0.25f, 0.75f, -0.25f, -0.75f,
+                                1.25f, 3.0f, 3.25f, -4.5f, -4.75f, -0.0f, 100.0f, 1.75f};
+  // q = 1 + rint(2x): ties 0.5, 1.5, -0.5, -1.5, 2.5, 6.5, -9.5, 3.5 go to the even neighbour; 3.25 lands on
+  // qmax, -4.5 on qmin, -4.75 just below it.
+  const std::vector<float> expected_y = {kNaN, 3.0f, -4.5f, 3.0f, -4.5f, 0.0f, 1.0f, 0.0f, -1.0f,
+                                         1.0f, 3.0f, 3.0f, -4.5f, -4.5f, 0.0f, 3.0f, 2.0f};
+  const std::vector<std::uint8_t> expected_in = {0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1};
+  const auto n = static_cast<index_t>(x.size());
+  const std::vector<float> dy(x.size(), 2.5f);
+  for_each_arch([&](auto arch) {
+    INFO("path " << decltype(arch)::name);
+    std::vector<float> y(x.size()), dx(x.size());
+    std::vector<std::uint8_t> in(x.size());
+    simd::detail::fake_quant_forward_mask(arch, x.data(), y.data(), in.data(), n, c, false);
+    simd::detail::fake_quant_backward(arch, x.data(), dy.data(), dx.data(), n, c, false);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      INFO("x = " << x[i]);
+      if (std::isnan(expected_y[i])) CHECK(std::isnan(y[i]));
+      else CHECK(same_bits(y[i], expected_y[i]));
+      CHECK(in[i] == expected_in[i]);
+      CHECK(same_bits(dx[i], expected_in[i] ? 2.5f : 0.0f));
+    }
+  });
+}
+
+TEST_CASE("min/max sweep: every path equals the scalar twin bit for bit", "[quant][simd][kernels]") {
+  constexpr simd::arch::scalar twin{};
+  const auto check_all = [&](const std::vector<float>& v, index_t offset, index_t n) {
+    const auto expected = simd::detail::minmax(twin, v.data() + offset, n);
+    for_each_arch([&](auto arch) {
+      INFO("path " << decltype(arch)::name << ", n = " << n << ", offset = " << offset);
+      const auto got = simd::detail::minmax(arch, v.data() + offset, n);
+      REQUIRE(same_bits(got.min, expected.min));
+      REQUIRE(same_bits(got.max, expected.max));
+    });
+    return expected;
+  };
+  for (const index_t n : kKernelLengths) {
+    for (const index_t offset : {index_t{0}, index_t{1}, index_t{5}}) {
+      const auto size = static_cast<std::size_t>(offset + n + kGuard);
+      // Mixed special values: NaN skipped, infinities kept, both zeros.
+      check_all(special_values(offset + n + kGuard, 0.1f, static_cast<std::uint64_t>(n + offset)), offset, n);
+
+      // Only NaN (with extremes just outside the range read): empty.
+      std::vector<float> nan(size, kNaN);
+      if (offset > 0) nan[static_cast<std::size_t>(offset) - 1] = -5.0f;
+      nan[static_cast<std::size_t>(offset + n)] = 5.0f;
+      CHECK(check_all(nan, offset, n).empty());
+
+      // One extreme at a time at the first element, a vector boundary or the last element (the tail),
+      // among NaN and ones, with bigger values just outside the range read.
+      for (const index_t at : {index_t{0}, index_t{7}, index_t{8}, index_t{16}, n - 1}) {
+        if (at < 0 || at >= n) continue;
+        for (const float extreme : {-3.0f, 4.0f, kInf, -kInf}) {
+          std::vector<float> w(size, 1.0f);
+          for (std::size_t i = 0; i < size; i += 3) w[i] = kNaN;
+          if (offset > 0) w[static_cast<std::size_t>(offset) - 1] = -1e9f;
+          for (index_t i = offset + n; i < offset + n + kGuard; ++i) w[static_cast<std::size_t>(i)] = 1e9f;
+          w[static_cast<std::size_t>(offset + at)] = extreme;
+          const auto r = check_all(w, offset, n);
+          CHECK((extreme < 1.0f ? r.min : r.max) == extreme);
+        }
+      }
+    }
+  }
+  // Zeros of both signs, in any order and lane: a zero min or max is +0 on every path.
+  for (const index_t n : {index_t{1}, index_t{2}, index_t{17}, index_t{33}, index_t{64}}) {
+    for (int pattern = 0; pattern < 4; ++pattern) {
+      std::vector<float> z(static_cast<std::size_t>(n), -0.0f);  // pattern 0: only -0
+      for (index_t i = 0; i < n; ++i) {
+        if ((pattern == 1 && i % 3 == 1) || (pattern == 2 && i == 0) || (pattern == 3 && i == n - 1)) {
+          z[static_cast<std::size_t>(i)] = 0.0f;
+        }
+      }
+      if (n > 2) z[static_cast<std::size_t>(n / 2)] = kNaN;
+      INFO("n = " << n << ", pattern " << pattern);
+      const auto r = check_all(z, 0, n);
+      CHECK(same_bits(r.min, 0.0f));
+      CHECK(same_bits(r.max, 0.0f));
     }
   }
 }
@@ -545,8 +752,8 @@ TEST_CASE("per-channel fake quantization equals per-tensor on each channel", "[q
       const auto ch = static_cast<std::size_t>((i / layout.inner) % layout.channels);
       const auto c = quant::detail::constants<float>(params[ch], qint8::range());
       float expected = 0.0f, grad = 0.0f;
-      quant::detail::forward_scalar(&x(i), &expected, 1, c);
-      quant::detail::backward_scalar(&x(i), &dy(i), &grad, 1, c);
+      simd::detail::fake_quant_forward(simd::arch::scalar{}, &x(i), &expected, 1, c, false);
+      simd::detail::fake_quant_backward(simd::arch::scalar{}, &x(i), &dy(i), &grad, 1, c, false);
       if (!(same_bits(y(i), expected) || (std::isnan(y(i)) && std::isnan(expected)))) FAIL("forward differs at " << i);
       if (!same_bits(dx(i), grad)) FAIL("backward differs at " << i);
     }
@@ -606,7 +813,7 @@ TEST_CASE("Quantizer: freeze, channel count, double tensors, backward", "[quant]
   for (index_t i = 0; i < w.size(); ++i) {
     const auto c = quant::detail::constants<double>(q.params()[static_cast<std::size_t>(i / 27)], qint8::range());
     double expected = 0.0;
-    quant::detail::forward_scalar(&wd(i), &expected, 1, c);
+    simd::detail::fake_quant_forward(simd::arch::scalar{}, &wd(i), &expected, 1, c, false);
     CHECK(yd(i) == expected);
   }
   q.backward<double>(wd.view(), shape, dyd.view(), dxd.view());

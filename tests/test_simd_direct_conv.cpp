@@ -1,8 +1,10 @@
 // The direct stride-1 convolution (forward, and the input gradient as a convolution with rotated weights)
 // against im2col + GEMM in double, on shapes that exercise every tail: channel counts that are not a
 // multiple of the 8-channel tile, rows shorter and longer than a vector and not a multiple of it, kernels
-// 1 to 5, padding 0 up to k − 1 and beyond (which falls back to col2im for the input gradient).
+// 1 to 5, padding 0 up to k − 1 and beyond (which falls back to col2im for the input gradient). Every path
+// this CPU runs is compared with the scalar twin bit for bit.
 #include <minnow/nn/conv2d.hpp>
+#include <minnow/simd/direct_conv.hpp>
 #include <minnow/threads.hpp>
 
 #include "test_support.hpp"
@@ -12,6 +14,7 @@
 #include <cmath>
 #include <random>
 #include <utility>
+#include <vector>
 
 using namespace minnow;
 using test_support::fill_normal;
@@ -49,6 +52,50 @@ struct FloatConv {
 };
 
 }  // namespace
+
+TEST_CASE("direct_conv_tile: every path equals the scalar twin bit for bit") {
+  std::mt19937 rng(5);
+  // Rows of 1 to 48 outputs: whole and partial 16-lane vectors, AVX2 halves of 8 that are full, partial or
+  // absent; row counts that leave 1 or 2 vectors for the last register tile; 1 to 17 output channels
+  // (partial tiles of fewer and more than 4 channels); kernels 1 to 5.
+  const simd::DirectConvGeometry cases[] = {
+      {1, 16, 3, 1, 28, 28}, {16, 32, 3, 1, 14, 14}, {3, 5, 3, 0, 9, 9},  {2, 9, 1, 0, 5, 16}, {4, 17, 5, 2, 7, 17},
+      {1, 3, 3, 1, 3, 1},    {2, 12, 2, 1, 4, 7},    {5, 4, 3, 2, 6, 33}, {3, 8, 1, 0, 2, 48}, {2, 7, 3, 1, 11, 24},
+  };
+  for (const auto& g : cases) {
+    std::vector<float> x(static_cast<std::size_t>(g.in_channels * g.height * g.width));
+    std::vector<float> weight(static_cast<std::size_t>(g.out_channels * simd::direct_conv_tap_count(g)));
+    std::vector<float> bias(static_cast<std::size_t>(g.out_channels));
+    fill_normal(x.data(), static_cast<long>(x.size()), rng);
+    fill_normal(weight.data(), static_cast<long>(weight.size()), rng);
+    fill_normal(bias.data(), static_cast<long>(bias.size()), rng);
+    std::vector<float> padded(static_cast<std::size_t>(simd::direct_conv_padded_size(g)));
+    simd::pad_direct_conv_input(g, x.data(), padded.data());
+    std::vector<index_t> taps(static_cast<std::size_t>(simd::direct_conv_tap_count(g)));
+    simd::direct_conv_tap_offsets(g, taps.data());
+    // One spare value past the output: no path may write it.
+    const auto out_size = static_cast<std::size_t>(g.out_channels * g.out_height() * g.out_width()) + 1;
+    std::vector<float> expected(out_size, -5.0f);
+    for (index_t tile = 0; tile < simd::direct_conv_tiles(g); ++tile) {
+      simd::direct_conv_tile(simd::arch::scalar{}, g, padded.data(), weight.data(), bias.data(), taps.data(), tile, expected.data());
+    }
+    for_each_arch([&](auto arch) {
+      INFO(decltype(arch)::name << ": in " << g.in_channels << " out " << g.out_channels << " k " << g.kernel << " p "
+                                << g.padding << " " << g.height << "×" << g.width);
+      std::vector<float> y(out_size, -5.0f);
+      for (index_t tile = 0; tile < simd::direct_conv_tiles(g); ++tile) {
+        simd::direct_conv_tile(arch, g, padded.data(), weight.data(), bias.data(), taps.data(), tile, y.data());
+      }
+      CHECK(test_support::raw(y) == test_support::raw(expected));
+      // The batch driver with the path given explicitly computes the same.
+      std::vector<float> batch(out_size, -5.0f);
+      simd::DirectConvBatch driver;
+      driver.run<decltype(arch)>(
+          g, x.data(), 1, weight.data(), bias.data(), [&](index_t, int) { return batch.data(); }, [](index_t, index_t, int) {});
+      CHECK(test_support::raw(batch) == test_support::raw(expected));
+    });
+  }
+}
 
 TEST_CASE("direct stride-1 Conv2d (float) equals im2col + GEMM in double, forward and backward") {
   std::mt19937 rng(42);

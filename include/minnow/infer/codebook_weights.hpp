@@ -19,19 +19,17 @@
 /// 4-bit packing as infer::Int4Weights: element 2b of a row is the low nibble of byte b, element 2b + 1 the
 /// high one; a row of odd length leaves its last high nibble 0. The centroid table is padded with zeros to
 /// whole 512-bit registers, a power of two of them (16 entries at 4 bits; 32, 64, 128 or 256 at 8), so the
-/// kernels turn 16 indices into 16 weights with register permutes instead of a gather, and no index the
-/// bits can hold reads outside the table.
+/// kernels (infer/codebook_kernels.hpp, chosen at run time for the CPU) turn indices into weights with
+/// register permutes instead of a gather, and no index the bits can hold reads outside the table.
 
 #include <minnow/detail/parallel.hpp>
 #include <minnow/error.hpp>
+#include <minnow/infer/codebook_kernels.hpp>
 #include <minnow/quant/concepts.hpp>
 #include <minnow/quant/fake_quantize.hpp>
+#include <minnow/simd/arch.hpp>
 #include <minnow/simd/gemm.hpp>
 #include <minnow/tensor.hpp>
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #include <algorithm>
 #include <bit>
@@ -144,7 +142,9 @@ namespace detail {
 /// Batch below kSmallBatch: one decode-and-multiply pass per sample over rows split across threads (the
 /// weight is read as indices, never expanded). Larger batches: blocks of kBlockRows rows are decoded into a
 /// per-thread float panel and multiplied by simd::gemm, so the decode is paid once per row per call.
-/// Buffers are kept and reused; the result depends only on the thread count.
+/// Buffers are kept and reused. Each output is computed the same way whatever the thread count; the
+/// batch ≥ kSmallBatch results are also the same bits on every kernel path (decoding is a lookup, and
+/// simd::gemm's paths agree bit for bit).
 class CodebookLinear {
  public:
   static constexpr index_t kSmallBatch = 4;
@@ -165,7 +165,10 @@ class CodebookLinear {
   /// Bytes of the indices, the centroid table and the bias.
   [[nodiscard]] std::size_t bytes() const noexcept { return w_.bytes() + bias_.size() * sizeof(float); }
 
-  /// `y[N × out] = x[N × in]·Ŵᵀ + b`. @throws shape_error naming the shapes when they do not fit.
+  /// `y[N × out] = x[N × in]·Ŵᵀ + b` with the kernels of `Arch` (by default the CPU's widest).
+  /// @throws shape_error naming the shapes when they do not fit; value_error when `Arch` is given and this
+  /// CPU does not run it.
+  template <class Arch = arch::automatic>
   void forward(TensorView<const float, 2> x, TensorView<float, 2> y) {
     const index_t n = x.dim(0), in = w_.cols(), out = w_.rows();
     if (x.dim(1) != in || y.dim(0) != n || y.dim(1) != out) {
@@ -174,25 +177,7 @@ class CodebookLinear {
                                                " do not fit (expected [N, ", in, "] and [N, ", out, "])"));
     }
     if (n == 0) return;
-    const int threads = out * in * n < (index_t{1} << 16) ? 1 : minnow::detail::max_threads();
-    if (n < kSmallBatch) {
-      minnow::detail::parallel_ranges(out, threads, 16, [&](index_t begin, index_t end, int) {
-        for (index_t s = 0; s < n; ++s) gemv(x.data() + s * in, y.data() + s * out, begin, end);
-      });
-    } else {
-      panels_.resize(static_cast<std::size_t>(std::max(threads, 1)));
-      minnow::detail::parallel_ranges(out, threads, kBlockRows, [&](index_t begin, index_t end, int t) {
-        auto& panel = panels_[static_cast<std::size_t>(t)];
-        panel.resize(static_cast<std::size_t>(kBlockRows * in));
-        for (index_t r0 = begin; r0 < end; r0 += kBlockRows) {
-          const index_t count = std::min(kBlockRows, end - r0);
-          for (index_t r = 0; r < count; ++r) decode_row(r0 + r, panel.data() + r * in);
-          // y[:, r0 : r0 + count] = x · panelᵀ; panel row r is column r of the right operand.
-          simd::gemm<float>(n, count, in, simd::row_major(x.data(), in), simd::Strided<float>{panel.data(), 1, in},
-                            y.data() + r0, out, false);
-        }
-      });
-    }
+    simd::with_arch<Arch>("infer::CodebookLinear", [&](auto tag) { run(tag, x, y); });
     if (!bias_.empty()) {
       for (index_t s = 0; s < n; ++s) {
         for (index_t r = 0; r < out; ++r) y.data()[s * out + r] += bias_[static_cast<std::size_t>(r)];
@@ -212,107 +197,34 @@ class CodebookLinear {
   }
 
  private:
-  // Ŵ[r, k] for k in [k0, k0 + 16): 16 indices become 16 weights with table permutes, no gather (a
-  // 512-bit gather costs ~25 cycles here; a permute of a register-resident table one). A table of E
-  // entries is E/16 registers: pairs of them are picked by vpermt2ps on the low 5 bits, then blends on
-  // bits 5, 6, 7 pick among the pairs.
-#if defined(__AVX512F__)
-  template <int Registers>
-  [[nodiscard]] static __m512 lookup(__m512i index, const __m512* table) noexcept {
-    if constexpr (Registers == 1) {
-      return _mm512_permutexvar_ps(index, table[0]);
+  template <class Arch>
+  void run(Arch tag, TensorView<const float, 2> x, TensorView<float, 2> y) {
+    const index_t n = x.dim(0), in = w_.cols(), out = w_.rows();
+    const int threads = out * in * n < (index_t{1} << 16) ? 1 : minnow::detail::max_threads();
+    if (n < kSmallBatch) {
+      minnow::detail::parallel_ranges(out, threads, 16, [&](index_t begin, index_t end, int) {
+        for (index_t s = 0; s < n; ++s) {
+          for (index_t r = begin; r < end; ++r) y.data()[s * out + r] = detail::codebook_dot(tag, row(r), x.data() + s * in);
+        }
+      });
     } else {
-      __m512 level[Registers / 2];
-      for (int i = 0; i < Registers / 2; ++i) level[i] = _mm512_permutex2var_ps(table[2 * i], index, table[2 * i + 1]);
-      int count = Registers / 2, bit = 5;
-      for (; count > 1; count /= 2, ++bit) {
-        const __mmask16 high = _mm512_test_epi32_mask(index, _mm512_set1_epi32(1 << bit));
-        for (int i = 0; i < count / 2; ++i) level[i] = _mm512_mask_blend_ps(high, level[2 * i], level[2 * i + 1]);
-      }
-      return level[0];
+      panels_.resize(static_cast<std::size_t>(std::max(threads, 1)));
+      minnow::detail::parallel_ranges(out, threads, kBlockRows, [&](index_t begin, index_t end, int t) {
+        auto& panel = panels_[static_cast<std::size_t>(t)];
+        panel.resize(static_cast<std::size_t>(kBlockRows * in));
+        for (index_t r0 = begin; r0 < end; r0 += kBlockRows) {
+          const index_t count = std::min(kBlockRows, end - r0);
+          for (index_t r = 0; r < count; ++r) detail::codebook_decode(tag, row(r0 + r), panel.data() + r * in);
+          // y[:, r0 : r0 + count] = x · panelᵀ; panel row r is column r of the right operand.
+          simd::gemm<float, Arch>(n, count, in, simd::row_major(x.data(), in), simd::Strided<float>{panel.data(), 1, in},
+                                  y.data() + r0, out, false);
+        }
+      });
     }
   }
 
-  // 16 indices of row q starting at element k (k even), widened to int32.
-  [[nodiscard]] __m512i indices16(const std::uint8_t* q, index_t k) const noexcept {
-    if (w_.bits == 8) return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k)));
-    const __m128i low4 = _mm_set1_epi8(0x0F);
-    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + k / 2));
-    const __m128i lo = _mm_and_si128(bytes, low4), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
-    return _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi));
-  }
-
-  template <int Registers>
-  void load_table(index_t r, __m512* table) const noexcept {
-    const float* lut = &w_.table(w_.book(r), 0);
-    for (int i = 0; i < Registers; ++i) table[i] = _mm512_loadu_ps(lut + 16 * i);
-  }
-
-  // Row r's whole groups of 16 weights, decoded into dst; returns where the tail starts.
-  template <int Registers>
-  index_t decode_16s(index_t r, float* dst) const noexcept {
-    __m512 table[Registers];
-    load_table<Registers>(r, table);
-    const std::uint8_t* q = &w_.packed(r, 0);
-    index_t k = 0;
-    for (; k + 16 <= w_.cols(); k += 16) _mm512_storeu_ps(dst + k, lookup<Registers>(indices16(q, k), table));
-    return k;
-  }
-
-  // Σ Ŵ[r, k]·x[k] over row r's whole groups of 16 (two accumulators hide the FMA latency); `k` returns
-  // where the tail starts.
-  template <int Registers>
-  float dot_16s(index_t r, const float* x, index_t& k) const noexcept {
-    __m512 table[Registers];
-    load_table<Registers>(r, table);
-    const std::uint8_t* q = &w_.packed(r, 0);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    k = 0;
-    for (; k + 32 <= w_.cols(); k += 32) {
-      acc0 = _mm512_fmadd_ps(lookup<Registers>(indices16(q, k), table), _mm512_loadu_ps(x + k), acc0);
-      acc1 = _mm512_fmadd_ps(lookup<Registers>(indices16(q, k + 16), table), _mm512_loadu_ps(x + k + 16), acc1);
-    }
-    if (k + 16 <= w_.cols()) {
-      acc0 = _mm512_fmadd_ps(lookup<Registers>(indices16(q, k), table), _mm512_loadu_ps(x + k), acc0);
-      k += 16;
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-  }
-
-  // Runs f.template operator()<Registers>() for this table's register count.
-  template <class F>
-  decltype(auto) with_registers(F&& f) const {
-    switch (w_.table.dim(1)) {
-      case 16: return f.template operator()<1>();
-      case 32: return f.template operator()<2>();
-      case 64: return f.template operator()<4>();
-      case 128: return f.template operator()<8>();
-      default: return f.template operator()<16>();
-    }
-  }
-#endif
-
-  void decode_row(index_t r, float* dst) const noexcept {
-    index_t k = 0;
-#if defined(__AVX512F__)
-    k = with_registers([&]<int R>() { return decode_16s<R>(r, dst); });
-#endif
-    const float* lut = &w_.table(w_.book(r), 0);
-    for (; k < w_.cols(); ++k) dst[k] = lut[w_.index(r, k)];
-  }
-
-  // y[r] = Ŵ[r, :]·x for rows [begin, end).
-  void gemv(const float* x, float* y, index_t begin, index_t end) const noexcept {
-    for (index_t r = begin; r < end; ++r) {
-      index_t k = 0;
-      float sum = 0.0f;
-#if defined(__AVX512F__)
-      sum = with_registers([&]<int R>() { return dot_16s<R>(r, x, k); });
-#endif
-      const float* lut = &w_.table(w_.book(r), 0);
-      for (; k < w_.cols(); ++k) sum += lut[w_.index(r, k)] * x[k];
-      y[r] = sum;
-    }
+  [[nodiscard]] detail::CodebookRow row(index_t r) const noexcept {
+    return {&w_.packed(r, 0), w_.bits, w_.cols(), &w_.table(w_.book(r), 0), w_.table.dim(1)};
   }
 
   CodebookWeights w_;

@@ -38,7 +38,7 @@ inline constexpr index_t kMaxK = 33025;     ///< k·255·255 < 2³¹
 /// 16 k groups of 8 rows (64 bytes of each row in r[0…7]) → the panel's 512 bytes for those groups: an
 /// 8 × 16 transpose of 4-byte groups (dword unpacks, qword unpacks, then two rounds of 128-bit lane
 /// shuffles), 32 shuffles for 512 bytes instead of 128 scalar loads and stores.
-MINNOW_TARGET_AVX512_VNNI inline void transpose_groups(const __m512i* r, std::uint8_t* dst) noexcept {
+MINNOW_TARGET_AVX512 inline void transpose_groups(const __m512i* r, std::uint8_t* dst) noexcept {
   __m512i u[2][4];  // u[q][j], 128-bit lane L: rows 4q … 4q + 3 of group 4L + j
   for (int q = 0; q < 2; ++q) {
     const __m512i* x = r + 4 * q;
@@ -74,7 +74,7 @@ inline index_t interleave_blocks(arch::scalar, const std::uint8_t* const* rows_o
 
 #if MINNOW_X86_KERNELS
 /// 64 bytes (16 groups) of every row at a time; the row sums from vpsadbw on the same loads.
-MINNOW_TARGET_AVX512_VNNI inline index_t interleave_blocks(arch::avx512_vnni, const std::uint8_t* const* rows_of,
+MINNOW_TARGET_AVX512 inline index_t interleave_blocks(arch::avx512, const std::uint8_t* const* rows_of,
                                                            index_t rows, index_t full, index_t k, std::uint8_t* dst,
                                                            std::int32_t* rowsum) noexcept {
   __m512i sums[kMR];
@@ -107,7 +107,7 @@ inline void quantize_row(arch::scalar, const float* x, index_t k, quant::AffineP
 }
 
 #if MINNOW_X86_KERNELS
-MINNOW_TARGET_AVX512_VNNI inline void quantize_row(arch::avx512_vnni, const float* x, index_t k, quant::AffineParams p, std::uint8_t* q) noexcept {
+MINNOW_TARGET_AVX512 inline void quantize_row(arch::avx512, const float* x, index_t k, quant::AffineParams p, std::uint8_t* q) noexcept {
   const __m512 inv = _mm512_set1_ps(1.0f / p.scale), zp = _mm512_set1_ps(static_cast<float>(p.zero_point));
   const __m512 lo = _mm512_setzero_ps(), hi = _mm512_set1_ps(255.0f);
   for (index_t i = 0; i < k; i += 16) {
@@ -161,7 +161,7 @@ void finish_row(arch::scalar, const Epilogue& e, const std::int32_t* raw, index_
 
 #if MINNOW_X86_KERNELS
 template <class OutT>
-MINNOW_TARGET_AVX512_VNNI void finish_row(arch::avx512_vnni, const Epilogue& e, const std::int32_t* raw, index_t j0, index_t cols,
+MINNOW_TARGET_AVX512 void finish_row(arch::avx512, const Epilogue& e, const std::int32_t* raw, index_t j0, index_t cols,
                 std::int32_t rowsum, OutT* out) noexcept {
   const __m512i rs = _mm512_set1_epi32(rowsum);
   for (index_t c = 0; c < cols; c += 16) {

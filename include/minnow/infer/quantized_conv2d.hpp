@@ -124,13 +124,13 @@ inline void copy_bytes(arch::scalar, std::uint8_t* dst, const std::uint8_t* src,
 inline void fill_bytes(arch::scalar, std::uint8_t* dst, std::uint8_t v, index_t n) noexcept { std::fill_n(dst, n, v); }
 
 #if MINNOW_X86_KERNELS
-MINNOW_TARGET_AVX512_VNNI inline void copy_bytes(arch::avx512_vnni, std::uint8_t* dst, const std::uint8_t* src, index_t n) noexcept {
+MINNOW_TARGET_AVX512 inline void copy_bytes(arch::avx512, std::uint8_t* dst, const std::uint8_t* src, index_t n) noexcept {
   for (; n >= 64; n -= 64, dst += 64, src += 64) _mm512_storeu_si512(dst, _mm512_loadu_si512(src));
   // Masked-off bytes are neither read nor written, so the tail stays inside both buffers.
   const auto mask = static_cast<__mmask64>(n == 0 ? 0 : ~0ULL >> (64 - n));
   _mm512_mask_storeu_epi8(dst, mask, _mm512_maskz_loadu_epi8(mask, src));
 }
-MINNOW_TARGET_AVX512_VNNI inline void fill_bytes(arch::avx512_vnni, std::uint8_t* dst, std::uint8_t v, index_t n) noexcept {
+MINNOW_TARGET_AVX512 inline void fill_bytes(arch::avx512, std::uint8_t* dst, std::uint8_t v, index_t n) noexcept {
   const __m512i value = _mm512_set1_epi8(static_cast<char>(v));
   for (; n >= 64; n -= 64, dst += 64) _mm512_storeu_si512(dst, value);
   _mm512_mask_storeu_epi8(dst, static_cast<__mmask64>(n == 0 ? 0 : ~0ULL >> (64 - n)), value);

@@ -28,24 +28,21 @@
 /// Current figures: docs/benchmarks.md ("Compressed inference"); the one-thread measurements behind
 /// these choices: docs/experiments.md.
 ///
-/// Only float: the kernels are AVX-512 where the compiler targets it (`__AVX512F__`) and scalar otherwise;
-/// `multiply_reference` is the scalar oracle the tests compare every format against.
+/// Only float. The kernels (infer/sparse_kernels.hpp) have AVX-512, AVX2 and scalar paths, compiled
+/// whatever `-march` the program uses and chosen at run time for the CPU (simd/arch.hpp); the figures above
+/// are the AVX-512 paths'. `multiply_reference` is the scalar oracle the tests compare every format against.
 
 #include <minnow/detail/parallel.hpp>
 #include <minnow/error.hpp>
+#include <minnow/infer/sparse_kernels.hpp>
+#include <minnow/simd/arch.hpp>
 #include <minnow/tensor.hpp>
 
-#include <xsimd/xsimd.hpp>
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 #include <algorithm>
-#include <bit>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -79,14 +76,9 @@ void for_row_ranges(index_t rows, int threads, Body&& body) {
   minnow::detail::parallel_ranges(rows, threads, 16, [&](index_t begin, index_t end, int) { body(begin, end); });
 }
 
-#if defined(__AVX512F__)
-/// Horizontal sum of 16 lanes.
-[[nodiscard]] inline float reduce(__m512 v) noexcept { return _mm512_reduce_add_ps(v); }
-/// Lanes [0, n) set, n ≤ 16.
-[[nodiscard]] inline __mmask16 first_lanes(index_t n) noexcept {
-  return static_cast<__mmask16>((1u << static_cast<unsigned>(n)) - 1u);
-}
-#endif
+/// A kernel tag of simd::arch (not arch::automatic): the formats' overloads that take one run its kernels.
+template <class Arch>
+concept ArchTag = std::is_base_of_v<arch::scalar, Arch>;
 
 }  // namespace detail
 
@@ -116,40 +108,16 @@ class CsrMatrix {
     return values_.size() * sizeof(float) + columns_.size() * sizeof(std::int32_t) + row_ptr_.size() * sizeof(std::int32_t);
   }
 
-  /// `y[r] = Σ_c W[r, c]·x[c]` for r in [begin, end).
-  void gemv(const float* x, float* y, index_t begin, index_t end) const noexcept {
-    for (index_t r = begin; r < end; ++r) {
-      const index_t lo = row_ptr_[static_cast<std::size_t>(r)], hi = row_ptr_[static_cast<std::size_t>(r) + 1];
-      const float* v = values_.data();
-      const std::int32_t* c = columns_.data();
-#if defined(__AVX512F__)
-      // Two independent gathers per step keep more loads in flight than one accumulator chain allows.
-      __m512 acc = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-      index_t k = lo;
-      for (; k + 32 <= hi; k += 32) {
-        const __m512i i0 = _mm512_loadu_si512(c + k), i1 = _mm512_loadu_si512(c + k + 16);
-        const __m512 x0 = _mm512_i32gather_ps(i0, x, 4), x1 = _mm512_i32gather_ps(i1, x, 4);
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(v + k), x0, acc);
-        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(v + k + 16), x1, acc1);
-      }
-      acc = _mm512_add_ps(acc, acc1);
-      for (; k + 16 <= hi; k += 16) {
-        const __m512i idx = _mm512_loadu_si512(c + k);
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(v + k), _mm512_i32gather_ps(idx, x, 4), acc);
-      }
-      if (k < hi) {
-        const __mmask16 m = detail::first_lanes(hi - k);
-        const __m512i idx = _mm512_maskz_loadu_epi32(m, c + k);
-        const __m512 xs = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, x, 4);
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, v + k), xs, acc);
-      }
-      y[r] = detail::reduce(acc);
-#else
-      float sum = 0.0f;
-      for (index_t k = lo; k < hi; ++k) sum += v[k] * x[c[k]];
-      y[r] = sum;
-#endif
-    }
+  /// `y[r] = Σ_c W[r, c]·x[c]` for r in [begin, end), with the kernels of `Arch` (by default the CPU's
+  /// widest). @throws value_error when `Arch` is given and this CPU does not run it.
+  template <class Arch = arch::automatic>
+  void gemv(const float* x, float* y, index_t begin, index_t end) const {
+    simd::with_arch<Arch>("infer::CsrMatrix::gemv", [&](auto tag) { gemv(tag, x, y, begin, end); });
+  }
+  /// gemv with the kernels of a resolved tag (the CPU must run them).
+  template <detail::ArchTag Arch>
+  void gemv(Arch tag, const float* x, float* y, index_t begin, index_t end) const noexcept {
+    detail::csr_gemv(tag, {row_ptr_.data(), columns_.data(), values_.data()}, x, y, begin, end);
   }
 
   /// Calls `f(column, value)` for every stored value of row r, in column order.
@@ -200,82 +168,43 @@ class BitmapMatrix {
     return values_.size() * sizeof(float) + bits_.size() * sizeof(std::uint16_t) + row_ptr_.size() * sizeof(std::int32_t);
   }
 
-  /// `y[r] = Σ_c W[r, c]·x[c]` for r in [begin, end).
-  void gemv(const float* x, float* y, index_t begin, index_t end) const noexcept {
-    const index_t full = cols_ / kWord, tail = cols_ % kWord;
-    for (index_t r = begin; r < end; ++r) {
-      const std::uint16_t* bits = bits_.data() + r * words_;
-      const float* v = values_.data() + row_ptr_[static_cast<std::size_t>(r)];
-#if defined(__AVX512F__)
-      // Four words per step: their popcounts are independent, so the value pointer's loop-carried chain is
-      // one add per 64 columns (advancing it word by word made the kernel latency-bound at high sparsity).
-      __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-      index_t w = 0;
-      for (; w + 4 <= full; w += 4) {
-        const unsigned b0 = bits[w], b1 = bits[w + 1], b2 = bits[w + 2], b3 = bits[w + 3];
-        const int p0 = std::popcount(b0), p01 = p0 + std::popcount(b1), p012 = p01 + std::popcount(b2);
-        const __m512 v0 = _mm512_maskz_expand_ps(static_cast<__mmask16>(b0), _mm512_loadu_ps(v));
-        const __m512 v1 = _mm512_maskz_expand_ps(static_cast<__mmask16>(b1), _mm512_loadu_ps(v + p0));
-        const __m512 v2 = _mm512_maskz_expand_ps(static_cast<__mmask16>(b2), _mm512_loadu_ps(v + p01));
-        const __m512 v3 = _mm512_maskz_expand_ps(static_cast<__mmask16>(b3), _mm512_loadu_ps(v + p012));
-        v += p012 + std::popcount(b3);
-        acc0 = _mm512_fmadd_ps(v0, _mm512_loadu_ps(x + w * kWord), acc0);
-        acc1 = _mm512_fmadd_ps(v1, _mm512_loadu_ps(x + (w + 1) * kWord), acc1);
-        acc0 = _mm512_fmadd_ps(v2, _mm512_loadu_ps(x + (w + 2) * kWord), acc0);
-        acc1 = _mm512_fmadd_ps(v3, _mm512_loadu_ps(x + (w + 3) * kWord), acc1);
-      }
-      for (; w < full; ++w) {
-        const __m512 v0 = _mm512_maskz_expand_ps(static_cast<__mmask16>(bits[w]), _mm512_loadu_ps(v));
-        v += std::popcount(bits[w]);
-        acc0 = _mm512_fmadd_ps(v0, _mm512_loadu_ps(x + w * kWord), acc0);
-      }
-      if (tail != 0) {
-        // Bits past the last column are 0, so only x needs a masked load.
-        const __m512 v0 = _mm512_maskz_expand_ps(static_cast<__mmask16>(bits[full]), _mm512_loadu_ps(v));
-        acc1 = _mm512_fmadd_ps(v0, _mm512_maskz_loadu_ps(detail::first_lanes(tail), x + full * kWord), acc1);
-      }
-      y[r] = detail::reduce(_mm512_add_ps(acc0, acc1));
-#else
-      (void)full;
-      (void)tail;
-      float sum = 0.0f;
-      for (index_t w = 0; w < words_; ++w) {
-        for (unsigned m = bits[w]; m != 0; m &= m - 1) sum += *v++ * x[w * kWord + std::countr_zero(m)];
-      }
-      y[r] = sum;
-#endif
-    }
+  /// `y[r] = Σ_c W[r, c]·x[c]` for r in [begin, end), with the kernels of `Arch` (by default the CPU's
+  /// widest). @throws value_error when `Arch` is given and this CPU does not run it.
+  template <class Arch = arch::automatic>
+  void gemv(const float* x, float* y, index_t begin, index_t end) const {
+    simd::with_arch<Arch>("infer::BitmapMatrix::gemv", [&](auto tag) { gemv(tag, x, y, begin, end); });
+  }
+  /// gemv with the kernels of a resolved tag (the CPU must run them).
+  template <detail::ArchTag Arch>
+  void gemv(Arch tag, const float* x, float* y, index_t begin, index_t end) const noexcept {
+    detail::bitmap_gemv(tag, {bits_.data(), words_, cols_, row_ptr_.data(), values_.data()}, x, y, begin, end);
   }
 
   /// Writes the columns of row r's kept values, in order, to `out` (room for cols() + 16 entries: whole
-  /// 16-lane stores); returns their number.
-  index_t decode_row(index_t r, std::int32_t* out) const noexcept {
-    const std::uint16_t* bits = bits_.data() + r * words_;
-    index_t n = 0;
-#if defined(__AVX512F__)
-    // Compress the column numbers of each word's set bits in a register and store all 16 lanes: a
-    // branch-free decode (a bit-scan loop mispredicts once per word).
-    const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    for (index_t w = 0; w < words_; ++w) {
-      const __m512i columns = _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(w * kWord)));
-      _mm512_storeu_si512(out + n, _mm512_maskz_compress_epi32(static_cast<__mmask16>(bits[w]), columns));
-      n += std::popcount(bits[w]);
-    }
-#else
-    for (index_t w = 0; w < words_; ++w) {
-      for (unsigned m = bits[w]; m != 0; m &= m - 1) out[n++] = static_cast<std::int32_t>(w * kWord + std::countr_zero(m));
-    }
-#endif
-    return n;
+  /// vector stores); returns their number. The same on every path.
+  /// @throws value_error when `Arch` is given and this CPU does not run it.
+  template <class Arch = arch::automatic>
+  index_t decode_row(index_t r, std::int32_t* out) const {
+    return simd::with_arch<Arch>("infer::BitmapMatrix::decode_row", [&](auto tag) { return decode_row(tag, r, out); });
+  }
+  /// decode_row with the kernels of a resolved tag (the CPU must run them).
+  template <detail::ArchTag Arch>
+  index_t decode_row(Arch tag, index_t r, std::int32_t* out) const noexcept {
+    return detail::bitmap_decode(tag, bits_.data() + r * words_, words_, out);
   }
 
   /// Calls `f(column, value)` for every stored value of row r, in column order (decoded into a
   /// per-thread buffer first).
   template <class F>
   void for_each_in_row(index_t r, F&& f) const {
+    simd::dispatch([&](auto tag) { for_each_in_row(tag, r, f); });
+  }
+  /// for_each_in_row, decoding with the kernels of a resolved tag (the CPU must run them).
+  template <detail::ArchTag Arch, class F>
+  void for_each_in_row(Arch tag, index_t r, F&& f) const {
     thread_local std::vector<std::int32_t> columns;
     if (columns.size() < static_cast<std::size_t>(words_ * kWord + kWord)) columns.resize(static_cast<std::size_t>(words_ * kWord + kWord));
-    const index_t n = decode_row(r, columns.data());
+    const index_t n = decode_row(tag, r, columns.data());
     const float* v = values_.data() + row_ptr_[static_cast<std::size_t>(r)];
     for (index_t k = 0; k < n; ++k) f(static_cast<index_t>(columns[static_cast<std::size_t>(k)]), v[k]);
   }
@@ -297,7 +226,8 @@ class BitmapMatrix {
 /// no gather (Zen 5 runs a 16-lane gather at about the rate of 16 scalar loads), no horizontal reduction
 /// (the accumulator *is* 16 outputs), no per-row tail. The price is padding: an unstructured mask at 90 %
 /// keeps on average 6.4 values per row per window, and the fullest of 16 rows ~11, so ~58 % of the lanes
-/// hold a kept value (~71 % at 75 %, ~81 % at 50 %).
+/// hold a kept value (~71 % at 75 %, ~81 % at 50 %). The AVX2 path, with no two-register permute, reads x
+/// for each 8-row half of a step with one masked gather.
 class SlicedMatrix {
  public:
   static constexpr index_t kSlice = 16;    ///< rows per slice (lanes of a 512-bit float vector)
@@ -350,67 +280,18 @@ class SlicedMatrix {
     return values_.size() * sizeof(float) + lanes_.size() + counts_.size() + slice_ptr_.size() * sizeof(std::int32_t);
   }
 
-  /// `y[r] = Σ_c W[r, c]·x[c]` for r in [begin, end); whole slices are computed, only [begin, end) stored.
-  void gemv(const float* x, float* y, index_t begin, index_t end) const noexcept {
-    if (begin >= end) return;
-    for (index_t s = begin / kSlice; s * kSlice < end; ++s) {
-      const index_t r0 = std::max(begin, s * kSlice), r1 = std::min(end, s * kSlice + kSlice);
-      const std::size_t first = static_cast<std::size_t>(slice_ptr_[static_cast<std::size_t>(s)]);
-      const float* v = values_.data() + first * kSlice;
-      const std::uint8_t* lane = lanes_.data() + first * kSlice;
-      const std::uint8_t* count = counts_.data() + s * windows_;
-#if defined(__AVX512F__)
-      __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-      const __m512i bit5 = _mm512_set1_epi32(32), bit7 = _mm512_set1_epi32(0x80);
-      // One step: x[column] for 16 rows from the window's registers; padding lanes leave acc unchanged
-      // (a masked FMA, so an inf or NaN input does not reach rows that never read it, as in CSR).
-      const auto step = [&](const __m512 (&xw)[4], const float* vs, const std::uint8_t* ls, __m512& acc) {
-        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ls)));
-        const __mmask16 high = _mm512_test_epi32_mask(idx, bit5), kept = _mm512_testn_epi32_mask(idx, bit7);
-        const __m512 xs = _mm512_mask_blend_ps(high, _mm512_permutex2var_ps(xw[0], idx, xw[1]),
-                                               _mm512_permutex2var_ps(xw[2], idx, xw[3]));
-        acc = _mm512_mask3_fmadd_ps(_mm512_loadu_ps(vs), xs, acc, kept);
-      };
-      for (index_t w = 0; w < windows_; ++w) {
-        const float* xp = x + w * kWindow;
-        __m512 xw[4];
-        if (w + 1 < windows_ || cols_ % kWindow == 0) {
-          for (int i = 0; i < 4; ++i) xw[i] = _mm512_loadu_ps(xp + i * 16);
-        } else {  // the last, partial window must not read x past its end
-          const index_t left = cols_ - w * kWindow;
-          for (int i = 0; i < 4; ++i) {
-            xw[i] = _mm512_maskz_loadu_ps(detail::first_lanes(std::clamp<index_t>(left - i * 16, 0, 16)), xp + i * 16);
-          }
-        }
-        const index_t n = count[w];
-        index_t j = 0;
-        for (; j + 2 <= n; j += 2) {  // two accumulators: the FMA latency is not on the critical path
-          step(xw, v, lane, acc0);
-          step(xw, v + kSlice, lane + kSlice, acc1);
-          v += 2 * kSlice;
-          lane += 2 * kSlice;
-        }
-        if (j < n) {
-          step(xw, v, lane, acc0);
-          v += kSlice;
-          lane += kSlice;
-        }
-      }
-      alignas(64) float out[kSlice];
-      _mm512_store_ps(out, _mm512_add_ps(acc0, acc1));
-      std::copy(out + (r0 - s * kSlice), out + (r1 - s * kSlice), y + r0);
-#else
-      float out[kSlice] = {};
-      for (index_t w = 0; w < windows_; ++w) {
-        for (index_t j = 0; j < count[w]; ++j, v += kSlice, lane += kSlice) {
-          for (index_t l = 0; l < kSlice; ++l) {
-            if (lane[l] != kPadding) out[l] += v[l] * x[w * kWindow + lane[l]];
-          }
-        }
-      }
-      std::copy(out + (r0 - s * kSlice), out + (r1 - s * kSlice), y + r0);
-#endif
-    }
+  /// `y[r] = Σ_c W[r, c]·x[c]` for r in [begin, end), with the kernels of `Arch` (by default the CPU's
+  /// widest); whole slices are computed, only [begin, end) stored. Every path gives the same bits.
+  /// @throws value_error when `Arch` is given and this CPU does not run it.
+  template <class Arch = arch::automatic>
+  void gemv(const float* x, float* y, index_t begin, index_t end) const {
+    simd::with_arch<Arch>("infer::SlicedMatrix::gemv", [&](auto tag) { gemv(tag, x, y, begin, end); });
+  }
+  /// gemv with the kernels of a resolved tag (the CPU must run them).
+  template <detail::ArchTag Arch>
+  void gemv(Arch tag, const float* x, float* y, index_t begin, index_t end) const noexcept {
+    detail::sliced_gemv(tag, {values_.data(), lanes_.data(), counts_.data(), slice_ptr_.data(), cols_, windows_}, x, y,
+                        begin, end);
   }
 
   /// Calls `f(column, value)` for every stored value of row r, in column order (padding skipped).
@@ -448,21 +329,53 @@ concept SparseFormat = requires(const M& m, const float* x, float* y, index_t i)
 
 namespace detail {
 
-using fbatch = xsimd::batch<float>;
-inline constexpr index_t kLanes = static_cast<index_t>(fbatch::size);
+/// A row's kept values and, per value, where its run of inputs starts (see row_times_runs); the buffers
+/// only grow.
+struct RowRuns {
+  std::vector<float> values;
+  std::vector<index_t> offsets;
+  index_t count = 0;
+};
 
-/// One row r of a batch-N product on a transposed input: out[n] = Σ_c W[r, c]·xt[c·ldx + n] for the NV·lanes
-/// columns n starting at xt. Each stored value is one broadcast and NV FMAs over a contiguous row of xt.
-template <int NV, SparseFormat M>
-void row_times_tile(const M& m, index_t r, const float* xt, index_t ldx, float* out) {
-  fbatch acc[NV];
-  for (int i = 0; i < NV; ++i) acc[i] = fbatch(0.0f);
-  m.for_each_in_row(r, [&](index_t c, float v) {
-    const fbatch bv(v);
-    const float* p = xt + c * ldx;
-    for (int i = 0; i < NV; ++i) acc[i] = xsimd::fma(bv, fbatch::load_unaligned(p + i * kLanes), acc[i]);
-  });
-  for (int i = 0; i < NV; ++i) acc[i].store_unaligned(out + i * kLanes);
+/// Fills `runs` with row r's kept values, in for_each_in_row's order, and `offset(column)` for each;
+/// decodes with the kernels of `tag` where the format takes one.
+template <class Arch, SparseFormat M, class Offset>
+void row_runs(Arch tag, const M& m, index_t r, Offset&& offset, RowRuns& runs) {
+  // A row keeps at most cols() values; a format that visits more only costs a reallocation.
+  if (runs.values.size() < static_cast<std::size_t>(m.cols())) {
+    runs.values.resize(static_cast<std::size_t>(m.cols()));
+    runs.offsets.resize(static_cast<std::size_t>(m.cols()));
+  }
+  index_t n = 0;
+  float* values = runs.values.data();
+  index_t* offsets = runs.offsets.data();
+  const auto add = [&](index_t c, float v) {
+    if (n == static_cast<index_t>(runs.values.size())) {
+      runs.values.resize(2 * runs.values.size() + 1);
+      runs.offsets.resize(runs.values.size());
+      values = runs.values.data();
+      offsets = runs.offsets.data();
+    }
+    values[n] = v;
+    offsets[n] = offset(c);
+    ++n;
+  };
+  if constexpr (requires { m.for_each_in_row(tag, r, add); }) {
+    m.for_each_in_row(tag, r, add);
+  } else {
+    m.for_each_in_row(r, add);
+  }
+  runs.count = n;
+}
+
+/// m.gemv with the kernels of `tag` where the format takes one, its own choice otherwise.
+template <class Arch, SparseFormat M>
+void gemv_with(Arch tag, const M& m, const float* x, float* y, index_t begin, index_t end) {
+  if constexpr (requires { m.gemv(tag, x, y, begin, end); }) {
+    m.gemv(tag, x, y, begin, end);
+  } else {
+    m.gemv(x, y, begin, end);
+  }
 }
 
 }  // namespace detail
@@ -481,9 +394,11 @@ void multiply_reference(const M& m, TensorView<const float, 2> x, TensorView<con
 
 /// @brief Sparse `y = x·Wᵀ + b` (PyTorch's Linear) with W in a SparseFormat; float only.
 ///
-/// Batch below kSmallBatch (4, as in choose_format): one gemv per sample, rows split across threads. Larger batches: x is transposed
-/// once into a buffer whose rows are padded to whole vectors, then every row of W runs over tiles of up to
-/// 4 vectors of samples (64 on AVX-512), rows split across threads. Buffers are kept and reused.
+/// Batch below kSmallBatch (4, as in choose_format): one gemv per sample, rows split across threads. Larger
+/// batches: x is transposed once into a buffer whose rows are padded to whole vectors, then every row of W
+/// is decoded once into its kept values and multiplied with all samples (detail::row_times_runs: one
+/// broadcast FMA per kept value per vector of samples, every path giving the same bits), rows split across
+/// threads. Each output is computed the same way whatever the thread count. Buffers are kept and reused.
 template <SparseFormat M>
 class SparseLinear {
  public:
@@ -504,7 +419,10 @@ class SparseLinear {
   /// Bytes of the weights' buffers and the bias.
   [[nodiscard]] std::size_t bytes() const noexcept { return w_.bytes() + bias_.size() * sizeof(float); }
 
-  /// `y[N × out] = x[N × in]·Wᵀ + b`. @throws shape_error naming the shapes when they do not fit.
+  /// `y[N × out] = x[N × in]·Wᵀ + b` with the kernels of `Arch` (by default the CPU's widest).
+  /// @throws shape_error naming the shapes when they do not fit; value_error when `Arch` is given and this
+  /// CPU does not run it.
+  template <class Arch = arch::automatic>
   void forward(TensorView<const float, 2> x, TensorView<float, 2> y) {
     const index_t n = x.dim(0), in = w_.cols(), out = w_.rows();
     if (x.dim(1) != in || y.dim(0) != n || y.dim(1) != out) {
@@ -513,33 +431,7 @@ class SparseLinear {
                                                "] and [N, ", out, "])"));
     }
     if (n == 0) return;
-    const index_t work = out * in / 4 * n;  // a rough count of stored values touched
-    const int threads = detail::threads_for(work);
-    if (n < kSmallBatch) {
-      detail::for_row_ranges(out, threads, [&](index_t begin, index_t end) {
-        for (index_t s = 0; s < n; ++s) w_.gemv(x.data() + s * in, y.data() + s * out, begin, end);
-      });
-    } else {
-      transpose_input(x, threads);
-      const index_t ldx = xt_.dim(1);
-      constexpr index_t tile = 4 * detail::kLanes;
-      detail::for_row_ranges(out, threads, [&](index_t begin, index_t end) {
-        alignas(64) float acc[tile];
-        for (index_t r = begin; r < end; ++r) {
-          for (index_t n0 = 0; n0 < n; n0 += tile) {
-            const index_t count = std::min(tile, n - n0);
-            const float* xt = xt_.data() + n0;
-            switch ((count + detail::kLanes - 1) / detail::kLanes) {
-              case 1: detail::row_times_tile<1>(w_, r, xt, ldx, acc); break;
-              case 2: detail::row_times_tile<2>(w_, r, xt, ldx, acc); break;
-              case 3: detail::row_times_tile<3>(w_, r, xt, ldx, acc); break;
-              default: detail::row_times_tile<4>(w_, r, xt, ldx, acc); break;
-            }
-            for (index_t s = 0; s < count; ++s) y.data()[(n0 + s) * out + r] = acc[s];
-          }
-        }
-      });
-    }
+    simd::with_arch<Arch>("infer::SparseLinear", [&](auto tag) { run(tag, x, y); });
     if (!bias_.empty()) {
       for (index_t s = 0; s < n; ++s) {
         for (index_t r = 0; r < out; ++r) y.data()[s * out + r] += bias_[static_cast<std::size_t>(r)];
@@ -548,10 +440,36 @@ class SparseLinear {
   }
 
  private:
-  // xt[c, s] = x[s, c], rows padded with zeros to whole vectors so tile loads stay in the buffer.
+  template <class Arch>
+  void run(Arch tag, TensorView<const float, 2> x, TensorView<float, 2> y) {
+    const index_t n = x.dim(0), in = w_.cols(), out = w_.rows();
+    const index_t work = out * in / 4 * n;  // a rough count of stored values touched
+    const int threads = detail::threads_for(work);
+    if (n < kSmallBatch) {
+      detail::for_row_ranges(out, threads, [&](index_t begin, index_t end) {
+        for (index_t s = 0; s < n; ++s) detail::gemv_with(tag, w_, x.data() + s * in, y.data() + s * out, begin, end);
+      });
+      return;
+    }
+    transpose_input(x, threads);
+    const index_t ldx = xt_.dim(1);
+    detail::for_row_ranges(out, threads, [&](index_t begin, index_t end) {
+      thread_local detail::RowRuns runs;
+      thread_local std::vector<float> acc;
+      acc.resize(static_cast<std::size_t>(ldx));
+      for (index_t r = begin; r < end; ++r) {
+        detail::row_runs(tag, w_, r, [ldx](index_t c) { return c * ldx; }, runs);
+        detail::row_times_runs(tag, runs.values.data(), runs.offsets.data(), runs.count, xt_.data(), n, acc.data());
+        for (index_t s = 0; s < n; ++s) y.data()[s * out + r] = acc[static_cast<std::size_t>(s)];
+      }
+    });
+  }
+
+  // xt[c, s] = x[s, c], rows padded with zeros to whole vectors (detail::kRunPad) so the run kernel's loads
+  // stay in the buffer.
   void transpose_input(TensorView<const float, 2> x, int threads) {
     const index_t n = x.dim(0), in = x.dim(1);
-    const index_t ldx = (n + detail::kLanes - 1) / detail::kLanes * detail::kLanes;
+    const index_t ldx = (n + detail::kRunPad - 1) / detail::kRunPad * detail::kRunPad;
     xt_.resize({in, ldx});
     constexpr index_t block = 32;  // 32×32 tiles: both sides touch whole cache lines
     detail::for_row_ranges(in, threads, [&](index_t begin, index_t end) {

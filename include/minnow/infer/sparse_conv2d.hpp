@@ -5,7 +5,9 @@
 ///
 /// W [out, in, kh, kw] is stored as the sparse matrix [out, in·kh·kw] (CsrMatrix by default, any
 /// SparseFormat works) and every output channel r is `y[r, :] = b[r] + Σ_k W[r, k]·src[offset(k) + :]`: one
-/// broadcast and up to 16 FMAs over a contiguous run of 256 output pixels per kept weight, 16 accumulators.
+/// broadcast and one FMA per vector of output pixels per kept weight, over contiguous runs of pixels
+/// (detail::row_times_runs in infer/sparse_kernels.hpp: AVX-512 blocks of 256 pixels in 16 accumulators,
+/// AVX2 96 in 12, chosen at run time for the CPU; every path gives the same bits).
 /// Stride 1 needs no im2col: src is the zero-padded input and output rows are computed with the padded
 /// width as pitch (the pitch − Wo extra pixels per row are discarded: 2 of 16 for 14×14 with padding 1), so
 /// a kept weight (c, i, j) reads one contiguous run starting at (c·Hp + i)·Wp + j. Other strides build the
@@ -23,10 +25,10 @@
 #include <minnow/detail/parallel.hpp>
 #include <minnow/error.hpp>
 #include <minnow/infer/sparse.hpp>
+#include <minnow/simd/arch.hpp>
 #include <minnow/tensor.hpp>
 
 #include <algorithm>
-#include <array>
 #include <cstdint>
 #include <cstddef>
 #include <utility>
@@ -74,15 +76,29 @@ class SparseConv2d {
     return {input[0], out_, (input[2] + 2 * padding_ - kh_) / stride_ + 1, (input[3] + 2 * padding_ - kw_) / stride_ + 1};
   }
 
-  /// y = conv(x). @throws shape_error naming the shapes when x or y does not fit.
+  /// y = conv(x) with the kernels of `Arch` (by default the CPU's widest).
+  /// @throws shape_error naming the shapes when x or y does not fit; value_error when `Arch` is given and
+  /// this CPU does not run it.
+  template <class Arch = arch::automatic>
   void forward(TensorView<const float, 4> x, TensorView<float, 4> y) {
     const Shape<4> expected = output_shape(x.shape());
     if (y.shape() != expected) {
       throw shape_error(minnow::detail::concat("infer::SparseConv2d: output ", to_string(y.shape()), " for input ",
                                                to_string(x.shape()), " (expected ", to_string(expected), ")"));
     }
+    if (x.dim(0) == 0) return;
+    simd::with_arch<Arch>("infer::SparseConv2d", [&](auto tag) { run(tag, x, y); });
+  }
+
+ private:
+  struct Geometry {
+    index_t height = 0, width = 0, out_h = 0, out_w = 0;
+  };
+
+  template <class Arch>
+  void run(Arch tag, TensorView<const float, 4> x, TensorView<float, 4> y) {
     const index_t n = x.dim(0);
-    if (n == 0) return;
+    const Shape<4> expected = y.shape();
     geometry_ = {x.dim(2), x.dim(3), expected[2], expected[3]};
     const Layout layout = plan();
     const int threads = detail::threads_for(out_ * in_ * kh_ * kw_ / 4 * expected[2] * expected[3] * n);
@@ -93,23 +109,18 @@ class SparseConv2d {
     if (n == 1) {
       prepare(x.data(), source_[0].data(), layout);
       detail::for_row_ranges(out_, threads, [&](index_t begin, index_t end) {
-        channels(source_[0].data(), layout, begin, end, y.data());
+        channels(tag, source_[0].data(), layout, begin, end, y.data());
       });
     } else {
       minnow::detail::parallel_ranges(n, threads, 1, [&](index_t begin, index_t end, int t) {
         float* source = source_[static_cast<std::size_t>(t)].data();
         for (index_t s = begin; s < end; ++s) {
           prepare(x.data() + s * sample_in, source, layout);
-          channels(source, layout, 0, out_, y.data() + s * sample_out);
+          channels(tag, source, layout, 0, out_, y.data() + s * sample_out);
         }
       });
     }
   }
-
- private:
-  struct Geometry {
-    index_t height = 0, width = 0, out_h = 0, out_w = 0;
-  };
 
   M build(TensorView<const float, 4> weight, TensorView<const float, 4> mask) const {
     if (weight.shape() != mask.shape()) {
@@ -147,11 +158,11 @@ class SparseConv2d {
         }
       }
       // The last vector of the last offset's run reads up to kw − 1 + 15 floats past the padded input.
-      l.source_size = in_ * hp * wp + kw_ + detail::kLanes;
+      l.source_size = in_ * hp * wp + kw_ + detail::kRunPad;
     } else {
       l.pitch = out_w;
       l.virtual_plane = out_h * out_w;
-      l.ld = (l.virtual_plane + detail::kLanes - 1) / detail::kLanes * detail::kLanes;
+      l.ld = (l.virtual_plane + detail::kRunPad - 1) / detail::kRunPad * detail::kRunPad;
       for (index_t i = 0; i < k; ++i) offsets_[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i * l.ld);
       l.source_size = k * l.ld;
     }
@@ -178,20 +189,20 @@ class SparseConv2d {
     }
   }
 
-  // Output channels [begin, end) of one sample: y[r, p] = b[r] + Σ_k W[r, k]·source[offset[k] + q(p)], 256
-  // virtual pixels (16 vectors, 16 accumulators) per pass over the row's kept weights.
-  void channels(const float* source, const Layout& l, index_t begin, index_t end, float* y) const {
-    constexpr index_t tile = 16 * detail::kLanes;
+  // Output channels [begin, end) of one sample: y[r, p] = b[r] + Σ_k W[r, k]·source[offset[k] + q(p)], the
+  // row's kept weights gathered once, then every virtual pixel of the plane in register blocks.
+  template <class Arch>
+  void channels(Arch tag, const float* source, const Layout& l, index_t begin, index_t end, float* y) const {
     const auto [height, width, out_h, out_w] = geometry_;
     const index_t plane = out_h * out_w;
+    thread_local detail::RowRuns runs;
     thread_local std::vector<float> buffer;
-    buffer.resize(static_cast<std::size_t>((l.virtual_plane + tile - 1) / tile * tile));
+    buffer.resize(static_cast<std::size_t>((l.virtual_plane + detail::kRunPad - 1) / detail::kRunPad * detail::kRunPad));
     float* acc = buffer.data();
+    const std::int32_t* offsets = offsets_.data();
     for (index_t r = begin; r < end; ++r) {
-      for (index_t p0 = 0; p0 < l.virtual_plane; p0 += tile) {
-        const index_t vectors = (std::min(tile, l.virtual_plane - p0) + detail::kLanes - 1) / detail::kLanes;
-        kTiles[static_cast<std::size_t>(vectors - 1)](*this, r, source + p0, acc + p0);
-      }
+      detail::row_runs(tag, w_, r, [offsets](index_t k) { return static_cast<index_t>(offsets[k]); }, runs);
+      detail::row_times_runs(tag, runs.values.data(), runs.offsets.data(), runs.count, source, l.virtual_plane, acc);
       const float b = bias_.empty() ? 0.0f : bias_[static_cast<std::size_t>(r)];
       float* dst = y + r * plane;
       for (index_t oh = 0; oh < out_h; ++oh) {
@@ -200,28 +211,6 @@ class SparseConv2d {
       }
     }
   }
-
-  /// NV vectors of virtual pixels of output channel r: one broadcast and NV FMAs per kept weight.
-  template <int NV>
-  static void tile_of(const SparseConv2d& self, index_t r, const float* source, float* out) {
-    using detail::fbatch;
-    fbatch acc[NV];
-    for (int i = 0; i < NV; ++i) acc[i] = fbatch(0.0f);
-    const std::int32_t* offsets = self.offsets_.data();
-    self.w_.for_each_in_row(r, [&](index_t k, float v) {
-      const fbatch bv(v);
-      const float* p = source + offsets[k];
-      for (int i = 0; i < NV; ++i) acc[i] = xsimd::fma(bv, fbatch::load_unaligned(p + i * detail::kLanes), acc[i]);
-    });
-    for (int i = 0; i < NV; ++i) acc[i].store_unaligned(out + i * detail::kLanes);
-  }
-
-  using TileFn = void (*)(const SparseConv2d&, index_t, const float*, float*);
-  template <std::size_t... I>
-  static constexpr std::array<TileFn, sizeof...(I)> tiles(std::index_sequence<I...>) {
-    return {&tile_of<static_cast<int>(I) + 1>...};
-  }
-  static constexpr std::array<TileFn, 16> kTiles = tiles(std::make_index_sequence<16>{});
 
   // col[(c·kh + i)·kw + j, oh·Wo + ow] = x[c, oh·s − p + i, ow·s − p + j], zero outside the image and in the
   // padding columns [Ho·Wo, ld) (the last vector of a pixel run reads them).

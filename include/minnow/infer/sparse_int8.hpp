@@ -16,18 +16,17 @@
 /// qint8 with zero point 0; rint is round-half-to-even). The kernel computes `y[r] = scale[r] · Σ_c q[r, c]·x[c]`
 /// with float x and float accumulation: activations stay float (no activation calibration, no activation
 /// quantization error), so the only error against the float layer is the weights' rounding. Batch 1: per
-/// 16 columns, the next 16 int8 values are widened to float and `vexpandps` places the word's kept ones in
-/// their lanes, multiplied with a contiguous load of x (AVX-512; scalar otherwise). SparseLinear's batch-N path
-/// sees the dequantized values through for_each_in_row.
+/// 16 columns, the next int8 values are widened to float and placed in the lanes of their kept columns,
+/// multiplied with a contiguous load of x (infer/sparse_int8_kernels.hpp: AVX-512 `vexpandps`, AVX2 a
+/// permutation table per byte of the bitmap, chosen at run time for the CPU; scalar otherwise).
+/// SparseLinear's batch-N path sees the dequantized values through for_each_in_row.
 
 #include <minnow/error.hpp>
 #include <minnow/infer/sparse.hpp>
+#include <minnow/infer/sparse_int8_kernels.hpp>
 #include <minnow/quant/concepts.hpp>
+#include <minnow/simd/arch.hpp>
 #include <minnow/tensor.hpp>
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #include <algorithm>
 #include <bit>
@@ -106,50 +105,35 @@ class BitmapInt8Matrix {
            row_ptr_.size() * sizeof(std::int32_t);
   }
 
-  /// `y[r] = scale_r · Σ_c q[r, c]·x[c]` for r in [begin, end).
-  void gemv(const float* x, float* y, index_t begin, index_t end) const noexcept {
-    const index_t full = cols_ / kWord, tail = cols_ % kWord;
-    for (index_t r = begin; r < end; ++r) {
-      const std::uint16_t* bits = bits_.data() + r * words_;
-      const std::int8_t* v = values_.data() + row_ptr_[static_cast<std::size_t>(r)];
-#if defined(__AVX512F__)
-      // Widen the next 16 int8 values to float (exact), then vexpandps places the word's kept ones in their
-      // lanes (faster on Zen 5 than vpexpandb on the int8 lanes, see docs/experiments.md).
-      const auto lanes = [&](index_t w) {
-        const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v))));
-        v += std::popcount(bits[w]);
-        return _mm512_maskz_expand_ps(static_cast<__mmask16>(bits[w]), q);
-      };
-      __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-      index_t w = 0;
-      for (; w + 2 <= full; w += 2) {
-        acc0 = _mm512_fmadd_ps(lanes(w), _mm512_loadu_ps(x + w * kWord), acc0);
-        acc1 = _mm512_fmadd_ps(lanes(w + 1), _mm512_loadu_ps(x + (w + 1) * kWord), acc1);
-      }
-      if (w < full) acc0 = _mm512_fmadd_ps(lanes(w), _mm512_loadu_ps(x + w * kWord), acc0);
-      if (tail != 0) acc1 = _mm512_fmadd_ps(lanes(full), _mm512_maskz_loadu_ps(detail::first_lanes(tail), x + full * kWord), acc1);
-      y[r] = detail::reduce(_mm512_add_ps(acc0, acc1)) * scales_[static_cast<std::size_t>(r)];
-#else
-      (void)full;
-      (void)tail;
-      float sum = 0.0f;
-      for (index_t w = 0; w < words_; ++w) {
-        for (unsigned m = bits[w]; m != 0; m &= m - 1) sum += static_cast<float>(*v++) * x[w * kWord + std::countr_zero(m)];
-      }
-      y[r] = sum * scales_[static_cast<std::size_t>(r)];
-#endif
-    }
+  /// `y[r] = scale_r · Σ_c q[r, c]·x[c]` for r in [begin, end), with the kernels of `Arch` (by default the
+  /// CPU's widest). @throws value_error when `Arch` is given and this CPU does not run it.
+  template <class Arch = arch::automatic>
+  void gemv(const float* x, float* y, index_t begin, index_t end) const {
+    simd::with_arch<Arch>("infer::BitmapInt8Matrix::gemv", [&](auto tag) { gemv(tag, x, y, begin, end); });
+  }
+  /// gemv with the kernels of a resolved tag (the CPU must run them).
+  template <detail::ArchTag Arch>
+  void gemv(Arch tag, const float* x, float* y, index_t begin, index_t end) const noexcept {
+    detail::bitmap_int8_gemv(tag, {bits_.data(), words_, cols_, row_ptr_.data(), values_.data(), scales_.data()}, x, y,
+                             begin, end);
   }
 
-  /// Calls `f(column, q · scale)` for every stored value of row r, in column order.
+  /// Calls `f(column, q · scale)` for every stored value of row r, in column order (the columns decoded
+  /// into a per-thread buffer first).
   template <class F>
   void for_each_in_row(index_t r, F&& f) const {
-    const std::uint16_t* bits = bits_.data() + r * words_;
+    simd::dispatch([&](auto tag) { for_each_in_row(tag, r, f); });
+  }
+  /// for_each_in_row, decoding the bitmap with the kernels of a resolved tag (the CPU must run them): a
+  /// branch-free decode where a bit-scan loop mispredicts once per word, as for BitmapMatrix.
+  template <detail::ArchTag Arch, class F>
+  void for_each_in_row(Arch tag, index_t r, F&& f) const {
+    thread_local std::vector<std::int32_t> columns;
+    if (columns.size() < static_cast<std::size_t>(words_ * kWord + kWord)) columns.resize(static_cast<std::size_t>(words_ * kWord + kWord));
+    const index_t n = detail::bitmap_decode(tag, bits_.data() + r * words_, words_, columns.data());
     const std::int8_t* v = values_.data() + row_ptr_[static_cast<std::size_t>(r)];
     const float scale = scales_[static_cast<std::size_t>(r)];
-    for (index_t w = 0; w < words_; ++w) {
-      for (unsigned m = bits[w]; m != 0; m &= m - 1) f(w * kWord + std::countr_zero(m), static_cast<float>(*v++) * scale);
-    }
+    for (index_t k = 0; k < n; ++k) f(static_cast<index_t>(columns[static_cast<std::size_t>(k)]), static_cast<float>(v[k]) * scale);
   }
 
   /// Calls `f(column, q)` for every stored value of row r, in column order (the integer values).

@@ -60,14 +60,17 @@ class ConvReluPool {
     const int threads = simd::DirectConvBatch::threads_for(g, x.dim(0));
     if (conv_out_.size() < static_cast<std::size_t>(threads)) conv_out_.resize(static_cast<std::size_t>(threads));
     for (int t = 0; t < threads; ++t) conv_out_[static_cast<std::size_t>(t)].resize({g.out_channels * plane});
-    direct_.run(
-        g, x.data(), x.dim(0), conv_->weight().data(), conv_->bias().data(),
-        [&](index_t, int thread) { return conv_out_[static_cast<std::size_t>(thread)].data(); },
-        [&](index_t sample, index_t tile, int thread) {
-          float* conv = conv_out_[static_cast<std::size_t>(thread)].data();
-          const auto [first, count] = simd::direct_conv_tile_channels(g, tile);
-          for (index_t o = first; o < first + count; ++o) relu_pool_plane(conv + o * plane, sample, o);
-        });
+    // One choice of kernels for the whole batch, made before the threads start.
+    simd::dispatch([&](auto tag) {
+      direct_.run<decltype(tag)>(
+          g, x.data(), x.dim(0), conv_->weight().data(), conv_->bias().data(),
+          [&](index_t, int thread) { return conv_out_[static_cast<std::size_t>(thread)].data(); },
+          [&](index_t sample, index_t tile, int thread) {
+            const float* conv = conv_out_[static_cast<std::size_t>(thread)].data();
+            const auto [first, count] = simd::direct_conv_tile_channels(g, tile);
+            for (index_t o = first; o < first + count; ++o) relu_pool_plane(tag, conv + o * plane, sample, o);
+          });
+    });
     return y_.view();
   }
 
@@ -101,71 +104,74 @@ class ConvReluPool {
       }
     }
     if (want_dx) dx_.resize(x_.shape());
-    // The lambda copies what it captures: the entry stores could alias a captured index_t, and the
-    // compiler would then reload it on every iteration.
-    minnow::detail::parallel_for(samples, threads, [&, channels, pooled, plane, per_channel, want_dx](index_t s, int thread) {
-      Workspace& w = workspaces_[static_cast<std::size_t>(thread)];
-      simd::SparseGradEntry* entries = w.entries.data();
-      simd::to_padded_channels_last(in, x_[s].data(), w.field.data());
-      index_t hit_count = 0;
-      if (want_dx) std::fill(w.starts.begin(), w.starts.end(), index_t{0});
-      // Weight gradient, channel by channel; the input gradient's entries are kept for later.
-      for (index_t o = 0; o < channels; ++o) {
-        const index_t at = (s * channels + o) * pooled;
-        const float* grad = dy.data() + at;
-        const float* value = y_.data() + at;
-        const std::int32_t* arg = argmax_.data() + at;
-        // ReLU's gradient: the pooled value (the ReLU output at the winner) must be > 0. Each entry is
-        // written, and kept by advancing the count: no branch to mispredict.
-        index_t count = 0;
-        float bias_grad = 0.0f;
-        const index_t* offsets = field_offsets_.data();
-        if (want_dx) {
-          Hit* hits = w.hits.data();
-          index_t* starts = w.starts.data();
-          for (index_t q = 0; q < pooled; ++q) {
-            const bool live = value[q] > 0.0f;
-            const std::int32_t a = arg[q];
-            entries[count] = {offsets[a], grad[q]};
-            hits[hit_count] = {a, o, grad[q]};
-            count += live;
-            hit_count += live;
-            starts[a + 1] += live;
-            bias_grad += keep_if(live, grad[q]);
+    // One choice of kernels for the whole batch, made before the threads start.
+    simd::dispatch([&](auto tag) {
+      // The lambda copies what it captures: the entry stores could alias a captured index_t, and the
+      // compiler would then reload it on every iteration.
+      minnow::detail::parallel_for(samples, threads, [&, tag, channels, pooled, plane, per_channel, want_dx](index_t s, int thread) {
+        Workspace& w = workspaces_[static_cast<std::size_t>(thread)];
+        simd::SparseGradEntry* entries = w.entries.data();
+        simd::to_padded_channels_last(in, x_[s].data(), w.field.data());
+        index_t hit_count = 0;
+        if (want_dx) std::fill(w.starts.begin(), w.starts.end(), index_t{0});
+        // Weight gradient, channel by channel; the input gradient's entries are kept for later.
+        for (index_t o = 0; o < channels; ++o) {
+          const index_t at = (s * channels + o) * pooled;
+          const float* grad = dy.data() + at;
+          const float* value = y_.data() + at;
+          const std::int32_t* arg = argmax_.data() + at;
+          // ReLU's gradient: the pooled value (the ReLU output at the winner) must be > 0. Each entry is
+          // written, and kept by advancing the count: no branch to mispredict.
+          index_t count = 0;
+          float bias_grad = 0.0f;
+          const index_t* offsets = field_offsets_.data();
+          if (want_dx) {
+            Hit* hits = w.hits.data();
+            index_t* starts = w.starts.data();
+            for (index_t q = 0; q < pooled; ++q) {
+              const bool live = value[q] > 0.0f;
+              const std::int32_t a = arg[q];
+              entries[count] = {offsets[a], grad[q]};
+              hits[hit_count] = {a, o, grad[q]};
+              count += live;
+              hit_count += live;
+              starts[a + 1] += live;
+              bias_grad += keep_if(live, grad[q]);
+            }
+          } else {
+            for (index_t q = 0; q < pooled; ++q) {
+              const bool live = value[q] > 0.0f;
+              entries[count] = {offsets[arg[q]], grad[q]};
+              count += live;
+              bias_grad += keep_if(live, grad[q]);
+            }
           }
-        } else {
-          for (index_t q = 0; q < pooled; ++q) {
-            const bool live = value[q] > 0.0f;
-            entries[count] = {offsets[arg[q]], grad[q]};
-            count += live;
-            bias_grad += keep_if(live, grad[q]);
-          }
+          w.bias_grad.data()[o] += bias_grad;
+          simd::accumulate_weight_grad(tag, in, w.field.data(), entries, count, w.weight_grad.data() + o * per_channel);
         }
-        w.bias_grad.data()[o] += bias_grad;
-        simd::accumulate_weight_grad(in, w.field.data(), entries, count, w.weight_grad.data() + o * per_channel);
-      }
-      if (!want_dx) return;
-      // Input gradient, receptive field by receptive field: group the entries by position (a counting
-      // sort, channels in order within a position), sum the weights of each position's channels, add the
-      // sum into the field once.
-      for (index_t a = 0; a < plane; ++a) w.starts[static_cast<std::size_t>(a) + 1] += w.starts[static_cast<std::size_t>(a)];
-      for (index_t h = 0; h < hit_count; ++h) {
-        const Hit& hit = w.hits[static_cast<std::size_t>(h)];
-        entries[w.starts[static_cast<std::size_t>(hit.position)]++] = {hit.channel * per_channel, hit.grad};
-      }
-      // Each start has moved to the next position's start.
-      float* field_grad = w.field_grad.data();
-      std::fill_n(field_grad, in.size(), 0.0f);
-      index_t first = 0;
-      for (index_t a = 0; a < plane; ++a) {
-        const index_t end = w.starts[static_cast<std::size_t>(a)];
-        if (end == first) continue;
-        std::fill_n(w.field_sum.data(), per_channel, 0.0f);
-        simd::accumulate_weighted_rows(weights_cl_.data(), per_channel, entries + first, end - first, w.field_sum.data());
-        simd::add_receptive_field(in, w.field_sum.data(), field_offsets_[static_cast<std::size_t>(a)], field_grad);
-        first = end;
-      }
-      simd::from_padded_channels_last(in, field_grad, dx_.view()[s].data());
+        if (!want_dx) return;
+        // Input gradient, receptive field by receptive field: group the entries by position (a counting
+        // sort, channels in order within a position), sum the weights of each position's channels, add the
+        // sum into the field once.
+        for (index_t a = 0; a < plane; ++a) w.starts[static_cast<std::size_t>(a) + 1] += w.starts[static_cast<std::size_t>(a)];
+        for (index_t h = 0; h < hit_count; ++h) {
+          const Hit& hit = w.hits[static_cast<std::size_t>(h)];
+          entries[w.starts[static_cast<std::size_t>(hit.position)]++] = {hit.channel * per_channel, hit.grad};
+        }
+        // Each start has moved to the next position's start.
+        float* field_grad = w.field_grad.data();
+        std::fill_n(field_grad, in.size(), 0.0f);
+        index_t first = 0;
+        for (index_t a = 0; a < plane; ++a) {
+          const index_t end = w.starts[static_cast<std::size_t>(a)];
+          if (end == first) continue;
+          std::fill_n(w.field_sum.data(), per_channel, 0.0f);
+          simd::accumulate_weighted_rows(tag, weights_cl_.data(), per_channel, entries + first, end - first, w.field_sum.data());
+          simd::add_receptive_field(tag, in, w.field_sum.data(), field_offsets_[static_cast<std::size_t>(a)], field_grad);
+          first = end;
+        }
+        simd::from_padded_channels_last(in, field_grad, dx_.view()[s].data());
+      });
     });
     // Reduce the per-thread partial sums in thread order (deterministic for a given thread count), then
     // back to the weights' [o][c][i][j] layout.
@@ -188,12 +194,12 @@ class ConvReluPool {
   }
 
   /// Whether the forward runs Winograd's F(2×2, 3×3) (simd/winograd_relu_pool.hpp) rather than the direct
-  /// kernel: for a 3×3 kernel, at least 8 input channels and the `automatic` algorithm, on AVX-512. It
-  /// multiplies 2.25 times less, but with few input channels (the student's conv1 has one) its transforms
-  /// cost about as much as the products.
+  /// kernel: for a 3×3 kernel, at least 8 input channels and the `automatic` algorithm, whatever the
+  /// instruction set (every path of both kernels gives the same bits, so the choice never depends on the
+  /// CPU). It multiplies 2.25 times less, but with few input channels (the student's conv1 has one) its
+  /// transforms cost about as much as the products.
   [[nodiscard]] bool uses_winograd() const noexcept {
-    return simd::kWinogradAvailable && conv_->algorithm() == ConvAlgorithm::automatic && conv_->kernel() == 3 &&
-           conv_->in_channels() >= 8;
+    return conv_->algorithm() == ConvAlgorithm::automatic && conv_->kernel() == 3 && conv_->in_channels() >= 8;
   }
 
  private:
@@ -201,7 +207,6 @@ class ConvReluPool {
   // The parallel loop runs over (sample, block of output channels), sample-major, so a thread transforms each of its
   // samples' inputs once.
   void forward_winograd(Activations<float> x) {
-#if defined(__AVX512F__)
     const simd::DirectConvGeometry& d = geometry_;
     const simd::WinogradGeometry g{d.in_channels, d.out_channels, d.padding, d.height, d.width};
     // As the direct kernel: below about half a million multiply-adds (here the transformed domain's 16
@@ -216,14 +221,14 @@ class ConvReluPool {
     winograd_.reserve(g, threads);
     const index_t sample_size = g.in_channels * g.height * g.width, out_size = g.out_channels * g.tiles();
     const float* bias = conv_->bias().data();
-    minnow::detail::parallel_for(items, threads, [&](index_t item, int thread) {
-      const index_t sample = item / blocks, first = item % blocks * width;
-      winograd_.run(g, x.data() + sample * sample_size, sample, bias, first, std::min<index_t>(width, g.out_channels - first),
-                    y_.data() + sample * out_size, argmax_.data() + sample * out_size, thread);
+    simd::dispatch([&](auto tag) {
+      minnow::detail::parallel_for(items, threads, [&](index_t item, int thread) {
+        const index_t sample = item / blocks, first = item % blocks * width;
+        winograd_.run(tag, g, x.data() + sample * sample_size, sample, bias, first,
+                      std::min<index_t>(width, g.out_channels - first), y_.data() + sample * out_size,
+                      argmax_.data() + sample * out_size, thread);
+      });
     });
-#else
-    (void)x;
-#endif
   }
 
   // `value` when `live`, else +0, without a branch (live is random: a branch would be mispredicted half the time).
@@ -231,19 +236,12 @@ class ConvReluPool {
     return std::bit_cast<float>(std::bit_cast<std::uint32_t>(value) & (0u - static_cast<std::uint32_t>(live)));
   }
 
-  // ReLU in place on one channel of a sample's convolution output, then the 2×2 pool into y_ and argmax_.
-  void relu_pool_plane(float* plane, index_t sample, index_t channel) noexcept {
-    const index_t height = geometry_.out_height(), width = geometry_.out_width();
-    // Only x < 0 is replaced, as in ReLU: -0 and NaN stay.
-    for (index_t p = 0; p < height * width; ++p) plane[p] = plane[p] < 0.0f ? 0.0f : plane[p];
-    const index_t out_h = y_.dim(2), out_w = y_.dim(3);
-    float* out = y_.view()[sample][channel].data();
-    std::int32_t* arg = argmax_.view()[sample][channel].data();
-    for (index_t i = 0; i < out_h; ++i) {
-      const float* r0 = plane + 2 * i * width;
-      simd::maxpool_2x2_row(r0, r0 + width, out_w, out + i * out_w, arg + i * out_w, static_cast<std::int32_t>(2 * i * width),
-                            static_cast<std::int32_t>(width));
-    }
+  // ReLU and the 2×2 pool (the kernels of `tag`, which apply ReLU as they load) of one channel of a
+  // sample's convolution output, into y_ and argmax_.
+  template <class Arch>
+  void relu_pool_plane(Arch tag, const float* plane, index_t sample, index_t channel) noexcept {
+    simd::maxpool_2x2_plane(tag, plane, geometry_.out_width(), y_.dim(2), y_.dim(3), y_.view()[sample][channel].data(),
+                            argmax_.view()[sample][channel].data(), true);
   }
 
   // The convolution's weights [o][c][i][j] → weights_cl_ [o][i][j][c], the layout of the input's receptive fields.
@@ -283,9 +281,7 @@ class ConvReluPool {
   Tensor<float, 4> y_, dx_;
   Tensor<std::int32_t, 4> argmax_;  // the winner's index in its convolution output plane
   simd::DirectConvBatch direct_;
-#if defined(__AVX512F__)
   simd::WinogradReluPool winograd_;
-#endif
   std::vector<Tensor<float, 1>> conv_out_;  // per thread: one sample's convolution output
   std::vector<index_t> field_offsets_;      // where each convolution output's receptive field starts, channels-last
   Tensor<float, 1> weights_cl_;             // the weights as [o][i][j][c]

@@ -43,24 +43,7 @@ class MaxPool2d final : public Layer<T> {
     y_.resize(out_shape);
     argmax_.resize(out_shape);
     in_shape_ = x.shape();
-    const index_t planes = out_shape[0] * out_shape[1];
-    const index_t plane_in = x.dim(2) * x.dim(3), plane_out = out_shape[2] * out_shape[3];
-    const int threads = planes * plane_in > 65536 ? minnow::detail::max_threads() : 1;
-    minnow::detail::parallel_for(planes, threads, [&](index_t p, int) {
-      const T* src = x.data() + p * plane_in;
-      T* out = y_.data() + p * plane_out;
-      std::int32_t* arg = argmax_.data() + p * plane_out;
-      // The common 2×2 and 3×3 windows get kernels whose loops the compiler unrolls.
-      if (kernel_ == 2 && stride_ == 2) {
-        pool_plane_2x2(src, x.dim(3), out, arg, out_shape[2], out_shape[3]);
-      } else if (kernel_ == 2) {
-        pool_plane<2>(src, x.dim(3), out, arg, out_shape[2], out_shape[3]);
-      } else if (kernel_ == 3) {
-        pool_plane<3>(src, x.dim(3), out, arg, out_shape[2], out_shape[3]);
-      } else {
-        pool_plane<0>(src, x.dim(3), out, arg, out_shape[2], out_shape[3]);
-      }
-    });
+    simd::dispatch([&](auto tag) { pool(tag, x, out_shape); });  // the kernels' path, once per call
     return y_.view();
   }
 
@@ -85,13 +68,27 @@ class MaxPool2d final : public Layer<T> {
   [[nodiscard]] index_t stride() const noexcept { return stride_; }
 
  private:
-  // The common 2×2, stride-2 window: a vectorized row kernel (simd/maxpool.hpp).
-  static void pool_plane_2x2(const T* src, index_t width, T* out, std::int32_t* arg, index_t out_h, index_t out_w) noexcept {
-    for (index_t i = 0; i < out_h; ++i) {
-      const T* r0 = src + 2 * i * width;
-      simd::maxpool_2x2_row(r0, r0 + width, out_w, out + i * out_w, arg + i * out_w, static_cast<std::int32_t>(2 * i * width),
-                            static_cast<std::int32_t>(width));
-    }
+  template <class Arch>
+  void pool(Arch tag, Activations<T> x, const Shape<4>& out_shape) {
+    const index_t planes = out_shape[0] * out_shape[1];
+    const index_t plane_in = x.dim(2) * x.dim(3), plane_out = out_shape[2] * out_shape[3];
+    const int threads = planes * plane_in > 65536 ? minnow::detail::max_threads() : 1;
+    minnow::detail::parallel_for(planes, threads, [&](index_t p, int) {
+      const T* src = x.data() + p * plane_in;
+      T* out = y_.data() + p * plane_out;
+      std::int32_t* arg = argmax_.data() + p * plane_out;
+      // The common 2×2, stride-2 window has vector kernels (simd/maxpool.hpp); other 2×2 and 3×3 windows
+      // get loops the compiler unrolls.
+      if (kernel_ == 2 && stride_ == 2) {
+        simd::maxpool_2x2_plane(tag, src, x.dim(3), out_shape[2], out_shape[3], out, arg);
+      } else if (kernel_ == 2) {
+        pool_plane<2>(src, x.dim(3), out, arg, out_shape[2], out_shape[3]);
+      } else if (kernel_ == 3) {
+        pool_plane<3>(src, x.dim(3), out, arg, out_shape[2], out_shape[3]);
+      } else {
+        pool_plane<0>(src, x.dim(3), out, arg, out_shape[2], out_shape[3]);
+      }
+    });
   }
 
   // One input plane; K is the window size when known at compile time, 0 for "use kernel_".

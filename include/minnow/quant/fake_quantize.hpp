@@ -18,14 +18,17 @@
 ///  - NaN propagates: y = NaN, and its gradient is 0 (NaN is outside the grid);
 ///  - ±Inf and huge values clamp to the nearest end of the grid (y = (qmax − zp)·scale for +Inf), gradient 0.
 ///
-/// Speed: float tensors go through an AVX-512 kernel (when compiled for it) that is tested bit for bit
-/// against the scalar kernel in this file; outputs larger than `kStreamBytes` are written with
+/// Speed: the elementwise kernels are simd/quantize.hpp's; float tensors run the widest path the CPU has
+/// (AVX-512 or AVX2, chosen at run time, simd/arch.hpp), each tested bit for bit against the scalar
+/// twin, and double tensors the scalar twin. Outputs larger than `kStreamBytes` are written with
 /// non-temporal stores, which skip reading the destination into cache first. Work is split over
-/// threads (minnow::set_threads) in contiguous ranges; results do not depend on the split.
+/// threads (minnow::set_threads) in contiguous ranges; results do not depend on the split or the path.
 
 #include <minnow/error.hpp>
 #include <minnow/quant/concepts.hpp>
 #include <minnow/quant/detail/stream.hpp>
+#include <minnow/simd/arch.hpp>
+#include <minnow/simd/quantize.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -35,10 +38,6 @@
 #include <string>
 #include <type_traits>
 #include <vector>
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 namespace minnow::quant {
 
@@ -66,197 +65,25 @@ namespace detail {
 /// Outputs at least this large are written with non-temporal stores (they would not stay in cache).
 inline constexpr index_t kStreamBytes = index_t{16} << 20;
 
-/// The per-channel constants of the forward formula, in the element type.
-template <class T>
-struct FqConstants {
-  T inv, scale, zero_point, lo, hi;
-};
+// The formula's scalar pieces, defined with the kernels in simd/quantize.hpp; lsq.hpp uses them too.
+using simd::detail::dequantize_clamped;
+using simd::detail::FqConstants;
+using simd::detail::inside;
+using simd::detail::unclamped;
 
+/// The kernel constants of `p` on `grid`, in the element type.
 template <class T>
 [[nodiscard]] inline FqConstants<T> constants(AffineParams p, QRange grid) noexcept {
   return {static_cast<T>(1.0f / p.scale), static_cast<T>(p.scale), static_cast<T>(p.zero_point),
           static_cast<T>(grid.qmin), static_cast<T>(grid.qmax)};
 }
 
-/// q = zero_point + rint(x · inv), before the clamp.
-template <class T>
-[[nodiscard]] inline T unclamped(T x, const FqConstants<T>& c) noexcept {
-  return c.zero_point + std::nearbyint(x * c.inv);
-}
-
-/// (clamp(q) − zero_point) · scale; a NaN q stays NaN (the comparisons are false).
-template <class T>
-[[nodiscard]] inline T dequantize_clamped(T q, const FqConstants<T>& c) noexcept {
-  const T clamped = q < c.lo ? c.lo : (q > c.hi ? c.hi : q);
-  return (clamped - c.zero_point) * c.scale;
-}
-
-template <class T>
-[[nodiscard]] inline bool inside(T q, const FqConstants<T>& c) noexcept {
-  return q >= c.lo && q <= c.hi;
-}
-
-// ---- scalar kernels: the reference the SIMD kernels are tested against ----
-
-template <class T>
-void forward_scalar(const T* x, T* y, index_t n, const FqConstants<T>& c) noexcept {
-  for (index_t i = 0; i < n; ++i) y[i] = dequantize_clamped(unclamped(x[i], c), c);
-}
-
-template <class T>
-void forward_mask_scalar(const T* x, T* y, std::uint8_t* mask, index_t n, const FqConstants<T>& c) noexcept {
-  for (index_t i = 0; i < n; ++i) {
-    const T q = unclamped(x[i], c);
-    y[i] = dequantize_clamped(q, c);
-    mask[i] = inside(q, c) ? 1 : 0;
-  }
-}
-
-template <class T>
-void backward_scalar(const T* x, const T* dy, T* dx, index_t n, const FqConstants<T>& c) noexcept {
-  for (index_t i = 0; i < n; ++i) dx[i] = inside(unclamped(x[i], c), c) ? dy[i] : T(0);
-}
-
-template <class T>
-void mask_backward_scalar(const std::uint8_t* mask, const T* dy, T* dx, index_t n) noexcept {
-  for (index_t i = 0; i < n; ++i) dx[i] = mask[i] != 0 ? dy[i] : T(0);
-}
-
-#if defined(__AVX512F__)
-
-/// The forward formula on 16 floats; `in` gets the STE mask (qmin ≤ q ≤ qmax, false for NaN).
-struct Fq16 {
-  __m512 inv, scale, zero_point, lo, hi;
-  explicit Fq16(const FqConstants<float>& c) noexcept
-      : inv(_mm512_set1_ps(c.inv)), scale(_mm512_set1_ps(c.scale)), zero_point(_mm512_set1_ps(c.zero_point)),
-        lo(_mm512_set1_ps(c.lo)), hi(_mm512_set1_ps(c.hi)) {}
-
-  [[nodiscard]] __m512 q(__m512 x) const noexcept {
-    const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(x, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    return _mm512_add_ps(zero_point, r);
-  }
-  [[nodiscard]] __m512 y(__m512 q) const noexcept {
-    // min/max return their second operand when either is NaN: q second keeps a NaN.
-    const __m512 clamped = _mm512_min_ps(hi, _mm512_max_ps(lo, q));
-    return _mm512_mul_ps(_mm512_sub_ps(clamped, zero_point), scale);
-  }
-  [[nodiscard]] __mmask16 in(__m512 q) const noexcept {
-    return _mm512_cmp_ps_mask(q, lo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(q, hi, _CMP_LE_OQ);
-  }
-};
-
-[[nodiscard]] inline __mmask16 lanes(index_t remaining) noexcept {
-  return static_cast<__mmask16>(remaining >= 16 ? 0xFFFF : (1u << remaining) - 1);
-}
-
-/// Elements before `p` reaches a 64-byte boundary (all of n when p is not even float-aligned).
-[[nodiscard]] inline index_t head_to_line(const void* p, index_t n) noexcept {
-  const auto address = reinterpret_cast<std::uintptr_t>(p);
-  if (address % sizeof(float) != 0) return n;
-  return std::min<index_t>(n, static_cast<index_t>((64 - address % 64) % 64 / sizeof(float)));
-}
-
-/// Runs `step(i, lanes, stream)` over [0, n) in vectors of 16: with `stream`, a masked head up to the
-/// destination's next cache line, then whole aligned vectors the step may stream, then a masked tail.
-template <class Step>
-void sweep16(const void* destination, index_t n, bool stream, Step&& step) noexcept {
-  index_t i = 0;
-  stream = stream && n >= 1024;  // a fence per short run would cost more than streaming saves
-  if (stream) {
-    const index_t head = head_to_line(destination, n);
-    if (head == n) stream = false;
-    else if (head > 0) {
-      step(i, lanes(head), false);
-      i = head;
-    }
-  }
-  for (; i + 16 <= n; i += 16) step(i, static_cast<__mmask16>(0xFFFF), stream);
-  if (i < n) step(i, lanes(n - i), false);
-  if (stream) _mm_sfence();
-}
-
-inline void store(float* p, __m512 v, __mmask16 k, bool stream) noexcept {
-  if (k == 0xFFFF) {
-    if (stream) _mm512_stream_ps(p, v);
-    else _mm512_storeu_ps(p, v);
-  } else {
-    _mm512_mask_storeu_ps(p, k, v);
-  }
-}
-
-inline void forward_simd(const float* x, float* y, index_t n, const FqConstants<float>& c, bool stream) noexcept {
-  const Fq16 f(c);
-  sweep16(y, n, stream, [&](index_t i, __mmask16 k, bool s) {
-    store(y + i, f.y(f.q(_mm512_maskz_loadu_ps(k, x + i))), k, s);
-  });
-}
-
-inline void backward_simd(const float* x, const float* dy, float* dx, index_t n, const FqConstants<float>& c,
-                          bool stream) noexcept {
-  const Fq16 f(c);
-  sweep16(dx, n, stream, [&](index_t i, __mmask16 k, bool s) {
-    const __mmask16 in = f.in(f.q(_mm512_maskz_loadu_ps(k, x + i)));
-    store(dx + i, _mm512_maskz_loadu_ps(in & k, dy + i), k, s);
-  });
-}
-
-#if defined(__AVX512BW__) && defined(__AVX512VL__)
-inline void forward_mask_simd(const float* x, float* y, std::uint8_t* mask, index_t n, const FqConstants<float>& c,
-                              bool stream) noexcept {
-  const Fq16 f(c);
-  const __m128i one = _mm_set1_epi8(1);
-  sweep16(y, n, stream, [&](index_t i, __mmask16 k, bool s) {
-    const __m512 q = f.q(_mm512_maskz_loadu_ps(k, x + i));
-    store(y + i, f.y(q), k, s);
-    _mm_mask_storeu_epi8(mask + i, k, _mm_maskz_mov_epi8(f.in(q), one));
-  });
-}
-
-inline void mask_backward_simd(const std::uint8_t* mask, const float* dy, float* dx, index_t n, bool stream) noexcept {
-  sweep16(dx, n, stream, [&](index_t i, __mmask16 k, bool s) {
-    const __mmask16 keep = _mm_mask_test_epi8_mask(k, _mm_maskz_loadu_epi8(k, mask + i), _mm_set1_epi8(-1));
-    store(dx + i, _mm512_maskz_loadu_ps(keep, dy + i), k, s);
-  });
-}
-#endif
-#endif  // __AVX512F__
-
-// ---- dispatch: SIMD for float when available, the scalar kernels otherwise ----
-
-template <class T>
-void forward_run(const T* x, T* y, index_t n, const FqConstants<T>& c, bool stream) noexcept {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) return forward_simd(x, y, n, c, stream);
-#endif
-  (void)stream;
-  forward_scalar(x, y, n, c);
-}
-
-template <class T>
-void forward_mask_run(const T* x, T* y, std::uint8_t* mask, index_t n, const FqConstants<T>& c, bool stream) noexcept {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-  if constexpr (std::is_same_v<T, float>) return forward_mask_simd(x, y, mask, n, c, stream);
-#endif
-  (void)stream;
-  forward_mask_scalar(x, y, mask, n, c);
-}
-
-template <class T>
-void backward_run(const T* x, const T* dy, T* dx, index_t n, const FqConstants<T>& c, bool stream) noexcept {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) return backward_simd(x, dy, dx, n, c, stream);
-#endif
-  (void)stream;
-  backward_scalar(x, dy, dx, n, c);
-}
-
-template <class T>
-void mask_backward_run(const std::uint8_t* mask, const T* dy, T* dx, index_t n, bool stream) noexcept {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-  if constexpr (std::is_same_v<T, float>) return mask_backward_simd(mask, dy, dx, n, stream);
-#endif
-  (void)stream;
-  mask_backward_scalar(mask, dy, dx, n);
+/// `f(tag)` with the kernel tag a pass over T runs: the run-time choice for float, the scalar twin for
+/// double (the vector kernels are float only).
+template <class T, class F>
+decltype(auto) with_kernels(F&& f) {
+  if constexpr (std::is_same_v<T, float>) return simd::dispatch(f);
+  else return f(simd::arch::scalar{});
 }
 
 /// Whether a pass writing `n` elements of T streams its output past the caches.
@@ -330,8 +157,10 @@ void fake_quantize(std::type_identity_t<TensorView<const T, R>> x, AffineParams 
   detail::check_same_shape(x.shape(), y.shape(), "fake_quantize", "y");
   const auto c = detail::constants<T>(params, grid);
   const bool stream = detail::should_stream<T>(x.size());
-  detail::for_ranges(x.size(), [&](index_t b, index_t e, int) {
-    detail::forward_run(x.data() + b, y.data() + b, e - b, c, stream);
+  detail::with_kernels<T>([&](auto arch) {
+    detail::for_ranges(x.size(), [&](index_t b, index_t e, int) {
+      simd::detail::fake_quant_forward(arch, x.data() + b, y.data() + b, e - b, c, stream);
+    });
   });
 }
 
@@ -346,8 +175,10 @@ void fake_quantize(std::type_identity_t<TensorView<const T, R>> x, AffineParams 
   detail::check_same_shape(x.shape(), mask.shape(), "fake_quantize", "mask");
   const auto c = detail::constants<T>(params, grid);
   const bool stream = detail::should_stream<T>(x.size());
-  detail::for_ranges(x.size(), [&](index_t b, index_t e, int) {
-    detail::forward_mask_run(x.data() + b, y.data() + b, mask.data() + b, e - b, c, stream);
+  detail::with_kernels<T>([&](auto arch) {
+    detail::for_ranges(x.size(), [&](index_t b, index_t e, int) {
+      simd::detail::fake_quant_forward_mask(arch, x.data() + b, y.data() + b, mask.data() + b, e - b, c, stream);
+    });
   });
 }
 
@@ -363,8 +194,10 @@ void fake_quantize_backward(std::type_identity_t<TensorView<const T, R>> x,
   detail::check_same_shape(x.shape(), dx.shape(), "fake_quantize_backward", "dx");
   const auto c = detail::constants<T>(params, grid);
   const bool stream = detail::should_stream<T>(x.size());
-  detail::for_ranges(x.size(), [&](index_t b, index_t e, int) {
-    detail::backward_run(x.data() + b, dy.data() + b, dx.data() + b, e - b, c, stream);
+  detail::with_kernels<T>([&](auto arch) {
+    detail::for_ranges(x.size(), [&](index_t b, index_t e, int) {
+      simd::detail::fake_quant_backward(arch, x.data() + b, dy.data() + b, dx.data() + b, e - b, c, stream);
+    });
   });
 }
 
@@ -375,8 +208,10 @@ void fake_quantize_backward(TensorView<const std::uint8_t, R> mask, std::type_id
   detail::check_same_shape(mask.shape(), dy.shape(), "fake_quantize_backward", "dy");
   detail::check_same_shape(mask.shape(), dx.shape(), "fake_quantize_backward", "dx");
   const bool stream = detail::should_stream<T>(dx.size());
-  detail::for_ranges(dx.size(), [&](index_t b, index_t e, int) {
-    detail::mask_backward_run(mask.data() + b, dy.data() + b, dx.data() + b, e - b, stream);
+  detail::with_kernels<T>([&](auto arch) {
+    detail::for_ranges(dx.size(), [&](index_t b, index_t e, int) {
+      simd::detail::ste_mask_backward(arch, mask.data() + b, dy.data() + b, dx.data() + b, e - b, stream);
+    });
   });
 }
 
@@ -393,8 +228,11 @@ void fake_quantize(std::type_identity_t<TensorView<const T, R>> x, const Channel
   detail::check_channel_params(params, grid, "fake_quantize");
   detail::check_same_shape(x.shape(), y.shape(), "fake_quantize", "y");
   const bool stream = detail::should_stream<T>(x.size());
-  detail::for_channel_runs(layout, [&](index_t b, index_t e, index_t ch, int) {
-    detail::forward_run(x.data() + b, y.data() + b, e - b, detail::constants<T>(params[ch], grid), stream);
+  detail::with_kernels<T>([&](auto arch) {
+    detail::for_channel_runs(layout, [&](index_t b, index_t e, index_t ch, int) {
+      simd::detail::fake_quant_forward(arch, x.data() + b, y.data() + b, e - b, detail::constants<T>(params[ch], grid),
+                                       stream);
+    });
   });
 }
 
@@ -409,9 +247,11 @@ void fake_quantize(std::type_identity_t<TensorView<const T, R>> x, const Channel
   detail::check_same_shape(x.shape(), y.shape(), "fake_quantize", "y");
   detail::check_same_shape(x.shape(), mask.shape(), "fake_quantize", "mask");
   const bool stream = detail::should_stream<T>(x.size());
-  detail::for_channel_runs(layout, [&](index_t b, index_t e, index_t ch, int) {
-    detail::forward_mask_run(x.data() + b, y.data() + b, mask.data() + b, e - b, detail::constants<T>(params[ch], grid),
-                             stream);
+  detail::with_kernels<T>([&](auto arch) {
+    detail::for_channel_runs(layout, [&](index_t b, index_t e, index_t ch, int) {
+      simd::detail::fake_quant_forward_mask(arch, x.data() + b, y.data() + b, mask.data() + b, e - b,
+                                            detail::constants<T>(params[ch], grid), stream);
+    });
   });
 }
 
@@ -426,9 +266,11 @@ void fake_quantize_backward(std::type_identity_t<TensorView<const T, R>> x,
   detail::check_same_shape(x.shape(), dy.shape(), "fake_quantize_backward", "dy");
   detail::check_same_shape(x.shape(), dx.shape(), "fake_quantize_backward", "dx");
   const bool stream = detail::should_stream<T>(x.size());
-  detail::for_channel_runs(layout, [&](index_t b, index_t e, index_t ch, int) {
-    detail::backward_run(x.data() + b, dy.data() + b, dx.data() + b, e - b, detail::constants<T>(params[ch], grid),
-                         stream);
+  detail::with_kernels<T>([&](auto arch) {
+    detail::for_channel_runs(layout, [&](index_t b, index_t e, index_t ch, int) {
+      simd::detail::fake_quant_backward(arch, x.data() + b, dy.data() + b, dx.data() + b, e - b,
+                                        detail::constants<T>(params[ch], grid), stream);
+    });
   });
 }
 

@@ -13,97 +13,57 @@
 ///    infinite stays so until reset: averaging with infinity has no finite result.)
 ///  - An observer that has seen nothing reports [0, 0]. (`Quantizer` then uses scale 1, zero point 0,
 ///    as PyTorch does.)
-/// The min/max pass is one AVX-512 sweep (two instructions per 16 floats) split over threads: it runs
-/// at the speed memory delivers the values.
+///  - A batch's zero min or max is +0, whichever zeros it holds (the vector paths meet −0 and +0 in
+///    different orders, so its sign would depend on the path).
+/// The min/max pass is one vector sweep (simd/quantize.hpp: AVX-512 or AVX2, chosen at run time; two
+/// instructions per vector) split over threads: it runs at the speed memory delivers the values.
 
 #include <minnow/quant/concepts.hpp>
 #include <minnow/quant/detail/stream.hpp>
+#include <minnow/simd/arch.hpp>
+#include <minnow/simd/quantize.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 namespace minnow::quant {
 namespace detail {
 
-/// Running min and max that ignore NaN; empty while `min > max`.
-struct MinMaxAccumulator {
-  float min = std::numeric_limits<float>::infinity();
-  float max = -std::numeric_limits<float>::infinity();
-
-  void add(float lo, float hi) noexcept {
-    if (lo < min) min = lo;  // false for NaN: NaN is skipped
-    if (hi > max) max = hi;
-  }
-  void add(const MinMaxAccumulator& other) noexcept { add(other.min, other.max); }
-  [[nodiscard]] bool empty() const noexcept { return !(min <= max); }
-};
-
-/// Min and max of p[0, n), NaN ignored (scalar reference, and the non-AVX-512 path).
-[[nodiscard]] inline MinMaxAccumulator minmax_scalar(const float* p, index_t n) noexcept {
-  MinMaxAccumulator acc;
-  for (index_t i = 0; i < n; ++i) acc.add(p[i], p[i]);
-  return acc;
-}
-
-/// Min and max of p[0, n), NaN ignored.
-[[nodiscard]] inline MinMaxAccumulator minmax(const float* p, index_t n) noexcept {
-#if defined(__AVX512F__)
-  // _mm512_min_ps(a, b) returns b when either is NaN: with the accumulator second, a NaN value is skipped
-  // and the accumulator (never NaN) survives.
-  __m512 lo0 = _mm512_set1_ps(std::numeric_limits<float>::infinity()), lo1 = lo0;
-  __m512 hi0 = _mm512_set1_ps(-std::numeric_limits<float>::infinity()), hi1 = hi0;
-  index_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m512 a = _mm512_loadu_ps(p + i), b = _mm512_loadu_ps(p + i + 16);
-    lo0 = _mm512_min_ps(a, lo0);
-    hi0 = _mm512_max_ps(a, hi0);
-    lo1 = _mm512_min_ps(b, lo1);
-    hi1 = _mm512_max_ps(b, hi1);
-  }
-  for (; i < n; i += 16) {
-    const auto lanes = static_cast<__mmask16>(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1);
-    const __m512 a = _mm512_maskz_loadu_ps(lanes, p + i);
-    lo0 = _mm512_mask_min_ps(lo0, lanes, a, lo0);
-    hi0 = _mm512_mask_max_ps(hi0, lanes, a, hi0);
-  }
-  MinMaxAccumulator acc;
-  acc.add(_mm512_reduce_min_ps(_mm512_min_ps(lo0, lo1)), _mm512_reduce_max_ps(_mm512_max_ps(hi0, hi1)));
-  return acc;
-#else
-  return minmax_scalar(p, n);
-#endif
-}
+// The min/max sweep and its accumulator are simd/quantize.hpp's.
+using simd::detail::MinMaxAccumulator;
 
 /// Min and max of one channel's values, NaN ignored; big inputs are split over threads.
 [[nodiscard]] inline MinMaxAccumulator minmax(ChannelValues<const float> values) {
-  const int threads = minnow::detail::in_parallel() ? 1 : stream_threads(values.size());
-  if (threads == 1) {  // small inputs and per-channel observers (already run in parallel): no allocation
-    MinMaxAccumulator acc;
-    for (index_t k = 0; k < values.chunks; ++k) acc.add(minmax(values.data + k * values.stride, values.chunk_size));
-    return acc;
-  }
-  std::vector<MinMaxAccumulator> partial(static_cast<std::size_t>(threads));
-  if (values.chunks == 1) {
-    for_ranges(values.chunk_size, [&](index_t begin, index_t end, int t) {
-      partial[static_cast<std::size_t>(t)] = minmax(values.data + begin, end - begin);
-    });
-  } else {
-    minnow::detail::parallel_for(threads, threads, [&](long t, int) {
-      const index_t first = values.chunks * t / threads, last = values.chunks * (t + 1) / threads;
+  return simd::dispatch([&](auto arch) {
+    const int threads = minnow::detail::in_parallel() ? 1 : stream_threads(values.size());
+    if (threads == 1) {  // small inputs and per-channel observers (already run in parallel): no allocation
       MinMaxAccumulator acc;
-      for (index_t k = first; k < last; ++k) acc.add(minmax(values.data + k * values.stride, values.chunk_size));
-      partial[static_cast<std::size_t>(t)] = acc;
-    });
-  }
-  MinMaxAccumulator total;
-  for (const auto& p : partial) total.add(p);
-  return total;
+      for (index_t k = 0; k < values.chunks; ++k) {
+        acc.add(simd::detail::minmax(arch, values.data + k * values.stride, values.chunk_size));
+      }
+      return acc;
+    }
+    std::vector<MinMaxAccumulator> partial(static_cast<std::size_t>(threads));
+    if (values.chunks == 1) {
+      for_ranges(values.chunk_size, [&](index_t begin, index_t end, int t) {
+        partial[static_cast<std::size_t>(t)] = simd::detail::minmax(arch, values.data + begin, end - begin);
+      });
+    } else {
+      minnow::detail::parallel_for(threads, threads, [&](long t, int) {
+        const index_t first = values.chunks * t / threads, last = values.chunks * (t + 1) / threads;
+        MinMaxAccumulator acc;
+        for (index_t k = first; k < last; ++k) {
+          acc.add(simd::detail::minmax(arch, values.data + k * values.stride, values.chunk_size));
+        }
+        partial[static_cast<std::size_t>(t)] = acc;
+      });
+    }
+    MinMaxAccumulator total;
+    for (const auto& p : partial) total.add(p);
+    return total;
+  });
 }
 
 }  // namespace detail

@@ -1,26 +1,25 @@
 #pragma once
 /// @file simd/direct_conv.hpp
 /// @brief Stride-1 convolution computed directly from a zero-padded copy of the input, vectorized along
-/// the output rows.
+/// the output rows, with kernels for each simd::arch path chosen at run time (simd/arch.hpp).
 ///
 /// im2col + GEMM copies every input value k² times before multiplying. For the small maps of the
 /// reference networks (28×28 and 14×14, 1–64 input channels) that copy, and the scatter of the GEMM's
-/// output back into NCHW, cost as much as the arithmetic. Here a register tile of `kUnits` output-row
-/// vectors × `kChannels` output channels accumulates over (input channel, kernel row, kernel column):
-/// each step loads kUnits input vectors and broadcasts kChannels weights, so one load feeds kChannels
-/// FMAs. Each output value is one sum in a fixed order (bias first, then input channels, kernel rows and
-/// columns in order), so results do not depend on the thread count.
+/// output back into NCHW, cost as much as the arithmetic. Here a register tile of output-row vectors ×
+/// output channels accumulates over (input channel, kernel row, kernel column): each step loads one input
+/// vector per row vector and broadcasts one weight per channel, so one load feeds several FMAs. Tiles:
+/// AVX-512 3 row vectors of 16 lanes × 8 channels (24 of the 32 registers accumulate); AVX2 3 half rows
+/// of 8 lanes × 4 channels (12 of 16), twice per 8-channel tile; the scalar twin one row vector at a time.
+/// Each output value is one FMA chain in a fixed order on every path (bias first, then input channels,
+/// kernel rows and columns in order), so all paths give the same bits and results do not depend on the
+/// thread count. The padded layout (rows of whole 16-lane vectors) is the same for every path.
 
 #include <minnow/detail/parallel.hpp>
+#include <minnow/simd/arch.hpp>
 #include <minnow/tensor.hpp>
 
-#include <xsimd/xsimd.hpp>
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -37,12 +36,11 @@ struct DirectConvGeometry {
 
 namespace detail {
 
-using conv_batch = xsimd::batch<float>;
-inline constexpr index_t kConvWidth = static_cast<index_t>(conv_batch::size);
-/// Output channels per register tile, and output-row vectors per tile: 3 × 8 accumulators use 24 of
-/// AVX-512's 32 registers; ISAs with 16 registers get one vector row.
+/// Lanes of a row vector in the padded layout (AVX2 computes each as two halves), output channels per
+/// tile (the unit of work), and the vectors (AVX-512) or half vectors (AVX2) of one register tile.
+inline constexpr index_t kConvWidth = 16;
 inline constexpr index_t kChannels = 8;
-inline constexpr index_t kUnits = kConvWidth >= 16 ? 3 : 1;
+inline constexpr index_t kUnits = 3;
 
 /// Vectors per output row, and the padded input's row length: wide enough that the last vector's loads
 /// for every kernel column stay inside the row.
@@ -54,52 +52,133 @@ inline constexpr index_t kUnits = kConvWidth >= 16 ? 3 : 1;
 }
 [[nodiscard]] inline index_t padded_rows(const DirectConvGeometry& g) noexcept { return g.height + 2 * g.padding; }
 
-// `Units` output-row vectors × kChannels channels. `in[u]` points at unit u's first input value in the
-// padded sample, and tap t = (c, i, j) reads `taps[t]` values further on; `w[o]` points at channel o's
-// weights [c][i][j]; `out[u]` at unit u's first output value of channel 0, channels `plane` apart;
-// `lanes[u]` values of unit u are valid, and `channels` channels.
-template <index_t Units>
-void direct_tile(index_t tap_count, const index_t* taps, const float* const* in, const float* const* w,
-                 const float* bias, float* const* out, const index_t* lanes, index_t channels, index_t plane) noexcept {
-  conv_batch acc[Units][kChannels];
+/// One channel tile of one sample, as every path's kernel walks it: `units` row vectors (output rows ×
+/// vectors per row), the weights `w[o]` ([c][i][j]) and bias of its kChannels channels (a partial tile
+/// repeats its last channel in the spare ones, which are computed but never stored), `channels` of
+/// which are real; channel o's output plane starts at `y0 + o · plane`.
+struct DirectTile {
+  const float* w[kChannels];
+  float bias[kChannels];
+  index_t channels, tap_count, units, vectors, row, out_w, plane;
+  const float* padded;
+  float* y0;
+
+  DirectTile(const DirectConvGeometry& g, const float* padded_input, const float* weight, const float* bias_in, index_t tile,
+             float* y) noexcept
+      : tap_count(g.in_channels * g.kernel * g.kernel),
+        vectors(vectors_per_row(g)),
+        row(padded_row(g)),
+        out_w(g.out_width()),
+        plane(g.out_height() * g.out_width()),
+        padded(padded_input) {
+    const index_t first = tile * kChannels;
+    channels = std::min(kChannels, g.out_channels - first);
+    units = g.out_height() * vectors;
+    for (index_t o = 0; o < kChannels; ++o) {
+      const index_t channel = first + std::min(o, channels - 1);
+      w[o] = weight + channel * tap_count;
+      bias[o] = bias_in[channel];
+    }
+    y0 = y + first * plane;
+  }
+  /// Row vector `unit`: its first input value in the padded sample (tap t reads `taps[t]` further on),
+  /// its first output value in channel 0's plane, and how many of its kConvWidth lanes are in the row.
+  [[nodiscard]] const float* input(index_t unit) const noexcept {
+    return padded + unit / vectors * row + unit % vectors * kConvWidth;
+  }
+  [[nodiscard]] float* output(index_t unit) const noexcept {
+    return y0 + unit / vectors * out_w + unit % vectors * kConvWidth;
+  }
+  [[nodiscard]] index_t lanes(index_t unit) const noexcept {
+    return std::min(kConvWidth, out_w - unit % vectors * kConvWidth);
+  }
+};
+
+#if MINNOW_X86_KERNELS
+// `Units` row vectors × kChannels channels: in[u], out[u] and lanes[u] describe vector u.
+template <int Units>
+MINNOW_TARGET_AVX512 inline void direct_tile_avx512(const DirectTile& t, const index_t* taps, const float* const* in,
+                                                    float* const* out, const index_t* lanes) noexcept {
+  __m512 acc[Units][kChannels];
 #pragma GCC unroll 8
   for (index_t o = 0; o < kChannels; ++o) {
-    const conv_batch b(bias[o]);
+    const __m512 b = _mm512_set1_ps(t.bias[o]);
 #pragma GCC unroll 4
-    for (index_t u = 0; u < Units; ++u) acc[u][o] = b;
+    for (int u = 0; u < Units; ++u) acc[u][o] = b;
   }
-  for (index_t t = 0; t < tap_count; ++t) {
-    const index_t offset = taps[t];
-    conv_batch x[Units];
+  for (index_t k = 0; k < t.tap_count; ++k) {
+    const index_t offset = taps[k];
+    __m512 x[Units];
 #pragma GCC unroll 4
-    for (index_t u = 0; u < Units; ++u) x[u] = conv_batch::load_unaligned(in[u] + offset);
+    for (int u = 0; u < Units; ++u) x[u] = _mm512_loadu_ps(in[u] + offset);
 #pragma GCC unroll 8
     for (index_t o = 0; o < kChannels; ++o) {
-      const conv_batch wo(w[o][t]);
+      const __m512 wo = _mm512_set1_ps(t.w[o][k]);
 #pragma GCC unroll 4
-      for (index_t u = 0; u < Units; ++u) acc[u][o] = xsimd::fma(wo, x[u], acc[u][o]);
+      for (int u = 0; u < Units; ++u) acc[u][o] = _mm512_fmadd_ps(wo, x[u], acc[u][o]);
     }
   }
-  for (index_t u = 0; u < Units; ++u) {
-    if (lanes[u] == kConvWidth) {
-      for (index_t o = 0; o < channels; ++o) acc[u][o].store_unaligned(out[u] + o * plane);
-      continue;
-    }
+#pragma GCC unroll 4
+  for (int u = 0; u < Units; ++u) {
     // A row's last, partial vector: the lanes past the row's end must not be written.
-#if defined(__AVX512F__)
-    if constexpr (kConvWidth == 16) {
-      const auto mask = static_cast<__mmask16>((1u << lanes[u]) - 1);
-      for (index_t o = 0; o < channels; ++o) _mm512_mask_storeu_ps(out[u] + o * plane, mask, acc[u][o]);
-      continue;
+    const auto mask = static_cast<__mmask16>(lanes[u] == kConvWidth ? 0xFFFF : (1u << lanes[u]) - 1);
+    for (index_t o = 0; o < t.channels; ++o) _mm512_mask_storeu_ps(out[u] + o * t.plane, mask, acc[u][o]);
+  }
+}
+
+// `Halves` half rows of 8 lanes × the 4 channels from `first` (`count` of them stored).
+template <int Halves>
+MINNOW_TARGET_AVX2 inline void direct_tile_avx2(const DirectTile& t, const index_t* taps, const float* const* in,
+                                                float* const* out, const index_t* lanes, index_t first, index_t count) noexcept {
+  constexpr int kC = 4;
+  __m256 acc[Halves][kC];
+#pragma GCC unroll 4
+  for (int o = 0; o < kC; ++o) {
+    const __m256 b = _mm256_set1_ps(t.bias[first + o]);
+#pragma GCC unroll 3
+    for (int h = 0; h < Halves; ++h) acc[h][o] = b;
+  }
+  const float* const w[kC] = {t.w[first], t.w[first + 1], t.w[first + 2], t.w[first + 3]};
+  for (index_t k = 0; k < t.tap_count; ++k) {
+    const index_t offset = taps[k];
+    __m256 x[Halves];
+#pragma GCC unroll 3
+    for (int h = 0; h < Halves; ++h) x[h] = _mm256_loadu_ps(in[h] + offset);
+#pragma GCC unroll 4
+    for (int o = 0; o < kC; ++o) {
+      const __m256 wo = _mm256_broadcast_ss(w[o] + k);
+#pragma GCC unroll 3
+      for (int h = 0; h < Halves; ++h) acc[h][o] = _mm256_fmadd_ps(wo, x[h], acc[h][o]);
     }
-#endif
-    alignas(64) float spill[kConvWidth];
-    for (index_t o = 0; o < channels; ++o) {
-      acc[u][o].store_aligned(spill);
-      std::copy_n(spill, lanes[u], out[u] + o * plane);
+  }
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+#pragma GCC unroll 3
+  for (int h = 0; h < Halves; ++h) {
+    float* dst = out[h] + first * t.plane;
+    if (lanes[h] == 8) {
+      for (index_t o = 0; o < count; ++o) _mm256_storeu_ps(dst + o * t.plane, acc[h][o]);
+    } else {
+      const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lanes[h])), iota);
+      for (index_t o = 0; o < count; ++o) _mm256_maskstore_ps(dst + o * t.plane, mask, acc[h][o]);
     }
   }
 }
+
+// Up to 3 half rows through both 4-channel halves of the tile (the second only when it has real channels).
+MINNOW_TARGET_AVX2 inline void direct_halves_avx2(const DirectTile& t, const index_t* taps, int halves, const float* const* in,
+                                                  float* const* out, const index_t* lanes) noexcept {
+  for (index_t first = 0; first < t.channels; first += 4) {
+    const index_t count = std::min<index_t>(4, t.channels - first);
+    if (halves == 3) {
+      direct_tile_avx2<3>(t, taps, in, out, lanes, first, count);
+    } else if (halves == 2) {
+      direct_tile_avx2<2>(t, taps, in, out, lanes, first, count);
+    } else {
+      direct_tile_avx2<1>(t, taps, in, out, lanes, first, count);
+    }
+  }
+}
+#endif
 
 }  // namespace detail
 
@@ -147,46 +226,87 @@ inline void pad_direct_conv_input(const DirectConvGeometry& g, const float* x, f
 }
 
 /// Channel tile `tile` (kChannels output channels) of one sample's output y [out, Ho, Wo], from its padded
-/// input, the weights [out, in, k, k] as they are, the bias [out] and the tap offsets.
-inline void direct_conv_tile(const DirectConvGeometry& g, const float* padded, const float* weight, const float* bias,
-                             const index_t* taps, index_t tile, float* y) noexcept {
-  using namespace detail;
-  const index_t out_w = g.out_width(), plane = g.out_height() * out_w;
-  const index_t vectors = vectors_per_row(g), row = padded_row(g);
-  const index_t units = g.out_height() * vectors, tap_count = direct_conv_tap_count(g);
-  const auto [first, channels] = direct_conv_tile_channels(g, tile);
-  // A partial tile repeats its last channel in the spare accumulators, which are never stored.
-  const float* w[kChannels];
-  alignas(64) float tile_bias[kChannels];
-  for (index_t o = 0; o < kChannels; ++o) {
-    const index_t channel = first + std::min(o, channels - 1);
-    w[o] = weight + channel * tap_count;
-    tile_bias[o] = bias[channel];
+/// input, the weights [out, in, k, k] as they are, the bias [out] and the tap offsets
+/// (direct_conv_tap_offsets): the scalar twin, one row vector of 16 lanes at a time.
+inline void direct_conv_tile(arch::scalar, const DirectConvGeometry& g, const float* padded, const float* weight,
+                             const float* bias, const index_t* taps, index_t tile, float* y) noexcept {
+  using detail::kChannels;
+  using detail::kConvWidth;
+  const detail::DirectTile t(g, padded, weight, bias, tile, y);
+  for (index_t unit = 0; unit < t.units; ++unit) {
+    const float* in = t.input(unit);
+    float acc[kChannels][kConvWidth];
+    for (index_t o = 0; o < kChannels; ++o) std::fill_n(acc[o], kConvWidth, t.bias[o]);
+    for (index_t k = 0; k < t.tap_count; ++k) {
+      const float* x = in + taps[k];
+      for (index_t o = 0; o < kChannels; ++o) {
+        const float wo = t.w[o][k];
+        for (index_t l = 0; l < kConvWidth; ++l) acc[o][l] = std::fma(wo, x[l], acc[o][l]);
+      }
+    }
+    float* out = t.output(unit);
+    const index_t lanes = t.lanes(unit);
+    for (index_t o = 0; o < t.channels; ++o) std::copy_n(acc[o], lanes, out + o * t.plane);
   }
-  float* y0 = y + first * plane;
-  for (index_t unit = 0; unit < units; unit += kUnits) {
-    const index_t count = std::min(kUnits, units - unit);
+}
+
+#if MINNOW_X86_KERNELS
+/// The tile with AVX2: the row vectors' halves (those with lanes in the row) three at a time.
+MINNOW_TARGET_AVX2 inline void direct_conv_tile(arch::avx2, const DirectConvGeometry& g, const float* padded, const float* weight,
+                                                const float* bias, const index_t* taps, index_t tile, float* y) noexcept {
+  const detail::DirectTile t(g, padded, weight, bias, tile, y);
+  const float* in[3];
+  float* out[3];
+  index_t lanes[3];
+  int halves = 0;
+  for (index_t unit = 0; unit < t.units; ++unit) {
+    const index_t unit_lanes = t.lanes(unit);
+    for (index_t h = 0; h < 2 && 8 * h < unit_lanes; ++h) {
+      in[halves] = t.input(unit) + 8 * h;
+      out[halves] = t.output(unit) + 8 * h;
+      lanes[halves] = std::min<index_t>(8, unit_lanes - 8 * h);
+      if (++halves == 3) {
+        detail::direct_halves_avx2(t, taps, 3, in, out, lanes);
+        halves = 0;
+      }
+    }
+  }
+  if (halves > 0) detail::direct_halves_avx2(t, taps, halves, in, out, lanes);
+}
+
+/// The tile with AVX-512: three row vectors at a time.
+MINNOW_TARGET_AVX512 inline void direct_conv_tile(arch::avx512, const DirectConvGeometry& g, const float* padded,
+                                                  const float* weight, const float* bias, const index_t* taps, index_t tile,
+                                                  float* y) noexcept {
+  using detail::kUnits;
+  const detail::DirectTile t(g, padded, weight, bias, tile, y);
+  for (index_t unit = 0; unit < t.units; unit += kUnits) {
+    const index_t count = std::min(kUnits, t.units - unit);
     const float* in[kUnits];
     float* out[kUnits];
     index_t lanes[kUnits];
     for (index_t u = 0; u < count; ++u) {
-      const index_t oy = (unit + u) / vectors, ox = (unit + u) % vectors * kConvWidth;
-      in[u] = padded + oy * row + ox;
-      out[u] = y0 + oy * out_w + ox;
-      lanes[u] = std::min(kConvWidth, out_w - ox);
+      in[u] = t.input(unit + u);
+      out[u] = t.output(unit + u);
+      lanes[u] = t.lanes(unit + u);
     }
-    if constexpr (kUnits == 3) {
-      if (count == 3) {
-        direct_tile<3>(tap_count, taps, in, w, tile_bias, out, lanes, channels, plane);
-        continue;
-      }
-      if (count == 2) {
-        direct_tile<2>(tap_count, taps, in, w, tile_bias, out, lanes, channels, plane);
-        continue;
-      }
+    if (count == 3) {
+      detail::direct_tile_avx512<3>(t, taps, in, out, lanes);
+    } else if (count == 2) {
+      detail::direct_tile_avx512<2>(t, taps, in, out, lanes);
+    } else {
+      detail::direct_tile_avx512<1>(t, taps, in, out, lanes);
     }
-    direct_tile<1>(tap_count, taps, in, w, tile_bias, out, lanes, channels, plane);
   }
+}
+#endif
+
+/// The tile with the kernels of `Arch` (by default the CPU's widest; every path gives the same bits).
+/// @throws value_error (from with_arch) when `Arch` names a set this CPU lacks.
+template <class Arch = arch::automatic>
+void direct_conv_tile(const DirectConvGeometry& g, const float* padded, const float* weight, const float* bias,
+                      const index_t* taps, index_t tile, float* y) {
+  with_arch<Arch>("simd::direct_conv_tile", [&](auto tag) { direct_conv_tile(tag, g, padded, weight, bias, taps, tile, y); });
 }
 
 /// @brief Runs a batch through the direct kernel: the parallel loop runs over (sample, channel tile) pairs,
@@ -205,8 +325,10 @@ class DirectConvBatch {
   }
 
   /// For every sample s < `samples` of `x` ([in, H, W] each, contiguous) and tile t: computes the tile into
-  /// `output(s, thread)` (that sample's [out, Ho, Wo]), then calls `tile_done(s, t, thread)`.
-  template <class Output, class TileDone>
+  /// `output(s, thread)` (that sample's [out, Ho, Wo]) with the kernels of `Arch` (chosen once for the
+  /// batch), then calls `tile_done(s, t, thread)`.
+  /// @throws value_error (from with_arch) when `Arch` names a set this CPU lacks.
+  template <class Arch = arch::automatic, class Output, class TileDone>
   void run(const DirectConvGeometry& g, const float* x, index_t samples, const float* weight, const float* bias,
            Output&& output, TileDone&& tile_done) {
     const index_t tiles = direct_conv_tiles(g), sample_size = g.in_channels * g.height * g.width;
@@ -216,16 +338,18 @@ class DirectConvBatch {
     if (padded_.size() < static_cast<std::size_t>(threads)) padded_.resize(static_cast<std::size_t>(threads));
     for (int t = 0; t < threads; ++t) padded_[static_cast<std::size_t>(t)].resize({direct_conv_padded_size(g)});
     padded_sample_.assign(padded_.size(), -1);
-    minnow::detail::parallel_for(samples * tiles, threads, [&](index_t item, int thread) {
-      const auto t = static_cast<std::size_t>(thread);
-      const index_t sample = item / tiles, tile = item % tiles;
-      float* padded = padded_[t].data();
-      if (padded_sample_[t] != sample) {
-        pad_direct_conv_input(g, x + sample * sample_size, padded);
-        padded_sample_[t] = sample;
-      }
-      direct_conv_tile(g, padded, weight, bias, taps_.data(), tile, output(sample, thread));
-      tile_done(sample, tile, thread);
+    with_arch<Arch>("simd::DirectConvBatch::run", [&](auto tag) {
+      minnow::detail::parallel_for(samples * tiles, threads, [&](index_t item, int thread) {
+        const auto t = static_cast<std::size_t>(thread);
+        const index_t sample = item / tiles, tile = item % tiles;
+        float* padded = padded_[t].data();
+        if (padded_sample_[t] != sample) {
+          pad_direct_conv_input(g, x + sample * sample_size, padded);
+          padded_sample_[t] = sample;
+        }
+        direct_conv_tile(tag, g, padded, weight, bias, taps_.data(), tile, output(sample, thread));
+        tile_done(sample, tile, thread);
+      });
     });
   }
 

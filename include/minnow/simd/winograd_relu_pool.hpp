@@ -12,27 +12,26 @@
 /// leaves the transform as one pooled value and its winner.
 ///
 /// The transforms add rounding: results differ from a direct convolution by a few float ulps of the
-/// largest term, and an infinite input becomes NaN in its tile (∞ − ∞). AVX-512 only; `kWinogradAvailable` is false elsewhere and callers use the direct kernel.
+/// largest term, and an infinite input becomes NaN in its tile (∞ − ∞). The three steps (input transform,
+/// products, output transform with ReLU and pool) have kernels for each simd::arch path, chosen at run
+/// time (simd/arch.hpp): AVX-512 (products: 12 tiles × 2 vectors of 16 output channels, 24 of the 32
+/// registers), AVX2 (6 tiles × 2 vectors of 8, 12 of 16) and the scalar twin. Every path computes each
+/// value by the same operations in the same order (a product is an FMA chain over the input channels from
+/// zero), so all give the same bits. The buffers' layouts (output channels padded to multiples of 16) are
+/// the same for every path.
 
+#include <minnow/simd/arch.hpp>
 #include <minnow/simd/sparse_conv_grad.hpp>
 #include <minnow/tensor.hpp>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace minnow::simd {
-
-#if defined(__AVX512F__)
-inline constexpr bool kWinogradAvailable = true;
-#else
-inline constexpr bool kWinogradAvailable = false;
-#endif
 
 /// One sample of a 3×3, stride-1 convolution with `padding`, followed by ReLU and a 2×2 pool.
 struct WinogradGeometry {
@@ -50,16 +49,264 @@ struct WinogradGeometry {
   [[nodiscard]] ChannelsLastGeometry input() const noexcept { return {in_channels, 3, padding, height, width}; }
 };
 
-#if defined(__AVX512F__)
-
 namespace detail {
 
-inline constexpr int kWinogradTiles = 12;  // tiles per register block: 12 × 2 vectors of output channels
+/// Tiles per block of the products (the rows of M one call computes), and output channels per `run`.
+inline constexpr int kWinogradTiles = 12;
+inline constexpr index_t kWinogradBlock = 32;
+/// Floats between M[ξ] and M[ξ + 1] in a block's products.
+inline constexpr index_t kWinogradXiStride = kWinogradTiles * kWinogradBlock;
 
-// M[r][n] = Σ_c V[r][c] · U[c][n]: R tiles (rows of V, `channels` apart) × NV vectors of output channels
-// (U's rows `u_stride` apart), into `m` [R][NV·16].
+// The pooling rule: `second` takes over from `first` when larger or NaN.
+[[nodiscard]] inline bool winograd_second_wins(float first, float second) noexcept { return second > first || second != second; }
+
+/// V[ξ][tile][c] = (Bᵀ·d·B)[ξ] for every tile's 4×4 patch d of `padded` (g.input()'s layout), with
+/// Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]: the scalar twin.
+inline void winograd_input(arch::scalar, const WinogradGeometry& g, const float* padded, float* transformed) noexcept {
+  const index_t in = g.in_channels, tiles = g.tiles(), pw = g.pooled_width(), row = g.input().row_stride();
+  const index_t step = tiles * in;  // between ξ
+  for (index_t tile = 0; tile < tiles; ++tile) {
+    const float* d = padded + (2 * (tile / pw)) * row + 2 * (tile % pw) * in;
+    float* v = transformed + tile * in;
+    for (index_t c = 0; c < in; ++c) {
+      float t[4][4];
+      for (int j = 0; j < 4; ++j) {
+        const float d0 = d[j * in + c], d1 = d[row + j * in + c], d2 = d[2 * row + j * in + c], d3 = d[3 * row + j * in + c];
+        t[0][j] = d0 - d2;
+        t[1][j] = d1 + d2;
+        t[2][j] = d2 - d1;
+        t[3][j] = d1 - d3;
+      }
+      for (int i = 0; i < 4; ++i) {
+        v[(i * 4 + 0) * step + c] = t[i][0] - t[i][2];
+        v[(i * 4 + 1) * step + c] = t[i][1] + t[i][2];
+        v[(i * 4 + 2) * step + c] = t[i][2] - t[i][1];
+        v[(i * 4 + 3) * step + c] = t[i][1] - t[i][3];
+      }
+    }
+  }
+}
+
+// winograd_products for `Width` output channels.
+template <index_t Width>
+void winograd_products_scalar(int rows, const float* v, index_t channels, const float* u, index_t u_stride, float* m) noexcept {
+  for (int r = 0; r < rows; ++r) {
+    float acc[Width] = {};
+    for (index_t c = 0; c < channels; ++c) {
+      const float x = v[r * channels + c];
+      const float* w = u + c * u_stride;
+      for (index_t n = 0; n < Width; ++n) acc[n] = std::fma(x, w[n], acc[n]);
+    }
+    std::copy_n(acc, Width, m + r * Width);
+  }
+}
+
+/// M[r][n] = Σ_c V[r][c] · U[c][n] for `rows` ≤ kWinogradTiles tiles (rows of `v`, `channels` apart) and
+/// `vectors` (1 or 2) × 16 output channels (U's rows `u_stride` apart), into `m` [rows][vectors·16]: the
+/// scalar twin. Each sum is an FMA chain over c from zero.
+inline void winograd_products(arch::scalar, int rows, const float* v, index_t channels, const float* u, index_t u_stride,
+                              int vectors, float* m) noexcept {
+  // A width known at compile time lets the compiler vectorize the twin where it can (NEON, -march builds).
+  if (vectors == 2) {
+    winograd_products_scalar<32>(rows, v, channels, u, u_stride, m);
+  } else {
+    winograd_products_scalar<16>(rows, v, channels, u, u_stride, m);
+  }
+}
+
+/// The output transform of `rows` tiles from `first_tile`, 16 output channels from `first` (`lanes` of
+/// them real) at a time, `vectors` of them: Y = Aᵀ·M·A + bias (Aᵀ = [1 1 1 0; 0 1 −1 −1]), ReLU, then the
+/// pool's rule over the window in row-major order, into `values` and `winners` [tile][kWinogradBlock]
+/// (the winner's index in the convolution's output plane). `m` holds the block's products as
+/// winograd_products wrote them, M[ξ] every kWinogradXiStride floats. The scalar twin.
+inline void winograd_finish(arch::scalar, const WinogradGeometry& g, const float* m, index_t first_tile, int rows, int vectors,
+                            index_t first, index_t count, const float* bias, float* values, std::int32_t* winners) noexcept {
+  const index_t pw = g.pooled_width(), ow = g.out_width();
+  for (int r = 0; r < rows; ++r) {
+    const index_t tile = first_tile + r;
+    const auto top = static_cast<std::int32_t>(2 * (tile / pw) * ow + 2 * (tile % pw));
+    const auto below = top + static_cast<std::int32_t>(ow);
+    for (index_t l = 0; l < 16 * vectors; ++l) {
+      const float* ml = m + r * 16 * vectors + l;
+      float s[2][4];
+      for (int j = 0; j < 4; ++j) {
+        const float m0 = ml[(0 * 4 + j) * kWinogradXiStride], m1 = ml[(1 * 4 + j) * kWinogradXiStride];
+        const float m2 = ml[(2 * 4 + j) * kWinogradXiStride], m3 = ml[(3 * 4 + j) * kWinogradXiStride];
+        s[0][j] = (m0 + m1) + m2;
+        s[1][j] = (m1 - m2) - m3;
+      }
+      const float b = l < count ? bias[first + l] : 0.0f;
+      float y[2][2];
+      for (int i = 0; i < 2; ++i) {
+        y[i][0] = ((s[i][0] + s[i][1]) + s[i][2]) + b;
+        y[i][1] = ((s[i][1] - s[i][2]) - s[i][3]) + b;
+        // ReLU: only y < 0 becomes 0, so -0 and NaN stay, as in nn::ReLU.
+        for (int j = 0; j < 2; ++j) y[i][j] = y[i][j] < 0.0f ? 0.0f : y[i][j];
+      }
+      const bool t0 = winograd_second_wins(y[0][0], y[0][1]), t1 = winograd_second_wins(y[1][0], y[1][1]);
+      const float best0 = t0 ? y[0][1] : y[0][0], best1 = t1 ? y[1][1] : y[1][0];
+      const bool second_row = winograd_second_wins(best0, best1);
+      values[tile * kWinogradBlock + l] = second_row ? best1 : best0;
+      winners[tile * kWinogradBlock + l] = second_row ? below + (t1 ? 1 : 0) : top + (t0 ? 1 : 0);
+    }
+  }
+}
+
+#if MINNOW_X86_KERNELS
+// A mask of the `lanes` first of 8 lanes, for maskload / maskstore.
+[[nodiscard]] MINNOW_TARGET_AVX2 inline __m256i winograd_lane_mask(index_t lanes) noexcept {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lanes)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// The pooling rule on 8 lanes: all ones where `second` takes over.
+[[nodiscard]] MINNOW_TARGET_AVX2 inline __m256 winograd_second_wins(__m256 first, __m256 second) noexcept {
+  return _mm256_or_ps(_mm256_cmp_ps(second, first, _CMP_GT_OQ), _mm256_cmp_ps(second, second, _CMP_UNORD_Q));
+}
+
+/// The input transform, 8 channels at a time.
+MINNOW_TARGET_AVX2 inline void winograd_input(arch::avx2, const WinogradGeometry& g, const float* padded, float* transformed) noexcept {
+  const index_t in = g.in_channels, tiles = g.tiles(), pw = g.pooled_width(), row = g.input().row_stride();
+  const index_t step = tiles * in;
+  for (index_t c0 = 0; c0 < in; c0 += 8) {
+    const __m256i mask = winograd_lane_mask(std::min<index_t>(8, in - c0));
+    for (index_t tile = 0; tile < tiles; ++tile) {
+      const float* d = padded + (2 * (tile / pw)) * row + 2 * (tile % pw) * in + c0;
+      __m256 t[4][4];
+      for (int j = 0; j < 4; ++j) {
+        const __m256 d0 = _mm256_maskload_ps(d + j * in, mask), d1 = _mm256_maskload_ps(d + row + j * in, mask);
+        const __m256 d2 = _mm256_maskload_ps(d + 2 * row + j * in, mask), d3 = _mm256_maskload_ps(d + 3 * row + j * in, mask);
+        t[0][j] = _mm256_sub_ps(d0, d2);
+        t[1][j] = _mm256_add_ps(d1, d2);
+        t[2][j] = _mm256_sub_ps(d2, d1);
+        t[3][j] = _mm256_sub_ps(d1, d3);
+      }
+      float* v = transformed + tile * in + c0;
+      for (int i = 0; i < 4; ++i) {
+        _mm256_maskstore_ps(v + (i * 4 + 0) * step, mask, _mm256_sub_ps(t[i][0], t[i][2]));
+        _mm256_maskstore_ps(v + (i * 4 + 1) * step, mask, _mm256_add_ps(t[i][1], t[i][2]));
+        _mm256_maskstore_ps(v + (i * 4 + 2) * step, mask, _mm256_sub_ps(t[i][2], t[i][1]));
+        _mm256_maskstore_ps(v + (i * 4 + 3) * step, mask, _mm256_sub_ps(t[i][1], t[i][3]));
+      }
+    }
+  }
+}
+
+// R tiles × 16 output channels (two registers) from `u`, into rows of `m` `width` floats apart.
+template <int R>
+MINNOW_TARGET_AVX2 inline void winograd_product_avx2(const float* v, index_t channels, const float* u, index_t u_stride, float* m,
+                                                     index_t width) noexcept {
+  __m256 acc[R][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (index_t c = 0; c < channels; ++c) {
+    const __m256 w0 = _mm256_loadu_ps(u + c * u_stride), w1 = _mm256_loadu_ps(u + c * u_stride + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      const __m256 x = _mm256_broadcast_ss(v + r * channels + c);
+      acc[r][0] = _mm256_fmadd_ps(x, w0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(x, w1, acc[r][1]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_ps(m + r * width, acc[r][0]);
+    _mm256_storeu_ps(m + r * width + 8, acc[r][1]);
+  }
+}
+
+/// The products, 6 tiles × 16 output channels at a time.
+MINNOW_TARGET_AVX2 inline void winograd_products(arch::avx2, int rows, const float* v, index_t channels, const float* u,
+                                                 index_t u_stride, int vectors, float* m) noexcept {
+  const index_t width = 16 * vectors;
+  for (int n = 0; n < vectors; ++n) {
+    for (int r0 = 0; r0 < rows; r0 += 6) {
+      const float* vr = v + r0 * channels;
+      float* mr = m + r0 * width + 16 * n;
+      switch (std::min(6, rows - r0)) {
+        case 6: winograd_product_avx2<6>(vr, channels, u + 16 * n, u_stride, mr, width); break;
+        case 5: winograd_product_avx2<5>(vr, channels, u + 16 * n, u_stride, mr, width); break;
+        case 4: winograd_product_avx2<4>(vr, channels, u + 16 * n, u_stride, mr, width); break;
+        case 3: winograd_product_avx2<3>(vr, channels, u + 16 * n, u_stride, mr, width); break;
+        case 2: winograd_product_avx2<2>(vr, channels, u + 16 * n, u_stride, mr, width); break;
+        default: winograd_product_avx2<1>(vr, channels, u + 16 * n, u_stride, mr, width); break;
+      }
+    }
+  }
+}
+
+/// The output transform, 8 output channels at a time.
+MINNOW_TARGET_AVX2 inline void winograd_finish(arch::avx2, const WinogradGeometry& g, const float* m, index_t first_tile, int rows,
+                                               int vectors, index_t first, index_t count, const float* bias, float* values,
+                                               std::int32_t* winners) noexcept {
+  const index_t pw = g.pooled_width(), ow = g.out_width();
+  const __m256 zero = _mm256_setzero_ps();
+  for (int r = 0; r < rows; ++r) {
+    const index_t tile = first_tile + r;
+    const auto top = static_cast<std::int32_t>(2 * (tile / pw) * ow + 2 * (tile % pw));
+    const __m256i top_index = _mm256_set1_epi32(top), below_index = _mm256_set1_epi32(top + static_cast<std::int32_t>(ow));
+    for (index_t l = 0; l < 16 * vectors; l += 8) {
+      const float* ml = m + r * 16 * vectors + l;
+      __m256 s[2][4];
+      for (int j = 0; j < 4; ++j) {
+        const __m256 m0 = _mm256_loadu_ps(ml + (0 * 4 + j) * kWinogradXiStride), m1 = _mm256_loadu_ps(ml + (1 * 4 + j) * kWinogradXiStride);
+        const __m256 m2 = _mm256_loadu_ps(ml + (2 * 4 + j) * kWinogradXiStride), m3 = _mm256_loadu_ps(ml + (3 * 4 + j) * kWinogradXiStride);
+        s[0][j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+        s[1][j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+      }
+      const __m256 b = _mm256_maskload_ps(bias + first + l, winograd_lane_mask(std::clamp<index_t>(count - l, 0, 8)));
+      __m256 y[2][2];
+      for (int i = 0; i < 2; ++i) {
+        y[i][0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s[i][0], s[i][1]), s[i][2]), b);
+        y[i][1] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s[i][1], s[i][2]), s[i][3]), b);
+        for (int j = 0; j < 2; ++j) y[i][j] = _mm256_blendv_ps(y[i][j], zero, _mm256_cmp_ps(y[i][j], zero, _CMP_LT_OQ));
+      }
+      const __m256 t0 = winograd_second_wins(y[0][0], y[0][1]), t1 = winograd_second_wins(y[1][0], y[1][1]);
+      const __m256 best0 = _mm256_blendv_ps(y[0][0], y[0][1], t0), best1 = _mm256_blendv_ps(y[1][0], y[1][1], t1);
+      const __m256 second_row = winograd_second_wins(best0, best1);
+      // A true lane of t0 / t1 is -1: subtracting it adds 1.
+      const __m256i first_row = _mm256_sub_epi32(top_index, _mm256_castps_si256(t0));
+      const __m256i below_row = _mm256_sub_epi32(below_index, _mm256_castps_si256(t1));
+      _mm256_storeu_ps(values + tile * kWinogradBlock + l, _mm256_blendv_ps(best0, best1, second_row));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(winners + tile * kWinogradBlock + l),
+                          _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(first_row), _mm256_castsi256_ps(below_row), second_row)));
+    }
+  }
+}
+
+/// The input transform, 16 channels at a time.
+MINNOW_TARGET_AVX512 inline void winograd_input(arch::avx512, const WinogradGeometry& g, const float* padded,
+                                                float* transformed) noexcept {
+  const index_t in = g.in_channels, tiles = g.tiles(), pw = g.pooled_width(), row = g.input().row_stride();
+  const index_t step = tiles * in;
+  for (index_t c0 = 0; c0 < in; c0 += 16) {
+    const index_t lanes = std::min<index_t>(16, in - c0);
+    const auto mask = static_cast<__mmask16>(lanes == 16 ? 0xFFFF : (1u << lanes) - 1);
+    for (index_t tile = 0; tile < tiles; ++tile) {
+      const float* d = padded + (2 * (tile / pw)) * row + 2 * (tile % pw) * in + c0;
+      __m512 t[4][4];
+      for (int j = 0; j < 4; ++j) {
+        const __m512 d0 = _mm512_maskz_loadu_ps(mask, d + j * in), d1 = _mm512_maskz_loadu_ps(mask, d + row + j * in);
+        const __m512 d2 = _mm512_maskz_loadu_ps(mask, d + 2 * row + j * in), d3 = _mm512_maskz_loadu_ps(mask, d + 3 * row + j * in);
+        t[0][j] = _mm512_sub_ps(d0, d2);
+        t[1][j] = _mm512_add_ps(d1, d2);
+        t[2][j] = _mm512_sub_ps(d2, d1);
+        t[3][j] = _mm512_sub_ps(d1, d3);
+      }
+      float* v = transformed + tile * in + c0;
+      for (int i = 0; i < 4; ++i) {
+        _mm512_mask_storeu_ps(v + (i * 4 + 0) * step, mask, _mm512_sub_ps(t[i][0], t[i][2]));
+        _mm512_mask_storeu_ps(v + (i * 4 + 1) * step, mask, _mm512_add_ps(t[i][1], t[i][2]));
+        _mm512_mask_storeu_ps(v + (i * 4 + 2) * step, mask, _mm512_sub_ps(t[i][2], t[i][1]));
+        _mm512_mask_storeu_ps(v + (i * 4 + 3) * step, mask, _mm512_sub_ps(t[i][1], t[i][3]));
+      }
+    }
+  }
+}
+
+// R tiles × NV vectors of 16 output channels, into `m` [R][NV·16].
 template <int R, int NV>
-void winograd_product(const float* v, index_t channels, const float* u, index_t u_stride, float* m) noexcept {
+MINNOW_TARGET_AVX512 inline void winograd_product_avx512(const float* v, index_t channels, const float* u, index_t u_stride,
+                                                         float* m) noexcept {
   __m512 acc[R][NV];
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r) {
@@ -85,20 +332,72 @@ void winograd_product(const float* v, index_t channels, const float* u, index_t 
 }
 
 template <int NV, int R = kWinogradTiles>
-void winograd_product_dispatch(int rows, const float* v, index_t channels, const float* u, index_t u_stride, float* m) noexcept {
+MINNOW_TARGET_AVX512 inline void winograd_products_avx512(int rows, const float* v, index_t channels, const float* u,
+                                                          index_t u_stride, float* m) noexcept {
   if constexpr (R > 1) {
     if (rows < R) {
-      winograd_product_dispatch<NV, R - 1>(rows, v, channels, u, u_stride, m);
+      winograd_products_avx512<NV, R - 1>(rows, v, channels, u, u_stride, m);
       return;
     }
   }
-  winograd_product<R, NV>(v, channels, u, u_stride, m);
+  winograd_product_avx512<R, NV>(v, channels, u, u_stride, m);
 }
 
-// The better of two candidates by PyTorch's pooling rule: the second wins when larger or NaN.
-inline __mmask16 second_wins(__m512 first, __m512 second) noexcept {
+/// The products, all `rows` tiles × `vectors` × 16 output channels at once.
+MINNOW_TARGET_AVX512 inline void winograd_products(arch::avx512, int rows, const float* v, index_t channels, const float* u,
+                                                   index_t u_stride, int vectors, float* m) noexcept {
+  if (vectors == 2) {
+    winograd_products_avx512<2>(rows, v, channels, u, u_stride, m);
+  } else {
+    winograd_products_avx512<1>(rows, v, channels, u, u_stride, m);
+  }
+}
+
+// The pooling rule on 16 lanes.
+[[nodiscard]] MINNOW_TARGET_AVX512 inline __mmask16 winograd_second_wins(__m512 first, __m512 second) noexcept {
   return _mm512_cmp_ps_mask(second, first, _CMP_GT_OQ) | _mm512_cmp_ps_mask(second, second, _CMP_UNORD_Q);
 }
+
+/// The output transform, 16 output channels at a time.
+MINNOW_TARGET_AVX512 inline void winograd_finish(arch::avx512, const WinogradGeometry& g, const float* m, index_t first_tile,
+                                                 int rows, int vectors, index_t first, index_t count, const float* bias,
+                                                 float* values, std::int32_t* winners) noexcept {
+  const index_t pw = g.pooled_width(), ow = g.out_width();
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512i one = _mm512_set1_epi32(1);
+  for (int r = 0; r < rows; ++r) {
+    const index_t tile = first_tile + r;
+    const auto top = static_cast<std::int32_t>(2 * (tile / pw) * ow + 2 * (tile % pw));
+    const __m512i top_index = _mm512_set1_epi32(top), below_index = _mm512_set1_epi32(top + static_cast<std::int32_t>(ow));
+    for (index_t l = 0; l < 16 * vectors; l += 16) {
+      const float* ml = m + r * 16 * vectors + l;
+      __m512 s[2][4];
+      for (int j = 0; j < 4; ++j) {
+        const __m512 m0 = _mm512_loadu_ps(ml + (0 * 4 + j) * kWinogradXiStride), m1 = _mm512_loadu_ps(ml + (1 * 4 + j) * kWinogradXiStride);
+        const __m512 m2 = _mm512_loadu_ps(ml + (2 * 4 + j) * kWinogradXiStride), m3 = _mm512_loadu_ps(ml + (3 * 4 + j) * kWinogradXiStride);
+        s[0][j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+        s[1][j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+      }
+      const index_t lanes = std::clamp<index_t>(count - l, 0, 16);
+      const auto mask = static_cast<__mmask16>(lanes == 16 ? 0xFFFF : (1u << lanes) - 1);
+      const __m512 b = _mm512_maskz_loadu_ps(mask, bias + first + l);
+      __m512 y[2][2];
+      for (int i = 0; i < 2; ++i) {
+        y[i][0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][2]), b);
+        y[i][1] = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[i][1], s[i][2]), s[i][3]), b);
+        for (int j = 0; j < 2; ++j) y[i][j] = _mm512_mask_mov_ps(y[i][j], _mm512_cmp_ps_mask(y[i][j], zero, _CMP_LT_OQ), zero);
+      }
+      const __mmask16 t0 = winograd_second_wins(y[0][0], y[0][1]), t1 = winograd_second_wins(y[1][0], y[1][1]);
+      const __m512 best0 = _mm512_mask_blend_ps(t0, y[0][0], y[0][1]), best1 = _mm512_mask_blend_ps(t1, y[1][0], y[1][1]);
+      const __mmask16 second_row = winograd_second_wins(best0, best1);
+      const __m512i first_row = _mm512_mask_add_epi32(top_index, t0, top_index, one);
+      const __m512i below_row = _mm512_mask_add_epi32(below_index, t1, below_index, one);
+      _mm512_storeu_ps(values + tile * kWinogradBlock + l, _mm512_mask_blend_ps(second_row, best0, best1));
+      _mm512_storeu_si512(winners + tile * kWinogradBlock + l, _mm512_mask_blend_epi32(second_row, first_row, below_row));
+    }
+  }
+}
+#endif
 
 }  // namespace detail
 
@@ -144,54 +443,58 @@ class WinogradReluPool {
       Work& w = work_[static_cast<std::size_t>(t)];
       w.padded.resize({g.input().size()});
       w.transformed.resize({16 * g.tiles() * g.in_channels});
-      w.products.resize({16 * detail::kWinogradTiles * 32});
-      w.values.resize({g.tiles() * 32});
-      w.winners.resize({g.tiles() * 32});
+      w.products.resize({16 * detail::kWinogradXiStride});
+      w.values.resize({g.tiles() * detail::kWinogradBlock});
+      w.winners.resize({g.tiles() * detail::kWinogradBlock});
       w.sample = -1;
     }
   }
 
   /// Output channels [first, first + count) (`first` a multiple of 16, count ≤ 32) of sample `sample`,
   /// x [in, H, W]: `pooled` and `argmax` [out][Hp'][Wp'] get max(ReLU(conv + bias)) over each 2×2 window
-  /// and the winner's index in the convolution's output plane. Thread `thread` keeps the sample's
-  /// transformed input between calls.
-  void run(const WinogradGeometry& g, const float* x, index_t sample, const float* bias, index_t first, index_t count,
+  /// and the winner's index in the convolution's output plane, computed by the kernels of the tag `Arch`
+  /// (which this CPU must run: simd::dispatch's choice, or a tag checked by the caller). Every path gives
+  /// the same bits. Thread `thread` keeps the sample's transformed input between calls.
+  template <class Arch>
+  void run(Arch tag, const WinogradGeometry& g, const float* x, index_t sample, const float* bias, index_t first, index_t count,
            float* pooled, std::int32_t* argmax, int thread) noexcept {
+    static_assert(std::is_base_of_v<arch::scalar, Arch>, "Arch must be a simd::arch kernel tag");
+    using detail::kWinogradBlock;
+    using detail::kWinogradTiles;
     Work& w = work_[static_cast<std::size_t>(thread)];
     if (w.sample != sample) {
-      transform_input(g, x, w);
+      to_padded_channels_last(g.input(), x, w.padded.data());
+      detail::winograd_input(tag, g, w.padded.data(), w.transformed.data());
       w.sample = sample;
     }
     const index_t tiles = g.tiles(), in = g.in_channels, stride = g.padded_out_channels();
     const int vectors = count > 16 ? 2 : 1;
-    for (index_t t0 = 0; t0 < tiles; t0 += detail::kWinogradTiles) {
-      const int rows = static_cast<int>(std::min<index_t>(detail::kWinogradTiles, tiles - t0));
+    for (index_t t0 = 0; t0 < tiles; t0 += kWinogradTiles) {
+      const int rows = static_cast<int>(std::min<index_t>(kWinogradTiles, tiles - t0));
       for (int xi = 0; xi < 16; ++xi) {
-        const float* v = w.transformed.data() + (xi * tiles + t0) * in;
-        const float* u = u_.data() + xi * in * stride + first;
-        float* m = w.products.data() + xi * detail::kWinogradTiles * 32;
-        if (vectors == 2) {
-          detail::winograd_product_dispatch<2>(rows, v, in, u, stride, m);
-        } else {
-          detail::winograd_product_dispatch<1>(rows, v, in, u, stride, m);
-        }
+        detail::winograd_products(tag, rows, w.transformed.data() + (xi * tiles + t0) * in, in, u_.data() + xi * in * stride + first,
+                                  stride, vectors, w.products.data() + xi * detail::kWinogradXiStride);
       }
-      for (int r = 0; r < rows; ++r) {
-        for (int n = 0; n < vectors; ++n) {
-          const index_t o = first + 16 * n, at = (t0 + r) * 32 + 16 * n;
-          finish_tile(g, w.products.data() + (r * vectors + n) * 16, t0 + r, o, std::min<index_t>(16, first + count - o), bias,
-                      w.values.data() + at, w.winners.data() + at);
-        }
-      }
+      detail::winograd_finish(tag, g, w.products.data(), t0, rows, vectors, first, count, bias, w.values.data(), w.winners.data());
     }
+    // The block's [tile][channel] staging → the [channel][tile] outputs.
     for (index_t l = 0; l < count; ++l) {
       float* p = pooled + (first + l) * tiles;
       std::int32_t* a = argmax + (first + l) * tiles;
       for (index_t t = 0; t < tiles; ++t) {
-        p[t] = w.values.data()[t * 32 + l];
-        a[t] = w.winners.data()[t * 32 + l];
+        p[t] = w.values.data()[t * kWinogradBlock + l];
+        a[t] = w.winners.data()[t * kWinogradBlock + l];
       }
     }
+  }
+
+  /// The same with the kernels of `Arch` (by default the CPU's widest).
+  /// @throws value_error (from with_arch) when `Arch` names a set this CPU lacks.
+  template <class Arch = arch::automatic>
+  void run(const WinogradGeometry& g, const float* x, index_t sample, const float* bias, index_t first, index_t count,
+           float* pooled, std::int32_t* argmax, int thread) {
+    with_arch<Arch>("simd::WinogradReluPool::run",
+                    [&](auto tag) { run(tag, g, x, sample, bias, first, count, pooled, argmax, thread); });
   }
 
  private:
@@ -202,80 +505,10 @@ class WinogradReluPool {
     index_t sample = -1;
   };
 
-  // V[ξ][tile][c] = (Bᵀ·d·B)[ξ] for every tile's 4×4 patch d, 16 channels at a time;
-  // Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1].
-  static void transform_input(const WinogradGeometry& g, const float* x, Work& w) noexcept {
-    const ChannelsLastGeometry layout = g.input();
-    to_padded_channels_last(layout, x, w.padded.data());
-    const index_t in = g.in_channels, tiles = g.tiles(), pw = g.pooled_width(), row = layout.row_stride();
-    for (index_t c0 = 0; c0 < in; c0 += 16) {
-      const index_t lanes = std::min<index_t>(16, in - c0);
-      const auto mask = static_cast<__mmask16>(lanes == 16 ? 0xFFFF : (1u << lanes) - 1);
-      for (index_t tile = 0; tile < tiles; ++tile) {
-        const float* d = w.padded.data() + (2 * (tile / pw)) * row + 2 * (tile % pw) * in + c0;
-        __m512 t[4][4];
-        for (int j = 0; j < 4; ++j) {
-          const __m512 d0 = _mm512_maskz_loadu_ps(mask, d + j * in), d1 = _mm512_maskz_loadu_ps(mask, d + row + j * in);
-          const __m512 d2 = _mm512_maskz_loadu_ps(mask, d + 2 * row + j * in), d3 = _mm512_maskz_loadu_ps(mask, d + 3 * row + j * in);
-          t[0][j] = _mm512_sub_ps(d0, d2);
-          t[1][j] = _mm512_add_ps(d1, d2);
-          t[2][j] = _mm512_sub_ps(d2, d1);
-          t[3][j] = _mm512_sub_ps(d1, d3);
-        }
-        float* v = w.transformed.data() + tile * in + c0;
-        const index_t step = tiles * in;  // between ξ
-        for (int i = 0; i < 4; ++i) {
-          _mm512_mask_storeu_ps(v + (i * 4 + 0) * step, mask, _mm512_sub_ps(t[i][0], t[i][2]));
-          _mm512_mask_storeu_ps(v + (i * 4 + 1) * step, mask, _mm512_add_ps(t[i][1], t[i][2]));
-          _mm512_mask_storeu_ps(v + (i * 4 + 2) * step, mask, _mm512_sub_ps(t[i][2], t[i][1]));
-          _mm512_mask_storeu_ps(v + (i * 4 + 3) * step, mask, _mm512_sub_ps(t[i][1], t[i][3]));
-        }
-      }
-    }
-  }
-
-  // One tile × 16 output channels: Y = Aᵀ·M·A + bias (Aᵀ = [1 1 1 0; 0 1 −1 −1]), ReLU, then the pool's
-  // rule over the window in row-major order. `m` points at the tile's 16 channels of M[0]; M[ξ] follows
-  // every kWinogradTiles · 32 floats.
-  static void finish_tile(const WinogradGeometry& g, const float* m, index_t tile, index_t first, index_t lanes,
-                          const float* bias, float* value, std::int32_t* winner) noexcept {
-    const index_t xi_stride = detail::kWinogradTiles * 32;
-    __m512 s[2][4];
-    for (int j = 0; j < 4; ++j) {
-      const __m512 m0 = _mm512_loadu_ps(m + (0 * 4 + j) * xi_stride), m1 = _mm512_loadu_ps(m + (1 * 4 + j) * xi_stride);
-      const __m512 m2 = _mm512_loadu_ps(m + (2 * 4 + j) * xi_stride), m3 = _mm512_loadu_ps(m + (3 * 4 + j) * xi_stride);
-      s[0][j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-      s[1][j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
-    }
-    const auto mask = static_cast<__mmask16>(lanes == 16 ? 0xFFFF : (1u << lanes) - 1);
-    const __m512 b = _mm512_maskz_loadu_ps(mask, bias + first), zero = _mm512_setzero_ps();
-    __m512 y[2][2];
-    for (int i = 0; i < 2; ++i) {
-      y[i][0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][2]), b);
-      y[i][1] = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[i][1], s[i][2]), s[i][3]), b);
-      // ReLU: only y < 0 becomes 0, so -0 and NaN stay, as in nn::ReLU.
-      for (int j = 0; j < 2; ++j) y[i][j] = _mm512_mask_mov_ps(y[i][j], _mm512_cmp_ps_mask(y[i][j], zero, _CMP_LT_OQ), zero);
-    }
-    const __mmask16 t0 = detail::second_wins(y[0][0], y[0][1]), t1 = detail::second_wins(y[1][0], y[1][1]);
-    const __m512 best0 = _mm512_mask_blend_ps(t0, y[0][0], y[0][1]), best1 = _mm512_mask_blend_ps(t1, y[1][0], y[1][1]);
-    const __mmask16 rows = detail::second_wins(best0, best1);
-    // Stage [tile][channel]: `run` transposes a whole block into the [channel][tile] outputs at the end.
-    const index_t pw = g.pooled_width(), ow = g.out_width();
-    const auto top = static_cast<std::int32_t>(2 * (tile / pw) * ow + 2 * (tile % pw));
-    const auto below = top + static_cast<std::int32_t>(ow);
-    const __m512i one = _mm512_set1_epi32(1);
-    const __m512i first_row = _mm512_mask_add_epi32(_mm512_set1_epi32(top), t0, _mm512_set1_epi32(top), one);
-    const __m512i second_row = _mm512_mask_add_epi32(_mm512_set1_epi32(below), t1, _mm512_set1_epi32(below), one);
-    _mm512_storeu_ps(value, _mm512_mask_blend_ps(rows, best0, best1));
-    _mm512_storeu_si512(winner, _mm512_mask_blend_epi32(rows, first_row, second_row));
-  }
-
   Tensor<float, 1> u_;  // U [ξ][in][padded out]
   std::vector<float> cached_weight_;  // the weights U was transformed from
   index_t cached_in_ = -1, cached_out_ = -1;
   std::vector<Work> work_;
 };
-
-#endif
 
 }  // namespace minnow::simd

@@ -1,0 +1,73 @@
+// simd/arch.hpp: the instruction-set names, the run-time choice and how it is lowered, and the typed
+// errors for a bad MINNOW_ARCH, a set the CPU lacks, or an explicit kernel tag the CPU cannot run.
+#include "test_support.hpp"
+
+#include <minnow/simd/arch.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+using namespace minnow;
+using simd::Isa;
+
+TEST_CASE("instruction-set names parse back, and an unknown name is refused naming it") {
+  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_vnni, Isa::amx}) {
+    CHECK(simd::parse_isa(simd::isa_name(isa), "test") == isa);
+  }
+  CHECK_REFUSED(simd::parse_isa("avx3", "MINNOW_ARCH"), value_error,
+                Catch::Matchers::Equals("MINNOW_ARCH is 'avx3': expected scalar, avx2, avx512, avx512_vnni or amx"));
+  CHECK_THROWS_AS(simd::parse_isa("", "MINNOW_ARCH"), value_error);
+  CHECK_THROWS_AS(simd::parse_isa("AVX2", "MINNOW_ARCH"), value_error);
+}
+
+TEST_CASE("the run-time choice is the CPU's widest set, lowered by set_isa and restored by its return value") {
+  const Isa cpu = simd::cpu_isa();
+  CHECK(simd::cpu_has(Isa::scalar));
+  CHECK(simd::cpu_has(cpu));
+  if (cpu != Isa::amx) CHECK_FALSE(simd::cpu_has(static_cast<Isa>(static_cast<int>(cpu) + 1)));
+  const Isa before = simd::active_isa();
+  CHECK(before <= cpu);
+  const char* env = std::getenv("MINNOW_ARCH");
+  if (env == nullptr || env[0] == '\0') CHECK(before == cpu);
+  const Isa previous = simd::set_isa(Isa::scalar);
+  CHECK(previous == before);
+  CHECK(simd::active_isa() == Isa::scalar);
+  CHECK(simd::dispatch([](auto tag) { return std::string(decltype(tag)::name); }) == "scalar");
+  simd::set_isa(previous);
+  CHECK(simd::active_isa() == before);
+  // dispatch hands the tag of the active set (Isa::amx runs the avx512_vnni kernels).
+  const std::string expected = before == Isa::amx ? "avx512_vnni" : simd::isa_name(before);
+  CHECK(simd::dispatch([](auto tag) { return std::string(decltype(tag)::name); }) == expected);
+}
+
+TEST_CASE("a set the CPU lacks is refused by set_isa and by an explicit kernel tag, naming both") {
+  if (simd::cpu_has(Isa::amx)) MINNOW_SKIP("this CPU runs every set, so none can be refused");
+  const Isa before = simd::active_isa();
+  CHECK_REFUSED(simd::set_isa(Isa::amx), value_error, Catch::Matchers::StartsWith("simd::set_isa: this CPU does not run amx"));
+  CHECK(simd::active_isa() == before);  // nothing changed
+  if (!simd::cpu_has(Isa::avx512_vnni)) {
+    CHECK_REFUSED(simd::with_arch<simd::arch::avx512_vnni>("layer 'fc1'", [](auto) {}), value_error,
+                  Catch::Matchers::StartsWith("layer 'fc1': asked for the avx512_vnni kernels"));
+  }
+}
+
+TEST_CASE("an explicit kernel tag the CPU runs is used as given, whatever the run-time choice") {
+  if (!simd::cpu_has(Isa::avx2)) MINNOW_SKIP("this CPU has no AVX2 to ask for");
+  const Isa previous = simd::set_isa(Isa::scalar);
+  const std::string name = simd::with_arch<simd::arch::avx2>("test", [](auto tag) { return std::string(decltype(tag)::name); });
+  simd::set_isa(previous);
+  CHECK(name == "avx2");
+}
+
+// Run by CTest with MINNOW_ARCH=avx3 (see tests/CMakeLists.txt): every call that consults the choice is
+// refused with the variable's name, and keeps being refused.
+TEST_CASE("a bad MINNOW_ARCH is refused naming the variable, at every call", "[.][bad_env]") {
+  const char* env = std::getenv("MINNOW_ARCH");
+  if (env == nullptr || std::string_view(env) != "avx3") MINNOW_SKIP("run with MINNOW_ARCH=avx3");
+  for (int i = 0; i < 2; ++i) {
+    CHECK_REFUSED((void)simd::active_isa(), value_error, Catch::Matchers::StartsWith("MINNOW_ARCH is 'avx3'"));
+  }
+}

@@ -8,7 +8,7 @@
 //   fake_quant/channel       per channel, [256, 65536] axis 0     8 B/element
 //   fake_quant/channel_act   per channel, [16, 64, 16384] axis 1  8 B/element
 //   fake_quant_mask/tensor   y = fq(x) and the STE mask           9 B/element
-//   fake_quant_eigen/tensor  the same formula as one Eigen array expression (what xsimd is measured against)
+//   fake_quant_eigen/tensor  the same formula as one Eigen array expression (what the kernels are measured against)
 //   ste_backward/tensor      dx = inside(x) ? dy : 0              12 B/element
 //   ste_backward/channel     per channel, [256, 65536] axis 0     12 B/element
 //   ste_backward_mask        dx = mask ? dy : 0                   9 B/element

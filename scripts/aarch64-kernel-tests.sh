@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cross-compiles minnow's kernel tests for aarch64 with Debian 12's cross compiler and runs them under
-# qemu-user, so the scalar and xsimd (NEON) paths are checked on a second architecture. Prints one line per
+# qemu-user, so the scalar kernels (auto-vectorized for NEON) are checked on a second architecture. Prints one line per
 # test and exits non-zero when a test fails to compile or fails to pass.
 #
 # Usage: scripts/aarch64-kernel-tests.sh [test_name ...]   (default: the kernel tests listed below)

@@ -515,7 +515,7 @@ void check_direct_case(const DirectConvCase& cc, const DirectConvProblem& p, boo
 }  // namespace
 
 TEST_CASE("direct conv kernels equal the scalar integer reference bit for bit on every tail") {
-  if (!simd::cpu_has(simd::Isa::avx512_vnni)) MINNOW_SKIP("the direct kernels need AVX-512 VNNI + VBMI");
+  if (!simd::cpu_has_vbmi()) MINNOW_SKIP("the direct kernels need AVX-512 VNNI + VBMI");
   std::mt19937 rng(23);
   for (const auto& cc : direct_conv_cases) {
     INFO("case n=" << cc.n << " c=" << cc.c << " h=" << cc.h << " w=" << cc.w << " o=" << cc.o << " k=" << cc.k

@@ -1,5 +1,6 @@
 // A user's program: includes the umbrella header and the int8 GEMM's, and checks computations end to end
-// with whatever flags the user's build gives (no -march: the kernels' portable paths) and whichever
+// with whatever flags the user's build gives (no -march: the kernels are still chosen for the CPU at run
+// time) and whichever
 // compiler it uses (the tests build it with g++ and with clang).
 #include <minnow/infer/qgemm.hpp>
 #include <minnow/infer/reference.hpp>

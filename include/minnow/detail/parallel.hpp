@@ -8,6 +8,9 @@
 
 #include <minnow/threads.hpp>
 
+#include <atomic>
+#include <exception>
+
 #include <Eigen/Core>
 
 namespace minnow::detail {
@@ -33,7 +36,9 @@ namespace minnow::detail {
 /// Runs `body(i, thread)` for i in [0, count) on `threads` threads with a static schedule (thread t
 /// gets the same indices on every call), or serially when one thread is asked for or when already inside
 /// a parallel region. Serial execution opens no OpenMP region at all: an idle region's spinning threads
-/// would otherwise compete with nested work for the cores.
+/// would otherwise compete with nested work for the cores. An exception cannot leave an OpenMP region
+/// (it would end the program): the first one thrown is kept, the iterations not yet started are skipped,
+/// and it is rethrown after the region.
 template <class Body>
 void parallel_for(long count, int threads, Body&& body) {
   if (threads <= 1 || count <= 1 || in_parallel()) {
@@ -41,8 +46,22 @@ void parallel_for(long count, int threads, Body&& body) {
     return;
   }
 #if defined(_OPENMP)
+  std::exception_ptr failure;
+  std::atomic<bool> failed{false};
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (long i = 0; i < count; ++i) body(i, omp_get_thread_num());
+  for (long i = 0; i < count; ++i) {
+    if (failed.load(std::memory_order_relaxed)) continue;
+    try {
+      body(i, omp_get_thread_num());
+    } catch (...) {
+#pragma omp critical(minnow_parallel_for_failure)
+      {
+        if (!failure) failure = std::current_exception();
+      }
+      failed.store(true, std::memory_order_relaxed);
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
 #else
   for (long i = 0; i < count; ++i) body(i, 0);
 #endif

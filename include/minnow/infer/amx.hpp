@@ -12,7 +12,8 @@
 /// process ask for the 8 KB of tile state first (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`);
 /// `simd::cpu_has(simd::Isa::amx)` (simd/arch.hpp) checks the CPU, asks once, and checks that the OS
 /// enabled the state (XCR0 bits 17 and 18). The GEMM uses the tiles when
-/// simd::active_isa() is Isa::amx, so `MINNOW_ARCH=avx512_vnni` or `simd::set_isa` turns them off.
+/// activations were packed while simd::active_isa() was Isa::amx, so `MINNOW_ARCH=avx512_vnni` or
+/// `simd::set_isa` turns them off for every packing after it.
 /// Tile registers are per-thread state: every thread loads the configuration before its first tile
 /// instruction and releases the tiles when done (`amx::TileScope`).
 

@@ -247,7 +247,7 @@ struct DirectWeights {
 inline constexpr index_t kDirectSlack = 192;
 
 #if MINNOW_X86_KERNELS
-/// Whether the direct kernels are compiled (they run where arch::avx512_vnni does).
+/// Whether the direct kernels are compiled (they run where arch::avx512_vnni does and the CPU has VBMI).
 inline constexpr bool has_direct_conv = true;
 
 /// The geometry a direct kernel runs over: one sample's padded input, 16 output pixels of a row per vector.
@@ -260,19 +260,19 @@ struct DirectGeometry {
 struct TapLoader {
   const std::uint8_t* index;
   const index_t* offsets;
-  [[nodiscard]] MINNOW_TARGET_AVX512_VNNI __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
+  [[nodiscard]] MINNOW_TARGET_AVX512_VBMI __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
     return _mm512_permutexvar_epi8(_mm512_loadu_si512(index + g * 64), _mm512_loadu_si512(base + offsets[g]));
   }
 };
 struct ChannelLoader {
   const index_t* offsets;
-  [[nodiscard]] MINNOW_TARGET_AVX512_VNNI __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
+  [[nodiscard]] MINNOW_TARGET_AVX512_VBMI __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
     return _mm512_loadu_si512(base + offsets[g]);
   }
 };
 struct ChannelLoader2 {  // stride 2: the even dwords of 32
   const index_t* offsets;
-  [[nodiscard]] MINNOW_TARGET_AVX512_VNNI __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
+  [[nodiscard]] MINNOW_TARGET_AVX512_VBMI __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
     const std::uint8_t* p = base + offsets[g];
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     return _mm512_permutex2var_epi32(_mm512_loadu_si512(p), even, _mm512_loadu_si512(p + 64));
@@ -280,7 +280,7 @@ struct ChannelLoader2 {  // stride 2: the even dwords of 32
 };
 
 /// qgemm's `corrected`: Σ x·w + colterm[j] − zw[j]·Σx, the exact accumulator (mod 2³², as qgemm computes it).
-MINNOW_TARGET_AVX512_VNNI inline __m512i direct_correct(const Epilogue& e, __m512i acc, __m512i rowsum, index_t j) noexcept {
+MINNOW_TARGET_AVX512_VBMI inline __m512i direct_correct(const Epilogue& e, __m512i acc, __m512i rowsum, index_t j) noexcept {
   acc = _mm512_add_epi32(acc, _mm512_set1_epi32(e.colterm[static_cast<std::size_t>(j)]));
   if (e.zw) acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(e.zw[j]), rowsum));
   return acc;
@@ -288,7 +288,7 @@ MINNOW_TARGET_AVX512_VNNI inline __m512i direct_correct(const Epilogue& e, __m51
 
 /// qgemm's output stage (finish_row, AVX-512) on 16 exact accumulators of channel j: the same operations,
 /// so the same bits.
-MINNOW_TARGET_AVX512_VNNI inline void direct_store(const Epilogue& e, __m512i acc, index_t j, __mmask16 m, std::uint8_t* out) noexcept {
+MINNOW_TARGET_AVX512_VBMI inline void direct_store(const Epilogue& e, __m512i acc, index_t j, __mmask16 m, std::uint8_t* out) noexcept {
   const auto c = static_cast<std::size_t>(j);
   const __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(e.s[c]), _mm512_set1_ps(e.o[c]));
   __m512 q = _mm512_add_ps(_mm512_roundscale_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), _mm512_set1_ps(e.zo));
@@ -300,7 +300,7 @@ MINNOW_TARGET_AVX512_VNNI inline void direct_store(const Epilogue& e, __m512i ac
                                             40, 36, 32, 28, 24, 20, 16, 12, 8, 4, 0);
   _mm_mask_storeu_epi8(out, m, _mm512_castsi512_si128(_mm512_permutexvar_epi8(low_bytes, _mm512_cvtps_epi32(q))));
 }
-MINNOW_TARGET_AVX512_VNNI inline void direct_store(const Epilogue& e, __m512i acc, index_t j, __mmask16 m, float* out) noexcept {
+MINNOW_TARGET_AVX512_VBMI inline void direct_store(const Epilogue& e, __m512i acc, index_t j, __mmask16 m, float* out) noexcept {
   const auto c = static_cast<std::size_t>(j);
   const __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(e.s[c]), _mm512_set1_ps(e.o[c]));
   _mm512_mask_storeu_ps(out, m, e.relu ? _mm512_max_ps(r, _mm512_setzero_ps()) : r);
@@ -308,7 +308,7 @@ MINNOW_TARGET_AVX512_VNNI inline void direct_store(const Epilogue& e, __m512i ac
 
 /// The 2×2 max of two output rows' exact accumulators (16 columns each): lane p < 8 holds the max of
 /// columns 2p, 2p + 1 of both rows.
-MINNOW_TARGET_AVX512_VNNI inline __m512i direct_pool2(__m512i row0, __m512i row1) noexcept {
+MINNOW_TARGET_AVX512_VBMI inline __m512i direct_pool2(__m512i row0, __m512i row1) noexcept {
   const __m512i v = _mm512_max_epi32(row0, row1);
   const __m512i h = _mm512_max_epi32(v, _mm512_shuffle_epi32(v, _MM_PERM_CDAB));  // swap neighbours
   return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0), h);
@@ -318,7 +318,7 @@ MINNOW_TARGET_AVX512_VNNI inline __m512i direct_pool2(__m512i row0, __m512i row1
 /// stage into planes of `plane` outputs. With Pool (R = 2: two output rows, same columns) the 2×2 max of the
 /// exact accumulators goes through the output stage once (see QuantizedConv2d::forward_pooled).
 template <int R, bool Pool, class Load, class OutT>
-MINNOW_TARGET_AVX512_VNNI void direct_tile(const Load& load, const DirectWeights& dw, index_t block, index_t channels, index_t plane,
+MINNOW_TARGET_AVX512_VBMI void direct_tile(const Load& load, const DirectWeights& dw, index_t block, index_t channels, index_t plane,
                  const Epilogue& e, const std::uint8_t* const* base, const index_t* out_offset, const __mmask16* mask,
                  const __m512i* rowsum, OutT* y) noexcept {
   static_assert(!Pool || R == 2, "pooling takes two output rows");
@@ -354,7 +354,7 @@ MINNOW_TARGET_AVX512_VNNI void direct_tile(const Load& load, const DirectWeights
 /// One sample: `in` is its padded input (layout of the kind), `y` its output planes [channels × out_h × out_w],
 /// or with Pool the 2×2-pooled planes [channels × ⌊out_h/2⌋ × ⌊out_w/2⌋].
 template <bool Pool, class Load, class OutT>
-MINNOW_TARGET_AVX512_VNNI void direct_sample(const Load& load, const DirectGeometry& d, const DirectWeights& dw, const Epilogue& e,
+MINNOW_TARGET_AVX512_VBMI void direct_sample(const Load& load, const DirectGeometry& d, const DirectWeights& dw, const Epilogue& e,
                    const std::uint8_t* in, std::int32_t* rowsums, OutT* y) noexcept {
   const index_t per_row = (d.out_w + 15) / 16, vectors = d.out_h * per_row;
   const auto base = [&](index_t v) {
@@ -413,7 +413,7 @@ MINNOW_TARGET_AVX512_VNNI void direct_sample(const Load& load, const DirectGeome
 }
 
 /// Fills `n` dwords with `value` (AVX-512 stores: the buffer is bytes).
-MINNOW_TARGET_AVX512_VNNI inline void fill_dwords(std::uint8_t* dst, std::int32_t value, index_t n) noexcept {
+MINNOW_TARGET_AVX512_VBMI inline void fill_dwords(std::uint8_t* dst, std::int32_t value, index_t n) noexcept {
   const __m512i v = _mm512_set1_epi32(value);
   for (; n >= 16; n -= 16, dst += 64) _mm512_storeu_si512(dst, v);
   _mm512_mask_storeu_epi32(dst, static_cast<__mmask16>((1u << n) - 1), v);
@@ -421,7 +421,7 @@ MINNOW_TARGET_AVX512_VNNI inline void fill_dwords(std::uint8_t* dst, std::int32_
 
 /// Channels c0…c0+3 of one input row (W pixels; `rows[t]` null for a channel past the last) interleaved
 /// into W dwords: byte t of dword p is rows[t][p].
-MINNOW_TARGET_AVX512_VNNI inline void interleave4(const std::uint8_t* const* rows, index_t width, std::uint8_t* dst) noexcept {
+MINNOW_TARGET_AVX512_VBMI inline void interleave4(const std::uint8_t* const* rows, index_t width, std::uint8_t* dst) noexcept {
   for (index_t w0 = 0; w0 < width; w0 += 16) {
     const index_t n = std::min<index_t>(16, width - w0);
     const auto m = static_cast<__mmask16>(n == 16 ? 0xFFFF : (1u << n) - 1);
@@ -513,9 +513,9 @@ class QuantizedConv2d {
   [[nodiscard]] std::size_t bytes() const noexcept {
     return packed_.bytes() + direct_.bytes() + bias_.size() * sizeof(float);
   }
-  /// The kernel the AVX-512 VNNI path runs (the other paths always use im2col + qgemm).
+  /// The kernel the AVX-512 VNNI path runs where the CPU has VBMI (elsewhere im2col + qgemm).
   [[nodiscard]] detail::DirectKind direct_kind() const noexcept {
-    return detail::has_direct_conv && direct_enabled_ ? direct_.kind : detail::DirectKind::none;
+    return detail::has_direct_conv && direct_enabled_ && simd::cpu_has_vbmi() ? direct_.kind : detail::DirectKind::none;
   }
   /// For benchmarks and tests: `false` makes the VNNI path run im2col + qgemm, as the other paths do.
   void set_direct(bool enabled) noexcept { direct_enabled_ = enabled; }
@@ -567,7 +567,7 @@ class QuantizedConv2d {
     simd::with_arch<Arch>(name(), [&](auto tag) {
       using A = decltype(tag);
       if constexpr (detail::has_direct_conv && std::is_base_of_v<arch::avx512_vnni, A>) {
-        if (direct_enabled_ && direct_.kind != detail::DirectKind::none) {
+        if (direct_enabled_ && direct_.kind != detail::DirectKind::none && simd::cpu_has_vbmi()) {
           run_direct<std::uint8_t, true>(x, y.data(), out);
           return;
         }
@@ -637,7 +637,7 @@ class QuantizedConv2d {
   template <class Arch, class OutT>
   void run(TensorView<const std::uint8_t, 4> x, OutT* y, quant::AffineParams out) {
     if constexpr (detail::has_direct_conv && std::is_base_of_v<arch::avx512_vnni, Arch>) {
-      if (direct_enabled_ && direct_.kind != detail::DirectKind::none) {
+      if (direct_enabled_ && direct_.kind != detail::DirectKind::none && simd::cpu_has_vbmi()) {
         run_direct(x, y, out);
         return;
       }

@@ -51,7 +51,7 @@ MINNOW_TARGET_AVX2 inline void maxpool_u8_2x2_row(arch::avx2, const std::uint8_t
 #endif
 
 #if MINNOW_X86_KERNELS
-MINNOW_TARGET_AVX512_VNNI inline void maxpool_u8_2x2_row(arch::avx512_vnni, const std::uint8_t* r0, const std::uint8_t* r1, index_t out_w,
+MINNOW_TARGET_AVX512_VBMI inline void maxpool_u8_2x2_row(arch::avx512_vnni, const std::uint8_t* r0, const std::uint8_t* r1, index_t out_w,
                                std::uint8_t* out) noexcept {
   const __m512i even_bytes = _mm512_set_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                              0, 0, 0, 0, 62, 60, 58, 56, 54, 52, 50, 48, 46, 44, 42, 40, 38, 36, 34, 32, 30,
@@ -119,7 +119,12 @@ class QuantizedMaxPool2d {
       throw shape_error(minnow::detail::concat("QuantizedMaxPool2d: output is ", to_string(y.shape()), ", expected ",
                                                to_string(expected)));
     }
-    simd::with_arch<Arch>("QuantizedMaxPool2d", [&](auto tag) { run(tag, x, y); });
+    simd::with_arch<Arch>("QuantizedMaxPool2d", [&](auto tag) {
+      if constexpr (std::is_base_of_v<arch::avx512_vnni, decltype(tag)>) {
+        if (!simd::cpu_has_vbmi()) return run(arch::avx512{}, x, y);  // the vector rows need VBMI's vpermb
+      }
+      run(tag, x, y);
+    });
   }
 
  private:

@@ -5,8 +5,9 @@
 ///
 /// A kernel family is a set of overloads on a tag: `arch::scalar` (plain C++, the reference twin the
 /// tests compare every other path with), `arch::avx2` (AVX2 + FMA: x86-64-v3, Haswell / Zen 1 on),
-/// `arch::avx512` (AVX-512 F/BW/DQ/VL/CD: x86-64-v4, Skylake-X on) and `arch::avx512_vnni` (those + VNNI +
-/// VBMI: Ice Lake / Zen 4 on, what the int8 kernels need). The tags form an inheritance chain, as xsimd's
+/// `arch::avx512` (AVX-512 F/BW/DQ/VL/CD: x86-64-v4, Skylake-X on) and `arch::avx512_vnni` (those + VNNI:
+/// Cascade Lake / Zen 4 on, what the int8 kernels need; the int8 direct convolution and uint8 pooling
+/// also need VBMI, Ice Lake on, and check `cpu_has_vbmi()`). The tags form an inheritance chain, as xsimd's
 /// do, so a family with no overload for a tag serves it with the next one down.
 ///
 /// The x86 overloads carry `MINNOW_TARGET_AVX2`, `MINNOW_TARGET_AVX512` or `MINNOW_TARGET_AVX512_VNNI`
@@ -16,7 +17,9 @@
 ///  - the environment variable `MINNOW_ARCH` = `scalar`, `avx2`, `avx512`, `avx512_vnni` or `amx` (read
 ///    once);
 ///  - `simd::set_isa(Isa)` (at most what the CPU has; returns the previous setting).
-/// A tag given explicitly runs that path, after checking the CPU has it (a typed error, never SIGILL).
+/// A tag given explicitly as a template argument runs that path after checking the CPU has it (a typed
+/// error, never SIGILL). Overloads that take a tag *object* are the kernels themselves: they trust their
+/// caller to have resolved the tag with `with_arch` or `dispatch`.
 /// Built with `-march=native` the attributes add nothing and the kernels inline as before; the run-time
 /// choice costs one relaxed atomic load per layer call.
 ///
@@ -45,16 +48,20 @@
 #endif
 #include <immintrin.h>
 #pragma GCC diagnostic pop
-#define MINNOW_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,popcnt,f16c")))
+// Each attribute enables exactly what detect_vector_isa checks for its set.
+#define MINNOW_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,popcnt")))
 #define MINNOW_TARGET_AVX512 \
-  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512cd,avx2,fma,bmi,bmi2,popcnt,f16c")))
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512cd,avx2,fma,bmi,bmi2,popcnt")))
 #define MINNOW_TARGET_AVX512_VNNI \
-  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512cd,avx512vnni,avx512vbmi,avx2,fma,bmi,bmi2,popcnt,f16c")))
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512cd,avx512vnni,avx2,fma,bmi,bmi2,popcnt")))
+#define MINNOW_TARGET_AVX512_VBMI \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512cd,avx512vnni,avx512vbmi,avx2,fma,bmi,bmi2,popcnt")))
 #else
 #define MINNOW_X86_KERNELS 0
 #define MINNOW_TARGET_AVX2
 #define MINNOW_TARGET_AVX512
 #define MINNOW_TARGET_AVX512_VNNI
+#define MINNOW_TARGET_AVX512_VBMI
 #endif
 
 #if MINNOW_X86_KERNELS && defined(__linux__) && (__has_include(<amxtileintrin.h>) || __has_include(<amxintrin.h>))
@@ -118,16 +125,19 @@ namespace detail {
 [[nodiscard]] inline Isa detect_vector_isa() noexcept {
 #if MINNOW_X86_KERNELS
   __builtin_cpu_init();
+  // Each set includes the one below it (the AVX-512 tags also run AVX2 kernels).
+  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi") &&
+        __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt"))) {
+    return Isa::scalar;
+  }
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512cd")) {
-    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi") ? Isa::avx512_vnni : Isa::avx512;
+    return __builtin_cpu_supports("avx512vnni") ? Isa::avx512_vnni : Isa::avx512;
   }
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi") &&
-      __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt")) {
-    return Isa::avx2;
-  }
-#endif
+  return Isa::avx2;
+#else
   return Isa::scalar;
+#endif
 }
 
 [[nodiscard]] inline Isa vector_isa() noexcept {
@@ -147,6 +157,15 @@ namespace detail {
   unsigned lo = 0, hi = 0;
   __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
   return ((lo >> 17) & 3u) == 3u;
+#else
+  return false;
+#endif
+}
+
+[[nodiscard]] inline bool vbmi() noexcept {
+#if MINNOW_X86_KERNELS
+  static const bool has = __builtin_cpu_supports("avx512vbmi");
+  return has;
 #else
   return false;
 #endif
@@ -177,6 +196,10 @@ namespace detail {
   return isa <= detail::vector_isa() || (isa == Isa::amx && detail::amx_usable());
 }
 
+/// @brief Whether the CPU also has AVX-512 VBMI (byte permutes), which the avx512_vnni int8 direct
+/// convolution and uint8 pooling kernels use; without it those layers take their other avx512_vnni paths.
+[[nodiscard]] inline bool cpu_has_vbmi() noexcept { return cpu_has(Isa::avx512_vnni) && detail::vbmi(); }
+
 /// @brief The set arch::automatic runs: the CPU's widest, lowered by MINNOW_ARCH and set_isa. The OS is
 /// not asked for the AMX state when the setting is below amx.
 /// @throws value_error when MINNOW_ARCH holds an unknown name.
@@ -189,14 +212,16 @@ namespace detail {
 
 /// @brief Lowers (or raises back, up to the CPU's) the set arch::automatic runs, for the whole process,
 /// from the next call on. Returns the set that ran before, so that `set_isa(previous)` restores it.
-/// @throws value_error when the CPU does not run `isa` (nothing changes then).
+/// @throws value_error when the CPU does not run `isa` (nothing changes then), or when MINNOW_ARCH holds an
+/// unknown name.
 inline Isa set_isa(Isa isa) {
   if (!cpu_has(isa)) {
     throw value_error(minnow::detail::concat("simd::set_isa: this CPU does not run ", isa_name(isa), " (its widest is ",
                                              isa_name(cpu_isa()), ")"));
   }
   const auto previous = static_cast<Isa>(detail::ceiling().exchange(static_cast<int>(isa), std::memory_order_relaxed));
-  return std::min(previous, cpu_isa());
+  // Below amx the OS is not asked for the tile state.
+  return previous == Isa::amx ? cpu_isa() : std::min(previous, detail::vector_isa());
 }
 
 /// @brief Calls `f(tag)` with the tag of active_isa()'s kernels (Isa::amx runs the avx512_vnni tag; the

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Cross-compiles minnow's kernel tests for aarch64 with Debian 12's cross compiler and runs them under
-# qemu-user, so the scalar kernels (auto-vectorized for NEON) are checked on a second architecture. Prints one line per
-# test and exits non-zero when a test fails to compile or fails to pass.
+# qemu-user, so the NEON kernels (neon and neon_dot: qemu's default CPU has the dot products) and the
+# scalar twins are checked on a second architecture; test_simd_arch and test_infer_qgemm run again on a
+# Cortex-A53 (no dot products), where the detection must fall back to neon. Prints one line per test and
+# exits non-zero when a test fails to compile or fails to pass.
 #
 # Usage: scripts/aarch64-kernel-tests.sh [test_name ...]   (default: the kernel tests listed below)
 # Environment: JOBS (tests built and run at once, default nproc), OPT (default -O2; -O1 compiles about a
@@ -166,10 +168,27 @@ for unit in "${tests[@]}"; do
   esac
 done
 
+# Without the dot products: the same binaries on a Cortex-A53 model.
+a53_result=""
+for unit in test_simd_arch test_infer_qgemm; do
+  [[ -x $build/$unit ]] || continue
+  code=0
+  (cd "$build" && timeout "$test_timeout" "${qemu[@]}" -cpu cortex-a53 "./$unit" >"$build/logs/$unit.a53.log" 2>&1) || code=$?
+  summary=$(grep -E '^(All tests passed|test cases:)' "$build/logs/$unit.a53.log" | tr -s ' ' | paste -sd' ' - || true)
+  if ((code != 0)); then
+    failed=1
+    echo "---- $unit on cortex-a53: exit $code ($build/logs/$unit.a53.log)"
+    grep -B 12 -A 8 -m 10 -E 'FAILED|due to unexpected exception' "$build/logs/$unit.a53.log" | head -n 60 || true
+  fi
+  a53_result+=$(printf '%-24s %-12s  on cortex-a53 (no dot products)  exit %-3s %s' "$unit" \
+    "$( ((code == 0)) && echo PASS || echo FAIL)" "$code" "${summary:-no Catch2 summary}")$'\n'
+done
+
 echo
 echo "== aarch64 kernel tests under qemu-aarch64 ($opt; catch_main compiled in" \
   "$(tail -n 1 "$build/logs/catch_main.compile.time" | awk '{ printf "%.1f", $2 + $3 }')s cpu)"
 for unit in "${tests[@]}"; do cat "$build/logs/$unit.result" 2>/dev/null || echo "$unit NO-RESULT"; done
+printf '%s' "$a53_result"
 echo "== total $(elapsed "$script_start")s"
 if ((failed)); then
   echo "== RESULT: FAILED"

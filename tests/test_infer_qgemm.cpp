@@ -455,6 +455,7 @@ namespace {
 struct DirectConvCase {
   index_t n, c, h, w, o, k, stride, pad;
   infer::detail::DirectKind kind;  ///< the kernel the VNNI path must pick
+  bool avx2 = true;                ///< whether the AVX2 path runs it too (taps: every group inside 16 bytes)
 };
 
 using DirectConvProblem = test_support::ConvProblem;
@@ -484,38 +485,44 @@ const std::vector<DirectConvCase> direct_conv_cases = {
     {1, 3, 9, 8, 7, 3, 1, 1, infer::detail::DirectKind::channels},      // 3 channels: a tie with taps (9 groups)
     {1, 3, 9, 8, 7, 5, 2, 2, infer::detail::DirectKind::channels},      // 75 taps in 25 groups, stride 2
     {1, 3, 11, 10, 7, 5, 3, 2, infer::detail::DirectKind::none},        // stride 3, 75 taps: im2col + qgemm
+    {1, 1, 17, 20, 6, 5, 3, 1, infer::detail::DirectKind::taps, false},  // AVX2: 3·3 + 4 + 3 = 16 bytes, im2col
+    {2, 1, 13, 37, 5, 3, 4, 2, infer::detail::DirectKind::taps},        // AVX2: stride 4, index up to 15
 };
 
-// The VNNI path (the direct kernel), uint8 and float output, against conv2d_reference.
+// Every path, with its direct kernel and with im2col + qgemm, uint8 and float output, against
+// conv2d_reference bit for bit.
 void check_direct_case(const DirectConvCase& cc, const DirectConvProblem& p, bool relu, AffineParams out) {
   infer::QuantizedConv2d conv(p.w, cc.c, cc.k, cc.stride, cc.pad, p.bias, p.xp, relu);
-  if (infer::detail::has_direct_conv) CHECK(conv.direct_kind() == cc.kind);
+  if (simd::cpu_has_vbmi()) CHECK(conv.direct_kind(simd::Isa::avx512_vnni) == cc.kind);
+  if (simd::cpu_has(simd::Isa::avx2)) CHECK(conv.direct_kind(simd::Isa::avx2) == (cc.avx2 ? cc.kind : infer::detail::DirectKind::none));
+  CHECK(conv.direct_kind(simd::Isa::scalar) == infer::detail::DirectKind::none);
   const Shape<4> shape = conv.output_shape(p.x.shape());
-  Tensor<std::uint8_t, 4> q(shape), q_ref(shape);
-  conv.forward<avx512_vnni>(p.x.view(), out, q.view());
+  Tensor<std::uint8_t, 4> q_ref(shape);
+  Tensor<float, 4> y_ref(shape);
   infer::conv2d_reference<std::uint8_t>(p.x.view(), p.xp, p.w, cc.k, cc.stride, cc.pad, p.bias, relu, out, q_ref.view());
-  CHECK(same_tensor_bits(q, q_ref));
-  Tensor<float, 4> y(shape), y_ref(shape);
-  conv.forward<avx512_vnni>(p.x.view(), y.view());
   infer::conv2d_reference<float>(p.x.view(), p.xp, p.w, cc.k, cc.stride, cc.pad, p.bias, relu, {}, y_ref.view());
-  CHECK(same_tensor_bits(y, y_ref));
-  // The im2col + qgemm paths (VNNI and AVX2) give the same bits too.
-  Tensor<std::uint8_t, 4> q_gemm(shape), q_avx2(shape);
-  conv.forward<avx2>(p.x.view(), out, q_avx2.view());
-  CHECK(same_tensor_bits(q, q_avx2));
-  Tensor<std::uint8_t, 4> q_scalar(shape);
-  conv.forward<scalar>(p.x.view(), out, q_scalar.view());
-  CHECK(same_tensor_bits(q, q_scalar));
+  for_each_arch([&](auto arch) {
+    using A = decltype(arch);
+    for (const bool direct : {true, false}) {
+      INFO(A::name << (direct ? " direct" : " im2col"));
+      conv.set_direct(direct);
+      Tensor<std::uint8_t, 4> q(shape);
+      conv.forward<A>(p.x.view(), out, q.view());
+      CHECK(same_tensor_bits(q, q_ref));
+      Tensor<float, 4> y(shape);
+      conv.forward<A>(p.x.view(), y.view());
+      CHECK(same_tensor_bits(y, y_ref));
+    }
+  });
+  conv.set_direct(true);
+  CHECK(conv.direct_kind(simd::Isa::scalar) == infer::detail::DirectKind::none);
   conv.set_direct(false);
-  CHECK(conv.direct_kind() == infer::detail::DirectKind::none);
-  conv.forward<avx512_vnni>(p.x.view(), out, q_gemm.view());
-  CHECK(same_tensor_bits(q, q_gemm));
+  CHECK(conv.direct_kind(simd::Isa::avx2) == infer::detail::DirectKind::none);
 }
 
 }  // namespace
 
-TEST_CASE("direct conv kernels equal the scalar integer reference bit for bit on every tail") {
-  if (!simd::cpu_has_vbmi()) MINNOW_SKIP("the direct kernels need AVX-512 VNNI + VBMI");
+TEST_CASE("direct conv kernels equal the scalar integer reference bit for bit on every tail, on every path") {
   std::mt19937 rng(23);
   for (const auto& cc : direct_conv_cases) {
     INFO("case n=" << cc.n << " c=" << cc.c << " h=" << cc.h << " w=" << cc.w << " o=" << cc.o << " k=" << cc.k
@@ -616,16 +623,19 @@ TEST_CASE("the fused conv + 2x2 max pool equals the pool of the conv output bit 
           infer::conv2d_reference<std::uint8_t>(p.x.view(), p.xp, p.w, cc.k, cc.stride, cc.pad, p.bias, relu, out,
                                                 conv_ref.view());
           const Shape<4> pooled = pool.output_shape(full);
-          Tensor<std::uint8_t, 4> ref(pooled), fused(pooled), im2col(pooled), scalar_path(pooled);
+          Tensor<std::uint8_t, 4> ref(pooled);
           pool.forward<infer::arch::scalar>(conv_ref.view(), ref.view());
-          conv.forward_pooled(p.x.view(), out, fused.view());
-          CHECK(same_tensor_bits(fused, ref));
-          conv.forward_pooled<infer::arch::scalar>(p.x.view(), out, scalar_path.view());
-          CHECK(same_tensor_bits(scalar_path, ref));
-          conv.set_direct(false);
-          conv.forward_pooled(p.x.view(), out, im2col.view());
+          for_each_arch([&](auto arch) {
+            using A = decltype(arch);
+            for (const bool direct : {true, false}) {
+              INFO(A::name << (direct ? " direct" : " im2col"));
+              conv.set_direct(direct);
+              Tensor<std::uint8_t, 4> y(pooled);
+              conv.forward_pooled<A>(p.x.view(), out, y.view());
+              CHECK(same_tensor_bits(y, ref));
+            }
+          });
           conv.set_direct(true);
-          CHECK(same_tensor_bits(im2col, ref));
         }
         Tensor<std::uint8_t, 4> wrong({full[0], full[1], full[2] / 2 + 1, full[3] / 2});
         CHECK_THROWS_AS(conv.forward_pooled(p.x.view(), {0.05f, 0}, wrong.view()), shape_error);

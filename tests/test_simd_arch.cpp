@@ -14,11 +14,11 @@ using namespace minnow;
 using simd::Isa;
 
 TEST_CASE("instruction-set names parse back, and an unknown name is refused naming it") {
-  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_vnni, Isa::amx}) {
+  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_vnni, Isa::amx, Isa::neon, Isa::neon_dot}) {
     CHECK(simd::parse_isa(simd::isa_name(isa), "test") == isa);
   }
   CHECK_REFUSED(simd::parse_isa("avx3", "MINNOW_ARCH"), value_error,
-                Catch::Matchers::Equals("MINNOW_ARCH is 'avx3': expected scalar, avx2, avx512, avx512_vnni or amx"));
+                Catch::Matchers::Equals("MINNOW_ARCH is 'avx3': expected scalar, avx2, avx512, avx512_vnni, amx, neon or neon_dot"));
   CHECK_THROWS_AS(simd::parse_isa("", "MINNOW_ARCH"), value_error);
   CHECK_THROWS_AS(simd::parse_isa("AVX2", "MINNOW_ARCH"), value_error);
 }
@@ -27,7 +27,14 @@ TEST_CASE("the run-time choice is the CPU's widest set, lowered by set_isa and r
   const Isa cpu = simd::cpu_isa();
   CHECK(simd::cpu_has(Isa::scalar));
   CHECK(simd::cpu_has(cpu));
-  if (cpu != Isa::amx) CHECK_FALSE(simd::cpu_has(static_cast<Isa>(static_cast<int>(cpu) + 1)));
+  if (cpu != Isa::amx && cpu != Isa::neon_dot && cpu != Isa::scalar) {
+    CHECK_FALSE(simd::cpu_has(static_cast<Isa>(static_cast<int>(cpu) + 1)));  // the next set up
+  }
+  // The other architecture's sets are never this CPU's.
+  for (const Isa other : {Isa::avx2, Isa::avx512, Isa::avx512_vnni, Isa::amx, Isa::neon, Isa::neon_dot}) {
+    const bool arm = other == Isa::neon || other == Isa::neon_dot;
+    if (arm != (cpu == Isa::neon || cpu == Isa::neon_dot)) CHECK_FALSE(simd::cpu_has(other));
+  }
   const Isa before = simd::active_isa();
   CHECK(before <= cpu);
   const char* env = std::getenv("MINNOW_ARCH");
@@ -54,12 +61,40 @@ TEST_CASE("a set the CPU lacks is refused by set_isa and by an explicit kernel t
   }
 }
 
+TEST_CASE("a set of the other architecture is refused by set_isa and by an explicit kernel tag") {
+  const Isa before = simd::active_isa();
+  const Isa other = simd::cpu_has(Isa::neon) ? Isa::avx2 : Isa::neon;
+  CHECK_REFUSED(simd::set_isa(other), value_error,
+                Catch::Matchers::StartsWith(std::string("simd::set_isa: this CPU does not run ") + simd::isa_name(other)));
+  CHECK(simd::active_isa() == before);
+  if (other == Isa::neon) {
+    CHECK_REFUSED(simd::with_arch<simd::arch::neon>("layer 'fc1'", [](auto) {}), value_error,
+                  Catch::Matchers::StartsWith("layer 'fc1': asked for the neon kernels"));
+  } else {
+    CHECK_REFUSED(simd::with_arch<simd::arch::avx2>("layer 'fc1'", [](auto) {}), value_error,
+                  Catch::Matchers::StartsWith("layer 'fc1': asked for the avx2 kernels"));
+  }
+}
+
 TEST_CASE("an explicit kernel tag the CPU runs is used as given, whatever the run-time choice") {
-  if (!simd::cpu_has(Isa::avx2)) MINNOW_SKIP("this CPU has no AVX2 to ask for");
+  if (!simd::cpu_has(Isa::avx2) && !simd::cpu_has(Isa::neon)) MINNOW_SKIP("this CPU has no vector set to ask for");
   const Isa previous = simd::set_isa(Isa::scalar);
-  const std::string name = simd::with_arch<simd::arch::avx2>("test", [](auto tag) { return std::string(decltype(tag)::name); });
+  const auto name_of = [](auto tag) { return std::string(decltype(tag)::name); };
+  const std::string name = simd::cpu_has(Isa::avx2) ? simd::with_arch<simd::arch::avx2>("test", name_of)
+                                                     : simd::with_arch<simd::arch::neon>("test", name_of);
   simd::set_isa(previous);
-  CHECK(name == "avx2");
+  CHECK(name == (simd::cpu_has(Isa::avx2) ? "avx2" : "neon"));
+}
+
+// Run by CTest with MINNOW_ARCH=neon on x86-64 (see tests/CMakeLists.txt): a set of another architecture
+// is refused with the variable's name, not taken as a ceiling.
+TEST_CASE("a MINNOW_ARCH of another architecture is refused naming the variable", "[.][foreign_env]") {
+  const char* env = std::getenv("MINNOW_ARCH");
+  if (env == nullptr || std::string_view(env) != "neon" || simd::cpu_has(Isa::neon)) {
+    MINNOW_SKIP("run with MINNOW_ARCH=neon on an x86-64 CPU");
+  }
+  CHECK_REFUSED((void)simd::active_isa(), value_error,
+                Catch::Matchers::Equals("MINNOW_ARCH is 'neon', a set of another architecture than this build's"));
 }
 
 // Run by CTest with MINNOW_ARCH=avx3 (see tests/CMakeLists.txt): every call that consults the choice is

@@ -39,7 +39,8 @@
     }                                                                                                             \
   } while (false)
 
-/// Calls `f(tag)` for every kernel tag this CPU runs (scalar, avx2, avx512, avx512_vnni), so each path is compared
+/// Calls `f(tag)` for every kernel tag this CPU runs (scalar, then avx2, avx512, avx512_vnni on x86-64 or neon,
+/// neon_dot on AArch64), so each path is compared
 /// with the scalar twin; a path the CPU lacks is reported once on stdout instead of run.
 template <class F>
 void for_each_arch(F&& f) {
@@ -53,20 +54,34 @@ void for_each_arch(F&& f) {
       reported = true;
     }
   };
+#if MINNOW_X86_KERNELS
   run_if(minnow::simd::arch::avx2{});
   run_if(minnow::simd::arch::avx512{});
   run_if(minnow::simd::arch::avx512_vnni{});
+#elif MINNOW_ARM_KERNELS
+  run_if(minnow::simd::arch::neon{});
+  run_if(minnow::simd::arch::neon_dot{});
+#endif
 }
 
-/// Lowers the kernels arch::automatic runs to at most `isa` for the scope, then restores them.
+/// Lowers the kernels arch::automatic runs to at most `isa` for the scope, then restores them. A set of
+/// the other architecture (an x86 set on AArch64, or the reverse) lowers nothing.
 class IsaCeiling {
  public:
-  explicit IsaCeiling(minnow::simd::Isa isa) : previous_(minnow::simd::set_isa(std::min(isa, minnow::simd::cpu_isa()))) {}
+  explicit IsaCeiling(minnow::simd::Isa isa) : previous_(minnow::simd::set_isa(at_most(isa))) {}
   ~IsaCeiling() { minnow::simd::set_isa(previous_); }
   IsaCeiling(const IsaCeiling&) = delete;
   IsaCeiling& operator=(const IsaCeiling&) = delete;
 
  private:
+  static minnow::simd::Isa at_most(minnow::simd::Isa isa) {
+    using minnow::simd::Isa;
+    const Isa cpu = minnow::simd::cpu_isa();
+    if (minnow::simd::cpu_has(isa)) return isa;
+    const auto arm = [](Isa i) { return i == Isa::neon || i == Isa::neon_dot; };
+    return isa == Isa::scalar || arm(isa) == arm(cpu) ? std::min(isa, cpu) : cpu;
+  }
+
   minnow::simd::Isa previous_;
 };
 

@@ -1,7 +1,8 @@
 #pragma once
 /// @file infer/qgemm_kernels.hpp
 /// @brief The int8 GEMM's kernels, one overload per instruction set (simd/arch.hpp): the 8 × 48 micro
-/// kernel, the output stage, activation quantization, the 8-row panel transpose and the int4 unpack.
+/// kernel (scalar, AVX2, AVX-512 VNNI, NEON, NEON dot product), the output stage, activation
+/// quantization, the 8-row panel transpose and the int4 unpack.
 /// infer/qgemm.hpp describes the computation and the layouts and calls these; the scalar overloads are
 /// the twins every other path is tested against bit for bit.
 
@@ -10,6 +11,7 @@
 #include <minnow/simd/arch.hpp>
 #include <minnow/tensor.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -288,6 +290,79 @@ MINNOW_TARGET_AVX512_VNNI void micro_kernel(arch::avx512_vnni, index_t k4, const
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) {
     for (int v = 0; v < 3; ++v) _mm512_storeu_si512(c + i * kNR + v * 16, acc[i][v]);
+  }
+}
+#endif
+
+#if MINNOW_ARM_KERNELS
+/// Advanced SIMD without dot products: 8 columns × 2 rows per pass. A row's 4 bytes and each column's 4
+/// bytes are widened to int16 and vmlal_s16 keeps one int32 lane per k of the group; two pairwise adds
+/// per 4 columns sum the lanes at the end.
+template <int R>
+inline void micro_kernel(arch::neon, index_t k4, const std::uint8_t* a, const std::int8_t* b, std::int32_t* c) noexcept {
+  for (index_t j0 = 0; j0 < kNR; j0 += 8) {
+    for (int i0 = 0; i0 < R; i0 += 2) {
+      const int rows = std::min(2, R - i0);
+      int32x4_t acc[2][8];
+      for (auto& row : acc) {
+        for (auto& v : row) v = vdupq_n_s32(0);
+      }
+      for (index_t p = 0; p < k4; ++p) {
+        const std::int8_t* bp = b + p * kStep + j0 * 4;
+        const int8x16_t b0 = vld1q_s8(bp), b1 = vld1q_s8(bp + 16);
+        const int16x8_t w[4] = {vmovl_s8(vget_low_s8(b0)), vmovl_high_s8(b0), vmovl_s8(vget_low_s8(b1)), vmovl_high_s8(b1)};
+        for (int r = 0; r < rows; ++r) {
+          const uint8x8_t bytes = vreinterpret_u8_u32(vdup_n_u32(static_cast<std::uint32_t>(load_dword(a + p * kAStep + (i0 + r) * 4))));
+          const int16x4_t x = vreinterpret_s16_u16(vget_low_u16(vmovl_u8(bytes)));
+          for (int q = 0; q < 4; ++q) {
+            acc[r][2 * q] = vmlal_s16(acc[r][2 * q], vget_low_s16(w[q]), x);
+            acc[r][2 * q + 1] = vmlal_s16(acc[r][2 * q + 1], vget_high_s16(w[q]), x);
+          }
+        }
+      }
+      for (int r = 0; r < rows; ++r) {
+        std::int32_t* out = c + (i0 + r) * kNR + j0;
+        vst1q_s32(out, vpaddq_s32(vpaddq_s32(acc[r][0], acc[r][1]), vpaddq_s32(acc[r][2], acc[r][3])));
+        vst1q_s32(out + 4, vpaddq_s32(vpaddq_s32(acc[r][4], acc[r][5]), vpaddq_s32(acc[r][6], acc[r][7])));
+      }
+    }
+  }
+}
+
+/// With the dot-product instructions: 16 columns × 4 rows per pass, one sdot per 4 columns and row.
+/// sdot multiplies signed bytes, so the activations enter as a − 128 (top bit flipped) and 128·Σ_k w is
+/// added back per column: Σ (a − 128)·w + 128·Σ w = Σ a·w, exactly (mod 2³², as every path computes).
+template <int R>
+MINNOW_TARGET_NEON_DOT inline void micro_kernel(arch::neon_dot, index_t k4, const std::uint8_t* a, const std::int8_t* b,
+                                                std::int32_t* c) noexcept {
+  const int8x16_t ones = vdupq_n_s8(1);
+  const uint8x16_t flip = vdupq_n_u8(0x80);
+  for (index_t j0 = 0; j0 < kNR; j0 += 16) {
+    int32x4_t colsum[4];
+    for (auto& v : colsum) v = vdupq_n_s32(0);
+    for (index_t p = 0; p < k4; ++p) {
+      for (int v = 0; v < 4; ++v) colsum[v] = vdotq_s32(colsum[v], vld1q_s8(b + p * kStep + j0 * 4 + 16 * v), ones);
+    }
+    for (int i0 = 0; i0 < R; i0 += 4) {  // a panel holds 8 rows, so rows past R are there to read
+      int32x4_t acc[4][4];
+      for (auto& row : acc) {
+        for (auto& v : row) v = vdupq_n_s32(0);
+      }
+      for (index_t p = 0; p < k4; ++p) {
+        const int8x16_t x = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(a + p * kAStep + i0 * 4), flip));  // 4 rows × 4 k
+        const std::int8_t* bp = b + p * kStep + j0 * 4;
+        for (int v = 0; v < 4; ++v) {
+          const int8x16_t w = vld1q_s8(bp + 16 * v);  // 4 columns × 4 k
+          acc[0][v] = vdotq_laneq_s32(acc[0][v], w, x, 0);
+          acc[1][v] = vdotq_laneq_s32(acc[1][v], w, x, 1);
+          acc[2][v] = vdotq_laneq_s32(acc[2][v], w, x, 2);
+          acc[3][v] = vdotq_laneq_s32(acc[3][v], w, x, 3);
+        }
+      }
+      for (int r = 0; r < std::min(4, R - i0); ++r) {
+        for (int v = 0; v < 4; ++v) vst1q_s32(c + (i0 + r) * kNR + j0 + 4 * v, vaddq_s32(acc[r][v], vshlq_n_s32(colsum[v], 7)));
+      }
+    }
   }
 }
 #endif

@@ -24,28 +24,15 @@
 /// an address 4 apart; two streaming passes are cheaper. The product's `[rows × O]` output (NHWC) is
 /// transposed into NCHW.
 ///
-/// ## Direct kernels (AVX-512 VNNI + VBMI path)
-/// Small convolutions waste most of that path: conv1 of the networks has k = 9 taps (12 after padding to
-/// groups of 4), 16 of 48 panel channels in use, and im2col + transpose + NCHW scatter cost more than the
-/// product. The VNNI path therefore computes the same accumulators directly, vectorized across 16 output
-/// pixels of one output row (lane p = pixel p), with one vpdpbusd per (group of 4 input bytes, channel):
-/// - `DirectKind::taps` (in·k·k < 32): a group is up to 4 neighbouring taps (i, j…j+3) of one kernel row;
-///   one 64-byte load of the padded input row and one vpermb (lane 4p + t ← byte p·stride + j + t) give
-///   every pixel's 4 bytes;
-/// - `DirectKind::channels` (stride ≤ 2): a group is one tap (i, j) of 4 input channels; the input is
-///   first interleaved per sample into 4-channel dwords (NC/4·H·W·4), so a group is one plain load
-///   (stride 2: two loads and a vpermt2d).
-/// The layer picks the kind with fewer groups (channels on a tie); stride > 2 with ≥ 32 taps keeps im2col.
-/// Each sample is padded once with the input zero point (as the im2col path does), the weights are packed
-/// once into dword groups of 8 output channels (zero weights for padding taps and channels), and a tile of
-/// 2 vectors × 8 channels accumulates over all groups. The exact accumulator is then qgemm's
-/// `Σ x·w + colterm[o] − zw[o]·Σx` (Σx by vpdpbusd with ones, only when some zw ≠ 0) and the output
-/// stage repeats qgemm's AVX-512 operations, so every path gives the same bits (tested against
-/// conv2d_reference). Samples run in parallel; batch 1 runs on one thread (no OpenMP region).
-/// forward_pooled() adds a fused 2×2 max pool on the int32 accumulators (see there).
+/// ## Direct kernels
+/// On the AVX2 and AVX-512 VNNI (+ VBMI) paths, layers whose geometry suits them skip im2col: the kernels
+/// of infer/direct_conv.hpp compute the same accumulators vectorized across output pixels and write NCHW
+/// (direct_kind() says which one a layer runs). Samples run in parallel; batch 1 runs on one thread (no
+/// OpenMP region). forward_pooled() adds a fused 2×2 max pool on the int32 accumulators (see there).
 
 #include <minnow/detail/parallel.hpp>
 #include <minnow/error.hpp>
+#include <minnow/infer/direct_conv.hpp>
 #include <minnow/infer/int_tensor.hpp>
 #include <minnow/infer/qgemm.hpp>
 #include <minnow/infer/quantized_maxpool.hpp>
@@ -137,309 +124,6 @@ MINNOW_TARGET_AVX512 inline void fill_bytes(arch::avx512, std::uint8_t* dst, std
 }
 #endif
 
-// ---- direct convolution for the VNNI path: no im2col, the output written NCHW by the kernel ----
-
-/// Which direct kernel a layer uses (see QuantizedConv2d's "Direct kernels" comment).
-enum class DirectKind {
-  none,      ///< im2col + qgemm
-  taps,      ///< up to 4 neighbouring taps of one kernel row per byte group (in·k·k < 32)
-  channels,  ///< 4 input channels of one tap per byte group (in ≥ 4, stride ≤ 2)
-};
-
-/// The weights of a direct kernel: G byte groups per output channel, channels in blocks of 8 (zero padded),
-/// and for each group where its 4 bytes come from.
-struct DirectWeights {
-  DirectKind kind = DirectKind::none;
-  index_t groups = 0, blocks = 0;
-  Tensor<std::int32_t, 1> w;          ///< [blocks × G × 8] dwords of 4 int8 weights (0 for padding taps/channels)
-  Tensor<std::int32_t, 1> ones;       ///< [G] dwords with byte 1 where the tap is real: Σ x over the window
-  Tensor<std::uint8_t, 1> index;      ///< taps: [G × 64] vpermb indices (lane 4p + t ← byte p·stride + j)
-  std::vector<index_t> c, i, j;       ///< group g reads channel (group) c[g], kernel row i[g], column j[g]
-
-  [[nodiscard]] std::size_t bytes() const noexcept {
-    return static_cast<std::size_t>(w.size() + ones.size()) * sizeof(std::int32_t) + static_cast<std::size_t>(index.size());
-  }
-};
-
-/// Chooses and packs the direct kernel for a layer, or returns kind none.
-[[nodiscard]] inline DirectWeights make_direct_weights(const Int8Weights& weights, index_t in, index_t k, index_t stride) {
-  DirectWeights d;
-  const index_t n = weights.rows(), taps = in * k * k, jg = (k + 3) / 4;
-  // Each kernel needs its vector loads to cover 16 output pixels; the one with fewer byte groups (less
-  // zero padding) wins, channels on a tie (no byte permute).
-  const bool taps_ok = taps < 32 && 15 * stride + 4 * jg <= 64, channels_ok = stride <= 2;
-  if (taps_ok && (!channels_ok || in * k * jg < (in + 3) / 4 * k * k)) {
-    d.kind = DirectKind::taps;
-  } else if (channels_ok) {
-    d.kind = DirectKind::channels;
-  } else {
-    return d;
-  }
-  const auto pack = [](const std::int8_t* b) {  // 4 bytes → one dword, byte t in bits 8t…8t+7
-    std::uint32_t v = 0;
-    for (int t = 0; t < 4; ++t) v |= static_cast<std::uint32_t>(static_cast<std::uint8_t>(b[t])) << (8 * t);
-    return static_cast<std::int32_t>(v);
-  };
-  // tap(o, g, t): the weight in byte t of group g (and whether it is a real tap).
-  std::vector<std::int8_t> bytes;
-  if (d.kind == DirectKind::taps) {
-    for (index_t c = 0; c < in; ++c) {
-      for (index_t i = 0; i < k; ++i) {
-        for (index_t g = 0; g < jg; ++g) {
-          d.c.push_back(c);
-          d.i.push_back(i);
-          d.j.push_back(4 * g);
-        }
-      }
-    }
-  } else {
-    for (index_t c = 0; c < (in + 3) / 4; ++c) {
-      for (index_t i = 0; i < k; ++i) {
-        for (index_t j = 0; j < k; ++j) {
-          d.c.push_back(c);
-          d.i.push_back(i);
-          d.j.push_back(j);
-        }
-      }
-    }
-  }
-  d.groups = static_cast<index_t>(d.c.size());
-  d.blocks = (n + 7) / 8;
-  const auto real = [&](index_t g, index_t t) {
-    return d.kind == DirectKind::taps ? d.j[static_cast<std::size_t>(g)] + t < k : 4 * d.c[static_cast<std::size_t>(g)] + t < in;
-  };
-  const auto tap = [&](index_t o, index_t g, index_t t) -> std::int8_t {
-    const auto s = static_cast<std::size_t>(g);
-    if (o >= n || !real(g, t)) return 0;
-    if (d.kind == DirectKind::taps) return weights.values(o, (d.c[s] * k + d.i[s]) * k + d.j[s] + t);
-    return weights.values(o, ((4 * d.c[s] + t) * k + d.i[s]) * k + d.j[s]);
-  };
-  d.w.resize({d.blocks * d.groups * 8});
-  for (index_t b = 0; b < d.blocks; ++b) {
-    for (index_t g = 0; g < d.groups; ++g) {
-      for (index_t l = 0; l < 8; ++l) {
-        const std::int8_t q[4] = {tap(b * 8 + l, g, 0), tap(b * 8 + l, g, 1), tap(b * 8 + l, g, 2), tap(b * 8 + l, g, 3)};
-        d.w.data()[(b * d.groups + g) * 8 + l] = pack(q);
-      }
-    }
-  }
-  d.ones.resize({d.groups});
-  for (index_t g = 0; g < d.groups; ++g) {
-    const std::int8_t q[4] = {real(g, 0) ? std::int8_t{1} : std::int8_t{0}, real(g, 1) ? std::int8_t{1} : std::int8_t{0},
-                              real(g, 2) ? std::int8_t{1} : std::int8_t{0}, real(g, 3) ? std::int8_t{1} : std::int8_t{0}};
-    d.ones.data()[g] = pack(q);
-  }
-  if (d.kind == DirectKind::taps) {
-    d.index.resize({d.groups * 64});
-    for (index_t g = 0; g < d.groups; ++g) {
-      for (index_t p = 0; p < 16; ++p) {
-        for (index_t t = 0; t < 4; ++t) {
-          // Lanes of padding taps read any in-range byte: their weight is 0.
-          d.index.data()[g * 64 + p * 4 + t] = static_cast<std::uint8_t>((p * stride + d.j[static_cast<std::size_t>(g)] + t) & 63);
-        }
-      }
-    }
-  }
-  return d;
-}
-
-/// Bytes read past the end of a direct kernel's padded input (masked-off lanes of the last vectors).
-inline constexpr index_t kDirectSlack = 192;
-
-#if MINNOW_X86_KERNELS
-/// Whether the direct kernels are compiled (they run where arch::avx512_vnni does and the CPU has VBMI).
-inline constexpr bool has_direct_conv = true;
-
-/// The geometry a direct kernel runs over: one sample's padded input, 16 output pixels of a row per vector.
-struct DirectGeometry {
-  index_t out_h, out_w, stride, row_bytes, pixel_bytes, channels;
-  const index_t* offsets;  ///< byte offset of group g from a vector's base
-};
-
-/// Group g of the 16 pixels starting at `base`, as vpdpbusd's unsigned operand (lane p = pixel p's 4 bytes).
-struct TapLoader {
-  const std::uint8_t* index;
-  const index_t* offsets;
-  [[nodiscard]] MINNOW_TARGET_AVX512_VBMI __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
-    return _mm512_permutexvar_epi8(_mm512_loadu_si512(index + g * 64), _mm512_loadu_si512(base + offsets[g]));
-  }
-};
-struct ChannelLoader {
-  const index_t* offsets;
-  [[nodiscard]] MINNOW_TARGET_AVX512_VBMI __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
-    return _mm512_loadu_si512(base + offsets[g]);
-  }
-};
-struct ChannelLoader2 {  // stride 2: the even dwords of 32
-  const index_t* offsets;
-  [[nodiscard]] MINNOW_TARGET_AVX512_VBMI __m512i operator()(const std::uint8_t* base, index_t g) const noexcept {
-    const std::uint8_t* p = base + offsets[g];
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    return _mm512_permutex2var_epi32(_mm512_loadu_si512(p), even, _mm512_loadu_si512(p + 64));
-  }
-};
-
-/// qgemm's `corrected`: Σ x·w + colterm[j] − zw[j]·Σx, the exact accumulator (mod 2³², as qgemm computes it).
-MINNOW_TARGET_AVX512_VBMI inline __m512i direct_correct(const Epilogue& e, __m512i acc, __m512i rowsum, index_t j) noexcept {
-  acc = _mm512_add_epi32(acc, _mm512_set1_epi32(e.colterm[static_cast<std::size_t>(j)]));
-  if (e.zw) acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(e.zw[j]), rowsum));
-  return acc;
-}
-
-/// qgemm's output stage (finish_row, AVX-512) on 16 exact accumulators of channel j: the same operations,
-/// so the same bits.
-MINNOW_TARGET_AVX512_VBMI inline void direct_store(const Epilogue& e, __m512i acc, index_t j, __mmask16 m, std::uint8_t* out) noexcept {
-  const auto c = static_cast<std::size_t>(j);
-  const __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(e.s[c]), _mm512_set1_ps(e.o[c]));
-  __m512 q = _mm512_add_ps(_mm512_roundscale_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), _mm512_set1_ps(e.zo));
-  q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(e.lo)), _mm512_set1_ps(e.hi));
-  // q is already in [0, 255]: the low byte of each dword is vpmovusdb's result. vpermb + a masked store
-  // instead of vpmovusdb to memory, which is microcoded (slow) on AMD Zen 4/5.
-  const __m512i low_bytes = _mm512_set_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 60, 56, 52, 48, 44,
-                                            40, 36, 32, 28, 24, 20, 16, 12, 8, 4, 0);
-  _mm_mask_storeu_epi8(out, m, _mm512_castsi512_si128(_mm512_permutexvar_epi8(low_bytes, _mm512_cvtps_epi32(q))));
-}
-MINNOW_TARGET_AVX512_VBMI inline void direct_store(const Epilogue& e, __m512i acc, index_t j, __mmask16 m, float* out) noexcept {
-  const auto c = static_cast<std::size_t>(j);
-  const __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(e.s[c]), _mm512_set1_ps(e.o[c]));
-  _mm512_mask_storeu_ps(out, m, e.relu ? _mm512_max_ps(r, _mm512_setzero_ps()) : r);
-}
-
-/// The 2×2 max of two output rows' exact accumulators (16 columns each): lane p < 8 holds the max of
-/// columns 2p, 2p + 1 of both rows.
-MINNOW_TARGET_AVX512_VBMI inline __m512i direct_pool2(__m512i row0, __m512i row1) noexcept {
-  const __m512i v = _mm512_max_epi32(row0, row1);
-  const __m512i h = _mm512_max_epi32(v, _mm512_shuffle_epi32(v, _MM_PERM_CDAB));  // swap neighbours
-  return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0), h);
-}
-
-/// R vectors × 8 channels of block `block` (G groups × 8 dwords): Σ x·w over every group, then the output
-/// stage into planes of `plane` outputs. With Pool (R = 2: two output rows, same columns) the 2×2 max of the
-/// exact accumulators goes through the output stage once (see QuantizedConv2d::forward_pooled).
-template <int R, bool Pool, class Load, class OutT>
-MINNOW_TARGET_AVX512_VBMI void direct_tile(const Load& load, const DirectWeights& dw, index_t block, index_t channels, index_t plane,
-                 const Epilogue& e, const std::uint8_t* const* base, const index_t* out_offset, const __mmask16* mask,
-                 const __m512i* rowsum, OutT* y) noexcept {
-  static_assert(!Pool || R == 2, "pooling takes two output rows");
-  __m512i acc[R][8];
-#pragma GCC unroll 8
-  for (int l = 0; l < 8; ++l) {
-    for (int r = 0; r < R; ++r) acc[r][l] = _mm512_setzero_si512();
-  }
-  const std::int32_t* w = dw.w.data() + block * dw.groups * 8;
-  for (index_t g = 0; g < dw.groups; ++g, w += 8) {
-    __m512i a[R];
-    for (int r = 0; r < R; ++r) a[r] = load(base[r], g);
-#pragma GCC unroll 8
-    for (int l = 0; l < 8; ++l) {
-      const __m512i wl = _mm512_set1_epi32(w[l]);
-      for (int r = 0; r < R; ++r) acc[r][l] = _mm512_dpbusd_epi32(acc[r][l], a[r], wl);
-    }
-  }
-  const index_t lanes = std::min<index_t>(8, channels - block * 8);
-#pragma GCC unroll 8
-  for (int l = 0; l < 8; ++l) {  // constant indices keep acc in registers
-    if (l >= lanes) break;
-    const index_t j = block * 8 + l;
-    if constexpr (Pool) {
-      const __m512i pooled = direct_pool2(direct_correct(e, acc[0][l], rowsum[0], j), direct_correct(e, acc[1][l], rowsum[1], j));
-      direct_store(e, pooled, j, mask[0], y + j * plane + out_offset[0]);
-    } else {
-      for (int r = 0; r < R; ++r) direct_store(e, direct_correct(e, acc[r][l], rowsum[r], j), j, mask[r], y + j * plane + out_offset[r]);
-    }
-  }
-}
-
-/// One sample: `in` is its padded input (layout of the kind), `y` its output planes [channels × out_h × out_w],
-/// or with Pool the 2×2-pooled planes [channels × ⌊out_h/2⌋ × ⌊out_w/2⌋].
-template <bool Pool, class Load, class OutT>
-MINNOW_TARGET_AVX512_VBMI void direct_sample(const Load& load, const DirectGeometry& d, const DirectWeights& dw, const Epilogue& e,
-                   const std::uint8_t* in, std::int32_t* rowsums, OutT* y) noexcept {
-  const index_t per_row = (d.out_w + 15) / 16, vectors = d.out_h * per_row;
-  const auto base = [&](index_t v) {
-    return in + (v / per_row) * d.stride * d.row_bytes + (v % per_row) * 16 * d.stride * d.pixel_bytes;
-  };
-  const auto lane_mask = [](index_t left) {
-    return static_cast<__mmask16>(left >= 16 ? 0xFFFF : (left <= 0 ? 0 : (1u << left) - 1));
-  };
-  // Σ x over each output pixel's window, for weights with a zero point (the row-sum term of qgemm).
-  std::fill_n(rowsums, vectors * 16, 0);
-  if (e.zw) {
-    for (index_t v = 0; v < vectors; ++v) {
-      __m512i s = _mm512_setzero_si512();
-      for (index_t g = 0; g < dw.groups; ++g) s = _mm512_dpbusd_epi32(s, load(base(v), g), _mm512_set1_epi32(dw.ones.data()[g]));
-      _mm512_storeu_si512(rowsums + v * 16, s);
-    }
-  }
-  if constexpr (Pool) {
-    // Output rows 2i and 2i + 1 of a 16-column block → 8 pooled columns of pooled row i (floor mode: an odd
-    // last row or column of the conv output is not computed).
-    const index_t pooled_h = d.out_h / 2, pooled_w = d.out_w / 2, plane = pooled_h * pooled_w;
-    for (index_t block = 0; block < dw.blocks; ++block) {
-      for (index_t i = 0; i < pooled_h; ++i) {
-        for (index_t c = 0; c < per_row && c * 8 < pooled_w; ++c) {
-          const index_t v = 2 * i * per_row + c;
-          const std::uint8_t* b[2] = {base(v), base(v + per_row)};
-          const index_t o[1] = {i * pooled_w + c * 8};
-          const __mmask16 m[1] = {lane_mask(std::min<index_t>(8, pooled_w - c * 8))};
-          const __m512i rs[2] = {_mm512_loadu_si512(rowsums + v * 16), _mm512_loadu_si512(rowsums + (v + per_row) * 16)};
-          direct_tile<2, true>(load, dw, block, d.channels, plane, e, b, o, m, rs, y);
-        }
-      }
-    }
-  } else {
-    const index_t plane = d.out_h * d.out_w;
-    const auto out_offset = [&](index_t v) { return (v / per_row) * d.out_w + (v % per_row) * 16; };
-    const auto mask = [&](index_t v) { return lane_mask(d.out_w - (v % per_row) * 16); };
-    for (index_t block = 0; block < dw.blocks; ++block) {
-      index_t v = 0;
-      for (; v + 2 <= vectors; v += 2) {
-        const std::uint8_t* b[2] = {base(v), base(v + 1)};
-        const index_t o[2] = {out_offset(v), out_offset(v + 1)};
-        const __mmask16 m[2] = {mask(v), mask(v + 1)};
-        const __m512i rs[2] = {_mm512_loadu_si512(rowsums + v * 16), _mm512_loadu_si512(rowsums + (v + 1) * 16)};
-        direct_tile<2, false>(load, dw, block, d.channels, plane, e, b, o, m, rs, y);
-      }
-      if (v < vectors) {
-        const std::uint8_t* b[1] = {base(v)};
-        const index_t o[1] = {out_offset(v)};
-        const __mmask16 m[1] = {mask(v)};
-        const __m512i rs[1] = {_mm512_loadu_si512(rowsums + v * 16)};
-        direct_tile<1, false>(load, dw, block, d.channels, plane, e, b, o, m, rs, y);
-      }
-    }
-  }
-}
-
-/// Fills `n` dwords with `value` (AVX-512 stores: the buffer is bytes).
-MINNOW_TARGET_AVX512_VBMI inline void fill_dwords(std::uint8_t* dst, std::int32_t value, index_t n) noexcept {
-  const __m512i v = _mm512_set1_epi32(value);
-  for (; n >= 16; n -= 16, dst += 64) _mm512_storeu_si512(dst, v);
-  _mm512_mask_storeu_epi32(dst, static_cast<__mmask16>((1u << n) - 1), v);
-}
-
-/// Channels c0…c0+3 of one input row (W pixels; `rows[t]` null for a channel past the last) interleaved
-/// into W dwords: byte t of dword p is rows[t][p].
-MINNOW_TARGET_AVX512_VBMI inline void interleave4(const std::uint8_t* const* rows, index_t width, std::uint8_t* dst) noexcept {
-  for (index_t w0 = 0; w0 < width; w0 += 16) {
-    const index_t n = std::min<index_t>(16, width - w0);
-    const auto m = static_cast<__mmask16>(n == 16 ? 0xFFFF : (1u << n) - 1);
-    __m128i r[4];
-    for (int t = 0; t < 4; ++t) r[t] = rows[t] ? _mm_maskz_loadu_epi8(m, rows[t] + w0) : _mm_setzero_si128();
-    const __m128i a_lo = _mm_unpacklo_epi8(r[0], r[1]), a_hi = _mm_unpackhi_epi8(r[0], r[1]);
-    const __m128i b_lo = _mm_unpacklo_epi8(r[2], r[3]), b_hi = _mm_unpackhi_epi8(r[2], r[3]);
-    __m512i v = _mm512_castsi128_si512(_mm_unpacklo_epi16(a_lo, b_lo));  // pixels 0–3
-    v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(a_lo, b_lo), 1);        // 4–7
-    v = _mm512_inserti32x4(v, _mm_unpacklo_epi16(a_hi, b_hi), 2);        // 8–11
-    v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(a_hi, b_hi), 3);        // 12–15
-    _mm512_mask_storeu_epi32(dst + w0 * 4, m, v);
-  }
-}
-#else
-inline constexpr bool has_direct_conv = false;
-#endif
-
 /// One output row (or the part of it inside a chunk) of one sample.
 struct ConvSegment {
   index_t sample;  ///< offset of the sample in the input
@@ -457,6 +141,7 @@ struct ConvWorkspace {
   Tensor<float, 1> outf;
   Tensor<std::uint8_t, 1> padded;      ///< direct kernels: one sample's padded input
   Tensor<std::int32_t, 1> rowsums;     ///< direct kernels: Σ x per output pixel (weights with zero points)
+  Tensor<std::uint8_t, 1> interleaved; ///< direct channels kernel: 4 channel planes interleaved into dwords
 };
 
 }  // namespace detail
@@ -513,11 +198,15 @@ class QuantizedConv2d {
   [[nodiscard]] std::size_t bytes() const noexcept {
     return packed_.bytes() + direct_.bytes() + bias_.size() * sizeof(float);
   }
-  /// The kernel the AVX-512 VNNI path runs where the CPU has VBMI (elsewhere im2col + qgemm).
-  [[nodiscard]] detail::DirectKind direct_kind() const noexcept {
-    return detail::has_direct_conv && direct_enabled_ && simd::cpu_has_vbmi() ? direct_.kind : detail::DirectKind::none;
+  /// The direct kernel the path of `isa` runs for this layer (none: im2col + qgemm). The AVX-512 VNNI
+  /// kernel needs VBMI; without it, and on AVX2 / AVX-512 without VNNI, the AVX2 kernel runs when the
+  /// layer's geometry suits it. @throws value_error when MINNOW_ARCH holds an unknown name (default isa).
+  [[nodiscard]] detail::DirectKind direct_kind(simd::Isa isa = simd::active_isa()) const {
+    if (!direct_enabled_ || !simd::cpu_has(std::min(isa, simd::Isa::avx512_vnni))) return detail::DirectKind::none;
+    if (isa >= simd::Isa::avx512_vnni && simd::cpu_has_vbmi()) return direct_.kind;
+    return isa >= simd::Isa::avx2 && direct_.fits_avx2 ? direct_.kind : detail::DirectKind::none;
   }
-  /// For benchmarks and tests: `false` makes the VNNI path run im2col + qgemm, as the other paths do.
+  /// For benchmarks and tests: `false` makes every path run im2col + qgemm.
   void set_direct(bool enabled) noexcept { direct_enabled_ = enabled; }
 
   /// The output shape for an NCHW input shape. @throws shape_error naming the layer when it does not fit.
@@ -566,12 +255,7 @@ class QuantizedConv2d {
     quant::check_affine_params(out, quant::QRange{0, 255}, ("QuantizedConv2d '" + packed_.name + "' (output)").c_str());
     simd::with_arch<Arch>(name(), [&](auto tag) {
       using A = decltype(tag);
-      if constexpr (detail::has_direct_conv && std::is_base_of_v<arch::avx512_vnni, A>) {
-        if (direct_enabled_ && direct_.kind != detail::DirectKind::none && simd::cpu_has_vbmi()) {
-          run_direct<std::uint8_t, true>(x, y.data(), out);
-          return;
-        }
-      }
+      if (with_direct_kernel<A>([&](auto kernel) { run_direct<decltype(kernel), std::uint8_t, true>(x, y.data(), out); })) return;
       unpooled_.resize(full);
       run<A>(x, unpooled_.data(), out);
       QuantizedMaxPool2d(2).forward<A>(unpooled_.view(), y);
@@ -636,12 +320,7 @@ class QuantizedConv2d {
 
   template <class Arch, class OutT>
   void run(TensorView<const std::uint8_t, 4> x, OutT* y, quant::AffineParams out) {
-    if constexpr (detail::has_direct_conv && std::is_base_of_v<arch::avx512_vnni, Arch>) {
-      if (direct_enabled_ && direct_.kind != detail::DirectKind::none && simd::cpu_has_vbmi()) {
-        run_direct(x, y, out);
-        return;
-      }
-    }
+    if (with_direct_kernel<Arch>([&](auto kernel) { run_direct<decltype(kernel), OutT>(x, y, out); })) return;
     const Plan plan = plan_for(x.shape());
     if (plan.total == 0) return;
     if (workspaces_.size() < static_cast<std::size_t>(plan.threads)) workspaces_.resize(static_cast<std::size_t>(plan.threads));
@@ -680,11 +359,30 @@ class QuantizedConv2d {
     return epilogue_;
   }
 
-  /// The direct kernels (AVX-512 VNNI + VBMI): samples in parallel, each padded once into the kernel's layout.
-  template <class OutT, bool Pool = false>
-  void run_direct([[maybe_unused]] TensorView<const std::uint8_t, 4> x, [[maybe_unused]] OutT* y,
-                  [[maybe_unused]] quant::AffineParams out) {
+  /// Calls `f(kernel tag)` and returns true when the path of `Arch` runs a direct kernel for this layer.
+  template <class Arch, class F>
+  bool with_direct_kernel([[maybe_unused]] F&& f) {
 #if MINNOW_X86_KERNELS
+    if (!direct_enabled_ || direct_.kind == detail::DirectKind::none) return false;
+    if constexpr (std::is_base_of_v<arch::avx512_vnni, Arch>) {
+      if (simd::cpu_has_vbmi()) {
+        f(arch::avx512_vnni{});
+        return true;
+      }
+    }
+    if constexpr (std::is_base_of_v<arch::avx2, Arch>) {
+      if (direct_.fits_avx2) {
+        f(arch::avx2{});
+        return true;
+      }
+    }
+#endif
+    return false;
+  }
+
+  /// The direct kernel of `Kernel`: samples in parallel, each padded once into the kernel's layout.
+  template <class Kernel, class OutT, bool Pool = false>
+  void run_direct(TensorView<const std::uint8_t, 4> x, OutT* y, quant::AffineParams out) {
     const Shape<4> o = output_shape(x.shape());
     const index_t batch = o[0], n = packed_.n, height = x.dim(2), width = x.dim(3);
     const index_t plane_out = o[2] * o[3];
@@ -693,7 +391,8 @@ class QuantizedConv2d {
     const index_t ph = height + 2 * padding_, pw = width + 2 * padding_, pixel_bytes = taps ? 1 : 4;
     const index_t row_bytes = pw * pixel_bytes, plane_bytes = ph * row_bytes, groups_c = taps ? in_ : (in_ + 3) / 4;
     const index_t buffer = groups_c * plane_bytes + detail::kDirectSlack;
-    const index_t vectors = o[2] * ((o[3] + 15) / 16);
+    constexpr index_t lanes = detail::direct_lanes(Kernel{});
+    const index_t vectors = o[2] * ((o[3] + lanes - 1) / lanes);
     direct_offsets_.resize(static_cast<std::size_t>(direct_.groups));
     for (std::size_t g = 0; g < direct_offsets_.size(); ++g) {
       direct_offsets_[g] = direct_.c[g] * plane_bytes + direct_.i[g] * row_bytes + (taps ? 0 : direct_.j[g] * 4);
@@ -709,7 +408,7 @@ class QuantizedConv2d {
     minnow::detail::parallel_for(batch, threads, [&](long sample, int thread) {
       auto& ws = workspaces_[static_cast<std::size_t>(thread)];
       ws.padded.resize({buffer});
-      ws.rowsums.resize({vectors * 16});
+      ws.rowsums.resize({vectors * lanes});
       std::uint8_t* pad = ws.padded.data();
       const std::uint8_t* xs = x.data() + sample * in_ * height * width;
       // Padding holds the input zero point, so padded taps contribute (za − za)·w = 0, as in the gemm path.
@@ -726,27 +425,26 @@ class QuantizedConv2d {
           std::uint32_t pattern = 0;  // zp in the bytes of real channels, 0 for the padding channels
           for (index_t t = 0; t < 4 && 4 * cg + t < in_; ++t) pattern |= std::uint32_t{zp} << (8 * t);
           std::uint8_t* plane = pad + cg * plane_bytes;
+          // Whole channel planes are interleaved in one pass (one short tail per plane, not per row).
+          const std::uint8_t* planes[4];
+          for (index_t t = 0; t < 4; ++t) planes[t] = 4 * cg + t < in_ ? xs + (4 * cg + t) * height * width : nullptr;
+          if (padding_ == 0) {
+            detail::interleave4(Kernel{}, planes, height * width, plane);
+            continue;
+          }
+          ws.interleaved.resize({height * width * 4});
+          detail::interleave4(Kernel{}, planes, height * width, ws.interleaved.data());
           detail::fill_dwords(plane, static_cast<std::int32_t>(pattern), ph * pw);
           for (index_t h = 0; h < height; ++h) {
-            const std::uint8_t* rows[4];
-            for (index_t t = 0; t < 4; ++t) {
-              rows[t] = 4 * cg + t < in_ ? xs + ((4 * cg + t) * height + h) * width : nullptr;
-            }
-            detail::interleave4(rows, width, plane + ((h + padding_) * pw + padding_) * 4);
+            std::memcpy(plane + ((h + padding_) * pw + padding_) * 4, ws.interleaved.data() + h * width * 4,
+                        static_cast<std::size_t>(width * 4));
           }
         }
         std::fill_n(pad + groups_c * plane_bytes, detail::kDirectSlack, std::uint8_t{0});
       }
       OutT* ys = y + sample * n * (Pool ? (o[2] / 2) * (o[3] / 2) : plane_out);
-      if (taps) {
-        detail::direct_sample<Pool>(detail::TapLoader{direct_.index.data(), d.offsets}, d, direct_, e, pad, ws.rowsums.data(), ys);
-      } else if (stride_ == 1) {
-        detail::direct_sample<Pool>(detail::ChannelLoader{d.offsets}, d, direct_, e, pad, ws.rowsums.data(), ys);
-      } else {
-        detail::direct_sample<Pool>(detail::ChannelLoader2{d.offsets}, d, direct_, e, pad, ws.rowsums.data(), ys);
-      }
+      detail::direct_sample<Pool>(Kernel{}, d, direct_, e, pad, ws.rowsums.data(), ys);
     });
-#endif
   }
 
   /// Rows [r0, r1) of the im2col matrix → ws.act (panels and row sums).

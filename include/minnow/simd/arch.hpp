@@ -25,6 +25,11 @@
 ///
 /// `Isa::amx` sits above avx512_vnni: the int8 GEMM's AMX tiles (infer/amx.hpp), which also need the
 /// OS's permission for the tile state, asked for only when nothing lowers the setting below amx.
+///
+/// On AArch64 the sets are `arch::neon` (Advanced SIMD, every AArch64 CPU) and `arch::neon_dot` (those + the
+/// dot-product instructions sdot/udot, Armv8.2-A DotProd: Cortex-A55/A76, Neoverse N1 and Apple M1 on, read
+/// from the kernel's HWCAP), with `MINNOW_ARCH` = `scalar`, `neon` or `neon_dot`. A build names the sets
+/// of its own architecture only; asking for the other's is an error.
 
 #include <minnow/error.hpp>
 
@@ -64,6 +69,24 @@
 #define MINNOW_TARGET_AVX512_VBMI
 #endif
 
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__) && defined(__ARM_NEON)
+/// The AArch64 kernels are compiled: Advanced SIMD is part of the base architecture, and the dot-product
+/// kernels carry a `target` attribute, so they are compiled whatever `-march` the including program uses.
+#define MINNOW_ARM_KERNELS 1
+#include <arm_neon.h>
+#if defined(__linux__)
+#include <sys/auxv.h>
+#endif
+#if defined(__clang__)
+#define MINNOW_TARGET_NEON_DOT __attribute__((target("dotprod")))
+#else
+#define MINNOW_TARGET_NEON_DOT __attribute__((target("arch=armv8.2-a+dotprod")))
+#endif
+#else
+#define MINNOW_ARM_KERNELS 0
+#define MINNOW_TARGET_NEON_DOT
+#endif
+
 #if MINNOW_X86_KERNELS && defined(__linux__) && (__has_include(<amxtileintrin.h>) || __has_include(<amxintrin.h>))
 /// The AMX tile kernels are compiled (GCC 11 / clang 12 headers, Linux's permission request).
 #define MINNOW_AMX_COMPILED 1
@@ -75,8 +98,9 @@
 
 namespace minnow::simd {
 
-/// Instruction sets, in increasing order.
-enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512_vnni = 3, amx = 4 };
+/// Instruction sets, in increasing order within each architecture (x86-64: avx2 … amx; AArch64: neon,
+/// neon_dot); scalar is the bottom of both.
+enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512_vnni = 3, amx = 4, neon = 5, neon_dot = 6 };
 
 [[nodiscard]] constexpr const char* isa_name(Isa isa) noexcept {
   switch (isa) {
@@ -84,6 +108,8 @@ enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512_vnni = 3, amx = 
     case Isa::avx512: return "avx512";
     case Isa::avx512_vnni: return "avx512_vnni";
     case Isa::amx: return "amx";
+    case Isa::neon: return "neon";
+    case Isa::neon_dot: return "neon_dot";
     default: return "scalar";
   }
 }
@@ -91,10 +117,11 @@ enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512_vnni = 3, amx = 
 /// @brief The set named `name` (as isa_name spells it).
 /// @throws value_error naming `what` and the accepted names for anything else.
 [[nodiscard]] inline Isa parse_isa(std::string_view name, std::string_view what) {
-  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_vnni, Isa::amx}) {
+  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_vnni, Isa::amx, Isa::neon, Isa::neon_dot}) {
     if (name == isa_name(isa)) return isa;
   }
-  throw value_error(minnow::detail::concat(what, " is '", name, "': expected scalar, avx2, avx512, avx512_vnni or amx"));
+  throw value_error(minnow::detail::concat(what, " is '", name,
+                                           "': expected scalar, avx2, avx512, avx512_vnni, amx, neon or neon_dot"));
 }
 
 /// Kernel tags: an overload for a base tag serves every derived tag it is not written for.
@@ -114,6 +141,14 @@ struct avx512 : avx2 {
 struct avx512_vnni : avx512 {
   static constexpr const char* name = "avx512_vnni";
   static constexpr Isa isa = Isa::avx512_vnni;
+};
+struct neon : scalar {
+  static constexpr const char* name = "neon";
+  static constexpr Isa isa = Isa::neon;
+};
+struct neon_dot : neon {
+  static constexpr const char* name = "neon_dot";
+  static constexpr Isa isa = Isa::neon_dot;
 };
 /// Not a kernel tag: "the widest set this CPU runs", resolved by with_arch at each call.
 struct automatic {};
@@ -135,9 +170,24 @@ namespace detail {
     return __builtin_cpu_supports("avx512vnni") ? Isa::avx512_vnni : Isa::avx512;
   }
   return Isa::avx2;
+#elif MINNOW_ARM_KERNELS && defined(__linux__)
+  constexpr unsigned long kHwcapAsimdDp = 1UL << 20;  // HWCAP_ASIMDDP of <asm/hwcap.h>
+  return (getauxval(AT_HWCAP) & kHwcapAsimdDp) != 0 ? Isa::neon_dot : Isa::neon;
+#elif MINNOW_ARM_KERNELS
+  return Isa::neon;
 #else
   return Isa::scalar;
 #endif
+}
+
+/// The widest set this build names: the top of its architecture's sets.
+constexpr Isa kTopIsa = MINNOW_X86_KERNELS ? Isa::amx : (MINNOW_ARM_KERNELS ? Isa::neon_dot : Isa::scalar);
+
+/// Whether `isa` is scalar or one of this build's architecture's sets.
+[[nodiscard]] constexpr bool same_architecture(Isa isa) noexcept {
+  if (isa == Isa::scalar) return true;
+  const bool arm = isa == Isa::neon || isa == Isa::neon_dot;
+  return arm ? MINNOW_ARM_KERNELS != 0 : MINNOW_X86_KERNELS != 0;
 }
 
 [[nodiscard]] inline Isa vector_isa() noexcept {
@@ -181,7 +231,12 @@ namespace detail {
 [[nodiscard]] inline std::atomic<int>& ceiling() {
   static std::atomic<int> value{[] {
     const char* env = std::getenv("MINNOW_ARCH");
-    return static_cast<int>(env == nullptr || env[0] == '\0' ? Isa::amx : parse_isa(env, "MINNOW_ARCH"));
+    if (env == nullptr || env[0] == '\0') return static_cast<int>(kTopIsa);
+    const Isa isa = parse_isa(env, "MINNOW_ARCH");
+    if (!same_architecture(isa)) {
+      throw value_error(minnow::detail::concat("MINNOW_ARCH is '", env, "', a set of another architecture than this build's"));
+    }
+    return static_cast<int>(isa);
   }()};
   return value;
 }
@@ -193,7 +248,8 @@ namespace detail {
 
 /// @brief Whether this CPU runs `isa`'s kernels.
 [[nodiscard]] inline bool cpu_has(Isa isa) noexcept {
-  return isa <= detail::vector_isa() || (isa == Isa::amx && detail::amx_usable());
+  if (isa == Isa::amx) return detail::amx_usable();
+  return isa == Isa::scalar || (detail::same_architecture(isa) && isa <= detail::vector_isa());
 }
 
 /// @brief Whether the CPU also has AVX-512 VBMI (byte permutes), which the avx512_vnni int8 direct
@@ -206,7 +262,7 @@ namespace detail {
 [[nodiscard]] inline Isa active_isa() {
   const auto ceiling = static_cast<Isa>(detail::ceiling().load(std::memory_order_relaxed));
   const Isa vector = detail::vector_isa();
-  if (ceiling < Isa::amx || vector < Isa::avx512_vnni) return std::min(ceiling, vector);
+  if (ceiling != Isa::amx || vector < Isa::avx512_vnni) return std::min(ceiling, vector);
   return detail::amx_usable() ? Isa::amx : Isa::avx512_vnni;
 }
 
@@ -234,6 +290,12 @@ decltype(auto) dispatch(F&& f) {
     case Isa::avx512_vnni: return f(arch::avx512_vnni{});
     case Isa::avx512: return f(arch::avx512{});
     case Isa::avx2: return f(arch::avx2{});
+    default: break;
+  }
+#elif MINNOW_ARM_KERNELS
+  switch (active_isa()) {
+    case Isa::neon_dot: return f(arch::neon_dot{});
+    case Isa::neon: return f(arch::neon{});
     default: break;
   }
 #endif

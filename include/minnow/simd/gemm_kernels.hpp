@@ -6,7 +6,8 @@
 /// A; B̃ the NR values of a row of B. Every path computes each output the same way, so they agree bit for
 /// bit: `acc = fma(a[i,p], b[p,j], acc)` for p = 0, 1, … from acc = 0, then `acc + C` when accumulating.
 /// Tiles: AVX-512 8 × 48 (24 of the 32 vector registers accumulate; 3 loads + 8 broadcasts per 24 FMAs);
-/// AVX2 4 × 24 (12 of 16); the scalar twin 4 × 24.
+/// AVX2 4 × 24 (12 of 16); NEON 4 × 24 (24 of 32, fmla by lane: one 4-float load of Ã per step); the
+/// scalar twin 4 × 24.
 
 #include <minnow/simd/arch.hpp>
 #include <minnow/tensor.hpp>
@@ -85,6 +86,36 @@ MINNOW_TARGET_AVX512 inline void micro_kernel(arch::avx512, index_t kc, const fl
       __m512 out = acc[i][v];
       if (accumulate) out = _mm512_add_ps(out, _mm512_loadu_ps(row + v * 16));
       _mm512_storeu_ps(row + v * 16, out);
+    }
+  }
+}
+#endif
+
+#if MINNOW_ARM_KERNELS
+inline void micro_kernel(arch::neon, index_t kc, const float* a, const float* b, float* c, index_t ldc, bool accumulate) noexcept {
+  constexpr index_t mr = 4, nr = 24, vectors = nr / 4;
+  float32x4_t acc[mr][vectors];
+  for (auto& row : acc) {
+    for (auto& v : row) v = vdupq_n_f32(0.0f);
+  }
+  for (index_t p = 0; p < kc; ++p, a += mr, b += nr) {
+    const float32x4_t ai = vld1q_f32(a);
+    float32x4_t bv[vectors];
+    for (index_t v = 0; v < vectors; ++v) bv[v] = vld1q_f32(b + 4 * v);
+    // The lane index must be a constant: one statement per row.
+    for (index_t v = 0; v < vectors; ++v) {
+      acc[0][v] = vfmaq_laneq_f32(acc[0][v], bv[v], ai, 0);
+      acc[1][v] = vfmaq_laneq_f32(acc[1][v], bv[v], ai, 1);
+      acc[2][v] = vfmaq_laneq_f32(acc[2][v], bv[v], ai, 2);
+      acc[3][v] = vfmaq_laneq_f32(acc[3][v], bv[v], ai, 3);
+    }
+  }
+  for (index_t i = 0; i < mr; ++i) {
+    float* row = c + i * ldc;
+    for (index_t v = 0; v < vectors; ++v) {
+      float32x4_t out = acc[i][v];
+      if (accumulate) out = vaddq_f32(out, vld1q_f32(row + 4 * v));
+      vst1q_f32(row + 4 * v, out);
     }
   }
 }

@@ -151,7 +151,8 @@ TEST_CASE("the uint8 max pool equals nn::MaxPool2d on the dequantized values, on
       // Few distinct values, so ties are common.
       for (index_t i = 0; i < q.size(); ++i) q.data()[i] = static_cast<std::uint8_t>(u8(rng) % (i % 2 ? 256 : 4));
       INFO("h=" << h << " w=" << w);
-      for (const auto& [kernel, stride] : {std::pair<index_t, index_t>{2, 2}, {2, 1}, {3, 2}, {1, 1}, {2, 0}}) {
+      for (const auto& window : {std::pair<index_t, index_t>{2, 2}, {2, 1}, {3, 2}, {1, 1}, {2, 0}}) {
+        const index_t kernel = window.first, stride = window.second;  // clang 14 cannot capture bindings
         if (h < kernel || w < kernel) continue;
         for_each_arch([&](auto arch) { check_pool_path<decltype(arch)>(kernel, stride, q, p); });
       }

@@ -14,11 +14,11 @@ using namespace minnow;
 using simd::Isa;
 
 TEST_CASE("instruction-set names parse back, and an unknown name is refused naming it") {
-  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_vnni, Isa::amx, Isa::neon, Isa::neon_dot}) {
+  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx2_vnni, Isa::avx512, Isa::avx512_vnni, Isa::amx, Isa::neon, Isa::neon_dot}) {
     CHECK(simd::parse_isa(simd::isa_name(isa), "test") == isa);
   }
   CHECK_REFUSED(simd::parse_isa("avx3", "MINNOW_ARCH"), value_error,
-                Catch::Matchers::Equals("MINNOW_ARCH is 'avx3': expected scalar, avx2, avx512, avx512_vnni, amx, neon or neon_dot"));
+                Catch::Matchers::Equals("MINNOW_ARCH is 'avx3': expected scalar, avx2, avx2_vnni, avx512, avx512_vnni, amx, neon or neon_dot"));
   CHECK_THROWS_AS(simd::parse_isa("", "MINNOW_ARCH"), value_error);
   CHECK_THROWS_AS(simd::parse_isa("AVX2", "MINNOW_ARCH"), value_error);
 }
@@ -31,7 +31,7 @@ TEST_CASE("the run-time choice is the CPU's widest set, lowered by set_isa and r
     CHECK_FALSE(simd::cpu_has(static_cast<Isa>(static_cast<int>(cpu) + 1)));  // the next set up
   }
   // The other architecture's sets are never this CPU's.
-  for (const Isa other : {Isa::avx2, Isa::avx512, Isa::avx512_vnni, Isa::amx, Isa::neon, Isa::neon_dot}) {
+  for (const Isa other : {Isa::avx2, Isa::avx2_vnni, Isa::avx512, Isa::avx512_vnni, Isa::amx, Isa::neon, Isa::neon_dot}) {
     const bool arm = other == Isa::neon || other == Isa::neon_dot;
     if (arm != (cpu == Isa::neon || cpu == Isa::neon_dot)) CHECK_FALSE(simd::cpu_has(other));
   }
@@ -59,6 +59,22 @@ TEST_CASE("a set the CPU lacks is refused by set_isa and by an explicit kernel t
     CHECK_REFUSED(simd::with_arch<simd::arch::avx512_vnni>("layer 'fc1'", [](auto) {}), value_error,
                   Catch::Matchers::StartsWith("layer 'fc1': asked for the avx512_vnni kernels"));
   }
+}
+
+TEST_CASE("the avx2_vnni level runs where the CPU has AVX-VNNI, and is refused where it has not") {
+  if (!simd::cpu_has(Isa::avx2)) MINNOW_SKIP("this CPU has no AVX2");
+  const Isa before = simd::active_isa();
+  const auto tag_name = [] { return simd::dispatch([](auto tag) { return std::string(decltype(tag)::name); }); };
+  if (simd::cpu_has(Isa::avx2_vnni)) {
+    const Isa previous = simd::set_isa(Isa::avx2_vnni);
+    CHECK(simd::active_isa() == Isa::avx2_vnni);
+    CHECK(tag_name() == "avx2_vnni");
+    simd::set_isa(previous);
+  } else {
+    CHECK_REFUSED(simd::set_isa(Isa::avx2_vnni), value_error,
+                  Catch::Matchers::StartsWith("simd::set_isa: this CPU does not run avx2_vnni"));
+  }
+  CHECK(simd::active_isa() == before);
 }
 
 TEST_CASE("a set of the other architecture is refused by set_isa and by an explicit kernel tag") {

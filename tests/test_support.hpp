@@ -39,7 +39,7 @@
     }                                                                                                             \
   } while (false)
 
-/// Calls `f(tag)` for every kernel tag this CPU runs (scalar, then avx2, avx512, avx512_vnni on x86-64 or neon,
+/// Calls `f(tag)` for every kernel tag this CPU runs (scalar, then avx2, avx2_vnni, avx512, avx512_vnni on x86-64 or neon,
 /// neon_dot on AArch64), so each path is compared
 /// with the scalar twin; a path the CPU lacks is reported once on stdout instead of run.
 template <class F>
@@ -56,6 +56,7 @@ void for_each_arch(F&& f) {
   };
 #if MINNOW_X86_KERNELS
   run_if(minnow::simd::arch::avx2{});
+  run_if(minnow::simd::arch::avx2_vnni{});
   run_if(minnow::simd::arch::avx512{});
   run_if(minnow::simd::arch::avx512_vnni{});
 #elif MINNOW_ARM_KERNELS

@@ -14,14 +14,17 @@
 ///   (stride 2: two loads and a dword permute).
 /// The layer picks the kind with fewer groups (channels on a tie); stride > 2 with ≥ 32 taps keeps im2col.
 ///
-/// Two kernels share that structure (`direct_sample`), overloads on the arch tag:
+/// Three kernels share that structure (`direct_sample`), overloads on the arch tag:
 /// - `arch::avx512_vnni` (needs VBMI for vpermb): 16 pixels per vector, one vpdpbusd per group and
 ///   channel, tiles of 2 vectors × 8 channels (16 accumulators of 32 registers);
+/// - `arch::avx2_vnni` (AVX-VNNI): 8 pixels per vector, one 256-bit vpdpbusd per group and channel, tiles
+///   of 2 vectors × 4 channels;
 /// - `arch::avx2`: 8 pixels per vector. vpmaddubsw would saturate (255·127·2 > 2¹⁵), so a group's dword
 ///   (x0, x1, x2, x3) is split into the int16 pairs (x0, x2) and (x1, x3) (an AND and a shift) and two
 ///   vpmaddwd with the weight pairs (w0, w2), (w1, w3) give the exact Σ x·w; tiles of 2 vectors ×
 ///   4 channels (8 accumulators of 16 registers). Taps need each 128-bit half's pixels inside 16 bytes
-///   (vpshufb does not cross halves): 3·stride + j + 3 < 16 for every group.
+///   (vpshufb does not cross halves): 3·stride + j + 3 < 16 for every group. AVX-VNNI shares these
+///   loaders and the output stage.
 ///
 /// Each sample is padded once with the input zero point (as the im2col path does). The exact accumulator
 /// is then qgemm's `Σ x·w + colterm[o] − zw[o]·Σx` (Σx only when some zw ≠ 0) and the output stage
@@ -37,6 +40,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace minnow::infer::detail {
@@ -395,13 +399,15 @@ MINNOW_TARGET_AVX2 inline void direct_store(const Epilogue& e, __m256i acc, inde
   // q is in [0, 255]: the unsigned packs keep every value.
   const __m256i v = _mm256_cvtps_epi32(q);
   const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  const __m128i bytes = _mm_packus_epi16(words, words);
+  const auto bytes = static_cast<std::uint64_t>(_mm_cvtsi128_si64(_mm_packus_epi16(words, words)));
+  // Fixed-size copies for the common counts (a full vector, a pooled vector); byte stores otherwise.
   if (count >= 8) {
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(out), bytes);
+    std::memcpy(out, &bytes, 8);
+  } else if (count == 4) {
+    const auto low = static_cast<std::uint32_t>(bytes);
+    std::memcpy(out, &low, 4);
   } else {
-    alignas(16) std::uint8_t tmp[16];
-    _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
-    std::memcpy(out, tmp, static_cast<std::size_t>(std::max<index_t>(count, 0)));
+    for (index_t i = 0; i < count; ++i) out[i] = static_cast<std::uint8_t>(bytes >> (8 * i));
   }
 }
 MINNOW_TARGET_AVX2 inline void direct_store(const Epilogue& e, __m256i acc, index_t j, index_t count, float* out) noexcept {
@@ -430,6 +436,25 @@ MINNOW_TARGET_AVX2 void direct_rowsums(arch::avx2, const Load& load, const Direc
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), s);
 }
 
+/// The output stage of an 8-pixel tile: R vectors × 4 channels of exact Σ x·w (see the VNNI tile).
+template <int R, bool Pool, class OutT>
+MINNOW_TARGET_AVX2 inline void direct_finish(const __m256i (&acc)[R][4], index_t tile, index_t channels, index_t plane,
+                                             const Epilogue& e, const index_t* out_offset, const index_t* count,
+                                             const std::int32_t* const* rowsum, OutT* y) noexcept {
+  const index_t lanes = std::min<index_t>(4, channels - tile * 4);
+#pragma GCC unroll 4
+  for (int l = 0; l < 4; ++l) {
+    if (l >= lanes) break;
+    const index_t j = tile * 4 + l;
+    if constexpr (Pool) {
+      const __m256i pooled = direct_pool2(direct_correct(e, acc[0][l], rowsum[0], j), direct_correct(e, acc[1][l], rowsum[1], j));
+      direct_store(e, pooled, j, count[0], y + j * plane + out_offset[0]);
+    } else {
+      for (int r = 0; r < R; ++r) direct_store(e, direct_correct(e, acc[r][l], rowsum[r], j), j, count[r], y + j * plane + out_offset[r]);
+    }
+  }
+}
+
 /// R vectors × 4 channels of tile `tile` (as the VNNI tile, which see).
 template <int R, bool Pool, class Load, class OutT>
 MINNOW_TARGET_AVX2 void direct_tile(arch::avx2, const Load& load, const DirectWeights& dw, index_t tile, index_t channels,
@@ -454,18 +479,32 @@ MINNOW_TARGET_AVX2 void direct_tile(arch::avx2, const Load& load, const DirectWe
       for (int r = 0; r < R; ++r) acc[r][l] = _mm256_add_epi32(acc[r][l], dot4(even[r], odd[r], w + 2 * l));
     }
   }
-  const index_t lanes = std::min<index_t>(4, channels - tile * 4);
-#pragma GCC unroll 4
+  direct_finish<R, Pool>(acc, tile, channels, plane, e, out_offset, count, rowsum, y);
+}
+
+/// AVX-VNNI: the same tile with one vpdpbusd per group and channel, on the VNNI weights (tile t is half t % 2
+/// of the 8-channel block t / 2).
+template <int R, bool Pool, class Load, class OutT>
+MINNOW_TARGET_AVX2_VNNI void direct_tile(arch::avx2_vnni, const Load& load, const DirectWeights& dw, index_t tile, index_t channels,
+                                          index_t plane, const Epilogue& e, const std::uint8_t* const* base,
+                                          const index_t* out_offset, const index_t* count, const std::int32_t* const* rowsum,
+                                          OutT* y) noexcept {
+  static_assert(!Pool || R == 2, "pooling takes two output rows");
+  __m256i acc[R][4];
   for (int l = 0; l < 4; ++l) {
-    if (l >= lanes) break;
-    const index_t j = tile * 4 + l;
-    if constexpr (Pool) {
-      const __m256i pooled = direct_pool2(direct_correct(e, acc[0][l], rowsum[0], j), direct_correct(e, acc[1][l], rowsum[1], j));
-      direct_store(e, pooled, j, count[0], y + j * plane + out_offset[0]);
-    } else {
-      for (int r = 0; r < R; ++r) direct_store(e, direct_correct(e, acc[r][l], rowsum[r], j), j, count[r], y + j * plane + out_offset[r]);
+    for (int r = 0; r < R; ++r) acc[r][l] = _mm256_setzero_si256();
+  }
+  const std::int32_t* w = dw.w.data() + (tile / 2) * dw.groups * 8 + (tile % 2) * 4;
+  for (index_t g = 0; g < dw.groups; ++g, w += 8) {
+    __m256i a[R];
+    for (int r = 0; r < R; ++r) a[r] = load(base[r], g);
+#pragma GCC unroll 4
+    for (int l = 0; l < 4; ++l) {
+      const __m256i wl = _mm256_set1_epi32(w[l]);
+      for (int r = 0; r < R; ++r) acc[r][l] = _mm256_dpbusd_avx_epi32(acc[r][l], a[r], wl);
     }
   }
+  direct_finish<R, Pool>(acc, tile, channels, plane, e, out_offset, count, rowsum, y);
 }
 #endif  // MINNOW_X86_KERNELS
 
@@ -526,27 +565,26 @@ void direct_sample(Arch tag, const Load& load, const DirectGeometry& d, const Di
 }
 
 #if MINNOW_X86_KERNELS
-/// One sample with the loader of the layer's kind and stride.
-template <bool Pool, class OutT>
-void direct_sample(arch::avx512_vnni tag, const DirectGeometry& d, const DirectWeights& dw, const Epilogue& e, const std::uint8_t* in,
+/// One sample with the loader of the layer's kind and stride, for the kernel of `Arch`.
+template <bool Pool, class Arch, class OutT>
+void direct_sample(Arch tag, const DirectGeometry& d, const DirectWeights& dw, const Epilogue& e, const std::uint8_t* in,
                    std::int32_t* rowsums, OutT* y) {
-  if (dw.kind == DirectKind::taps) {
-    direct_sample<Pool>(tag, TapLoader16{dw.index.data(), d.offsets}, d, dw, e, in, rowsums, y);
-  } else if (d.stride == 1) {
-    direct_sample<Pool>(tag, ChannelLoader16{d.offsets}, d, dw, e, in, rowsums, y);
+  if constexpr (std::is_base_of_v<arch::avx512_vnni, Arch>) {
+    if (dw.kind == DirectKind::taps) {
+      direct_sample<Pool>(tag, TapLoader16{dw.index.data(), d.offsets}, d, dw, e, in, rowsums, y);
+    } else if (d.stride == 1) {
+      direct_sample<Pool>(tag, ChannelLoader16{d.offsets}, d, dw, e, in, rowsums, y);
+    } else {
+      direct_sample<Pool>(tag, ChannelLoader16x2{d.offsets}, d, dw, e, in, rowsums, y);
+    }
   } else {
-    direct_sample<Pool>(tag, ChannelLoader16x2{d.offsets}, d, dw, e, in, rowsums, y);
-  }
-}
-template <bool Pool, class OutT>
-void direct_sample(arch::avx2 tag, const DirectGeometry& d, const DirectWeights& dw, const Epilogue& e, const std::uint8_t* in,
-                   std::int32_t* rowsums, OutT* y) {
-  if (dw.kind == DirectKind::taps) {
-    direct_sample<Pool>(tag, TapLoader8{dw.index16.data(), d.offsets, 4 * d.stride}, d, dw, e, in, rowsums, y);
-  } else if (d.stride == 1) {
-    direct_sample<Pool>(tag, ChannelLoader8{d.offsets}, d, dw, e, in, rowsums, y);
-  } else {
-    direct_sample<Pool>(tag, ChannelLoader8x2{d.offsets}, d, dw, e, in, rowsums, y);
+    if (dw.kind == DirectKind::taps) {
+      direct_sample<Pool>(tag, TapLoader8{dw.index16.data(), d.offsets, 4 * d.stride}, d, dw, e, in, rowsums, y);
+    } else if (d.stride == 1) {
+      direct_sample<Pool>(tag, ChannelLoader8{d.offsets}, d, dw, e, in, rowsums, y);
+    } else {
+      direct_sample<Pool>(tag, ChannelLoader8x2{d.offsets}, d, dw, e, in, rowsums, y);
+    }
   }
 }
 #endif

@@ -1,7 +1,7 @@
 #pragma once
 /// @file infer/qgemm_kernels.hpp
 /// @brief The int8 GEMM's kernels, one overload per instruction set (simd/arch.hpp): the 8 × 48 micro
-/// kernel (scalar, AVX2, AVX-512 VNNI, NEON, NEON dot product), the output stage, activation
+/// kernel (scalar, AVX2, AVX-VNNI, AVX-512 VNNI, NEON, NEON dot product), the output stage, activation
 /// quantization, the 8-row panel transpose and the int4 unpack.
 /// infer/qgemm.hpp describes the computation and the layouts and calls these; the scalar overloads are
 /// the twins every other path is tested against bit for bit.
@@ -290,6 +290,42 @@ MINNOW_TARGET_AVX512_VNNI void micro_kernel(arch::avx512_vnni, index_t k4, const
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) {
     for (int v = 0; v < 3; ++v) _mm512_storeu_si512(c + i * kNR + v * 16, acc[i][v]);
+  }
+}
+#endif
+
+#if MINNOW_X86_KERNELS
+/// AVX-VNNI: the VNNI kernel at 256 bits. Rows × 16 columns per block (2·Rows accumulators of 16 registers);
+/// `a` and `b` point at the block's first row and column.
+template <int Rows>
+MINNOW_TARGET_AVX2_VNNI void vnni256_block(index_t k4, const std::uint8_t* a, const std::int8_t* b, std::int32_t* c) noexcept {
+  __m256i acc[Rows][2];
+  for (int i = 0; i < Rows; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+  for (index_t p = 0; p < k4; ++p, a += kAStep, b += kStep) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
+#pragma GCC unroll 4
+    for (int i = 0; i < Rows; ++i) {
+      const __m256i ai = _mm256_set1_epi32(load_dword(a + i * 4));
+      acc[i][0] = _mm256_dpbusd_avx_epi32(acc[i][0], ai, b0);
+      acc[i][1] = _mm256_dpbusd_avx_epi32(acc[i][1], ai, b1);
+    }
+  }
+  for (int i = 0; i < Rows; ++i) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + i * kNR), acc[i][0]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + i * kNR + 8), acc[i][1]);
+  }
+}
+
+template <int R>
+MINNOW_TARGET_AVX2_VNNI void micro_kernel(arch::avx2_vnni, index_t k4, const std::uint8_t* a, const std::int8_t* b, std::int32_t* c) noexcept {
+  for (index_t j0 = 0; j0 < kNR; j0 += 16) {
+    if constexpr (R <= 4) {
+      vnni256_block<R>(k4, a, b + j0 * 4, c + j0);
+    } else {
+      vnni256_block<4>(k4, a, b + j0 * 4, c + j0);
+      vnni256_block<R - 4>(k4, a + 16, b + j0 * 4, c + 4 * kNR + j0);
+    }
   }
 }
 #endif

@@ -372,7 +372,11 @@ class QuantizedConv2d {
     }
     if constexpr (std::is_base_of_v<arch::avx2, Arch>) {
       if (direct_.fits_avx2) {
-        f(arch::avx2{});
+        if constexpr (std::is_base_of_v<arch::avx2_vnni, Arch>) {
+          f(arch::avx2_vnni{});
+        } else {
+          f(arch::avx2{});
+        }
         return true;
       }
     }

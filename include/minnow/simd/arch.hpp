@@ -5,16 +5,19 @@
 ///
 /// A kernel family is a set of overloads on a tag: `arch::scalar` (plain C++, the reference twin the
 /// tests compare every other path with), `arch::avx2` (AVX2 + FMA: x86-64-v3, Haswell / Zen 1 on),
-/// `arch::avx512` (AVX-512 F/BW/DQ/VL/CD: x86-64-v4, Skylake-X on) and `arch::avx512_vnni` (those + VNNI:
+/// `arch::avx2_vnni` (those + AVX-VNNI, the 256-bit vpdpbusd: Alder Lake, Sapphire Rapids, Zen 5 on, used by
+/// the int8 kernels), `arch::avx512` (AVX-512 F/BW/DQ/VL/CD: x86-64-v4, Skylake-X on) and `arch::avx512_vnni` (those + VNNI:
 /// Cascade Lake / Zen 4 on, what the int8 kernels need; the int8 direct convolution and uint8 pooling
-/// also need VBMI, Ice Lake on, and check `cpu_has_vbmi()`). The tags form an inheritance chain, as xsimd's
-/// do, so a family with no overload for a tag serves it with the next one down.
+/// also need VBMI, Ice Lake on, and check `cpu_has_vbmi()`). The tags form inheritance chains, as xsimd's
+/// do (avx2_vnni and avx512 both derive from avx2), so a family with no overload for a tag serves it with
+/// the next one down. AVX-VNNI is not part of AVX-512 (Skylake-X and Cascade Lake lack it), so the level
+/// avx2_vnni is run only where the CPU has it, and lowers to avx2 elsewhere.
 ///
 /// The x86 overloads carry `MINNOW_TARGET_AVX2`, `MINNOW_TARGET_AVX512` or `MINNOW_TARGET_AVX512_VNNI`
 /// (GCC and clang `target` attributes): they are compiled whatever `-march` the including program uses, and run only where the
 /// CPU has their instructions. Public entry points take `Arch = arch::automatic`, which `with_arch`
 /// resolves at each call to the widest set the CPU has (detected once), lowered by:
-///  - the environment variable `MINNOW_ARCH` = `scalar`, `avx2`, `avx512`, `avx512_vnni` or `amx` (read
+///  - the environment variable `MINNOW_ARCH` = `scalar`, `avx2`, `avx2_vnni`, `avx512`, `avx512_vnni` or `amx` (read
 ///    once);
 ///  - `simd::set_isa(Isa)` (at most what the CPU has; returns the previous setting).
 /// A tag given explicitly as a template argument runs that path after checking the CPU has it (a typed
@@ -55,6 +58,7 @@
 #pragma GCC diagnostic pop
 // Each attribute enables exactly what detect_vector_isa checks for its set.
 #define MINNOW_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,popcnt")))
+#define MINNOW_TARGET_AVX2_VNNI __attribute__((target("avx2,fma,bmi,bmi2,popcnt,avxvnni")))
 #define MINNOW_TARGET_AVX512 \
   __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512cd,avx2,fma,bmi,bmi2,popcnt")))
 #define MINNOW_TARGET_AVX512_VNNI \
@@ -64,6 +68,7 @@
 #else
 #define MINNOW_X86_KERNELS 0
 #define MINNOW_TARGET_AVX2
+#define MINNOW_TARGET_AVX2_VNNI
 #define MINNOW_TARGET_AVX512
 #define MINNOW_TARGET_AVX512_VNNI
 #define MINNOW_TARGET_AVX512_VBMI
@@ -100,11 +105,12 @@ namespace minnow::simd {
 
 /// Instruction sets, in increasing order within each architecture (x86-64: avx2 … amx; AArch64: neon,
 /// neon_dot); scalar is the bottom of both.
-enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512_vnni = 3, amx = 4, neon = 5, neon_dot = 6 };
+enum class Isa : int { scalar = 0, avx2 = 1, avx2_vnni = 2, avx512 = 3, avx512_vnni = 4, amx = 5, neon = 6, neon_dot = 7 };
 
 [[nodiscard]] constexpr const char* isa_name(Isa isa) noexcept {
   switch (isa) {
     case Isa::avx2: return "avx2";
+    case Isa::avx2_vnni: return "avx2_vnni";
     case Isa::avx512: return "avx512";
     case Isa::avx512_vnni: return "avx512_vnni";
     case Isa::amx: return "amx";
@@ -117,11 +123,12 @@ enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512_vnni = 3, amx = 
 /// @brief The set named `name` (as isa_name spells it).
 /// @throws value_error naming `what` and the accepted names for anything else.
 [[nodiscard]] inline Isa parse_isa(std::string_view name, std::string_view what) {
-  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_vnni, Isa::amx, Isa::neon, Isa::neon_dot}) {
+  for (const Isa isa :
+       {Isa::scalar, Isa::avx2, Isa::avx2_vnni, Isa::avx512, Isa::avx512_vnni, Isa::amx, Isa::neon, Isa::neon_dot}) {
     if (name == isa_name(isa)) return isa;
   }
   throw value_error(minnow::detail::concat(what, " is '", name,
-                                           "': expected scalar, avx2, avx512, avx512_vnni, amx, neon or neon_dot"));
+                                           "': expected scalar, avx2, avx2_vnni, avx512, avx512_vnni, amx, neon or neon_dot"));
 }
 
 /// Kernel tags: an overload for a base tag serves every derived tag it is not written for.
@@ -133,6 +140,10 @@ struct scalar {
 struct avx2 : scalar {
   static constexpr const char* name = "avx2";
   static constexpr Isa isa = Isa::avx2;
+};
+struct avx2_vnni : avx2 {
+  static constexpr const char* name = "avx2_vnni";
+  static constexpr Isa isa = Isa::avx2_vnni;
 };
 struct avx512 : avx2 {
   static constexpr const char* name = "avx512";
@@ -156,6 +167,19 @@ struct automatic {};
 
 namespace detail {
 
+/// AVX-VNNI: CPUID.(EAX=7, ECX=1):EAX bit 4 (its YMM state is AVX2's, which the caller checks).
+[[nodiscard]] inline bool avx_vnni() noexcept {
+#if MINNOW_X86_KERNELS
+  static const bool has = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) != 0 && ((eax >> 4) & 1u) != 0;
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
 /// The widest vector set of this CPU with its OS support (libgcc's / compiler-rt's CPU model checks XCR0).
 [[nodiscard]] inline Isa detect_vector_isa() noexcept {
 #if MINNOW_X86_KERNELS
@@ -169,7 +193,7 @@ namespace detail {
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512cd")) {
     return __builtin_cpu_supports("avx512vnni") ? Isa::avx512_vnni : Isa::avx512;
   }
-  return Isa::avx2;
+  return avx_vnni() ? Isa::avx2_vnni : Isa::avx2;
 #elif MINNOW_ARM_KERNELS && defined(__linux__)
   constexpr unsigned long kHwcapAsimdDp = 1UL << 20;  // HWCAP_ASIMDDP of <asm/hwcap.h>
   return (getauxval(AT_HWCAP) & kHwcapAsimdDp) != 0 ? Isa::neon_dot : Isa::neon;
@@ -249,6 +273,7 @@ constexpr Isa kTopIsa = MINNOW_X86_KERNELS ? Isa::amx : (MINNOW_ARM_KERNELS ? Is
 /// @brief Whether this CPU runs `isa`'s kernels.
 [[nodiscard]] inline bool cpu_has(Isa isa) noexcept {
   if (isa == Isa::amx) return detail::amx_usable();
+  if (isa == Isa::avx2_vnni) return detail::avx_vnni() && detail::vector_isa() >= Isa::avx2_vnni;  // x86 only
   return isa == Isa::scalar || (detail::same_architecture(isa) && isa <= detail::vector_isa());
 }
 
@@ -262,7 +287,10 @@ constexpr Isa kTopIsa = MINNOW_X86_KERNELS ? Isa::amx : (MINNOW_ARM_KERNELS ? Is
 [[nodiscard]] inline Isa active_isa() {
   const auto ceiling = static_cast<Isa>(detail::ceiling().load(std::memory_order_relaxed));
   const Isa vector = detail::vector_isa();
-  if (ceiling != Isa::amx || vector < Isa::avx512_vnni) return std::min(ceiling, vector);
+  if (ceiling != Isa::amx || vector < Isa::avx512_vnni) {
+    const Isa isa = std::min(ceiling, vector);
+    return isa == Isa::avx2_vnni && !detail::avx_vnni() ? Isa::avx2 : isa;  // AVX-512 without AVX-VNNI
+  }
   return detail::amx_usable() ? Isa::amx : Isa::avx512_vnni;
 }
 
@@ -277,7 +305,9 @@ inline Isa set_isa(Isa isa) {
   }
   const auto previous = static_cast<Isa>(detail::ceiling().exchange(static_cast<int>(isa), std::memory_order_relaxed));
   // Below amx the OS is not asked for the tile state.
-  return previous == Isa::amx ? cpu_isa() : std::min(previous, detail::vector_isa());
+  if (previous == Isa::amx) return cpu_isa();
+  const Isa was = std::min(previous, detail::vector_isa());
+  return was == Isa::avx2_vnni && !detail::avx_vnni() ? Isa::avx2 : was;
 }
 
 /// @brief Calls `f(tag)` with the tag of active_isa()'s kernels (Isa::amx runs the avx512_vnni tag; the
@@ -289,6 +319,7 @@ decltype(auto) dispatch(F&& f) {
     case Isa::amx:
     case Isa::avx512_vnni: return f(arch::avx512_vnni{});
     case Isa::avx512: return f(arch::avx512{});
+    case Isa::avx2_vnni: return f(arch::avx2_vnni{});
     case Isa::avx2: return f(arch::avx2{});
     default: break;
   }

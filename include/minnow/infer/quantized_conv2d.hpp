@@ -25,7 +25,7 @@
 /// transposed into NCHW.
 ///
 /// ## Direct kernels
-/// On the AVX2 and AVX-512 VNNI (+ VBMI) paths, layers whose geometry suits them skip im2col: the kernels
+/// On the AVX2, AVX-VNNI and AVX-512 VNNI (+ VBMI) paths, layers whose geometry suits them skip im2col: the kernels
 /// of infer/direct_conv.hpp compute the same accumulators vectorized across output pixels and write NCHW
 /// (direct_kind() says which one a layer runs). Samples run in parallel; batch 1 runs on one thread (no
 /// OpenMP region). forward_pooled() adds a fused 2×2 max pool on the int32 accumulators (see there).
@@ -199,8 +199,8 @@ class QuantizedConv2d {
     return packed_.bytes() + direct_.bytes() + bias_.size() * sizeof(float);
   }
   /// The direct kernel the path of `isa` runs for this layer (none: im2col + qgemm). The AVX-512 VNNI
-  /// kernel needs VBMI; without it, and on AVX2 / AVX-512 without VNNI, the AVX2 kernel runs when the
-  /// layer's geometry suits it. @throws value_error when MINNOW_ARCH holds an unknown name (default isa).
+  /// kernel needs VBMI; without it, and at the levels avx2, avx2_vnni and avx512, the 8-lane kernel runs
+  /// (with vpdpbusd at avx2_vnni) when the layer's geometry suits it. @throws value_error when MINNOW_ARCH holds an unknown name (default isa).
   [[nodiscard]] detail::DirectKind direct_kind(simd::Isa isa = simd::active_isa()) const {
     if (!direct_enabled_ || !simd::cpu_has(std::min(isa, simd::Isa::avx512_vnni))) return detail::DirectKind::none;
     if (isa >= simd::Isa::avx512_vnni && simd::cpu_has_vbmi()) return direct_.kind;

@@ -137,8 +137,8 @@ TEST_CASE("fused Conv2d+ReLU+MaxPool2d equals the three layers: forward bit for 
 
 TEST_CASE("WinogradReluPool: every path equals the scalar twin bit for bit") {
   std::mt19937 rng(23);
-  // Input channels that are and are not multiples of 8 and 16; blocks of 16 and 32 output channels, full
-  // and partial; tile counts that are not multiples of the 12- (AVX-512) or 6-tile (AVX2) register blocks.
+  // Input channels that are and are not multiples of 4, 8 and 16; blocks of 16 and 32 output channels, full
+  // and partial; tile counts that are not multiples of the 12- (AVX-512) or 6-tile (AVX2, NEON) register blocks.
   const simd::WinogradGeometry cases[] = {
       {16, 32, 1, 14, 14}, {12, 20, 1, 9, 11}, {8, 7, 0, 10, 9}, {24, 40, 1, 8, 8}, {20, 16, 0, 7, 13}, {9, 33, 1, 5, 5},
   };

@@ -9,7 +9,8 @@
 /// output channels accumulates over (input channel, kernel row, kernel column): each step loads one input
 /// vector per row vector and broadcasts one weight per channel, so one load feeds several FMAs. Tiles:
 /// AVX-512 3 row vectors of 16 lanes × 8 channels (24 of the 32 registers accumulate); AVX2 3 half rows
-/// of 8 lanes × 4 channels (12 of 16), twice per 8-channel tile; the scalar twin one row vector at a time.
+/// of 8 lanes × 4 channels (12 of 16), twice per 8-channel tile; NEON one row vector of 4 registers × 4
+/// channels (16 of 32), twice per tile; the scalar twin one row vector at a time.
 /// Each output value is one FMA chain in a fixed order on every path (bias first, then input channels,
 /// kernel rows and columns in order), so all paths give the same bits and results do not depend on the
 /// thread count. The padded layout (rows of whole 16-lane vectors) is the same for every path.
@@ -180,6 +181,40 @@ MINNOW_TARGET_AVX2 inline void direct_halves_avx2(const DirectTile& t, const ind
 }
 #endif
 
+#if MINNOW_ARM_KERNELS
+// One row vector (4 registers of 4 lanes) × the 4 channels from `first` (`count` of them stored).
+inline void direct_unit_neon(const DirectTile& t, const index_t* taps, const float* in, float* out, index_t lanes, index_t first,
+                             index_t count) noexcept {
+  constexpr int kC = 4, kQ = kConvWidth / 4;
+  float32x4_t acc[kC][kQ];
+  for (int o = 0; o < kC; ++o) {
+    const float32x4_t b = vdupq_n_f32(t.bias[first + o]);
+    for (int q = 0; q < kQ; ++q) acc[o][q] = b;
+  }
+  const float* const w[kC] = {t.w[first], t.w[first + 1], t.w[first + 2], t.w[first + 3]};
+  for (index_t k = 0; k < t.tap_count; ++k) {
+    const float* x = in + taps[k];
+    float32x4_t xv[kQ];
+    for (int q = 0; q < kQ; ++q) xv[q] = vld1q_f32(x + 4 * q);
+    for (int o = 0; o < kC; ++o) {
+      const float wo = w[o][k];
+      for (int q = 0; q < kQ; ++q) acc[o][q] = vfmaq_n_f32(acc[o][q], xv[q], wo);
+    }
+  }
+  for (index_t o = 0; o < count; ++o) {
+    float* dst = out + (first + o) * t.plane;
+    if (lanes == kConvWidth) {
+      for (int q = 0; q < kQ; ++q) vst1q_f32(dst + 4 * q, acc[o][q]);
+    } else {
+      // A row's last, partial vector: the lanes past the row's end must not be written.
+      float staged[kConvWidth];
+      for (int q = 0; q < kQ; ++q) vst1q_f32(staged + 4 * q, acc[o][q]);
+      std::copy_n(staged, lanes, dst);
+    }
+  }
+}
+#endif
+
 }  // namespace detail
 
 /// Floats of one padded input sample for `g`.
@@ -296,6 +331,19 @@ MINNOW_TARGET_AVX512 inline void direct_conv_tile(arch::avx512, const DirectConv
       detail::direct_tile_avx512<2>(t, taps, in, out, lanes);
     } else {
       detail::direct_tile_avx512<1>(t, taps, in, out, lanes);
+    }
+  }
+}
+#endif
+
+#if MINNOW_ARM_KERNELS
+/// The tile with NEON: one row vector × 4 channels at a time (16 of the 32 registers accumulate).
+inline void direct_conv_tile(arch::neon, const DirectConvGeometry& g, const float* padded, const float* weight, const float* bias,
+                             const index_t* taps, index_t tile, float* y) noexcept {
+  const detail::DirectTile t(g, padded, weight, bias, tile, y);
+  for (index_t unit = 0; unit < t.units; ++unit) {
+    for (index_t first = 0; first < t.channels; first += 4) {
+      detail::direct_unit_neon(t, taps, t.input(unit), t.output(unit), t.lanes(unit), first, std::min<index_t>(4, t.channels - first));
     }
   }
 }

@@ -15,7 +15,8 @@
 /// largest term, and an infinite input becomes NaN in its tile (∞ − ∞). The three steps (input transform,
 /// products, output transform with ReLU and pool) have kernels for each simd::arch path, chosen at run
 /// time (simd/arch.hpp): AVX-512 (products: 12 tiles × 2 vectors of 16 output channels, 24 of the 32
-/// registers), AVX2 (6 tiles × 2 vectors of 8, 12 of 16) and the scalar twin. Every path computes each
+/// registers), AVX2 (6 tiles × 2 vectors of 8, 12 of 16), NEON (6 tiles × 4 vectors of 4, 24 of 32) and the
+/// scalar twin. Every path computes each
 /// value by the same operations in the same order (a product is an FMA chain over the input channels from
 /// zero), so all give the same bits. The buffers' layouts (output channels padded to multiples of 16) are
 /// the same for every path.
@@ -60,6 +61,25 @@ inline constexpr index_t kWinogradXiStride = kWinogradTiles * kWinogradBlock;
 // The pooling rule: `second` takes over from `first` when larger or NaN.
 [[nodiscard]] inline bool winograd_second_wins(float first, float second) noexcept { return second > first || second != second; }
 
+// Channel c of one tile's input transform: its 4×4 patch starts at d (rows `row` apart, channels
+// `in` apart), and V[ξ] goes to v[ξ · step + c].
+inline void winograd_input_channel(const float* d, index_t in, index_t row, index_t c, float* v, index_t step) noexcept {
+  float t[4][4];
+  for (int j = 0; j < 4; ++j) {
+    const float d0 = d[j * in + c], d1 = d[row + j * in + c], d2 = d[2 * row + j * in + c], d3 = d[3 * row + j * in + c];
+    t[0][j] = d0 - d2;
+    t[1][j] = d1 + d2;
+    t[2][j] = d2 - d1;
+    t[3][j] = d1 - d3;
+  }
+  for (int i = 0; i < 4; ++i) {
+    v[(i * 4 + 0) * step + c] = t[i][0] - t[i][2];
+    v[(i * 4 + 1) * step + c] = t[i][1] + t[i][2];
+    v[(i * 4 + 2) * step + c] = t[i][2] - t[i][1];
+    v[(i * 4 + 3) * step + c] = t[i][1] - t[i][3];
+  }
+}
+
 /// V[ξ][tile][c] = (Bᵀ·d·B)[ξ] for every tile's 4×4 patch d of `padded` (g.input()'s layout), with
 /// Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]: the scalar twin.
 inline void winograd_input(arch::scalar, const WinogradGeometry& g, const float* padded, float* transformed) noexcept {
@@ -68,22 +88,7 @@ inline void winograd_input(arch::scalar, const WinogradGeometry& g, const float*
   for (index_t tile = 0; tile < tiles; ++tile) {
     const float* d = padded + (2 * (tile / pw)) * row + 2 * (tile % pw) * in;
     float* v = transformed + tile * in;
-    for (index_t c = 0; c < in; ++c) {
-      float t[4][4];
-      for (int j = 0; j < 4; ++j) {
-        const float d0 = d[j * in + c], d1 = d[row + j * in + c], d2 = d[2 * row + j * in + c], d3 = d[3 * row + j * in + c];
-        t[0][j] = d0 - d2;
-        t[1][j] = d1 + d2;
-        t[2][j] = d2 - d1;
-        t[3][j] = d1 - d3;
-      }
-      for (int i = 0; i < 4; ++i) {
-        v[(i * 4 + 0) * step + c] = t[i][0] - t[i][2];
-        v[(i * 4 + 1) * step + c] = t[i][1] + t[i][2];
-        v[(i * 4 + 2) * step + c] = t[i][2] - t[i][1];
-        v[(i * 4 + 3) * step + c] = t[i][1] - t[i][3];
-      }
-    }
+    for (index_t c = 0; c < in; ++c) winograd_input_channel(d, in, row, c, v, step);
   }
 }
 
@@ -394,6 +399,121 @@ MINNOW_TARGET_AVX512 inline void winograd_finish(arch::avx512, const WinogradGeo
       const __m512i below_row = _mm512_mask_add_epi32(below_index, t1, below_index, one);
       _mm512_storeu_ps(values + tile * kWinogradBlock + l, _mm512_mask_blend_ps(second_row, best0, best1));
       _mm512_storeu_si512(winners + tile * kWinogradBlock + l, _mm512_mask_blend_epi32(second_row, first_row, below_row));
+    }
+  }
+}
+#endif
+
+#if MINNOW_ARM_KERNELS
+/// The input transform, 4 channels at a time (the last up to 3 by the scalar twin's operations).
+inline void winograd_input(arch::neon, const WinogradGeometry& g, const float* padded, float* transformed) noexcept {
+  const index_t in = g.in_channels, tiles = g.tiles(), pw = g.pooled_width(), row = g.input().row_stride();
+  const index_t step = tiles * in, whole = in / 4 * 4;
+  for (index_t tile = 0; tile < tiles; ++tile) {
+    const float* d = padded + (2 * (tile / pw)) * row + 2 * (tile % pw) * in;
+    float* v = transformed + tile * in;
+    for (index_t c = 0; c < whole; c += 4) {
+      float32x4_t t[4][4];
+      for (int j = 0; j < 4; ++j) {
+        const float32x4_t d0 = vld1q_f32(d + j * in + c), d1 = vld1q_f32(d + row + j * in + c);
+        const float32x4_t d2 = vld1q_f32(d + 2 * row + j * in + c), d3 = vld1q_f32(d + 3 * row + j * in + c);
+        t[0][j] = vsubq_f32(d0, d2);
+        t[1][j] = vaddq_f32(d1, d2);
+        t[2][j] = vsubq_f32(d2, d1);
+        t[3][j] = vsubq_f32(d1, d3);
+      }
+      for (int i = 0; i < 4; ++i) {
+        vst1q_f32(v + (i * 4 + 0) * step + c, vsubq_f32(t[i][0], t[i][2]));
+        vst1q_f32(v + (i * 4 + 1) * step + c, vaddq_f32(t[i][1], t[i][2]));
+        vst1q_f32(v + (i * 4 + 2) * step + c, vsubq_f32(t[i][2], t[i][1]));
+        vst1q_f32(v + (i * 4 + 3) * step + c, vsubq_f32(t[i][1], t[i][3]));
+      }
+    }
+    for (index_t c = whole; c < in; ++c) winograd_input_channel(d, in, row, c, v, step);
+  }
+}
+
+// R tiles × 16 output channels (four registers) from `u`, into rows of `m` `width` floats apart.
+template <int R>
+inline void winograd_product_neon(const float* v, index_t channels, const float* u, index_t u_stride, float* m,
+                                  index_t width) noexcept {
+  float32x4_t acc[R][4];
+  for (int r = 0; r < R; ++r) {
+    for (int q = 0; q < 4; ++q) acc[r][q] = vdupq_n_f32(0.0f);
+  }
+  for (index_t c = 0; c < channels; ++c) {
+    float32x4_t w[4];
+    for (int q = 0; q < 4; ++q) w[q] = vld1q_f32(u + c * u_stride + 4 * q);
+    for (int r = 0; r < R; ++r) {
+      const float x = v[r * channels + c];
+      for (int q = 0; q < 4; ++q) acc[r][q] = vfmaq_n_f32(acc[r][q], w[q], x);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int q = 0; q < 4; ++q) vst1q_f32(m + r * width + 4 * q, acc[r][q]);
+  }
+}
+
+/// The products, 6 tiles × 16 output channels at a time (24 of the 32 registers accumulate).
+inline void winograd_products(arch::neon, int rows, const float* v, index_t channels, const float* u, index_t u_stride,
+                              int vectors, float* m) noexcept {
+  const index_t width = 16 * vectors;
+  for (int n = 0; n < vectors; ++n) {
+    for (int r0 = 0; r0 < rows; r0 += 6) {
+      const float* vr = v + r0 * channels;
+      float* mr = m + r0 * width + 16 * n;
+      switch (std::min(6, rows - r0)) {
+        case 6: winograd_product_neon<6>(vr, channels, u + 16 * n, u_stride, mr, width); break;
+        case 5: winograd_product_neon<5>(vr, channels, u + 16 * n, u_stride, mr, width); break;
+        case 4: winograd_product_neon<4>(vr, channels, u + 16 * n, u_stride, mr, width); break;
+        case 3: winograd_product_neon<3>(vr, channels, u + 16 * n, u_stride, mr, width); break;
+        case 2: winograd_product_neon<2>(vr, channels, u + 16 * n, u_stride, mr, width); break;
+        default: winograd_product_neon<1>(vr, channels, u + 16 * n, u_stride, mr, width); break;
+      }
+    }
+  }
+}
+
+// The pooling rule on 4 lanes: all ones where `second` takes over (larger, or NaN).
+[[nodiscard]] inline uint32x4_t winograd_second_wins(float32x4_t first, float32x4_t second) noexcept {
+  return vorrq_u32(vcgtq_f32(second, first), vmvnq_u32(vceqq_f32(second, second)));
+}
+
+/// The output transform, 4 output channels at a time.
+inline void winograd_finish(arch::neon, const WinogradGeometry& g, const float* m, index_t first_tile, int rows, int vectors,
+                            index_t first, index_t count, const float* bias, float* values, std::int32_t* winners) noexcept {
+  const index_t pw = g.pooled_width(), ow = g.out_width();
+  const float32x4_t zero = vdupq_n_f32(0.0f);
+  for (int r = 0; r < rows; ++r) {
+    const index_t tile = first_tile + r;
+    const auto top = static_cast<std::int32_t>(2 * (tile / pw) * ow + 2 * (tile % pw));
+    const int32x4_t top_index = vdupq_n_s32(top), below_index = vdupq_n_s32(top + static_cast<std::int32_t>(ow));
+    for (index_t l = 0; l < 16 * vectors; l += 4) {
+      const float* ml = m + r * 16 * vectors + l;
+      float32x4_t s[2][4];
+      for (int j = 0; j < 4; ++j) {
+        const float32x4_t m0 = vld1q_f32(ml + (0 * 4 + j) * kWinogradXiStride), m1 = vld1q_f32(ml + (1 * 4 + j) * kWinogradXiStride);
+        const float32x4_t m2 = vld1q_f32(ml + (2 * 4 + j) * kWinogradXiStride), m3 = vld1q_f32(ml + (3 * 4 + j) * kWinogradXiStride);
+        s[0][j] = vaddq_f32(vaddq_f32(m0, m1), m2);
+        s[1][j] = vsubq_f32(vsubq_f32(m1, m2), m3);
+      }
+      float bias_lanes[4];
+      for (index_t i = 0; i < 4; ++i) bias_lanes[i] = l + i < count ? bias[first + l + i] : 0.0f;
+      const float32x4_t b = vld1q_f32(bias_lanes);
+      float32x4_t y[2][2];
+      for (int i = 0; i < 2; ++i) {
+        y[i][0] = vaddq_f32(vaddq_f32(vaddq_f32(s[i][0], s[i][1]), s[i][2]), b);
+        y[i][1] = vaddq_f32(vsubq_f32(vsubq_f32(s[i][1], s[i][2]), s[i][3]), b);
+        for (int j = 0; j < 2; ++j) y[i][j] = vbslq_f32(vcltq_f32(y[i][j], zero), zero, y[i][j]);
+      }
+      const uint32x4_t t0 = winograd_second_wins(y[0][0], y[0][1]), t1 = winograd_second_wins(y[1][0], y[1][1]);
+      const float32x4_t best0 = vbslq_f32(t0, y[0][1], y[0][0]), best1 = vbslq_f32(t1, y[1][1], y[1][0]);
+      const uint32x4_t second_row = winograd_second_wins(best0, best1);
+      // A true lane of t0 / t1 is -1 as a signed integer: subtracting it adds 1.
+      const int32x4_t first_row = vsubq_s32(top_index, vreinterpretq_s32_u32(t0));
+      const int32x4_t below_row = vsubq_s32(below_index, vreinterpretq_s32_u32(t1));
+      vst1q_f32(values + tile * kWinogradBlock + l, vbslq_f32(second_row, best1, best0));
+      vst1q_s32(winners + tile * kWinogradBlock + l, vbslq_s32(second_row, below_row, first_row));
     }
   }
 }

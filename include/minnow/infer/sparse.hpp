@@ -298,13 +298,13 @@ class SlicedMatrix {
   template <class F>
   void for_each_in_row(index_t r, F&& f) const {
     const index_t s = r / kSlice, l = r % kSlice;
-    const std::size_t first = static_cast<std::size_t>(slice_ptr_[static_cast<std::size_t>(s)]);
-    const float* v = values_.data() + first * kSlice + l;
-    const std::uint8_t* lane = lanes_.data() + first * kSlice + l;
+    // Indices, not pointers: with nothing stored the buffers are empty and their data() may be null.
+    auto at = static_cast<std::size_t>(slice_ptr_[static_cast<std::size_t>(s)] * kSlice + l);
     const std::uint8_t* count = counts_.data() + s * windows_;
     for (index_t w = 0; w < windows_; ++w) {
-      for (index_t j = 0; j < count[w]; ++j, v += kSlice, lane += kSlice) {
-        if (*lane != kPadding) f(w * kWindow + *lane, *v);
+      for (index_t j = 0; j < count[w]; ++j, at += kSlice) {
+        const std::uint8_t lane = lanes_.data()[at];
+        if (lane != kPadding) f(w * kWindow + lane, values_.data()[at]);
       }
     }
   }

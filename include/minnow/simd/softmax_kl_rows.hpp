@@ -104,7 +104,9 @@ inline constexpr float kExpLowest = -104.0f;
   // k ∈ [−150, 0], or NaN with x (y is then NaN whatever the scale). y·2^k is exact in double; the
   // conversion rounds it once, as vscalefps does (and, being no multiply, cannot be fused into the sums
   // that take it).
-  const int exponent = std::isnan(k) ? 0 : static_cast<int>(k);
+  // A dead lane's x (its 0 less the row's maximum, masked off afterwards) can be positive and huge: the
+  // clamp keeps the conversion defined and changes nothing for x ≤ 0.
+  const int exponent = std::isnan(k) ? 0 : static_cast<int>(std::min(k, 0.0f));
   const double scale = std::bit_cast<double>(static_cast<std::uint64_t>(exponent + 1023) << 52);
   return static_cast<float>(static_cast<double>(y) * scale);
 }

@@ -328,6 +328,7 @@ TEST_CASE("every path of the KD row kernel gives the scalar twin's bits, on ever
     teacher_neg_inf,
     student_neg_inf,
     subnormal_exp,
+    near_lowest,
     student_nan,
     teacher_nan,
     student_pos_inf,
@@ -340,6 +341,7 @@ TEST_CASE("every path of the KD row kernel gives the scalar twin's bits, on ever
       {Input::teacher_neg_inf, "teacher -inf at every third class"},
       {Input::student_neg_inf, "student -inf at every fifth class"},
       {Input::subnormal_exp, "(z - max z)/T in [-110, -80]: subnormal and zero exponentials"},
+      {Input::near_lowest, "logits near the lowest float: a partial chunk's unused lanes would overflow"},
       {Input::student_nan, "one NaN in the student's middle row"},
       {Input::teacher_nan, "one NaN in the teacher's middle row"},
       {Input::student_pos_inf, "one +inf in the student's middle row"},
@@ -380,6 +382,11 @@ TEST_CASE("every path of the KD row kernel gives the scalar twin's bits, on ever
             // Class 0 is the maximum; the others' exponents fall where e^x is subnormal or rounds to 0.
             s[i] = j == 0 ? 0.0f : -80.0f - 30.0f * static_cast<float>(j) / static_cast<float>(cols);
             t[i] = j == 0 ? 0.0f : -110.0f + 30.0f * static_cast<float>(j) / static_cast<float>(cols);
+            break;
+          case Input::near_lowest:
+            // (0 - max z)/T is +inf or huge for T <= 1: the lanes past the row must add nothing to the sums.
+            s[i] = -3.0e38f * (1.0f - 0.01f * static_cast<float>(j % 7));
+            t[i] = -3.0e38f * (1.0f - 0.013f * static_cast<float>(j % 5));
             break;
           case Input::student_nan:
           case Input::teacher_nan:

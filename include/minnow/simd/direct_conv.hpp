@@ -10,7 +10,7 @@
 /// vector per row vector and broadcasts one weight per channel, so one load feeds several FMAs. Tiles:
 /// AVX-512 3 row vectors of 16 lanes × 8 channels (24 of the 32 registers accumulate); AVX2 3 half rows
 /// of 8 lanes × 4 channels (12 of 16), twice per 8-channel tile; NEON one row vector of 4 registers × 4
-/// channels (16 of 32), twice per tile; the scalar twin one row vector at a time.
+/// channels (16 of 32), twice per tile of more than 4 channels; the scalar twin one row vector at a time.
 /// Each output value is one FMA chain in a fixed order on every path (bias first, then input channels,
 /// kernel rows and columns in order), so all paths give the same bits and results do not depend on the
 /// thread count. The padded layout (rows of whole 16-lane vectors) is the same for every path.

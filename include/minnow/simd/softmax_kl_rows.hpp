@@ -158,9 +158,12 @@ struct KlExps {
   const std::uint32_t keep = live ? ~0u : 0u;
   const float ea = std::bit_cast<float>(std::bit_cast<std::uint32_t>(exp_nonpositive(a)) & keep);
   const float eb = std::bit_cast<float>(std::bit_cast<std::uint32_t>(exp_nonpositive(b)) & keep);
+  // b − a is masked too: a dead lane's a and b can both be +inf (0 less a row maximum near the lowest
+  // float, over a small temperature), and 0 · NaN would poison the sum.
+  const float diff = std::bit_cast<float>(std::bit_cast<std::uint32_t>(b - a) & keep);
   sums.part[0][l] += ea;
   sums.part[1][l] += eb;
-  sums.part[2][l] = std::fma(eb, b - a, sums.part[2][l]);
+  sums.part[2][l] = std::fma(eb, diff, sums.part[2][l]);
   return {ea, eb};
 }
 
@@ -327,7 +330,7 @@ alignas(64) inline constexpr std::int32_t kKlTailMask[32] = {-1, -1, -1, -1, -1,
 }
 
 /// 8 lanes of the chunk step: a, b, e^a into g, e^b into eb, and the three partial sums. `Masked`: only
-/// the lanes of `mask` are read and written, the others read 0 and their exponentials are zeroed.
+/// the lanes of `mask` are read and written, the others read 0 and their exponentials and b − a are zeroed.
 template <bool Masked>
 MINNOW_TARGET_AVX2 inline void kl_lanes(const float* s, const float* t, float* g, float* eb_out, __m256i mask,
                                         const KlRow256& c, __m256& zs, __m256& zt, __m256& cross) noexcept {
@@ -335,10 +338,11 @@ MINNOW_TARGET_AVX2 inline void kl_lanes(const float* s, const float* t, float* g
   const __m256 xt = Masked ? _mm256_maskload_ps(t, mask) : _mm256_loadu_ps(t);
   const __m256 a = _mm256_max_ps(c.floor, _mm256_mul_ps(_mm256_sub_ps(xs, c.shift_s), c.scale));
   const __m256 b = _mm256_max_ps(c.floor, _mm256_mul_ps(_mm256_sub_ps(xt, c.shift_t), c.scale));
-  __m256 ea = exp_nonpositive(a), eb = exp_nonpositive(b);
+  __m256 ea = exp_nonpositive(a), eb = exp_nonpositive(b), diff = _mm256_sub_ps(b, a);
   if constexpr (Masked) {
     ea = _mm256_and_ps(ea, _mm256_castsi256_ps(mask));
     eb = _mm256_and_ps(eb, _mm256_castsi256_ps(mask));
+    diff = _mm256_and_ps(diff, _mm256_castsi256_ps(mask));
     _mm256_maskstore_ps(g, mask, ea);
   } else {
     _mm256_storeu_ps(g, ea);
@@ -346,7 +350,7 @@ MINNOW_TARGET_AVX2 inline void kl_lanes(const float* s, const float* t, float* g
   _mm256_store_ps(eb_out, eb);
   zs = _mm256_add_ps(zs, ea);
   zt = _mm256_add_ps(zt, eb);
-  cross = _mm256_fmadd_ps(eb, _mm256_sub_ps(b, a), cross);
+  cross = _mm256_fmadd_ps(eb, diff, cross);
 }
 
 MINNOW_TARGET_AVX2 inline void softmax_kl_rows(arch::avx2, const float* s, const float* t, float* g, index_t n,
@@ -478,7 +482,7 @@ struct KlRow512 {
 };
 
 /// The 16 lanes of `mask` of the chunk step (see kl_lanes); masked-off lanes load 0 and their
-/// exponentials are zeroed, so they add nothing.
+/// exponentials and b − a are zeroed, so they add nothing.
 MINNOW_TARGET_AVX512 inline void kl_chunk(const float* s, const float* t, float* g, float* eb_out, __mmask16 mask,
                                           const KlRow512& c, KlSum512& zs, KlSum512& zt, KlSum512& cross) noexcept {
   const __m512 xs = _mm512_maskz_loadu_ps(mask, s), xt = _mm512_maskz_loadu_ps(mask, t);
@@ -490,7 +494,7 @@ MINNOW_TARGET_AVX512 inline void kl_chunk(const float* s, const float* t, float*
   _mm512_store_ps(eb_out, eb);
   zs.part = _mm512_add_ps(zs.part, ea);
   zt.part = _mm512_add_ps(zt.part, eb);
-  cross.part = _mm512_fmadd_ps(eb, _mm512_sub_ps(b, a), cross.part);
+  cross.part = _mm512_fmadd_ps(eb, _mm512_maskz_sub_ps(mask, b, a), cross.part);
 }
 
 MINNOW_TARGET_AVX512 inline void softmax_kl_rows(arch::avx512, const float* s, const float* t, float* g, index_t n,

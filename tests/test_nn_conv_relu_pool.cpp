@@ -17,7 +17,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <bit>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <type_traits>
 #include <vector>
@@ -30,6 +32,37 @@ namespace {
 
 struct BlockCase {
   index_t n, in, out, kernel, padding, height, width;
+};
+
+/// Random input, weights and bias for one WinogradReluPool geometry.
+struct WinogradCase {
+  simd::WinogradGeometry g;
+  std::vector<float> x, weight, bias;
+
+  WinogradCase(const simd::WinogradGeometry& geometry, std::mt19937& rng)
+      : g(geometry),
+        x(static_cast<std::size_t>(g.in_channels * g.height * g.width)),
+        weight(static_cast<std::size_t>(g.out_channels * g.in_channels * 9)),
+        bias(static_cast<std::size_t>(g.out_channels)) {
+    fill_normal(x.data(), static_cast<index_t>(x.size()), rng);
+    fill_normal(weight.data(), static_cast<index_t>(weight.size()), rng);
+    fill_normal(bias.data(), static_cast<index_t>(bias.size()), rng);
+  }
+
+  /// The pooled values and winners of every output channel with the kernels of `tag`, 32 channels per run.
+  template <class Arch>
+  [[nodiscard]] std::pair<std::vector<float>, std::vector<std::int32_t>> run(Arch tag) const {
+    simd::WinogradReluPool winograd;
+    winograd.set_weights(g, weight.data());
+    winograd.reserve(g, 1);
+    const auto size = static_cast<std::size_t>(g.out_channels * g.tiles());
+    std::pair<std::vector<float>, std::vector<std::int32_t>> out{std::vector<float>(size), std::vector<std::int32_t>(size)};
+    for (index_t first = 0; first < g.out_channels; first += 32) {
+      winograd.run(tag, g, x.data(), 0, bias.data(), first, std::min<index_t>(32, g.out_channels - first), out.first.data(),
+                   out.second.data(), 0);
+    }
+    return out;
+  }
 };
 
 template <class T, std::size_t R>
@@ -143,33 +176,46 @@ TEST_CASE("WinogradReluPool: every path equals the scalar twin bit for bit") {
       {16, 32, 1, 14, 14}, {12, 20, 1, 9, 11}, {8, 7, 0, 10, 9}, {24, 40, 1, 8, 8}, {20, 16, 0, 7, 13}, {9, 33, 1, 5, 5},
   };
   for (const auto& g : cases) {
-    std::vector<float> x(static_cast<std::size_t>(g.in_channels * g.height * g.width));
-    std::vector<float> weight(static_cast<std::size_t>(g.out_channels * g.in_channels * 9)), bias(static_cast<std::size_t>(g.out_channels));
-    fill_normal(x.data(), static_cast<index_t>(x.size()), rng);
-    fill_normal(weight.data(), static_cast<index_t>(weight.size()), rng);
-    fill_normal(bias.data(), static_cast<index_t>(bias.size()), rng);
-    x[3] = 0.0f;  // a -0 or exact 0 after the transforms exercises ReLU's "only < 0" rule
-    const auto size = static_cast<std::size_t>(g.out_channels * g.tiles());
-    const auto compute = [&](auto tag) {
-      simd::WinogradReluPool winograd;
-      winograd.set_weights(g, weight.data());
-      winograd.reserve(g, 1);
-      std::pair<std::vector<float>, std::vector<std::int32_t>> out{std::vector<float>(size), std::vector<std::int32_t>(size)};
-      for (index_t first = 0; first < g.out_channels; first += 32) {
-        winograd.run(tag, g, x.data(), 0, bias.data(), first, std::min<index_t>(32, g.out_channels - first), out.first.data(),
-                     out.second.data(), 0);
-      }
-      return out;
-    };
-    const auto expected = compute(simd::arch::scalar{});
+    WinogradCase c(g, rng);
+    c.x[3] = 0.0f;  // a -0 or exact 0 after the transforms exercises ReLU's "only < 0" rule
+    const auto expected = c.run(simd::arch::scalar{});
     for_each_arch([&](auto arch) {
       INFO(decltype(arch)::name << ": in " << g.in_channels << " out " << g.out_channels << " p " << g.padding << " " << g.height
                                 << "×" << g.width);
-      const auto got = compute(arch);
+      const auto got = c.run(arch);
       CHECK(test_support::raw(got.first) == test_support::raw(expected.first));
       CHECK(got.second == expected.second);
     });
   }
+}
+
+TEST_CASE("WinogradReluPool: NaN and infinite inputs give NaN in the same places and the same winners on every path") {
+  std::mt19937 rng(29);
+  WinogradCase c({12, 20, 1, 9, 11}, rng);
+  // A NaN, a +inf and a −inf pixel in different channels and tiles: the transforms turn ∞ into NaN (∞ − ∞).
+  const auto plane = static_cast<std::size_t>(c.g.height * c.g.width);
+  c.x[5] = std::numeric_limits<float>::quiet_NaN();
+  c.x[2 * plane + 40] = std::numeric_limits<float>::infinity();
+  c.x[7 * plane + 77] = -std::numeric_limits<float>::infinity();
+  const auto size = static_cast<std::size_t>(c.g.out_channels * c.g.tiles());
+  const auto expected = c.run(simd::arch::scalar{});
+  std::size_t nans = 0;
+  for (const float v : expected.first) nans += std::isnan(v) ? 1 : 0;
+  CHECK(nans > 0);
+  CHECK(nans < size);
+  for_each_arch([&](auto arch) {
+    INFO(decltype(arch)::name);
+    const auto got = c.run(arch);
+    // A NaN's payload depends on which operand the hardware propagates, so NaN is compared as NaN.
+    for (std::size_t i = 0; i < size; ++i) {
+      INFO("output " << i);
+      CHECK(std::isnan(got.first[i]) == std::isnan(expected.first[i]));
+      if (!std::isnan(expected.first[i])) {
+        CHECK(std::bit_cast<std::uint32_t>(got.first[i]) == std::bit_cast<std::uint32_t>(expected.first[i]));
+      }
+    }
+    CHECK(got.second == expected.second);
+  });
 }
 
 TEST_CASE("sparse gradient kernels: every path equals the scalar twin bit for bit") {

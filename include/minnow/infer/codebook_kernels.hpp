@@ -7,8 +7,8 @@
 /// The vector paths turn indices into weights with register permutes of the centroid table instead of a
 /// gather: AVX-512 for every table (16 to 256 entries: vpermt2ps on pairs of registers, then blends on
 /// the index's higher bits), AVX2 for the 16-entry tables of 4-bit indices (two vpermps and a blend). An
-/// AVX2 permute tree for 8-bit tables would need up to 32 registers of 16, so 8-bit rows run the scalar
-/// loop on AVX2. A decode is a table lookup on every path, so decoded rows agree bit for bit; the dot
+/// AVX2 permute tree for 8-bit tables would need up to 32 registers of 16, so AVX2 gathers 8-bit rows'
+/// weights from the table. A decode is a table lookup on every path, so decoded rows agree bit for bit; the dot
 /// products sum in vector lanes and add the lanes at the end, so they differ from the scalar twin by
 /// rounding.
 
@@ -58,7 +58,7 @@ inline void codebook_decode(arch::scalar, const CodebookRow& row, float* dst) no
 }
 
 #if MINNOW_X86_KERNELS
-// ---- AVX2: 4-bit rows, a 16-entry table in two registers ----
+// ---- AVX2: 4-bit rows from a 16-entry table in two registers, 8-bit rows gathered from the table ----
 
 /// 8 indices of a 4-bit row from element k (k even), widened to int32.
 [[nodiscard]] MINNOW_TARGET_AVX2 inline __m256i nibbles8(const std::uint8_t* q, index_t k) noexcept {
@@ -75,28 +75,52 @@ inline void codebook_decode(arch::scalar, const CodebookRow& row, float* dst) no
                           _mm256_castsi256_ps(_mm256_slli_epi32(index, 28)));
 }
 
-MINNOW_TARGET_AVX2 inline void codebook_decode(arch::avx2, const CodebookRow& row, float* dst) noexcept {
-  if (row.bits != 4 || row.entries < 16) return codebook_decode(arch::scalar{}, row, dst);
-  const __m256 t0 = _mm256_loadu_ps(row.table), t1 = _mm256_loadu_ps(row.table + 8);
+/// The 8 weights of the row from element k (k even). 4 bits: permutes of the table held in t0, t1. 8 bits:
+/// a permute tree for up to 256 entries would need up to 32 registers of 16, so vgatherdps reads the table
+/// (1 KiB at most, in L1).
+template <int Bits>
+[[nodiscard]] MINNOW_TARGET_AVX2 inline __m256 weights8(const CodebookRow& row, index_t k, [[maybe_unused]] __m256 t0,
+                                                        [[maybe_unused]] __m256 t1) noexcept {
+  if constexpr (Bits == 4) {
+    return lookup16(nibbles8(row.packed, k), t0, t1);
+  } else {
+    const __m256i index = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row.packed + k)));
+    return _mm256_i32gather_ps(row.table, index, 4);
+  }
+}
+
+template <int Bits>
+MINNOW_TARGET_AVX2 void decode_avx2(const CodebookRow& row, __m256 t0, __m256 t1, float* dst) noexcept {
   index_t k = 0;
-  for (; k + 8 <= row.cols; k += 8) _mm256_storeu_ps(dst + k, lookup16(nibbles8(row.packed, k), t0, t1));
+  for (; k + 8 <= row.cols; k += 8) _mm256_storeu_ps(dst + k, weights8<Bits>(row, k, t0, t1));
   codebook_decode_tail(row, k, dst);
 }
 
-[[nodiscard]] MINNOW_TARGET_AVX2 inline float codebook_dot(arch::avx2, const CodebookRow& row, const float* x) noexcept {
-  if (row.bits != 4 || row.entries < 16) return codebook_dot(arch::scalar{}, row, x);
-  const __m256 t0 = _mm256_loadu_ps(row.table), t1 = _mm256_loadu_ps(row.table + 8);
+template <int Bits>
+[[nodiscard]] MINNOW_TARGET_AVX2 float dot_avx2(const CodebookRow& row, __m256 t0, __m256 t1, const float* x) noexcept {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   index_t k = 0;
   for (; k + 16 <= row.cols; k += 16) {
-    acc0 = _mm256_fmadd_ps(lookup16(nibbles8(row.packed, k), t0, t1), _mm256_loadu_ps(x + k), acc0);
-    acc1 = _mm256_fmadd_ps(lookup16(nibbles8(row.packed, k + 8), t0, t1), _mm256_loadu_ps(x + k + 8), acc1);
+    acc0 = _mm256_fmadd_ps(weights8<Bits>(row, k, t0, t1), _mm256_loadu_ps(x + k), acc0);
+    acc1 = _mm256_fmadd_ps(weights8<Bits>(row, k + 8, t0, t1), _mm256_loadu_ps(x + k + 8), acc1);
   }
   if (k + 8 <= row.cols) {
-    acc0 = _mm256_fmadd_ps(lookup16(nibbles8(row.packed, k), t0, t1), _mm256_loadu_ps(x + k), acc0);
+    acc0 = _mm256_fmadd_ps(weights8<Bits>(row, k, t0, t1), _mm256_loadu_ps(x + k), acc0);
     k += 8;
   }
   return codebook_dot_tail(row, k, x, reduce(_mm256_add_ps(acc0, acc1)));
+}
+
+MINNOW_TARGET_AVX2 inline void codebook_decode(arch::avx2, const CodebookRow& row, float* dst) noexcept {
+  if (row.bits == 8) return decode_avx2<8>(row, _mm256_setzero_ps(), _mm256_setzero_ps(), dst);
+  if (row.entries < 16) return codebook_decode(arch::scalar{}, row, dst);
+  decode_avx2<4>(row, _mm256_loadu_ps(row.table), _mm256_loadu_ps(row.table + 8), dst);
+}
+
+[[nodiscard]] MINNOW_TARGET_AVX2 inline float codebook_dot(arch::avx2, const CodebookRow& row, const float* x) noexcept {
+  if (row.bits == 8) return dot_avx2<8>(row, _mm256_setzero_ps(), _mm256_setzero_ps(), x);
+  if (row.entries < 16) return codebook_dot(arch::scalar{}, row, x);
+  return dot_avx2<4>(row, _mm256_loadu_ps(row.table), _mm256_loadu_ps(row.table + 8), x);
 }
 
 // ---- AVX-512: a table of E entries in E/16 registers ----

@@ -14,14 +14,26 @@ targets=("$@")
 cmake --preset fuzz >/dev/null
 cmake --build build/fuzz --target "${targets[@]/#/fuzz_}"
 
-failed=0
-for target in "${targets[@]}"; do
-  corpus=build/fuzz/corpus/$target artifacts=build/fuzz/artifacts/$target
-  log=build/fuzz/$target.log
+# One fuzzer per core at a time (JOBS overrides); each reports when all have finished, in the order given.
+jobs=${JOBS:-$(nproc)}
+fuzz_one() {
+  local target=$1 corpus=build/fuzz/corpus/$1 artifacts=build/fuzz/artifacts/$1 status=0
   mkdir -p "$corpus" "$artifacts"
   # -rss_limit_mb: a reader that allocates what a corrupt header claims is a finding, not a pass.
-  if ! "build/fuzz/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-      -artifact_prefix="$artifacts/" "$corpus" "tests/fuzz/corpus/$target" >"$log" 2>&1; then
+  "build/fuzz/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$artifacts/" "$corpus" "tests/fuzz/corpus/$target" >"build/fuzz/$target.log" 2>&1 || status=$?
+  echo "$status" >"build/fuzz/$target.status"
+}
+for target in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+  fuzz_one "$target" &
+done
+wait
+
+failed=0
+for target in "${targets[@]}"; do
+  log=build/fuzz/$target.log artifacts=build/fuzz/artifacts/$target
+  if [ "$(cat "build/fuzz/$target.status")" != 0 ]; then
     failed=1
     echo "fuzz_$target: FAILED, see $log and $artifacts/"
     tail -n 30 "$log"

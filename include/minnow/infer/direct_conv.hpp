@@ -53,7 +53,8 @@ enum class DirectKind {
 };
 
 /// The weights of the direct kernels: G byte groups per output channel, and for each group where its
-/// 4 bytes come from. Padding taps and channels have weight 0.
+/// 4 bytes come from. Padding taps and channels have weight 0. Only the layouts of the paths this CPU runs
+/// are packed; the others stay empty.
 struct DirectWeights {
   DirectKind kind = DirectKind::none;
   index_t groups = 0;
@@ -125,6 +126,12 @@ struct DirectWeights {
     }
   }
   d.groups = static_cast<index_t>(d.c.size());
+  // Only the layouts this CPU's paths read (MINNOW_ARCH and set_isa can lower the path at any time, never
+  // raise it past the CPU): the 16-lane kernel's with VBMI, the VNNI dwords also for AVX-VNNI's 8 lanes,
+  // the int16 pairs and 8-lane indices for the AVX2 kernels (which AVX-512 without VBMI runs too).
+  const bool wide = simd::cpu_has_vbmi(), narrow = d.fits_avx2 && simd::cpu_has(simd::Isa::avx2);
+  const bool dwords = wide || (narrow && simd::cpu_has(simd::Isa::avx2_vnni));
+  if (!wide && !narrow) return DirectWeights{};
   const auto real = [&](index_t g, index_t t) {
     return d.kind == DirectKind::taps ? d.j[static_cast<std::size_t>(g)] + t < k : 4 * d.c[static_cast<std::size_t>(g)] + t < in;
   };
@@ -136,38 +143,40 @@ struct DirectWeights {
     return weights.values(o, ((4 * d.c[s] + t) * k + d.i[s]) * k + d.j[s]);
   };
   const index_t blocks8 = (n + 7) / 8, blocks4 = (n + 3) / 4;
-  d.w.resize({blocks8 * d.groups * 8});
-  d.w16.resize({blocks4 * d.groups * 8});
+  if (dwords) d.w.resize({blocks8 * d.groups * 8});
+  if (narrow) d.w16.resize({blocks4 * d.groups * 8});
   for (index_t o = 0; o < (n + 7) / 8 * 8; ++o) {
     for (index_t g = 0; g < d.groups; ++g) {
       const std::int8_t q[4] = {tap(o, g, 0), tap(o, g, 1), tap(o, g, 2), tap(o, g, 3)};
-      d.w.data()[((o / 8) * d.groups + g) * 8 + o % 8] = pack_bytes(q);
-      if (o < blocks4 * 4) {
+      if (dwords) d.w.data()[((o / 8) * d.groups + g) * 8 + o % 8] = pack_bytes(q);
+      if (narrow && o < blocks4 * 4) {
         std::int32_t* pair = d.w16.data() + ((o / 4) * d.groups + g) * 8 + (o % 4) * 2;
         pair[0] = pack_pair(q[0], q[2]);
         pair[1] = pack_pair(q[1], q[3]);
       }
     }
   }
-  d.ones.resize({d.groups});
-  d.ones16.resize({d.groups * 2});
+  if (wide) d.ones.resize({d.groups});
+  if (narrow) d.ones16.resize({d.groups * 2});
   for (index_t g = 0; g < d.groups; ++g) {
     std::int8_t q[4];
     for (index_t t = 0; t < 4; ++t) q[t] = real(g, t) ? std::int8_t{1} : std::int8_t{0};
-    d.ones.data()[g] = pack_bytes(q);
-    d.ones16.data()[2 * g] = pack_pair(q[0], q[2]);
-    d.ones16.data()[2 * g + 1] = pack_pair(q[1], q[3]);
+    if (wide) d.ones.data()[g] = pack_bytes(q);
+    if (narrow) {
+      d.ones16.data()[2 * g] = pack_pair(q[0], q[2]);
+      d.ones16.data()[2 * g + 1] = pack_pair(q[1], q[3]);
+    }
   }
   if (d.kind == DirectKind::taps) {
     // Lanes of padding taps read any in-range byte: their weight is 0.
-    d.index.resize({d.groups * 64});
-    d.index16.resize({d.groups * 32});
+    if (wide) d.index.resize({d.groups * 64});
+    if (narrow) d.index16.resize({d.groups * 32});
     for (index_t g = 0; g < d.groups; ++g) {
       const index_t j = d.j[static_cast<std::size_t>(g)];
       for (index_t t = 0; t < 4; ++t) {
-        for (index_t p = 0; p < 16; ++p) d.index.data()[g * 64 + p * 4 + t] = static_cast<std::uint8_t>((p * stride + j + t) & 63);
+        for (index_t p = 0; wide && p < 16; ++p) d.index.data()[g * 64 + p * 4 + t] = static_cast<std::uint8_t>((p * stride + j + t) & 63);
         // Each 128-bit half holds 4 pixels, loaded from its own base (pixel 4·half).
-        for (index_t p = 0; p < 8; ++p) d.index16.data()[g * 32 + p * 4 + t] = static_cast<std::uint8_t>(((p % 4) * stride + j + t) & 15);
+        for (index_t p = 0; narrow && p < 8; ++p) d.index16.data()[g * 32 + p * 4 + t] = static_cast<std::uint8_t>(((p % 4) * stride + j + t) & 15);
       }
     }
   }
@@ -267,25 +276,23 @@ MINNOW_TARGET_AVX512_VBMI inline __m512i direct_correct(const Epilogue& e, __m51
   return acc;
 }
 
-/// qgemm's output stage (finish_row, AVX-512) on the first `count` of 16 exact accumulators of channel j:
-/// the same operations, so the same bits.
+/// qgemm's output stage (requantize16, as finish_row) on the first `count` of 16 exact accumulators of
+/// channel j.
 MINNOW_TARGET_AVX512_VBMI inline void direct_store(const Epilogue& e, __m512i acc, index_t j, index_t count, std::uint8_t* out) noexcept {
   const auto c = static_cast<std::size_t>(j);
-  const __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(e.s[c]), _mm512_set1_ps(e.o[c]));
-  __m512 q = _mm512_add_ps(_mm512_roundscale_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), _mm512_set1_ps(e.zo));
-  q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(e.lo)), _mm512_set1_ps(e.hi));
+  const __m512i q = requantize16(e, acc, _mm512_set1_ps(e.s[c]), _mm512_set1_ps(e.o[c]));
   // q is already in [0, 255]: the low byte of each dword is vpmovusdb's result. vpermb + a masked store
   // instead of vpmovusdb to memory, which is microcoded (slow) on AMD Zen 4/5.
   const __m512i low_bytes = _mm512_set_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 60, 56, 52, 48, 44,
                                             40, 36, 32, 28, 24, 20, 16, 12, 8, 4, 0);
   _mm_mask_storeu_epi8(out, first_lanes(std::min<index_t>(count, 16)),
-                       _mm512_castsi512_si128(_mm512_permutexvar_epi8(low_bytes, _mm512_cvtps_epi32(q))));
+                       _mm512_castsi512_si128(_mm512_permutexvar_epi8(low_bytes, q)));
 }
 MINNOW_TARGET_AVX512_VBMI inline void direct_store(const Epilogue& e, __m512i acc, index_t j, index_t count, float* out) noexcept {
   const auto c = static_cast<std::size_t>(j);
-  const __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(e.s[c]), _mm512_set1_ps(e.o[c]));
-  _mm512_mask_storeu_ps(out, first_lanes(std::min<index_t>(count, 16)), e.relu ? _mm512_max_ps(r, _mm512_setzero_ps()) : r);
+  _mm512_mask_storeu_ps(out, first_lanes(std::min<index_t>(count, 16)),
+                        dequantize16(e, acc, _mm512_set1_ps(e.s[c]), _mm512_set1_ps(e.o[c])));
 }
 
 /// The 2×2 max of two output rows' exact accumulators (16 columns each): lane p < 8 holds the max of
@@ -390,14 +397,11 @@ MINNOW_TARGET_AVX2 inline __m256i direct_correct(const Epilogue& e, __m256i acc,
   return acc;
 }
 
-/// qgemm's output stage (finish_row, AVX2) on the first `count` of 8 exact accumulators of channel j.
+/// qgemm's output stage (requantize8, as finish_row) on the first `count` of 8 exact accumulators of channel j.
 MINNOW_TARGET_AVX2 inline void direct_store(const Epilogue& e, __m256i acc, index_t j, index_t count, std::uint8_t* out) noexcept {
   const auto c = static_cast<std::size_t>(j);
-  const __m256 r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(e.s[c]), _mm256_set1_ps(e.o[c]));
-  __m256 q = _mm256_add_ps(_mm256_round_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), _mm256_set1_ps(e.zo));
-  q = _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(e.lo)), _mm256_set1_ps(e.hi));
-  // q is in [0, 255]: the unsigned packs keep every value.
-  const __m256i v = _mm256_cvtps_epi32(q);
+  const __m256i v = requantize8(e, acc, _mm256_set1_ps(e.s[c]), _mm256_set1_ps(e.o[c]));
+  // v is in [0, 255]: the unsigned packs keep every value.
   const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   const auto bytes = static_cast<std::uint64_t>(_mm_cvtsi128_si64(_mm_packus_epi16(words, words)));
   // Fixed-size copies for the common counts (a full vector, a pooled vector); byte stores otherwise.
@@ -412,8 +416,8 @@ MINNOW_TARGET_AVX2 inline void direct_store(const Epilogue& e, __m256i acc, inde
 }
 MINNOW_TARGET_AVX2 inline void direct_store(const Epilogue& e, __m256i acc, index_t j, index_t count, float* out) noexcept {
   const auto c = static_cast<std::size_t>(j);
-  const __m256 r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(e.s[c]), _mm256_set1_ps(e.o[c]));
-  _mm256_maskstore_ps(out, first_lanes8(std::min<index_t>(count, 8)), e.relu ? _mm256_max_ps(r, _mm256_setzero_ps()) : r);
+  _mm256_maskstore_ps(out, first_lanes8(std::min<index_t>(count, 8)),
+                      dequantize8(e, acc, _mm256_set1_ps(e.s[c]), _mm256_set1_ps(e.o[c])));
 }
 
 /// The 2×2 max of two output rows' exact accumulators (8 columns each): lane p < 4 holds the max of

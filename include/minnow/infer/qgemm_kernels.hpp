@@ -162,6 +162,32 @@ void finish_row(arch::scalar, const Epilogue& e, const std::int32_t* raw, index_
 }
 
 #if MINNOW_X86_KERNELS
+// The output stage's float steps on one register of exact accumulators, with per-lane scales s and offsets
+// o: qgemm's rows and the direct convolutions both call these, so every path rounds the same way.
+
+/// float output: fma(acc, s, o), then the ReLU when the layer has one.
+MINNOW_TARGET_AVX512 inline __m512 dequantize16(const Epilogue& e, __m512i acc, __m512 s, __m512 o) noexcept {
+  const __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), s, o);
+  return e.relu ? _mm512_max_ps(r, _mm512_setzero_ps()) : r;
+}
+/// uint8 output: nearbyint(fma(acc, s, o)) + zo clamped to [lo, hi], as int32 lanes in [0, 255].
+MINNOW_TARGET_AVX512 inline __m512i requantize16(const Epilogue& e, __m512i acc, __m512 s, __m512 o) noexcept {
+  const __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), s, o);
+  __m512 q = _mm512_add_ps(_mm512_roundscale_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), _mm512_set1_ps(e.zo));
+  q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(e.lo)), _mm512_set1_ps(e.hi));
+  return _mm512_cvtps_epi32(q);
+}
+MINNOW_TARGET_AVX2 inline __m256 dequantize8(const Epilogue& e, __m256i acc, __m256 s, __m256 o) noexcept {
+  const __m256 r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), s, o);
+  return e.relu ? _mm256_max_ps(r, _mm256_setzero_ps()) : r;
+}
+MINNOW_TARGET_AVX2 inline __m256i requantize8(const Epilogue& e, __m256i acc, __m256 s, __m256 o) noexcept {
+  const __m256 r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), s, o);
+  __m256 q = _mm256_add_ps(_mm256_round_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), _mm256_set1_ps(e.zo));
+  q = _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(e.lo)), _mm256_set1_ps(e.hi));
+  return _mm256_cvtps_epi32(q);
+}
+
 template <class OutT>
 MINNOW_TARGET_AVX512 void finish_row(arch::avx512, const Epilogue& e, const std::int32_t* raw, index_t j0, index_t cols,
                 std::int32_t rowsum, OutT* out) noexcept {
@@ -174,22 +200,16 @@ MINNOW_TARGET_AVX512 void finish_row(arch::avx512, const Epilogue& e, const std:
     if constexpr (std::is_same_v<OutT, std::int32_t>) {
       _mm512_mask_storeu_epi32(out + j, m, acc);
     } else {
-      const __m512 r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_maskz_loadu_ps(m, e.s.data() + j),
-                                       _mm512_maskz_loadu_ps(m, e.o.data() + j));
+      const __m512 s = _mm512_maskz_loadu_ps(m, e.s.data() + j), o = _mm512_maskz_loadu_ps(m, e.o.data() + j);
       if constexpr (std::is_same_v<OutT, float>) {
-        _mm512_mask_storeu_ps(out + j, m, e.relu ? _mm512_max_ps(r, _mm512_setzero_ps()) : r);
+        _mm512_mask_storeu_ps(out + j, m, dequantize16(e, acc, s, o));
       } else {
-        __m512 q = _mm512_add_ps(_mm512_roundscale_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
-                                 _mm512_set1_ps(e.zo));
-        q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(e.lo)), _mm512_set1_ps(e.hi));
-        _mm_mask_storeu_epi8(out + j, m, _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(q)));
+        _mm_mask_storeu_epi8(out + j, m, _mm512_cvtusepi32_epi8(requantize16(e, acc, s, o)));
       }
     }
   }
 }
-#endif
 
-#if MINNOW_X86_KERNELS
 template <class OutT>
 MINNOW_TARGET_AVX2 void finish_row(arch::avx2, const Epilogue& e, const std::int32_t* raw, index_t j0, index_t cols, std::int32_t rowsum,
                 OutT* out) noexcept {
@@ -203,14 +223,12 @@ MINNOW_TARGET_AVX2 void finish_row(arch::avx2, const Epilogue& e, const std::int
     if constexpr (std::is_same_v<OutT, std::int32_t>) {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j), acc);
     } else {
-      const __m256 r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(e.s.data() + j), _mm256_loadu_ps(e.o.data() + j));
+      const __m256 s = _mm256_loadu_ps(e.s.data() + j), o = _mm256_loadu_ps(e.o.data() + j);
       if constexpr (std::is_same_v<OutT, float>) {
-        _mm256_storeu_ps(out + j, e.relu ? _mm256_max_ps(r, _mm256_setzero_ps()) : r);
+        _mm256_storeu_ps(out + j, dequantize8(e, acc, s, o));
       } else {
-        __m256 q = _mm256_add_ps(_mm256_round_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), _mm256_set1_ps(e.zo));
-        q = _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(e.lo)), _mm256_set1_ps(e.hi));
         alignas(32) std::int32_t tmp[8];
-        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), _mm256_cvtps_epi32(q));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), requantize8(e, acc, s, o));
         for (int t = 0; t < 8; ++t) out[j + t] = static_cast<std::uint8_t>(tmp[t]);
       }
     }

@@ -194,7 +194,7 @@ class QuantizedConv2d {
   [[nodiscard]] bool relu() const noexcept { return relu_; }
   [[nodiscard]] quant::AffineParams input_params() const noexcept { return input_; }
   /// Bytes of the weights as the layer holds them (packed panels with their padding, per-channel data, bias).
-  /// The direct kernel's copy (tens of bytes to tens of KB) is counted too.
+  /// The direct kernels' copy (tens of bytes to tens of KB, in the layouts this CPU's paths read) is counted too.
   [[nodiscard]] std::size_t bytes() const noexcept {
     return packed_.bytes() + direct_.bytes() + bias_.size() * sizeof(float);
   }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (preset 'fuzz': clang, ASan + UBSan) and runs each for a given time.
-#   scripts/fuzz.sh SECONDS [TARGET ...]     targets: idx idx_gz checkpoint safetensors compressed_model (default: all)
+#   [JOBS=N] scripts/fuzz.sh SECONDS [TARGET ...]     targets: idx idx_gz checkpoint safetensors compressed_model (default: all)
 # Each target starts from its seed corpus (tests/fuzz/corpus/TARGET) and keeps what it finds in
 # build/fuzz/corpus/TARGET; a crash leaves its input in build/fuzz/artifacts/TARGET/ and fails the script.
 # Add every such input to tests/fuzz/regressions/TARGET/ with the fix, so CTest replays it from then on.
@@ -10,12 +10,13 @@ seconds=${1:?usage: scripts/fuzz.sh SECONDS [TARGET ...]}
 shift
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(idx idx_gz checkpoint safetensors compressed_model)
+jobs=${JOBS:-$(nproc)}
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a positive integer, got '$jobs'" >&2; exit 2; }
 
 cmake --preset fuzz >/dev/null
 cmake --build build/fuzz --target "${targets[@]/#/fuzz_}"
 
 # One fuzzer per core at a time (JOBS overrides); each reports when all have finished, in the order given.
-jobs=${JOBS:-$(nproc)}
 fuzz_one() {
   local target=$1 corpus=build/fuzz/corpus/$1 artifacts=build/fuzz/artifacts/$1 status=0
   mkdir -p "$corpus" "$artifacts"
@@ -26,6 +27,7 @@ fuzz_one() {
 }
 for target in "${targets[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+  rm -f "build/fuzz/$target.status"  # a run that dies before writing its status must not read an old one
   fuzz_one "$target" &
 done
 wait

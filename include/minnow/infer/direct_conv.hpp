@@ -400,10 +400,7 @@ MINNOW_TARGET_AVX2 inline __m256i direct_correct(const Epilogue& e, __m256i acc,
 /// qgemm's output stage (requantize8, as finish_row) on the first `count` of 8 exact accumulators of channel j.
 MINNOW_TARGET_AVX2 inline void direct_store(const Epilogue& e, __m256i acc, index_t j, index_t count, std::uint8_t* out) noexcept {
   const auto c = static_cast<std::size_t>(j);
-  const __m256i v = requantize8(e, acc, _mm256_set1_ps(e.s[c]), _mm256_set1_ps(e.o[c]));
-  // v is in [0, 255]: the unsigned packs keep every value.
-  const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  const auto bytes = static_cast<std::uint64_t>(_mm_cvtsi128_si64(_mm_packus_epi16(words, words)));
+  const std::uint64_t bytes = low_bytes8(requantize8(e, acc, _mm256_set1_ps(e.s[c]), _mm256_set1_ps(e.o[c])));
   // Fixed-size copies for the common counts (a full vector, a pooled vector); byte stores otherwise.
   if (count >= 8) {
     std::memcpy(out, &bytes, 8);

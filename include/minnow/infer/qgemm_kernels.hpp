@@ -187,6 +187,11 @@ MINNOW_TARGET_AVX2 inline __m256i requantize8(const Epilogue& e, __m256i acc, __
   q = _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(e.lo)), _mm256_set1_ps(e.hi));
   return _mm256_cvtps_epi32(q);
 }
+/// 8 int32 lanes in [0, 255] (requantize8's) as 8 bytes, lane 0 lowest: the unsigned packs keep every value.
+[[nodiscard]] MINNOW_TARGET_AVX2 inline std::uint64_t low_bytes8(__m256i v) noexcept {
+  const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  return static_cast<std::uint64_t>(_mm_cvtsi128_si64(_mm_packus_epi16(words, words)));
+}
 
 template <class OutT>
 MINNOW_TARGET_AVX512 void finish_row(arch::avx512, const Epilogue& e, const std::int32_t* raw, index_t j0, index_t cols,
@@ -227,9 +232,8 @@ MINNOW_TARGET_AVX2 void finish_row(arch::avx2, const Epilogue& e, const std::int
       if constexpr (std::is_same_v<OutT, float>) {
         _mm256_storeu_ps(out + j, dequantize8(e, acc, s, o));
       } else {
-        alignas(32) std::int32_t tmp[8];
-        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), requantize8(e, acc, s, o));
-        for (int t = 0; t < 8; ++t) out[j + t] = static_cast<std::uint8_t>(tmp[t]);
+        const std::uint64_t bytes = low_bytes8(requantize8(e, acc, s, o));
+        std::memcpy(out + j, &bytes, 8);
       }
     }
   }

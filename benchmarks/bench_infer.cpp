@@ -10,26 +10,31 @@
 //   infer/int8_*_vnni/<batch>/<threads>         where the CPU has AMX (which the rows above then use from
 //                                               batch 2 on): the same three int8 rows with AMX turned off;
 //                                               int8_u8_in_u8_out_small_batch(_vnni) at batch 1–8, 1 thread
-//   infer/vnni_peak/<threads>                   register-only vpdpbusd zmm loop: this machine's int8 peak
-//   infer/vnni_peak_ymm/<threads>               the same with ymm operands (half the work per instruction)
-// Measured on this Zen 5 with thread CPU time and hand-written asm (16–24 chains, register or broadcast
-// memory operands): vpdpbusd zmm issues once per cycle with a 4-cycle latency, ymm twice per cycle, so
-// both give 64 multiply-adds = 128 ops per cycle per core (≈ 465 GOP/s per core at 3.63 GHz, ≈ 930 GOP/s
-// on both). 16 chains cover 4 cycles of latency × 1 per cycle four times over: the peak below is the
-// real one, not an artefact of too few accumulators.
+//   infer/peak_<path>/<threads>                 register-only loop of each int8 path's multiply-add step, 12
+//                                               independent chains: the issue-rate ceiling of the kernels
+//                                               built on it (GOP/s = 2 · products / s), registered where the
+//                                               CPU runs the path:
+//                                                 avx512_vnni  vpdpbusd zmm (64 byte products)
+//                                                 avx2_vnni    vpdpbusd ymm (32)
+//                                                 avx2         vpmaddwd + vpaddd ymm on int16 pairs (16; the
+//                                                              exact AVX2 step, as vpmaddubsw saturates)
+//                                                 avx2_saturating  vpmaddubsw + vpmaddwd + vpaddd (32, int16
+//                                                              saturation: oneDNN's and ONNX Runtime's
+//                                                              AVX2 step, which minnow does not take)
+// On Zen 5, vpdpbusd zmm issues once per cycle and ymm twice (the
+// same products per cycle); on the Xeon with AMX both issue twice per cycle (docs/benchmarks.md).
 #include "bench_support.hpp"
 
 #include <minnow/infer/quantized_linear.hpp>
 #include <minnow/quant/mappings.hpp>
 #include <minnow/quant/observers.hpp>
+#include <minnow/simd/arch.hpp>
 #include <minnow/nn/linear.hpp>
 
 #include <random>
+#include <tuple>
 #include <vector>
 
-#if defined(__AVX512VNNI__)
-#include <immintrin.h>
-#endif
 
 namespace {
 
@@ -145,40 +150,119 @@ void fp32(benchmark::State& state) {
   count(state, batch);
 }
 
-#if defined(__AVX512VNNI__)
-// 16 independent accumulator chains, no memory operands: the issue rate of vpdpbusd (4 × Vec::size ops each).
-template <class Vec>
-void vnni_peak(benchmark::State& state) {
+#if MINNOW_X86_KERNELS
+constexpr int kPeakChains = 12;
+constexpr long kPeakIters = 1 << 20;
+
+// kPeakChains accumulators (registers 0–11, operands in 12, products in 13) taking kPeakIters steps each. The
+// loop is asm: the compiler's code for the same intrinsics moves registers or stores the accumulators
+// (measured). 12 chains at two instructions per cycle cover a 6-cycle latency. The register values do not
+// matter: integer instructions take the same time on any.
+MINNOW_TARGET_AVX512_VNNI void peak_chains(minnow::simd::arch::avx512_vnni) noexcept {
+  long n = kPeakIters;
+  asm volatile(
+      "1:\n\t"
+      "vpdpbusd %%zmm12, %%zmm12, %%zmm0\n\t"
+      "vpdpbusd %%zmm12, %%zmm12, %%zmm1\n\t"
+      "vpdpbusd %%zmm12, %%zmm12, %%zmm2\n\t"
+      "vpdpbusd %%zmm12, %%zmm12, %%zmm3\n\t"
+      "vpdpbusd %%zmm12, %%zmm12, %%zmm4\n\t"
+      "vpdpbusd %%zmm12, %%zmm12, %%zmm5\n\t"
+      "vpdpbusd %%zmm12, %%zmm12, %%zmm6\n\t"
+      "vpdpbusd %%zmm12, %%zmm12, %%zmm7\n\t"
+      "vpdpbusd %%zmm12, %%zmm12, %%zmm8\n\t"
+      "vpdpbusd %%zmm12, %%zmm12, %%zmm9\n\t"
+      "vpdpbusd %%zmm12, %%zmm12, %%zmm10\n\t"
+      "vpdpbusd %%zmm12, %%zmm12, %%zmm11\n\t"
+      "dec %0\n\t"
+      "jnz 1b"
+      : "+r"(n)
+      :
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "cc");
+}
+MINNOW_TARGET_AVX2_VNNI void peak_chains(minnow::simd::arch::avx2_vnni) noexcept {
+  long n = kPeakIters;
+  asm volatile(
+      "1:\n\t"
+      "%{vex%} vpdpbusd %%ymm12, %%ymm12, %%ymm0\n\t"
+      "%{vex%} vpdpbusd %%ymm12, %%ymm12, %%ymm1\n\t"
+      "%{vex%} vpdpbusd %%ymm12, %%ymm12, %%ymm2\n\t"
+      "%{vex%} vpdpbusd %%ymm12, %%ymm12, %%ymm3\n\t"
+      "%{vex%} vpdpbusd %%ymm12, %%ymm12, %%ymm4\n\t"
+      "%{vex%} vpdpbusd %%ymm12, %%ymm12, %%ymm5\n\t"
+      "%{vex%} vpdpbusd %%ymm12, %%ymm12, %%ymm6\n\t"
+      "%{vex%} vpdpbusd %%ymm12, %%ymm12, %%ymm7\n\t"
+      "%{vex%} vpdpbusd %%ymm12, %%ymm12, %%ymm8\n\t"
+      "%{vex%} vpdpbusd %%ymm12, %%ymm12, %%ymm9\n\t"
+      "%{vex%} vpdpbusd %%ymm12, %%ymm12, %%ymm10\n\t"
+      "%{vex%} vpdpbusd %%ymm12, %%ymm12, %%ymm11\n\t"
+      "dec %0\n\t"
+      "jnz 1b"
+      : "+r"(n)
+      :
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "cc");
+}
+MINNOW_TARGET_AVX2 void peak_chains(minnow::simd::arch::avx2) noexcept {
+  long n = kPeakIters;
+  asm volatile(
+      "1:\n\t"
+      "vpmaddwd %%ymm12, %%ymm12, %%ymm13\n\tvpaddd %%ymm13, %%ymm0, %%ymm0\n\t"
+      "vpmaddwd %%ymm12, %%ymm12, %%ymm13\n\tvpaddd %%ymm13, %%ymm1, %%ymm1\n\t"
+      "vpmaddwd %%ymm12, %%ymm12, %%ymm13\n\tvpaddd %%ymm13, %%ymm2, %%ymm2\n\t"
+      "vpmaddwd %%ymm12, %%ymm12, %%ymm13\n\tvpaddd %%ymm13, %%ymm3, %%ymm3\n\t"
+      "vpmaddwd %%ymm12, %%ymm12, %%ymm13\n\tvpaddd %%ymm13, %%ymm4, %%ymm4\n\t"
+      "vpmaddwd %%ymm12, %%ymm12, %%ymm13\n\tvpaddd %%ymm13, %%ymm5, %%ymm5\n\t"
+      "vpmaddwd %%ymm12, %%ymm12, %%ymm13\n\tvpaddd %%ymm13, %%ymm6, %%ymm6\n\t"
+      "vpmaddwd %%ymm12, %%ymm12, %%ymm13\n\tvpaddd %%ymm13, %%ymm7, %%ymm7\n\t"
+      "vpmaddwd %%ymm12, %%ymm12, %%ymm13\n\tvpaddd %%ymm13, %%ymm8, %%ymm8\n\t"
+      "vpmaddwd %%ymm12, %%ymm12, %%ymm13\n\tvpaddd %%ymm13, %%ymm9, %%ymm9\n\t"
+      "vpmaddwd %%ymm12, %%ymm12, %%ymm13\n\tvpaddd %%ymm13, %%ymm10, %%ymm10\n\t"
+      "vpmaddwd %%ymm12, %%ymm12, %%ymm13\n\tvpaddd %%ymm13, %%ymm11, %%ymm11\n\t"
+      "dec %0\n\t"
+      "jnz 1b"
+      : "+r"(n)
+      :
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "cc");
+}
+// The step minnow does not use, for comparison: vpmaddubsw (32 products, saturating to int16) + vpmaddwd
+// with ones (in 14) + vpaddd, the AVX2 step of oneDNN and ONNX Runtime.
+struct SaturatingAvx2 {};
+MINNOW_TARGET_AVX2 void peak_chains(SaturatingAvx2) noexcept {
+  long n = kPeakIters;
+  asm volatile(
+      "1:\n\t"
+      "vpmaddubsw %%ymm12, %%ymm12, %%ymm13\n\tvpmaddwd %%ymm14, %%ymm13, %%ymm13\n\tvpaddd %%ymm13, %%ymm0, %%ymm0\n\t"
+      "vpmaddubsw %%ymm12, %%ymm12, %%ymm13\n\tvpmaddwd %%ymm14, %%ymm13, %%ymm13\n\tvpaddd %%ymm13, %%ymm1, %%ymm1\n\t"
+      "vpmaddubsw %%ymm12, %%ymm12, %%ymm13\n\tvpmaddwd %%ymm14, %%ymm13, %%ymm13\n\tvpaddd %%ymm13, %%ymm2, %%ymm2\n\t"
+      "vpmaddubsw %%ymm12, %%ymm12, %%ymm13\n\tvpmaddwd %%ymm14, %%ymm13, %%ymm13\n\tvpaddd %%ymm13, %%ymm3, %%ymm3\n\t"
+      "vpmaddubsw %%ymm12, %%ymm12, %%ymm13\n\tvpmaddwd %%ymm14, %%ymm13, %%ymm13\n\tvpaddd %%ymm13, %%ymm4, %%ymm4\n\t"
+      "vpmaddubsw %%ymm12, %%ymm12, %%ymm13\n\tvpmaddwd %%ymm14, %%ymm13, %%ymm13\n\tvpaddd %%ymm13, %%ymm5, %%ymm5\n\t"
+      "vpmaddubsw %%ymm12, %%ymm12, %%ymm13\n\tvpmaddwd %%ymm14, %%ymm13, %%ymm13\n\tvpaddd %%ymm13, %%ymm6, %%ymm6\n\t"
+      "vpmaddubsw %%ymm12, %%ymm12, %%ymm13\n\tvpmaddwd %%ymm14, %%ymm13, %%ymm13\n\tvpaddd %%ymm13, %%ymm7, %%ymm7\n\t"
+      "vpmaddubsw %%ymm12, %%ymm12, %%ymm13\n\tvpmaddwd %%ymm14, %%ymm13, %%ymm13\n\tvpaddd %%ymm13, %%ymm8, %%ymm8\n\t"
+      "vpmaddubsw %%ymm12, %%ymm12, %%ymm13\n\tvpmaddwd %%ymm14, %%ymm13, %%ymm13\n\tvpaddd %%ymm13, %%ymm9, %%ymm9\n\t"
+      "vpmaddubsw %%ymm12, %%ymm12, %%ymm13\n\tvpmaddwd %%ymm14, %%ymm13, %%ymm13\n\tvpaddd %%ymm13, %%ymm10, %%ymm10\n\t"
+      "vpmaddubsw %%ymm12, %%ymm12, %%ymm13\n\tvpmaddwd %%ymm14, %%ymm13, %%ymm13\n\tvpaddd %%ymm13, %%ymm11, %%ymm11\n\t"
+      "dec %0\n\t"
+      "jnz 1b"
+      : "+r"(n)
+      :
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "cc");
+}
+
+// Byte products per step of each path.
+constexpr double peak_products(minnow::simd::arch::avx512_vnni) { return 64; }
+constexpr double peak_products(minnow::simd::arch::avx2_vnni) { return 32; }
+constexpr double peak_products(minnow::simd::arch::avx2) { return 16; }
+constexpr double peak_products(SaturatingAvx2) { return 32; }
+
+template <class Arch>
+void int8_peak(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
-  constexpr long kIters = 1 << 20;
-  constexpr int kChains = 16;
   for (auto _ : state) {
-    minnow::detail::parallel_for(threads, threads, [&](long, int) {
-      Vec acc[kChains];
-      Vec a, b;
-      if constexpr (sizeof(Vec) == 64) {
-        for (auto& c : acc) c = _mm512_setzero_si512();
-        a = b = _mm512_set1_epi32(0x01010101);
-      } else {
-        for (auto& c : acc) c = _mm256_setzero_si256();
-        a = b = _mm256_set1_epi32(0x01010101);
-      }
-      asm volatile("" : "+v"(a), "+v"(b));
-      for (long i = 0; i < kIters; ++i) {
-#pragma GCC unroll 16
-        for (auto& c : acc) {
-          if constexpr (sizeof(Vec) == 64) {
-            c = _mm512_dpbusd_epi32(c, a, b);
-          } else {
-            c = _mm256_dpbusd_epi32(c, a, b);
-          }
-        }
-      }
-      for (auto& c : acc) benchmark::DoNotOptimize(c);
-    });
+    minnow::detail::parallel_for(threads, threads, [](long, int) { peak_chains(Arch{}); });
   }
-  const double ops_per_instruction = 2.0 * static_cast<double>(sizeof(Vec));  // 4 multiply-adds per int32 lane
-  state.counters["GOPs"] = benchmark::Counter(ops_per_instruction * kChains * kIters * threads *
+  state.counters["GOPs"] = benchmark::Counter(2.0 * peak_products(Arch{}) * kPeakChains * kPeakIters * threads *
                                                   static_cast<double>(state.iterations()),
                                               benchmark::Counter::kIsRate);
 }
@@ -215,9 +299,15 @@ void register_all() {
       benchmark::RegisterBenchmark(name, fn)->ArgsProduct({{1, 2, 3, 4, 8}, {1}})->UseRealTime()->Unit(benchmark::kMillisecond);
     }
   }
-#if defined(__AVX512VNNI__)
-  benchmark::RegisterBenchmark("infer/vnni_peak", vnni_peak<__m512i>)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("infer/vnni_peak_ymm", vnni_peak<__m256i>)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+#if MINNOW_X86_KERNELS
+  using namespace minnow::simd;
+  for (const auto& [isa, name, fn] : std::vector<std::tuple<Isa, const char*, void (*)(benchmark::State&)>>{
+           {Isa::avx512_vnni, "infer/peak_avx512_vnni", int8_peak<arch::avx512_vnni>},
+           {Isa::avx2_vnni, "infer/peak_avx2_vnni", int8_peak<arch::avx2_vnni>},
+           {Isa::avx2, "infer/peak_avx2", int8_peak<arch::avx2>},
+           {Isa::avx2, "infer/peak_avx2_saturating", int8_peak<SaturatingAvx2>}}) {
+    if (cpu_has(isa)) benchmark::RegisterBenchmark(name, fn)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+  }
 #endif
 }
 

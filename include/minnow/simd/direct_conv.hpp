@@ -153,14 +153,20 @@ MINNOW_TARGET_AVX2 inline void direct_tile_avx2(const DirectTile& t, const index
     }
   }
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  // Constant indices into acc: a loop up to `count` would make GCC keep acc in memory and store every
+  // accumulator after each FMA of the loop above (AVX2 has only the 16 registers the tile fills).
 #pragma GCC unroll 3
   for (int h = 0; h < Halves; ++h) {
     float* dst = out[h] + first * t.plane;
-    if (lanes[h] == 8) {
-      for (index_t o = 0; o < count; ++o) _mm256_storeu_ps(dst + o * t.plane, acc[h][o]);
-    } else {
-      const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lanes[h])), iota);
-      for (index_t o = 0; o < count; ++o) _mm256_maskstore_ps(dst + o * t.plane, mask, acc[h][o]);
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lanes[h])), iota);
+#pragma GCC unroll 4
+    for (int o = 0; o < kC; ++o) {
+      if (o >= count) break;
+      if (lanes[h] == 8) {
+        _mm256_storeu_ps(dst + o * t.plane, acc[h][o]);
+      } else {
+        _mm256_maskstore_ps(dst + o * t.plane, mask, acc[h][o]);
+      }
     }
   }
 }

@@ -249,14 +249,21 @@ inline void softmax_kl_rows(arch::scalar, const float* s, const float* t, float*
 
 // ---- AVX2 + FMA: the 16 lanes in two registers (lo = lanes 0–7, hi = lanes 8–15) ----
 
-/// exp_nonpositive on 8 lanes. vscalefps is AVX-512 only: y·2^k is taken as (y·2^(k+64))·2^−64, where
-/// 2^(k+64) is a normal float for k ∈ [−150, 0]: the first product is exact and the second rounds once,
-/// to the same float. The second is an fma with +0 so that it stays a rounded product (a plain multiply
-/// could be fused into the sums that take it).
+/// 1.5·2²³ + 192: x·log2e + this rounds x·log2e to the nearest integer k (ties to even, as nearbyint: the
+/// constant is even and the sum's ulp is 1), and the sum's bits are those of 1.5·2²³ plus 192 + k.
+inline constexpr float kExpRoundShift = 12583104.0f;
+
+/// exp_nonpositive on 8 lanes. vscalefps is AVX-512 only: y·2^k is taken as (y·2^(k+65))·2^−65, where
+/// 2^(k+65) is a normal float for k ∈ [−150, 0]: the first product is exact and the second rounds once,
+/// to the same float. k comes from one add of kExpRoundShift (rather than a round and a conversion): the
+/// sum's bits shifted left by 23 are 192 + k in the exponent field, as the constant's own bits shift out.
+/// x·log2e is an fma with +0 so that it stays a rounded product, as the second scaling is (a plain
+/// multiply could be fused into the add that takes it).
 [[nodiscard]] MINNOW_TARGET_AVX2 inline __m256 exp_nonpositive(__m256 x) noexcept {
   x = _mm256_max_ps(_mm256_set1_ps(kExpLowest), x);
-  const __m256 k =
-      _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 shifted =
+      _mm256_add_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(kLog2e), _mm256_setzero_ps()), _mm256_set1_ps(kExpRoundShift));
+  const __m256 k = _mm256_sub_ps(shifted, _mm256_set1_ps(kExpRoundShift));
   __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2Hi), x);
   r = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2Lo), r);
   __m256 y = _mm256_set1_ps(kExpP[0]);
@@ -266,9 +273,8 @@ inline void softmax_kl_rows(arch::scalar, const float* s, const float* t, float*
   y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(kExpP[4]));
   y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(kExpP[5]));
   y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127 + 64));
-  const __m256 p = _mm256_castsi256_ps(_mm256_slli_epi32(biased, 23));
-  return _mm256_fmadd_ps(_mm256_mul_ps(y, p), _mm256_set1_ps(0x1p-64f), _mm256_setzero_ps());
+  const __m256 p = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(shifted), 23));
+  return _mm256_fmadd_ps(_mm256_mul_ps(y, p), _mm256_set1_ps(0x1p-65f), _mm256_setzero_ps());
 }
 
 /// reduce_max_lanes on lanes lo (0–7) and hi (8–15).

@@ -439,7 +439,7 @@ MINNOW_TARGET_AVX2 void direct_rowsums(arch::avx2, const Load& load, const Direc
 
 /// The output stage of an 8-pixel tile: R vectors × 4 channels of exact Σ x·w (see the VNNI tile).
 template <int R, bool Pool, class OutT>
-MINNOW_TARGET_AVX2 inline void direct_finish(const __m256i (&acc)[R][4], index_t tile, index_t channels, index_t plane,
+[[gnu::always_inline]] MINNOW_TARGET_AVX2 inline void direct_finish(const __m256i (&acc)[R][4], index_t tile, index_t channels, index_t plane,
                                              const Epilogue& e, const index_t* out_offset, const index_t* count,
                                              const std::int32_t* const* rowsum, OutT* y) noexcept {
   const index_t lanes = std::min<index_t>(4, channels - tile * 4);
@@ -464,20 +464,21 @@ MINNOW_TARGET_AVX2 void direct_tile(arch::avx2, const Load& load, const DirectWe
   static_assert(!Pool || R == 2, "pooling takes two output rows");
   const __m256i low = _mm256_set1_epi16(0x00FF);
   __m256i acc[R][4];
+#pragma GCC unroll 4
   for (int l = 0; l < 4; ++l) {
     for (int r = 0; r < R; ++r) acc[r][l] = _mm256_setzero_si256();
   }
-  const std::int32_t* w = dw.w16.data() + tile * dw.groups * 8;
-  for (index_t g = 0; g < dw.groups; ++g, w += 8) {
-    __m256i even[R], odd[R];
-    for (int r = 0; r < R; ++r) {
+  // One vector at a time over all groups: its 4 accumulators, its int16 pairs and the weights fit AVX2's 16
+  // registers (both vectors at once spill accumulators inside the loop); the weights are read once per vector.
+  const std::int32_t* const w0 = dw.w16.data() + tile * dw.groups * 8;
+#pragma GCC unroll 2
+  for (int r = 0; r < R; ++r) {
+    const std::int32_t* w = w0;
+    for (index_t g = 0; g < dw.groups; ++g, w += 8) {
       const __m256i a = load(base[r], g);
-      even[r] = _mm256_and_si256(a, low);
-      odd[r] = _mm256_srli_epi16(a, 8);
-    }
+      const __m256i even = _mm256_and_si256(a, low), odd = _mm256_srli_epi16(a, 8);
 #pragma GCC unroll 4
-    for (int l = 0; l < 4; ++l) {
-      for (int r = 0; r < R; ++r) acc[r][l] = _mm256_add_epi32(acc[r][l], dot4(even[r], odd[r], w + 2 * l));
+      for (int l = 0; l < 4; ++l) acc[r][l] = _mm256_add_epi32(acc[r][l], dot4(even, odd, w + 2 * l));
     }
   }
   direct_finish<R, Pool>(acc, tile, channels, plane, e, out_offset, count, rowsum, y);
@@ -492,6 +493,7 @@ MINNOW_TARGET_AVX2_VNNI void direct_tile(arch::avx2_vnni, const Load& load, cons
                                           OutT* y) noexcept {
   static_assert(!Pool || R == 2, "pooling takes two output rows");
   __m256i acc[R][4];
+#pragma GCC unroll 4
   for (int l = 0; l < 4; ++l) {
     for (int r = 0; r < R; ++r) acc[r][l] = _mm256_setzero_si256();
   }

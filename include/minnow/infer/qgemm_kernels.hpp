@@ -263,27 +263,40 @@ void micro_kernel(arch::scalar, index_t k4, const std::uint8_t* a, const std::in
 }
 
 #if MINNOW_X86_KERNELS
+/// AVX2: Rows × 8 columns per block (2·Rows accumulators; at most 4 rows, so that they, the widened weights
+/// and a row's int16 values fit the 16 registers). The 8 columns' 32 bytes of a k group are widened to two
+/// int16 vectors of 4 columns × 4 k; vpmaddwd then leaves two partial sums per column, which one hadd +
+/// permute combine at the end. `a` and `b` point at the block's first row and column.
+template <int Rows>
+MINNOW_TARGET_AVX2 void madd_block(index_t k4, const std::uint8_t* a, const std::int8_t* b, std::int32_t* c) noexcept {
+  __m256i acc[Rows][2];
+#pragma GCC unroll 4
+  for (int i = 0; i < Rows; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+  for (index_t p = 0; p < k4; ++p, a += kAStep, b += kStep) {
+    const __m256i bw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+    const __m256i b_lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(bw));
+    const __m256i b_hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(bw, 1));
+#pragma GCC unroll 4
+    for (int i = 0; i < Rows; ++i) {
+      const __m256i ai = _mm256_cvtepu8_epi16(_mm_set1_epi32(load_dword(a + i * 4)));
+      acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(ai, b_lo));
+      acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(ai, b_hi));
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < Rows; ++i) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + i * kNR), _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[i][0], acc[i][1]), 0xD8));
+  }
+}
+
 template <int R>
 MINNOW_TARGET_AVX2 void micro_kernel(arch::avx2, index_t k4, const std::uint8_t* a, const std::int8_t* b, std::int32_t* c) noexcept {
-  // Eight channels at a time: their 32 bytes widened to two int16 vectors of 4 channels × 4 k;
-  // vpmaddwd then leaves two partial sums per channel, which one hadd + permute combine at the end.
-  for (index_t g = 0; g < kNR / 8; ++g) {
-    __m256i acc[R][2];
-    for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
-    for (index_t p = 0; p < k4; ++p) {
-      const __m256i bw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + p * kStep + g * 32));
-      const __m256i b_lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(bw));
-      const __m256i b_hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(bw, 1));
-#pragma GCC unroll 8
-      for (int i = 0; i < R; ++i) {
-        const __m256i ai = _mm256_cvtepu8_epi16(_mm_set1_epi32(load_dword(a + p * kAStep + i * 4)));
-        acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(ai, b_lo));
-        acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(ai, b_hi));
-      }
-    }
-    for (int i = 0; i < R; ++i) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + i * kNR + g * 8),
-                          _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[i][0], acc[i][1]), 0xD8));
+  for (index_t j0 = 0; j0 < kNR; j0 += 8) {
+    if constexpr (R <= 4) {
+      madd_block<R>(k4, a, b + j0 * 4, c + j0);
+    } else {
+      madd_block<4>(k4, a, b + j0 * 4, c + j0);
+      madd_block<R - 4>(k4, a + 16, b + j0 * 4, c + 4 * kNR + j0);
     }
   }
 }
@@ -322,6 +335,7 @@ MINNOW_TARGET_AVX512_VNNI void micro_kernel(arch::avx512_vnni, index_t k4, const
 template <int Rows>
 MINNOW_TARGET_AVX2_VNNI void vnni256_block(index_t k4, const std::uint8_t* a, const std::int8_t* b, std::int32_t* c) noexcept {
   __m256i acc[Rows][2];
+#pragma GCC unroll 4
   for (int i = 0; i < Rows; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
   for (index_t p = 0; p < k4; ++p, a += kAStep, b += kStep) {
     const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
@@ -333,6 +347,7 @@ MINNOW_TARGET_AVX2_VNNI void vnni256_block(index_t k4, const std::uint8_t* a, co
       acc[i][1] = _mm256_dpbusd_avx_epi32(acc[i][1], ai, b1);
     }
   }
+#pragma GCC unroll 4
   for (int i = 0; i < Rows; ++i) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + i * kNR), acc[i][0]);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + i * kNR + 8), acc[i][1]);

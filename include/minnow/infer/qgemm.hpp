@@ -34,7 +34,7 @@
 /// channels (192 bytes, three 64-byte vectors, what one vpdpbusd step reads). Activations are packed per call into panels of 8 rows, 4 bytes per row and k
 /// group. A register tile is 8 rows × 48 channels (24 zmm accumulators, 3 weight vectors, 1 broadcast):
 /// per k group 11 loads feed 24 vpdpbusd, and Zen 5 starts one vpdpbusd zmm per cycle (4-cycle
-/// latency, so 24 independent chains keep it busy; see benchmarks/bench_infer.cpp, infer/vnni_peak).
+/// latency, so 24 independent chains keep it busy; see benchmarks/bench_infer.cpp, infer/peak_avx512_vnni).
 /// The tile accumulates over the whole inner length in registers and goes straight to the epilogue:
 /// no partial sums are stored and reloaded per cache block (at fc1's shape that would be 1 MB per block,
 /// 13 blocks per call), which keeps the kernel near the vpdpbusd peak (docs/benchmarks.md). Tiles

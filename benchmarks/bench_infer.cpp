@@ -11,7 +11,7 @@
 //                                               batch 2 on): the same three int8 rows with AMX turned off;
 //                                               int8_u8_in_u8_out_small_batch(_vnni) at batch 1–8, 1 thread
 //   infer/peak_<path>/<threads>                 register-only loop of each int8 path's multiply-add step, 12
-//                                               independent chains: the issue-rate ceiling of the kernels
+//                                               independent chains: the rate ceiling of the kernels
 //                                               built on it (GOP/s = 2 · products / s), registered where the
 //                                               CPU runs the path:
 //                                                 avx512_vnni  vpdpbusd zmm (64 byte products)
@@ -21,8 +21,8 @@
 //                                                 avx2_saturating  vpmaddubsw + vpmaddwd + vpaddd (32, int16
 //                                                              saturation: oneDNN's and ONNX Runtime's
 //                                                              AVX2 step, which minnow does not take)
-// On Zen 5, vpdpbusd zmm issues once per cycle and ymm twice (the
-// same products per cycle); on the Xeon with AMX both issue twice per cycle (docs/benchmarks.md).
+// On Zen 5, vpdpbusd zmm starts once per cycle and ymm twice (the
+// same products per cycle); on the Xeon with AMX both start twice per cycle (docs/benchmarks.md).
 #include "bench_support.hpp"
 
 #include <minnow/infer/quantized_linear.hpp>

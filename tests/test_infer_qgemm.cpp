@@ -304,6 +304,40 @@ TEST_CASE("activation quantization is fake_quantize's formula on the uint8 grid,
   }
 }
 
+TEST_CASE("float to uint8 rows give the scalar bits on every path and every tail length") {
+  std::mt19937 rng(6);
+  std::normal_distribution<float> dist(0.0f, 4.0f);
+  std::vector<float> x(64);
+  for (float& v : x) v = dist(rng);
+  // Specials at positions that land in the vector body and in the tail of most lengths.
+  x[1] = std::numeric_limits<float>::quiet_NaN();
+  x[9] = std::numeric_limits<float>::infinity();
+  x[17] = -std::numeric_limits<float>::infinity();
+  x[4] = 2.5f * 0.05f;   // ties: half to even, up and down
+  x[35] = 3.5f * 0.05f;
+  x[38] = -1e30f;
+  const AffineParams xp{0.05f, 77};
+  for (index_t k = 0; k <= 64; ++k) {
+    std::vector<std::uint8_t> want(static_cast<std::size_t>(k) + 1, 0xAB), got(want);
+    infer::detail::quantize_row(scalar{}, x.data(), k, xp, want.data());
+    CHECK(want[static_cast<std::size_t>(k)] == 0xAB);  // nothing written past the row
+    for_each_arch([&](auto arch) {
+      std::fill(got.begin(), got.end(), std::uint8_t{0xAB});
+      infer::detail::quantize_row(arch, x.data(), k, xp, got.data());
+      INFO(decltype(arch)::name << ", length " << k);
+      CHECK(got == want);
+    });
+  }
+  std::vector<std::uint8_t> q(64);
+  infer::detail::quantize_row(scalar{}, x.data(), 64, xp, q.data());
+  CHECK(q[1] == 0);
+  CHECK(q[9] == 255);
+  CHECK(q[17] == 0);
+  CHECK(q[4] == 77 + 2);
+  CHECK(q[35] == 77 + 4);
+  CHECK(q[38] == 0);
+}
+
 TEST_CASE("the quantized Linear equals the fake-quant float computation within one output step") {
   std::mt19937 rng(9);
   for (const index_t batch : {1, 5, 64}) {

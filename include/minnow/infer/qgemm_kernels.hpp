@@ -109,6 +109,22 @@ inline void quantize_row(arch::scalar, const float* x, index_t k, quant::AffineP
 }
 
 #if MINNOW_X86_KERNELS
+/// Eight floats per step (the scalar twin's operations: round to nearest even, NaN → 0 through max), the
+/// tail of fewer than 8 by the scalar twin.
+MINNOW_TARGET_AVX2 inline void quantize_row(arch::avx2, const float* x, index_t k, quant::AffineParams p, std::uint8_t* q) noexcept {
+  const __m256 inv = _mm256_set1_ps(1.0f / p.scale), zp = _mm256_set1_ps(static_cast<float>(p.zero_point));
+  const __m256 lo = _mm256_setzero_ps(), hi = _mm256_set1_ps(255.0f);
+  index_t i = 0;
+  for (; i + 8 <= k; i += 8) {
+    const __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // max returns its second operand when the first is NaN: NaN → 0, as the scalar comparison does.
+    const __m256i v = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(zp, r), lo), hi));
+    const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_packus_epi16(words, words));
+  }
+  quantize_row(arch::scalar{}, x + i, k - i, p, q + i);
+}
+
 MINNOW_TARGET_AVX512 inline void quantize_row(arch::avx512, const float* x, index_t k, quant::AffineParams p, std::uint8_t* q) noexcept {
   const __m512 inv = _mm512_set1_ps(1.0f / p.scale), zp = _mm512_set1_ps(static_cast<float>(p.zero_point));
   const __m512 lo = _mm512_setzero_ps(), hi = _mm512_set1_ps(255.0f);

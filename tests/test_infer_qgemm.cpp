@@ -11,6 +11,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -490,6 +491,7 @@ struct DirectConvCase {
   index_t n, c, h, w, o, k, stride, pad;
   infer::detail::DirectKind kind;  ///< the kernel the VNNI path must pick
   bool avx2 = true;                ///< whether the AVX2 path runs it too (taps: every group inside 16 bytes)
+  bool symmetric = false;          ///< weights without zero points (the threads test; the others try both)
 };
 
 using DirectConvProblem = test_support::ConvProblem;
@@ -521,14 +523,27 @@ const std::vector<DirectConvCase> direct_conv_cases = {
     {1, 3, 11, 10, 7, 5, 3, 2, infer::detail::DirectKind::none},        // stride 3, 75 taps: im2col + qgemm
     {1, 1, 17, 20, 6, 5, 3, 1, infer::detail::DirectKind::taps, false},  // AVX2: 3·3 + 4 + 3 = 16 bytes, im2col
     {2, 1, 13, 37, 5, 3, 4, 2, infer::detail::DirectKind::taps},        // AVX2: stride 4, index up to 15
+    {1, 7, 9, 11, 6, 3, 1, 0, infer::detail::DirectKind::channels},     // Winograd: 7×9 output (odd tiles), 7 = 3 pairs + 1
+    {1, 2, 5, 40, 9, 3, 1, 2, infer::detail::DirectKind::taps},         // Winograd: 21 tile columns = 3 vectors, 7×42 output
+    {2, 3, 3, 4, 5, 3, 1, 0, infer::detail::DirectKind::channels},      // Winograd: a 1×2 output, one tile
 };
+
+// The kernel the AVX2 path runs: Winograd for 3×3 stride-1 layers with symmetric weights, else the case's.
+infer::detail::DirectKind avx2_kind(const DirectConvCase& cc, const DirectConvProblem& p) {
+  const bool symmetric = std::all_of(p.w.params.begin(), p.w.params.end(), [](const AffineParams& q) { return q.zero_point == 0; });
+  if (cc.k == 3 && cc.stride == 1 && symmetric) return infer::detail::DirectKind::winograd;
+  return cc.avx2 ? cc.kind : infer::detail::DirectKind::none;
+}
 
 // Every path, with its direct kernel and with im2col + qgemm, uint8 and float output, against
 // conv2d_reference bit for bit.
 void check_direct_case(const DirectConvCase& cc, const DirectConvProblem& p, bool relu, AffineParams out) {
   infer::QuantizedConv2d conv(p.w, cc.c, cc.k, cc.stride, cc.pad, p.bias, p.xp, relu);
   if (simd::cpu_has_vbmi()) CHECK(conv.direct_kind(simd::Isa::avx512_vnni) == cc.kind);
-  if (simd::cpu_has(simd::Isa::avx2)) CHECK(conv.direct_kind(simd::Isa::avx2) == (cc.avx2 ? cc.kind : infer::detail::DirectKind::none));
+  if (simd::cpu_has(simd::Isa::avx2)) CHECK(conv.direct_kind(simd::Isa::avx2) == avx2_kind(cc, p));
+  if (simd::cpu_has(simd::Isa::avx2_vnni)) {
+    CHECK(conv.direct_kind(simd::Isa::avx2_vnni) == (cc.avx2 ? cc.kind : infer::detail::DirectKind::none));
+  }
   CHECK(conv.direct_kind(simd::Isa::scalar) == infer::detail::DirectKind::none);
   const Shape<4> shape = conv.output_shape(p.x.shape());
   Tensor<std::uint8_t, 4> q_ref(shape);
@@ -574,11 +589,38 @@ TEST_CASE("direct conv kernels equal the scalar integer reference bit for bit on
   }
 }
 
+TEST_CASE("the Winograd kernel is exact at its input-channel bound and steps aside past it") {
+  // Every window at the extremes of the int32 bound: 4·Σ x·w = 4·in·9·255·(−128) is just above −2³¹.
+  const index_t in = infer::detail::kWinogradMaxChannels;
+  CHECK(4 * in * 9 * 255 * 128 < (index_t{1} << 31));
+  CHECK(4 * (in + 1) * 9 * 255 * 128 >= (index_t{1} << 31));
+  std::mt19937 rng(41);
+  std::bernoulli_distribution coin(0.5);
+  for (const bool extreme : {true, false}) {
+    test_support::ConvProblem p = test_support::make_conv_problem(2, in, 6, 5, 5, 3, rng, false, 0);
+    // All 255 against all −128 (the largest sum), or a random mix of the extremes (large transforms of both signs).
+    for (index_t i = 0; i < p.x.size(); ++i) p.x.data()[i] = extreme || coin(rng) ? 255 : 0;
+    for (index_t i = 0; i < p.w.values.size(); ++i) p.w.values.data()[i] = static_cast<std::int8_t>(extreme || coin(rng) ? -128 : 127);
+    infer::QuantizedConv2d conv(p.w, in, 3, 1, 0, p.bias, p.xp, false);
+    if (!simd::cpu_has(simd::Isa::avx2)) MINNOW_SKIP("the Winograd kernel runs on AVX2 only");
+    CHECK(conv.direct_kind(simd::Isa::avx2) == infer::detail::DirectKind::winograd);
+    const Shape<4> shape = conv.output_shape(p.x.shape());
+    Tensor<float, 4> ref(shape), y(shape);
+    infer::conv2d_reference<float>(p.x.view(), p.xp, p.w, 3, 1, 0, p.bias, false, {}, ref.view());
+    conv.forward<infer::arch::avx2>(p.x.view(), y.view());
+    CHECK(same_tensor_bits(y, ref));
+  }
+  test_support::ConvProblem p = test_support::make_conv_problem(1, in + 1, 4, 4, 3, 3, rng, false, 0);
+  infer::QuantizedConv2d past(p.w, in + 1, 3, 1, 0, p.bias, p.xp, false);
+  CHECK(past.direct_kind(simd::Isa::avx2) != infer::detail::DirectKind::winograd);
+}
+
 TEST_CASE("direct conv: samples, threads and the cached output stage change no bit") {
   std::mt19937 rng(29);
   for (const auto& cc : {DirectConvCase{6, 1, 28, 28, 16, 3, 1, 1, infer::detail::DirectKind::taps},
-                         DirectConvCase{5, 16, 14, 14, 32, 3, 1, 1, infer::detail::DirectKind::channels}}) {
-    const auto p = make_direct_problem(cc, rng, true, 97);
+                         DirectConvCase{5, 16, 14, 14, 32, 3, 1, 1, infer::detail::DirectKind::channels},
+                         DirectConvCase{5, 16, 14, 14, 32, 3, 1, 1, infer::detail::DirectKind::channels, true, true}}) {
+    const auto p = make_direct_problem(cc, rng, !cc.symmetric, 97);  // symmetric weights: Winograd on AVX2
     infer::QuantizedConv2d conv(p.w, cc.c, cc.k, cc.stride, cc.pad, p.bias, p.xp, true);
     const Shape<4> shape = conv.output_shape(p.x.shape());
     const AffineParams a{0.02f, 0}, b{0.07f, 3};

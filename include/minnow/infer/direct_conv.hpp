@@ -50,6 +50,7 @@ enum class DirectKind {
   none,      ///< im2col + qgemm
   taps,      ///< up to 4 neighbouring taps of one kernel row per byte group (in·k·k < 32)
   channels,  ///< 4 input channels of one tap per byte group (in ≥ 4, stride ≤ 2)
+  winograd,  ///< the AVX2 path's Winograd F(2×2, 3×3) kernel (infer/winograd_conv.hpp)
 };
 
 /// The weights of the direct kernels: G byte groups per output channel, and for each group where its
@@ -388,6 +389,28 @@ MINNOW_TARGET_AVX2 inline __m256i dot4(__m256i even, __m256i odd, const std::int
   return _mm256_add_epi32(_mm256_madd_epi16(even, _mm256_set1_epi32(pair[0])), _mm256_madd_epi16(odd, _mm256_set1_epi32(pair[1])));
 }
 
+/// The first `count` of 8 bytes (lane 0 lowest) to `out`: one 8-byte copy for a full vector, else at most a
+/// 4-, a 2- and a 1-byte copy (never past `count`).
+inline void store_bytes8(std::uint64_t bytes, index_t count, std::uint8_t* out) noexcept {
+  if (count >= 8) {
+    std::memcpy(out, &bytes, 8);
+    return;
+  }
+  if (count & 4) {
+    const auto part = static_cast<std::uint32_t>(bytes);
+    std::memcpy(out, &part, 4);
+    out += 4;
+    bytes >>= 32;
+  }
+  if (count & 2) {
+    const auto part = static_cast<std::uint16_t>(bytes);
+    std::memcpy(out, &part, 2);
+    out += 2;
+    bytes >>= 16;
+  }
+  if (count & 1) *out = static_cast<std::uint8_t>(bytes);
+}
+
 MINNOW_TARGET_AVX2 inline __m256i direct_correct(const Epilogue& e, __m256i acc, const std::int32_t* rowsum, index_t j) noexcept {
   acc = _mm256_add_epi32(acc, _mm256_set1_epi32(e.colterm[static_cast<std::size_t>(j)]));
   if (e.zw) {
@@ -400,16 +423,7 @@ MINNOW_TARGET_AVX2 inline __m256i direct_correct(const Epilogue& e, __m256i acc,
 /// qgemm's output stage (requantize8, as finish_row) on the first `count` of 8 exact accumulators of channel j.
 MINNOW_TARGET_AVX2 inline void direct_store(const Epilogue& e, __m256i acc, index_t j, index_t count, std::uint8_t* out) noexcept {
   const auto c = static_cast<std::size_t>(j);
-  const std::uint64_t bytes = low_bytes8(requantize8(e, acc, _mm256_set1_ps(e.s[c]), _mm256_set1_ps(e.o[c])));
-  // Fixed-size copies for the common counts (a full vector, a pooled vector); byte stores otherwise.
-  if (count >= 8) {
-    std::memcpy(out, &bytes, 8);
-  } else if (count == 4) {
-    const auto low = static_cast<std::uint32_t>(bytes);
-    std::memcpy(out, &low, 4);
-  } else {
-    for (index_t i = 0; i < count; ++i) out[i] = static_cast<std::uint8_t>(bytes >> (8 * i));
-  }
+  store_bytes8(low_bytes8(requantize8(e, acc, _mm256_set1_ps(e.s[c]), _mm256_set1_ps(e.o[c]))), count, out);
 }
 MINNOW_TARGET_AVX2 inline void direct_store(const Epilogue& e, __m256i acc, index_t j, index_t count, float* out) noexcept {
   const auto c = static_cast<std::size_t>(j);

@@ -27,12 +27,15 @@
 /// ## Direct kernels
 /// On the AVX2, AVX-VNNI and AVX-512 VNNI (+ VBMI) paths, layers whose geometry suits them skip im2col: the kernels
 /// of infer/direct_conv.hpp compute the same accumulators vectorized across output pixels and write NCHW
-/// (direct_kind() says which one a layer runs). Samples run in parallel; batch 1 runs on one thread (no
+/// (direct_kind() says which one a layer runs). On the plain AVX2 path, 3×3 stride-1 layers with symmetric
+/// weights run the exact int16 Winograd F(2×2, 3×3) kernel of infer/winograd_conv.hpp instead (2.25 times
+/// fewer multiplies, the same accumulators). Samples run in parallel; batch 1 runs on one thread (no
 /// OpenMP region). forward_pooled() adds a fused 2×2 max pool on the int32 accumulators (see there).
 
 #include <minnow/detail/parallel.hpp>
 #include <minnow/error.hpp>
 #include <minnow/infer/direct_conv.hpp>
+#include <minnow/infer/winograd_conv.hpp>
 #include <minnow/infer/int_tensor.hpp>
 #include <minnow/infer/qgemm.hpp>
 #include <minnow/infer/quantized_maxpool.hpp>
@@ -142,6 +145,8 @@ struct ConvWorkspace {
   Tensor<std::uint8_t, 1> padded;      ///< direct kernels: one sample's padded input
   Tensor<std::int32_t, 1> rowsums;     ///< direct kernels: Σ x per output pixel (weights with zero points)
   Tensor<std::uint8_t, 1> interleaved; ///< direct channels kernel: 4 channel planes interleaved into dwords
+  Tensor<std::int32_t, 1> winograd_in; ///< Winograd kernel: the sample as int16 channel pairs
+  Tensor<std::int32_t, 1> winograd_u;  ///< Winograd kernel: the transformed input tiles
 };
 
 }  // namespace detail
@@ -180,6 +185,7 @@ class QuantizedConv2d {
     quant::check_affine_params(input, quant::QRange{0, 255}, (layer + " (input)").c_str());
     packed_ = pack_weights(weights);
     direct_ = detail::make_direct_weights(weights, in_, kernel_, stride_);
+    winograd_ = detail::make_winograd_weights(weights, in_, kernel_, stride_);
     bias_.assign(bias.begin(), bias.end());
     input_ = input;
     relu_ = relu;
@@ -194,16 +200,20 @@ class QuantizedConv2d {
   [[nodiscard]] bool relu() const noexcept { return relu_; }
   [[nodiscard]] quant::AffineParams input_params() const noexcept { return input_; }
   /// Bytes of the weights as the layer holds them (packed panels with their padding, per-channel data, bias).
-  /// The direct kernels' copy (tens of bytes to tens of KB, in the layouts this CPU's paths read) is counted too.
+  /// The direct and Winograd kernels' copies (tens of bytes to tens of KB, in the layouts this CPU's paths
+  /// read) are counted too.
   [[nodiscard]] std::size_t bytes() const noexcept {
-    return packed_.bytes() + direct_.bytes() + bias_.size() * sizeof(float);
+    return packed_.bytes() + direct_.bytes() + winograd_.bytes() + bias_.size() * sizeof(float);
   }
   /// The direct kernel the path of `isa` runs for this layer (none: im2col + qgemm). The AVX-512 VNNI
   /// kernel needs VBMI; without it, and at the levels avx2, avx2_vnni and avx512, the 8-lane kernel runs
-  /// (with vpdpbusd at avx2_vnni) when the layer's geometry suits it. @throws value_error when MINNOW_ARCH holds an unknown name (default isa).
+  /// (with vpdpbusd at avx2_vnni) when the layer's geometry suits it, and the Winograd kernel where the
+  /// 8-lane kernel would be the plain AVX2 one and the layer qualifies (make_winograd_weights).
+  /// @throws value_error when MINNOW_ARCH holds an unknown name (default isa).
   [[nodiscard]] detail::DirectKind direct_kind(simd::Isa isa = simd::active_isa()) const {
     if (!direct_enabled_ || !simd::cpu_has(std::min(isa, simd::Isa::avx512_vnni))) return detail::DirectKind::none;
     if (isa >= simd::Isa::avx512_vnni && simd::cpu_has_vbmi()) return direct_.kind;
+    if (isa >= simd::Isa::avx2 && isa != simd::Isa::avx2_vnni && !winograd_.empty()) return detail::DirectKind::winograd;
     return isa >= simd::Isa::avx2 && direct_.fits_avx2 ? direct_.kind : detail::DirectKind::none;
   }
   /// For benchmarks and tests: `false` makes every path run im2col + qgemm.
@@ -363,15 +373,21 @@ class QuantizedConv2d {
   template <class Arch, class F>
   bool with_direct_kernel([[maybe_unused]] F&& f) {
 #if MINNOW_X86_KERNELS
-    if (!direct_enabled_ || direct_.kind == detail::DirectKind::none) return false;
+    if (!direct_enabled_) return false;
     if constexpr (std::is_base_of_v<arch::avx512_vnni, Arch>) {
-      if (simd::cpu_has_vbmi()) {
+      if (simd::cpu_has_vbmi() && direct_.kind != detail::DirectKind::none) {
         f(arch::avx512_vnni{});
         return true;
       }
     }
+    if constexpr (std::is_base_of_v<arch::avx2, Arch> && !std::is_base_of_v<arch::avx2_vnni, Arch>) {
+      if (!winograd_.empty()) {
+        f(detail::WinogradKernel{});
+        return true;
+      }
+    }
     if constexpr (std::is_base_of_v<arch::avx2, Arch>) {
-      if (direct_.fits_avx2) {
+      if (direct_.kind != detail::DirectKind::none && direct_.fits_avx2) {
         if constexpr (std::is_base_of_v<arch::avx2_vnni, Arch>) {
           f(arch::avx2_vnni{});
         } else {
@@ -384,9 +400,19 @@ class QuantizedConv2d {
     return false;
   }
 
-  /// The direct kernel of `Kernel`: samples in parallel, each padded once into the kernel's layout.
+  /// The kernel of `Kernel` (an arch tag for the direct kernels, or the Winograd kernel's tag).
   template <class Kernel, class OutT, bool Pool = false>
   void run_direct(TensorView<const std::uint8_t, 4> x, OutT* y, quant::AffineParams out) {
+    if constexpr (std::is_same_v<Kernel, detail::WinogradKernel>) {
+      run_winograd<OutT, Pool>(x, y, out);
+    } else {
+      run_direct_kernel<Kernel, OutT, Pool>(x, y, out);
+    }
+  }
+
+  /// The direct kernel of `Kernel`: samples in parallel, each padded once into the kernel's layout.
+  template <class Kernel, class OutT, bool Pool>
+  void run_direct_kernel(TensorView<const std::uint8_t, 4> x, OutT* y, quant::AffineParams out) {
     const Shape<4> o = output_shape(x.shape());
     const index_t batch = o[0], n = packed_.n, height = x.dim(2), width = x.dim(3);
     const index_t plane_out = o[2] * o[3];
@@ -449,6 +475,33 @@ class QuantizedConv2d {
       OutT* ys = y + sample * n * (Pool ? (o[2] / 2) * (o[3] / 2) : plane_out);
       detail::direct_sample<Pool>(Kernel{}, d, direct_, e, pad, ws.rowsums.data(), ys);
     });
+  }
+
+  /// The Winograd kernel: samples in parallel (as run_direct), each through winograd_sample.
+  template <class OutT, bool Pool>
+  void run_winograd([[maybe_unused]] TensorView<const std::uint8_t, 4> x, [[maybe_unused]] OutT* y,
+                    [[maybe_unused]] quant::AffineParams out) {
+#if MINNOW_X86_KERNELS
+    const Shape<4> o = output_shape(x.shape());
+    const index_t batch = o[0], n = packed_.n;
+    if (batch == 0 || o[2] * o[3] == 0) return;
+    const detail::WinogradGeometry g(in_, x.dim(2), x.dim(3), padding_);
+    const detail::Epilogue& e =
+        epilogue_for(std::is_same_v<OutT, float> ? detail::Out::dequantize : detail::Out::requantize, out);
+    const double work = static_cast<double>(batch * o[2] * o[3]) * static_cast<double>(n * packed_.k);
+    const int threads = static_cast<int>(batch < 2 || work < 2e6 ? 1 : std::min<index_t>(minnow::detail::max_threads(), batch));
+    if (workspaces_.size() < static_cast<std::size_t>(threads)) workspaces_.resize(static_cast<std::size_t>(threads));
+    const index_t out_plane = Pool ? (o[2] / 2) * (o[3] / 2) : o[2] * o[3];
+    const auto zp = static_cast<std::uint8_t>(input_.zero_point);
+    minnow::detail::parallel_for(batch, threads, [&](long sample, int thread) {
+      auto& ws = workspaces_[static_cast<std::size_t>(thread)];
+      ws.winograd_in.resize({g.packed_size(winograd_.pairs)});
+      ws.winograd_u.resize({g.transformed_size(winograd_.pairs)});
+      ws.padded.resize({2 * g.plane_bytes()});
+      detail::winograd_sample<Pool>(arch::avx2{}, g, winograd_, e, x.data() + sample * in_ * x.dim(2) * x.dim(3), zp,
+                                    ws.winograd_in.data(), ws.winograd_u.data(), ws.padded.data(), y + sample * n * out_plane);
+    });
+#endif
   }
 
   /// Rows [r0, r1) of the im2col matrix → ws.act (panels and row sums).
@@ -541,6 +594,7 @@ class QuantizedConv2d {
   quant::AffineParams input_;
   bool relu_ = false;
   detail::DirectWeights direct_;
+  detail::WinogradWeights winograd_;
   std::vector<index_t> direct_offsets_;  // byte offset of each group in the padded input (per input size)
   detail::Epilogue epilogue_;            // cached output stage of the direct kernels
   detail::Out epilogue_kind_ = detail::Out::int32;

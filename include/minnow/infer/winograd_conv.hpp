@@ -271,17 +271,22 @@ MINNOW_TARGET_AVX2 inline void winograd_output_transform(const __m256i* m, index
 /// Step 4 for the R tile vectors from v0 and the channels from j0 whose products are in m: the transform,
 /// the 2×2 max or the column interleave, and the output stage into y (see winograd_sample).
 template <bool Pool, class OutT>
-MINNOW_TARGET_AVX2 void winograd_finish(const WinogradGeometry& g, const WinogradWeights& wg, const Epilogue& e, const __m256i* m,
-                                        index_t rows, index_t v0, index_t j0, OutT* y) noexcept {
+MINNOW_TARGET_AVX2 void winograd_finish(const WinogradGeometry& g, const Epilogue& e, const __m256i* m, index_t v0, index_t rows,
+                                        index_t j0, index_t channels, OutT* y) noexcept {
   const index_t pooled_h = g.out_h / 2, pooled_w = g.out_w / 2;
   const index_t plane = Pool ? pooled_h * pooled_w : g.out_h * g.out_w;
-  for (index_t l = 0; l < kWinogradChannels && j0 + l < wg.channels; ++l) {
+  for (index_t l = 0; l < channels; ++l) {
     const index_t j = j0 + l;
     const auto c = static_cast<std::size_t>(j);
     const __m256i colterm = _mm256_set1_epi32(e.colterm[c]);
     const __m256 s = _mm256_set1_ps(e.s[c]), o = _mm256_set1_ps(e.o[c]);
-    for (index_t r = 0; r < rows; ++r) {
-      const index_t v = v0 + r, ti = v / g.chunks, tj0 = 8 * (v % g.chunks);
+    // Vector v holds tile row v / chunks, tiles from 8·(v % chunks): stepped here, not divided per vector.
+    for (index_t r = 0, next_row = v0 / g.chunks, next_chunk = v0 % g.chunks; r < rows; ++r) {
+      const index_t ti = next_row, tj0 = 8 * next_chunk;
+      if (++next_chunk == g.chunks) {
+        next_chunk = 0;
+        ++next_row;
+      }
       if (Pool && (ti >= pooled_h || tj0 >= pooled_w)) continue;
       __m256i t[4];
       winograd_output_transform(m + r * kWinogradChannels + l, rows * kWinogradChannels, t);
@@ -325,7 +330,7 @@ MINNOW_TARGET_AVX2 void winograd_sample(arch::avx2, const WinogradGeometry& g, c
       } else {
         winograd_products<1>(wg, vectors, u, v0, j0, m);
       }
-      winograd_finish<Pool>(g, wg, e, m, rows, v0, j0, y);
+      winograd_finish<Pool>(g, e, m, v0, rows, j0, std::min(kWinogradChannels, wg.channels - j0), y);
       v0 += rows;
     }
   }

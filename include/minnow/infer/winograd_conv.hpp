@@ -218,14 +218,21 @@ MINNOW_TARGET_AVX2 void winograd_products(const WinogradWeights& wg, index_t vec
                                           __m256i* m) noexcept {
   const index_t pos_stride = wg.pairs * vectors * 8;
   for (index_t pos = 0; pos < 16; ++pos) {
-    __m256i acc[R][4];
-#pragma GCC unroll 4
-    for (int l = 0; l < 4; ++l) {
-      for (int r = 0; r < R; ++r) acc[r][l] = _mm256_setzero_si256();
-    }
     const std::int32_t* up = u + pos * pos_stride + v0 * 8;
     const std::int32_t* vp = wg.v.data() + pos * wg.pairs * wg.padded_channels + j0;
-    for (index_t pair = 0; pair < wg.pairs; ++pair, up += vectors * 8, vp += wg.padded_channels) {
+    __m256i acc[R][4];
+    {  // pair 0 starts the sums (one channel pair, as conv1's single input channel, needs no addition)
+      __m256i a[R];
+      for (int r = 0; r < R; ++r) a[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(up + 8 * r));
+#pragma GCC unroll 4
+      for (int l = 0; l < 4; ++l) {
+        const __m256i w = _mm256_set1_epi32(vp[l]);
+        for (int r = 0; r < R; ++r) acc[r][l] = _mm256_madd_epi16(a[r], w);
+      }
+    }
+    up += vectors * 8;
+    vp += wg.padded_channels;
+    for (index_t pair = 1; pair < wg.pairs; ++pair, up += vectors * 8, vp += wg.padded_channels) {
       __m256i a[R];
       for (int r = 0; r < R; ++r) a[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(up + 8 * r));
 #pragma GCC unroll 4
@@ -241,12 +248,13 @@ MINNOW_TARGET_AVX2 void winograd_products(const WinogradWeights& wg, index_t vec
   }
 }
 
-/// Step 4's transform: 4·Y = Aᵀ M A for one (vector, channel), M at m[pos · stride]; y[2a + b] = 4·Y[a][b].
-MINNOW_TARGET_AVX2 inline void winograd_output_transform(const __m256i* m, index_t stride, __m256i* y) noexcept {
+/// Step 4's transform: 4·Y = Aᵀ M A for one (vector, channel), M at m[pos · Stride]; y[2a + b] = 4·Y[a][b].
+template <index_t Stride>
+[[gnu::always_inline]] MINNOW_TARGET_AVX2 inline void winograd_output_transform(const __m256i* m, __m256i* y) noexcept {
   __m256i t0[4], t1[4];
 #pragma GCC unroll 4
   for (int j = 0; j < 4; ++j) {
-    const __m256i m0 = m[(0 + j) * stride], m1 = m[(4 + j) * stride], m2 = m[(8 + j) * stride], m3 = m[(12 + j) * stride];
+    const __m256i m0 = m[(0 + j) * Stride], m1 = m[(4 + j) * Stride], m2 = m[(8 + j) * Stride], m3 = m[(12 + j) * Stride];
     t0[j] = _mm256_add_epi32(_mm256_add_epi32(m0, m1), m2);
     t1[j] = _mm256_sub_epi32(_mm256_sub_epi32(m1, m2), m3);
   }
@@ -270,9 +278,9 @@ MINNOW_TARGET_AVX2 inline void winograd_output_transform(const __m256i* m, index
 
 /// Step 4 for the R tile vectors from v0 and the channels from j0 whose products are in m: the transform,
 /// the 2×2 max or the column interleave, and the output stage into y (see winograd_sample).
-template <bool Pool, class OutT>
-MINNOW_TARGET_AVX2 void winograd_finish(const WinogradGeometry& g, const Epilogue& e, const __m256i* m, index_t v0, index_t rows,
-                                        index_t j0, index_t channels, OutT* y) noexcept {
+template <bool Pool, int R, class OutT>
+MINNOW_TARGET_AVX2 void winograd_finish(const WinogradGeometry& g, const Epilogue& e, const __m256i* m, index_t v0, index_t j0,
+                                        index_t channels, OutT* y) noexcept {
   const index_t pooled_h = g.out_h / 2, pooled_w = g.out_w / 2;
   const index_t plane = Pool ? pooled_h * pooled_w : g.out_h * g.out_w;
   for (index_t l = 0; l < channels; ++l) {
@@ -281,7 +289,7 @@ MINNOW_TARGET_AVX2 void winograd_finish(const WinogradGeometry& g, const Epilogu
     const __m256i colterm = _mm256_set1_epi32(e.colterm[c]);
     const __m256 s = _mm256_set1_ps(e.s[c]), o = _mm256_set1_ps(e.o[c]);
     // Vector v holds tile row v / chunks, tiles from 8·(v % chunks): stepped here, not divided per vector.
-    for (index_t r = 0, next_row = v0 / g.chunks, next_chunk = v0 % g.chunks; r < rows; ++r) {
+    for (index_t r = 0, next_row = v0 / g.chunks, next_chunk = v0 % g.chunks; r < R; ++r) {
       const index_t ti = next_row, tj0 = 8 * next_chunk;
       if (++next_chunk == g.chunks) {
         next_chunk = 0;
@@ -289,7 +297,7 @@ MINNOW_TARGET_AVX2 void winograd_finish(const WinogradGeometry& g, const Epilogu
       }
       if (Pool && (ti >= pooled_h || tj0 >= pooled_w)) continue;
       __m256i t[4];
-      winograd_output_transform(m + r * kWinogradChannels + l, rows * kWinogradChannels, t);
+      winograd_output_transform<R * kWinogradChannels>(m + r * kWinogradChannels + l, t);
       if constexpr (Pool) {
         // One tile is one pool window; the max commutes with the exact shift by 2.
         const __m256i top = _mm256_max_epi32(_mm256_max_epi32(t[0], t[1]), _mm256_max_epi32(t[2], t[3]));
@@ -323,14 +331,17 @@ MINNOW_TARGET_AVX2 void winograd_sample(arch::avx2, const WinogradGeometry& g, c
     // Blocks of 3 vectors; a remainder of 4 as 2 + 2 (a 1-vector block reloads the weights for 4 products).
     for (index_t v0 = 0; v0 < vectors;) {
       const index_t rest = vectors - v0, rows = rest == 4 ? 2 : std::min<index_t>(rest, kWinogradVectors);
+      const index_t channels = std::min(kWinogradChannels, wg.channels - j0);
       if (rows == 3) {
         winograd_products<3>(wg, vectors, u, v0, j0, m);
+        winograd_finish<Pool, 3>(g, e, m, v0, j0, channels, y);
       } else if (rows == 2) {
         winograd_products<2>(wg, vectors, u, v0, j0, m);
+        winograd_finish<Pool, 2>(g, e, m, v0, j0, channels, y);
       } else {
         winograd_products<1>(wg, vectors, u, v0, j0, m);
+        winograd_finish<Pool, 1>(g, e, m, v0, j0, channels, y);
       }
-      winograd_finish<Pool>(g, e, m, v0, rows, j0, std::min(kWinogradChannels, wg.channels - j0), y);
       v0 += rows;
     }
   }

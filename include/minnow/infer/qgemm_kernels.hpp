@@ -109,6 +109,12 @@ inline void quantize_row(arch::scalar, const float* x, index_t k, quant::AffineP
 }
 
 #if MINNOW_X86_KERNELS
+/// 8 int32 lanes in [0, 255] (requantize8's) as 8 bytes, lane 0 lowest: the unsigned packs keep every value.
+[[nodiscard]] MINNOW_TARGET_AVX2 inline std::uint64_t low_bytes8(__m256i v) noexcept {
+  const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  return static_cast<std::uint64_t>(_mm_cvtsi128_si64(_mm_packus_epi16(words, words)));
+}
+
 /// Eight floats per step (the scalar twin's operations: round to nearest even, NaN → 0 through max), the
 /// tail of fewer than 8 by the scalar twin.
 MINNOW_TARGET_AVX2 inline void quantize_row(arch::avx2, const float* x, index_t k, quant::AffineParams p, std::uint8_t* q) noexcept {
@@ -118,9 +124,8 @@ MINNOW_TARGET_AVX2 inline void quantize_row(arch::avx2, const float* x, index_t 
   for (; i + 8 <= k; i += 8) {
     const __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     // max returns its second operand when the first is NaN: NaN → 0, as the scalar comparison does.
-    const __m256i v = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(zp, r), lo), hi));
-    const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_packus_epi16(words, words));
+    const std::uint64_t bytes = low_bytes8(_mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(zp, r), lo), hi)));
+    std::memcpy(q + i, &bytes, 8);
   }
   quantize_row(arch::scalar{}, x + i, k - i, p, q + i);
 }
@@ -202,11 +207,6 @@ MINNOW_TARGET_AVX2 inline __m256i requantize8(const Epilogue& e, __m256i acc, __
   __m256 q = _mm256_add_ps(_mm256_round_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), _mm256_set1_ps(e.zo));
   q = _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(e.lo)), _mm256_set1_ps(e.hi));
   return _mm256_cvtps_epi32(q);
-}
-/// 8 int32 lanes in [0, 255] (requantize8's) as 8 bytes, lane 0 lowest: the unsigned packs keep every value.
-[[nodiscard]] MINNOW_TARGET_AVX2 inline std::uint64_t low_bytes8(__m256i v) noexcept {
-  const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  return static_cast<std::uint64_t>(_mm_cvtsi128_si64(_mm_packus_epi16(words, words)));
 }
 
 template <class OutT>

@@ -400,6 +400,15 @@ class QuantizedConv2d {
     return false;
   }
 
+  /// Threads for a kernel that runs samples in parallel, for output shape `o` (workspaces made for each).
+  /// One sample is 10–1000 µs of work: threads only for batches (a region costs µs at batch 1).
+  int sample_threads(const Shape<4>& o) {
+    const double work = static_cast<double>(o[0] * o[2] * o[3]) * static_cast<double>(packed_.n * packed_.k);
+    const int threads = static_cast<int>(o[0] < 2 || work < 2e6 ? 1 : std::min<index_t>(minnow::detail::max_threads(), o[0]));
+    if (workspaces_.size() < static_cast<std::size_t>(threads)) workspaces_.resize(static_cast<std::size_t>(threads));
+    return threads;
+  }
+
   /// The kernel of `Kernel` (an arch tag for the direct kernels, or the Winograd kernel's tag).
   template <class Kernel, class OutT, bool Pool = false>
   void run_direct(TensorView<const std::uint8_t, 4> x, OutT* y, quant::AffineParams out) {
@@ -429,10 +438,7 @@ class QuantizedConv2d {
     }
     const detail::Epilogue& e =
         epilogue_for(std::is_same_v<OutT, float> ? detail::Out::dequantize : detail::Out::requantize, out);
-    // One sample is 10–1000 µs of work: threads only for batches (a region costs µs at batch 1).
-    const double work = static_cast<double>(batch * plane_out) * static_cast<double>(n * packed_.k);
-    const int threads = static_cast<int>(batch < 2 || work < 2e6 ? 1 : std::min<index_t>(minnow::detail::max_threads(), batch));
-    if (workspaces_.size() < static_cast<std::size_t>(threads)) workspaces_.resize(static_cast<std::size_t>(threads));
+    const int threads = sample_threads(o);
     const detail::DirectGeometry d{o[2], o[3], stride_, row_bytes, pixel_bytes, n, direct_offsets_.data()};
     const auto zp = static_cast<std::uint8_t>(input_.zero_point);
     minnow::detail::parallel_for(batch, threads, [&](long sample, int thread) {
@@ -488,9 +494,7 @@ class QuantizedConv2d {
     const detail::WinogradGeometry g(in_, x.dim(2), x.dim(3), padding_);
     const detail::Epilogue& e =
         epilogue_for(std::is_same_v<OutT, float> ? detail::Out::dequantize : detail::Out::requantize, out);
-    const double work = static_cast<double>(batch * o[2] * o[3]) * static_cast<double>(n * packed_.k);
-    const int threads = static_cast<int>(batch < 2 || work < 2e6 ? 1 : std::min<index_t>(minnow::detail::max_threads(), batch));
-    if (workspaces_.size() < static_cast<std::size_t>(threads)) workspaces_.resize(static_cast<std::size_t>(threads));
+    const int threads = sample_threads(o);
     const index_t out_plane = Pool ? (o[2] / 2) * (o[3] / 2) : o[2] * o[3];
     const auto zp = static_cast<std::uint8_t>(input_.zero_point);
     minnow::detail::parallel_for(batch, threads, [&](long sample, int thread) {

@@ -88,13 +88,19 @@ inline void winograd_weight_transform(const std::int8_t* g, std::int16_t* v) noe
   wg.padded_channels = (n + kWinogradChannels - 1) / kWinogradChannels * kWinogradChannels;
   wg.v.resize({16 * wg.pairs * wg.padded_channels});
   std::fill_n(wg.v.data(), wg.v.size(), 0);
-  std::int16_t t[16];
+  std::int16_t t[2][16];
   for (index_t o = 0; o < n; ++o) {
-    for (index_t c = 0; c < in; ++c) {
-      winograd_weight_transform(&weights.values(o, c * 9), t);
+    for (index_t pair = 0; pair < wg.pairs; ++pair) {
+      for (index_t h = 0; h < 2; ++h) {
+        if (2 * pair + h < in) {
+          winograd_weight_transform(&weights.values(o, (2 * pair + h) * 9), t[h]);
+        } else {
+          std::fill_n(t[h], 16, std::int16_t{0});  // the missing partner of an odd last channel
+        }
+      }
       for (index_t pos = 0; pos < 16; ++pos) {
-        auto* pair = reinterpret_cast<std::uint16_t*>(wg.v.data() + (pos * wg.pairs + c / 2) * wg.padded_channels + o);
-        pair[c % 2] = static_cast<std::uint16_t>(t[pos]);
+        const std::uint32_t lo = static_cast<std::uint16_t>(t[0][pos]), hi = static_cast<std::uint16_t>(t[1][pos]);
+        wg.v.data()[(pos * wg.pairs + pair) * wg.padded_channels + o] = static_cast<std::int32_t>(lo | (hi << 16));
       }
     }
   }

@@ -36,7 +36,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 
 namespace minnow::infer::detail {
 

@@ -111,13 +111,11 @@ struct WinogradGeometry {
   index_t channels, height, width, padding;  ///< the input
   index_t out_h, out_w;                      ///< the convolution's output
   index_t tile_rows, tile_cols, chunks;      ///< ⌈out/2⌉ tiles; 8-tile vectors per tile row
-  index_t row_dwords;                        ///< dwords of one parity of one packed row the tiles read (8·chunks + 1)
-  index_t row_stride;                        ///< the same rounded up to whole 8-dword stores (8·chunks + 8)
+  index_t row_stride;  ///< dwords of one parity of one packed row: the 8·chunks + 1 the tiles read, in whole 8-dword stores
 
   WinogradGeometry(index_t c, index_t h, index_t w, index_t pad)
       : channels(c), height(h), width(w), padding(pad), out_h(h + 2 * pad - 2), out_w(w + 2 * pad - 2),
-        tile_rows((out_h + 1) / 2), tile_cols((out_w + 1) / 2), chunks((tile_cols + 7) / 8), row_dwords(8 * chunks + 1),
-        row_stride(8 * chunks + 8) {}
+        tile_rows((out_h + 1) / 2), tile_cols((out_w + 1) / 2), chunks((tile_cols + 7) / 8), row_stride(8 * chunks + 8) {}
 
   [[nodiscard]] index_t vectors() const noexcept { return tile_rows * chunks; }
   [[nodiscard]] index_t packed_rows() const noexcept { return 2 * tile_rows + 2; }
